@@ -1,0 +1,3 @@
+from pbtrun.cli import main
+
+main()

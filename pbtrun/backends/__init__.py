@@ -1,0 +1,1 @@
+"""Backends: the only code that starts or signals experiments."""

@@ -1,0 +1,282 @@
+"""Local processes: the only module that starts or signals experiments on this machine.
+
+Process model. For each attempt the scheduler forks a *waiter*; the waiter starts a session of
+its own (so a Ctrl-C or a lost terminal never reaches it), forks the experiment into a process
+group of its own, waits for it, and writes its true exit status atomically next to its log. The
+waiter lives outside the scheduler's fate: if the scheduler is SIGKILLed, the experiment keeps
+running and its return code is still recorded, and ``resume`` adopts it by pid + start time.
+
+Launch claim. Before the experiment may exec, the waiter creates ``<log>.start`` with
+``link(2)``, which fails if the file exists. ``resume`` finding an attempt recorded as running
+with no claim creates the same file itself, marked abandoned. Exactly one of them wins, so after
+a crash at any instruction resume knows whether the process was started: no duplicate, ever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pbtrun.proc import process_start_time
+from pbtrun.state import Attempt, Experiment
+from pbtrun.store import SweepPaths, write_atomic
+
+_PYTHONS = ("python", "python3")
+_RESET_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGPIPE,
+    signal.SIGCHLD,
+    signal.SIGXFSZ,
+    signal.SIGTSTP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
+
+
+@dataclass
+class Handle:
+    """A running attempt as the backend tracks it. Never persisted."""
+
+    exp_id: str
+    attempt: int
+    waiter_pid: int
+    pidfd: int
+    start_file: Path
+    exit_file: Path
+    own_child: bool  # started by this scheduler (so it must be reaped), or adopted
+    pgid: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended; ``returncode`` None means unknowable (the attempt was lost)."""
+
+    returncode: int | None
+    ended_at: float
+
+
+NOT_STARTED = "not_started"
+
+
+def resolve_argv(argv: Sequence[str]) -> list[str]:
+    """``python``/``python3`` as the first word means the interpreter pbtrun runs under."""
+    argv = list(argv)
+    if argv and argv[0] in _PYTHONS and sys.executable:
+        argv[0] = sys.executable
+    return argv
+
+
+class LocalBackend:
+    """Starts, adopts, signals and reaps experiments as local processes."""
+
+    name = "local"
+
+    def __init__(self, paths: SweepPaths) -> None:
+        self.paths = paths
+
+    # ---------------------------------------------------------------- launching
+
+    def launch(self, exp: Experiment, attempt: Attempt, cwd: str, env: Mapping[str, str]) -> Handle:
+        start = self.paths.start_file(exp, attempt.number)
+        exit_file = self.paths.exit_file(exp, attempt.number)
+        log = self.paths.dir / attempt.log
+        header = _header(exp, attempt, cwd)
+        argv = resolve_argv(exp.argv)
+        pid = os.fork()
+        if pid == 0:  # the waiter: never returns into the scheduler's code
+            code = 70
+            try:
+                code = _waiter(argv, dict(env), cwd=cwd, log=log, start=start, exit_file=exit_file, header=header)
+            finally:
+                os._exit(code)
+        return Handle(exp.id, attempt.number, pid, os.pidfd_open(pid), start, exit_file, own_child=True)
+
+    # ---------------------------------------------------------------- after a crash
+
+    def inspect(self, exp: Experiment, attempt: Attempt) -> Handle | Outcome | str:
+        """What became of an attempt recorded as running: an adoptable handle, its outcome, or
+        ``NOT_STARTED`` (in which case this call has made sure it never will start)."""
+        start = self.paths.start_file(exp, attempt.number)
+        exit_file = self.paths.exit_file(exp, attempt.number)
+        outcome = read_exit(exit_file)
+        if outcome is not None:
+            return outcome
+        claim = read_claim(start)
+        if claim is None and _abandon(start):
+            return NOT_STARTED
+        claim = claim or read_claim(start) or {}
+        if claim.get("abandoned"):
+            return NOT_STARTED
+        handle = _adopt(exp.id, attempt.number, claim, start, exit_file)
+        if handle is not None:
+            return handle
+        return read_exit(exit_file) or Outcome(None, time.time())
+
+    # ---------------------------------------------------------------- ending
+
+    def finish(self, handle: Handle) -> Outcome:
+        """Collect an attempt whose waiter has exited (its pidfd became readable)."""
+        if handle.own_child:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(handle.waiter_pid, 0)
+        os.close(handle.pidfd)
+        return read_exit(handle.exit_file) or Outcome(None, time.time())
+
+    def signal(self, handle: Handle, sig: int) -> bool:
+        """Signal the experiment's process group; False if it is not known yet (not exec'd)."""
+        if handle.pgid is None:
+            claim = read_claim(handle.start_file) or {}
+            handle.pgid = claim.get("pid")
+        if handle.pgid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(handle.pgid, sig)
+        return True
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_exit(path: Path) -> Outcome | None:
+    try:
+        data = json.loads(path.read_bytes())
+        return Outcome(int(data["returncode"]), float(data["ended_at"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_claim(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _claim(path: Path, content: dict) -> bool:
+    """Create ``path`` with ``content`` if it does not exist; atomic and exclusive (``link(2)``)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, json.dumps(content).encode())
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
+def _abandon(start: Path) -> bool:
+    return _claim(start, {"abandoned": True, "at": time.time()})
+
+
+def _adopt(exp_id: str, number: int, claim: dict, start: Path, exit_file: Path) -> Handle | None:
+    pid, started = claim.get("waiter_pid"), claim.get("waiter_start")
+    if not isinstance(pid, int) or process_start_time(pid) != started:
+        return None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if process_start_time(pid) != started:  # recycled between the check and the open
+        os.close(pidfd)
+        return None
+    return Handle(exp_id, number, pid, pidfd, start, exit_file, own_child=False, pgid=claim.get("pid"))
+
+
+def _header(exp: Experiment, attempt: Attempt, cwd: str) -> bytes:
+    import shlex
+
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(attempt.started_at))
+    gpus = "not pinned" if attempt.gpus is None else ",".join(map(str, attempt.gpus))
+    return (
+        f"# pbtrun: {exp.name}, attempt {attempt.number}, started {when} on {attempt.host}\n"
+        f"# cwd: {cwd}\n# gpus: {gpus}\n# argv: {shlex.join(exp.argv)}\n"
+    ).encode()
+
+
+# --------------------------------------------------------------------------- the waiter
+
+
+def _waiter(
+    argv: list[str], env: dict[str, str], *, cwd: str, log: Path, start: Path, exit_file: Path, header: bytes
+) -> int:
+    """Runs in the forked waiter. Returns its own exit code; the experiment's goes to ``exit_file``."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.setsid()
+    _redirect(log)
+    os.write(1, header)
+    go_read, go_write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(go_write)
+        _exec_when_told(go_read, argv, env, cwd)
+    os.close(go_read)
+    with contextlib.suppress(OSError):
+        os.setpgid(child, child)
+    me = os.getpid()
+    claimed = _claim(
+        start, {"waiter_pid": me, "waiter_start": process_start_time(me), "pid": child, "started_at": time.time()}
+    )
+    if not claimed:  # resume declared this attempt abandoned first: it must never run
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        return 0
+    os.close(go_write)
+    _, status = os.waitpid(child, 0)
+    result = {"returncode": os.waitstatus_to_exitcode(status), "ended_at": time.time()}
+    write_atomic(exit_file, json.dumps(result).encode())
+    return 0
+
+
+def _redirect(log: Path) -> None:
+    """stdin from /dev/null, stdout and stderr appended to the log, every other fd closed."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(devnull, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _exec_when_told(go: int, argv: list[str], env: dict[str, str], cwd: str) -> None:
+    """In the experiment's process: wait for the waiter's claim, then become the experiment."""
+    code = 127
+    try:
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
+        while os.read(go, 64):
+            pass
+        os.close(go)
+        for sig in _RESET_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        os.chdir(cwd)
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        code = 126 if exc.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR) else 127
+        what = f"cannot enter {cwd!r}" if exc.filename == cwd else f"cannot run {argv[0]!r}"
+        os.write(2, f"pbtrun: {what}: {exc.strerror}\n".encode())
+    finally:
+        os._exit(code)

@@ -1,0 +1,288 @@
+"""The command line: parse arguments, wire the modules, render. No logic of its own.
+
+Every :class:`PbtrunError` becomes its message and exit code here, in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pbtrun import __version__, render, store
+from pbtrun.errors import PbtrunError, SweepBusy
+from pbtrun.gpus import resolve
+from pbtrun.spec import SchedulerSettings, expand, load
+from pbtrun.state import FAILED, INTERRUPTED, Experiment, Sweep, merge, new_experiment
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PbtrunError as exc:
+            click.echo(f"pbtrun: error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("pbtrun: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pbtrun")
+def cli() -> None:
+    """Run experiment sweeps from one TOML file, on the GPUs of this machine, resumably."""
+
+
+def scheduler_options(func: Callable) -> Callable:
+    """Flags that override ``[scheduler]``; the old launcher's underscore spellings work too."""
+    options = [
+        click.option(
+            "--num-gpus", "--num_gpus", "num_gpus", type=click.IntRange(min=0), help="GPUs to use (ids 0..N-1)."
+        ),
+        click.option("--max-parallel", "--max_parallel", "max_parallel", type=int, help="Experiments at once."),
+        click.option(
+            "--experiments-per-gpu",
+            "--experiments_per_gpu",
+            "experiments_per_gpu",
+            type=int,
+            help="Experiments per GPU; -1 leaves CUDA_VISIBLE_DEVICES alone.",
+        ),
+        click.option(
+            "--pause-between",
+            "--pause_between",
+            "pause_between",
+            type=click.FloatRange(min=0),
+            help="Seconds between two launches.",
+        ),
+        click.option(
+            "--grace",
+            type=click.FloatRange(min=0),
+            default=30.0,
+            show_default=True,
+            help="Seconds between SIGINT and SIGTERM when stopping.",
+        ),
+        click.option("--retry-failed", is_flag=True, help="Run failed experiments again."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _flags(kw: dict[str, Any]) -> SchedulerSettings:
+    return SchedulerSettings(
+        num_gpus=kw["num_gpus"],
+        max_parallel=kw["max_parallel"],
+        experiments_per_gpu=kw["experiments_per_gpu"],
+        pause_between_s=kw["pause_between"],
+    )
+
+
+# --------------------------------------------------------------------------- up
+
+
+@cli.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False, path_type=Path))
+@scheduler_options
+@click.option("--train-dir", "--train_dir", "train_dir", help="Train dir (overrides the spec's train_dir).")
+@click.option("--force", is_flag=True, help="Re-queue experiments whose command changed in the spec.")
+def up(spec_file: Path, train_dir: str | None, force: bool, **kw: Any) -> None:
+    """Compile SPEC_FILE and run the sweep; continue it if it already exists."""
+    spec = load(spec_file)
+    settings = resolve(spec.scheduler, _flags(kw), spec_file)
+    train_dir = train_dir if train_dir is not None else spec.train_dir
+    compiled = expand(spec, train_dir)
+    cwd = os.getcwd()
+    paths = store.SweepPaths(Path(cwd) / train_dir / spec.name)
+    try:
+        paths.logs.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PbtrunError(f"{paths.dir}: cannot create the sweep directory: {exc.strerror}.") from None
+
+    def compile_into_state() -> None:
+        with store.state_lock(paths):
+            if store.is_sweep(paths.dir):
+                sweep = store.load(paths)
+                report = merge(sweep, compiled, force=force)
+                sweep.settings = settings
+                _say_merged(report)
+            else:
+                sweep = Sweep(spec.name, cwd, train_dir, time.time(), settings, pbtrun_version=__version__)
+                sweep.experiments = {c.id: new_experiment(c) for c in compiled}
+            store.write_spec_copy(paths, spec.text)
+            store.save(paths, sweep)
+
+    try:
+        with store.scheduler_lock(paths):
+            compile_into_state()
+            _run(paths, kw)
+    except SweepBusy as busy:
+        added = _add_to_running(paths, compiled, force)
+        raise SweepBusy(f"{busy.message} {added}") from None
+
+
+def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str:
+    """Merge a re-compiled spec into a sweep another scheduler runs, and wake that scheduler."""
+    with store.transaction(paths) as sweep:
+        report = merge(sweep, compiled, force=force)
+    if not (report.added or report.changed):
+        return "The spec adds nothing new to it."
+    woke = store.notify(paths, "wake")
+    return f"Added {len(report.added)} new and re-queued {len(report.changed)} changed experiment(s) to it" + (
+        "; it will run them." if woke else "."
+    )
+
+
+def _say_merged(report: Any) -> None:
+    if report.added:
+        click.echo(f"added {len(report.added)} new experiment(s) to the existing sweep")
+    if report.changed:
+        click.echo(f"re-queued {len(report.changed)} experiment(s) whose command changed (--force)")
+    if report.removed:
+        click.echo(f"{len(report.removed)} experiment(s) no longer in the spec are kept for their history, not run")
+
+
+# --------------------------------------------------------------------------- resume
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@scheduler_options
+def resume(path: Path, **kw: Any) -> None:
+    """Continue the sweep at PATH (a sweep dir, or a train dir holding one sweep)."""
+    paths = store.resolve_sweep(path)
+    flags = _flags(kw)
+    with store.scheduler_lock(paths):
+        if any(v is not None for v in vars(flags).values()):
+            with store.transaction(paths) as sweep:
+                stored = sweep.settings
+                base = SchedulerSettings(
+                    None, stored.gpus, stored.max_parallel, stored.experiments_per_gpu, stored.pause_between_s
+                )
+                sweep.settings = resolve(base, flags, paths.state)
+        _run(paths, kw)
+
+
+def _run(paths: store.SweepPaths, kw: dict[str, Any]) -> None:
+    from pbtrun.scheduler import Scheduler
+
+    reporter = Reporter(paths)
+    scheduler = Scheduler(paths, reporter, grace_s=kw["grace"], retry_failed=kw["retry_failed"])
+    reporter.begin(scheduler.sweep)
+    code = scheduler.run()
+    reporter.finish(scheduler.sweep, code)
+    sys.exit(code)
+
+
+class Reporter:
+    """Progress as plain, timestamped lines: one per start, end and notable event."""
+
+    def __init__(self, paths: store.SweepPaths) -> None:
+        self.paths = paths
+
+    def _line(self, text: str, **style: Any) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        click.echo(f"{stamp}  {click.style(text, **style) if style else text}")
+
+    def _progress(self, sweep: Sweep) -> str:
+        c = sweep.counts()
+        done = c["succeeded"] + c["failed"]
+        return f"[{done}/{sum(c.values())} done, {c['running']} running]"
+
+    def begin(self, sweep: Sweep) -> None:
+        s = sweep.settings
+        gpus = (
+            f"GPUs {','.join(map(str, s.gpus))} x {s.experiments_per_gpu}"
+            if s.experiments_per_gpu > 0
+            else "GPUs not pinned"
+        )
+        todo = len(sweep.runnable())
+        self._line(
+            f"sweep {sweep.name}: {len(sweep.experiments)} experiments, {todo} to run; "
+            f"max_parallel {s.max_parallel}, {gpus}; dir {self.paths.dir}"
+        )
+
+    def started(self, exp: Experiment, sweep: Sweep) -> None:
+        gpus = exp.last.gpus if exp.last else None
+        where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""
+        self._line(f"started   {exp.name}{where} {self._progress(sweep)}")
+
+    def ended(self, exp: Experiment, sweep: Sweep) -> None:
+        last = exp.last
+        took = render.duration(last.duration_s if last else None)
+        word = render.status_word(exp)
+        if exp.status == FAILED or (exp.status == INTERRUPTED and word == "lost"):
+            log = self.paths.dir / last.log if last else ""
+            self._line(f"{word.upper():<9} {exp.name} after {took}, log: {log} {self._progress(sweep)}", fg="red")
+        else:
+            self._line(f"{word:<9} {exp.name} after {took} {self._progress(sweep)}")
+
+    def message(self, text: str) -> None:
+        self._line(text)
+
+    def finish(self, sweep: Sweep, code: int) -> None:
+        self._line(render.sweep_summary(self.paths, sweep, None))
+
+
+# --------------------------------------------------------------------------- status
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (documented in the README).")
+def status(path: Path | None, as_json: bool) -> None:
+    """Where every sweep under PATH (default ./train_dir) stands, or one sweep in detail."""
+    path = path or Path("train_dir")
+    if store.is_sweep(path) or path.name == "pbtrun.json":
+        _sweep_status(store.resolve_sweep(path), as_json)
+    elif path.is_dir():
+        _train_dir_status(path, as_json)
+    else:
+        raise PbtrunError(f"{path}: no such sweep or train dir. Run `pbtrun up SPEC.toml` to start a sweep.")
+
+
+def _sweep_status(paths: store.SweepPaths, as_json: bool) -> None:
+    sweep = store.load(paths)
+    holder = store.holder_alive(paths)
+    if as_json:
+        click.echo(json.dumps(render.sweep_json(paths, sweep, holder), indent=2))
+        return
+    click.echo(render.table(render.EXPERIMENT_HEADERS, render.experiment_rows(sweep, time.time())))
+    click.echo(render.sweep_summary(paths, sweep, holder))
+
+
+def _train_dir_status(train_dir: Path, as_json: bool) -> None:
+    rows, docs = [], []
+    for sweep_dir in store.find_sweeps(train_dir):
+        paths = store.SweepPaths(sweep_dir)
+        holder = store.holder_alive(paths)
+        try:
+            sweep = store.load(paths)
+        except PbtrunError as exc:
+            rows.append(render.sweep_list_row(sweep_dir, None, None, error=f"unreadable: {exc.message}"))
+            continue
+        rows.append(render.sweep_list_row(sweep_dir, sweep, holder))
+        docs.append(
+            {
+                "name": sweep.name,
+                "dir": str(sweep_dir.resolve()),
+                "counts": sweep.counts(),
+                "running": holder is not None,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps({"train_dir": str(train_dir.resolve()), "sweeps": docs}, indent=2))
+    elif rows:
+        click.echo(render.table(render.SWEEP_HEADERS, rows))
+    else:
+        click.echo(f"no sweeps under {train_dir}. Start one with: pbtrun up SPEC.toml")
+
+
+def main() -> None:
+    cli(prog_name="pbtrun")

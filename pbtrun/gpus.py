@@ -1,0 +1,80 @@
+"""The GPU inventory and placement: least busy GPU first, so experiments spread before they pack."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pbtrun.errors import SpecError
+from pbtrun.spec import SchedulerSettings, check_settings
+from pbtrun.state import Settings
+
+DEFAULT_MAX_PARALLEL = 4
+
+
+def detect_gpu_count() -> int:
+    """GPUs the NVIDIA driver exposes, without starting a process or loading a library; 0 if none."""
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
+def resolve(spec: SchedulerSettings, flags: SchedulerSettings, where: Path | str) -> Settings:
+    """Merge ``[scheduler]`` with command-line flags (flags win) and fill in defaults.
+
+    Raises :class:`SpecError` for combinations that cannot work, naming ``where`` the values came from.
+    """
+    check_settings(flags)
+    num_gpus = _first(flags.num_gpus, spec.num_gpus)
+    if num_gpus is not None:
+        gpus: tuple[int, ...] = tuple(range(num_gpus))
+    else:
+        gpus = spec.gpus if spec.gpus is not None else tuple(range(detect_gpu_count()))
+    settings = Settings(
+        gpus=gpus,
+        max_parallel=_first(flags.max_parallel, spec.max_parallel, DEFAULT_MAX_PARALLEL),
+        experiments_per_gpu=_first(flags.experiments_per_gpu, spec.experiments_per_gpu, -1),
+        pause_between_s=_first(flags.pause_between_s, spec.pause_between_s, 0.0),
+    )
+    if settings.experiments_per_gpu > 0 and not settings.gpus:
+        raise SpecError(
+            f"{where}: experiments_per_gpu = {settings.experiments_per_gpu} pins experiments to GPUs, "
+            "but there are no GPUs (none found, or num_gpus = 0). Give --num-gpus N, or set "
+            "experiments_per_gpu = -1 to run without pinning."
+        )
+    return settings
+
+
+def _first(*values: Any) -> Any:
+    """The first value that was given (flags before the spec before the default)."""
+    return next((v for v in values if v is not None), None)
+
+
+class Placement:
+    """Chooses a GPU for the next experiment, or says there is no room."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.gpus: Sequence[int] = settings.gpus
+        self.per_gpu = settings.experiments_per_gpu
+        self.max_parallel = settings.max_parallel
+
+    @property
+    def pins(self) -> bool:
+        return self.per_gpu > 0
+
+    def choose(self, load: Mapping[int, int], running: int) -> tuple[int, ...] | None:
+        """GPUs for one more experiment (empty tuple: unpinned), or None when every slot is taken.
+
+        ``load`` counts the running experiments per GPU. The GPU with the most free slots wins,
+        the lowest id on ties.
+        """
+        if running >= self.max_parallel:
+            return None
+        if not self.pins:
+            return ()
+        free = [(self.per_gpu - load.get(g, 0), -g) for g in self.gpus]
+        best = max(free, default=(0, 0))
+        return (-best[1],) if best[0] > 0 else None

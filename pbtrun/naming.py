@@ -1,0 +1,75 @@
+"""Experiment names, stable ids and safe file names.
+
+Names follow the Sample Factory / IsaacGymEnvs launcher to the letter, so dashboards and
+checkpoint directories keep their names after a user moves to pbtrun:
+``NN_<group>[_<shorthand>_<value>...]``, where the shorthand of ``train.lr_decay`` is ``t.l.dec``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_TOKEN_SPLIT = re.compile(r"[._-]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+,@-]")
+_MAX_FILE_NAME = 120
+
+
+def render_value(value: Any) -> str:
+    """Render a parameter value as the old launcher did: Python's ``str()`` (``True``, ``1e-05``)."""
+    return str(value)
+
+
+def shorthands(param_names: Iterable[str]) -> list[str]:
+    """Shorthands for parameter names, lengthened while they collide with an earlier one.
+
+    Each ``.``/``_``/``-``-separated token but the last gives its first letter; the last gives up
+    to three letters, more while the result is already taken (the launcher stops lengthening
+    when the token is exhausted and then accepts the collision; so do we).
+    """
+    taken: list[str] = []
+    for name in param_names:
+        tokens = _TOKEN_SPLIT.split(name)
+        head = [t[:1] for t in tokens[:-1]]
+        last = tokens[-1]
+        length = min(3, len(last))
+        short = ".".join([*head, last[:length]])
+        while length <= len(last) and short in taken:
+            length += 1
+            short = ".".join([*head, last[:length]])
+        taken.append(short)
+    return taken
+
+
+def experiment_name(group: str, index: int, params: Mapping[str, Any], customize: bool) -> str:
+    """The launcher's experiment name: ``NN_group`` plus ``_short_value`` per parameter."""
+    tokens = [group]
+    if customize:
+        shorts = shorthands(params)
+        tokens += [f"{s}_{render_value(v)}" for s, v in zip(shorts, params.values(), strict=True)]
+    return f"{index:02d}_" + "_".join(tokens)
+
+
+def experiment_id(group: str, params: Mapping[str, Any], occurrence: int) -> str:
+    """A stable id: the same group and parameters give the same id, whatever their position.
+
+    ``occurrence`` tells apart experiments of one group with identical parameters (repeats), so
+    re-compiling an edited spec recognises every experiment it already has.
+    """
+    canonical = json.dumps([group, dict(params), occurrence], sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def safe_file_name(name: str, exp_id: str) -> str:
+    """A file-system-safe, collision-free name for an experiment's files.
+
+    Names may hold ``/`` or spaces (values render with ``str()``), so anything unusual is
+    replaced; when the name had to change, or is too long, the id keeps it unique.
+    """
+    safe = _UNSAFE.sub("_", name).lstrip(".") or "_"
+    if safe == name and len(safe) <= _MAX_FILE_NAME:
+        return safe
+    return f"{safe[:_MAX_FILE_NAME]}-{exp_id[:8]}"

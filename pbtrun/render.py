@@ -1,0 +1,147 @@
+"""Turning state into what people and scripts read: tables, summaries, the ``--json`` shape.
+
+The ``status --json`` shape is a public interface (documented in the README); add keys, never
+rename or remove them.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pbtrun.state import FAILED, INTERRUPTED, LOST, NOT_STARTED, Attempt, Experiment, Sweep
+from pbtrun.store import SweepPaths
+
+
+def real_attempts(exp: Experiment) -> list[Attempt]:
+    """Attempts that started a process (a launch abandoned after a crash is not an attempt)."""
+    return [a for a in exp.attempts if a.outcome != NOT_STARTED]
+
+
+def last_attempt(exp: Experiment) -> Attempt | None:
+    attempts = real_attempts(exp)
+    return attempts[-1] if attempts else None
+
+
+def status_word(exp: Experiment) -> str:
+    """``failed (3)``, ``failed (SIGKILL)``, ``lost``: the status with what explains it."""
+    last = last_attempt(exp)
+    if exp.status == FAILED and last is not None and last.returncode is not None:
+        return f"failed ({returncode_word(last.returncode)})"
+    if exp.status == INTERRUPTED and last is not None and last.outcome == LOST:
+        return "lost"
+    return exp.status + (" (removed)" if exp.removed else "")
+
+
+def returncode_word(code: int) -> str:
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return str(code)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no experiments"
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def sweep_json(paths: SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``status --json`` document for one sweep."""
+    return {
+        "sweep": {
+            "name": sweep.name,
+            "dir": str(paths.dir.resolve()),
+            "cwd": sweep.cwd,
+            "running": holder is not None,
+            "scheduler": None if holder is None else {"pid": holder.get("pid"), "host": holder.get("host")},
+        },
+        "counts": sweep.counts(),
+        "experiments": [experiment_json(paths, e) for e in sweep.experiments.values()],
+    }
+
+
+def experiment_json(paths: SweepPaths, exp: Experiment) -> dict[str, Any]:
+    last = last_attempt(exp)
+    return {
+        "name": exp.name,
+        "id": exp.id,
+        "group": exp.group,
+        "status": exp.status,
+        "outcome": None if last is None else last.outcome,
+        "returncode": None if last is None else last.returncode,
+        "gpus": None if last is None or last.gpus is None else list(last.gpus),
+        "attempts": len(real_attempts(exp)),
+        "argv": list(exp.argv),
+        "env": dict(exp.env),
+        "params": dict(exp.params),
+        "log": None if last is None else str((paths.dir / last.log).resolve()),
+        "started_at": None if last is None else last.started_at,
+        "ended_at": None if last is None else last.ended_at,
+        "removed": exp.removed,
+    }
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain aligned table; columns that are empty in every row are left out."""
+    keep = [i for i in range(len(headers)) if any(row[i] for row in rows)] or list(range(len(headers)))
+    cells = [[headers[i] for i in keep], *[[row[i] for i in keep] for row in rows]]
+    widths = [max(len(r[c]) for r in cells) for c in range(len(keep))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+
+
+def experiment_rows(sweep: Sweep, now: float) -> list[list[str]]:
+    rows = []
+    for exp in sweep.experiments.values():
+        last = last_attempt(exp)
+        gpus = "" if last is None or last.gpus is None else ",".join(map(str, last.gpus))
+        code = "" if last is None or last.returncode is None else returncode_word(last.returncode)
+        took = None if last is None else (last.ended_at or now) - last.started_at
+        rows.append([exp.name, status_word(exp), gpus, str(len(real_attempts(exp))), code, duration(took)])
+    return rows
+
+
+EXPERIMENT_HEADERS = ("EXPERIMENT", "STATUS", "GPU", "ATTEMPTS", "RC", "DURATION")
+
+
+def sweep_summary(paths: SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -> str:
+    counts = sweep.counts()
+    total = sum(counts.values())
+    if holder is not None:
+        state = f"running (scheduler pid {holder.get('pid')} on {holder.get('host')})"
+        hint = ""
+    else:
+        state = "not running"
+        unfinished = counts["pending"] + counts["interrupted"] + counts["running"]
+        hint = f"\nresume with: pbtrun resume {paths.dir}" if unfinished else ""
+    return f"{sweep.name}: {total} experiments: {counts_line(counts)}; {state}{hint}"
+
+
+def sweep_list_row(path: Path, sweep: Sweep | None, holder: dict[str, Any] | None, error: str = "") -> list[str]:
+    """One line of ``pbtrun status TRAIN_DIR``: name, size, counts, whether a scheduler runs it."""
+    if sweep is None:
+        return [path.name, "", error, ""]
+    counts = sweep.counts()
+    scheduler = f"running (pid {holder.get('pid')})" if holder else "not running"
+    return [sweep.name, str(sum(counts.values())), counts_line(counts), scheduler]
+
+
+SWEEP_HEADERS = ("SWEEP", "EXPERIMENTS", "STATUS", "SCHEDULER")

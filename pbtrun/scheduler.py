@@ -1,0 +1,360 @@
+"""The scheduling loop: reconcile, launch what fits, wait for events, record every transition.
+
+It waits on file descriptors (one pidfd per running attempt, a signal wake-up pipe, the control
+FIFO) and never polls, so an idle sweep of hours-long experiments costs no CPU and a freed slot
+is refilled as soon as the kernel reports the exit.
+
+Order of a launch: the attempt is recorded as ``running`` (durably) *before* the process is
+forked; the backend's launch claim then lets ``resume`` tell, after a crash at any point,
+whether the process was started. Order of an end: the waiter has already written the exit
+status next to the log before the scheduler hears of it, so a crash here loses nothing either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Protocol
+
+from pbtrun import store
+from pbtrun.backends.local import NOT_STARTED, Handle, LocalBackend, Outcome
+from pbtrun.errors import PbtrunError
+from pbtrun.gpus import Placement
+from pbtrun.state import (
+    EXITED,
+    FAILED,
+    INTERRUPTED,
+    LOST,
+    PENDING,
+    RUNNING,
+    STOPPED,
+    SUCCEEDED,
+    Attempt,
+    Experiment,
+    Sweep,
+)
+from pbtrun.state import (
+    NOT_STARTED as NOT_STARTED_OUTCOME,
+)
+
+KILL_AFTER_TERM_S = 5.0
+EXIT_INTERRUPTED = 130
+
+
+class Listener(Protocol):
+    """Whoever shows progress. The scheduler reports; it never renders."""
+
+    def started(self, exp: Experiment, sweep: Sweep) -> None: ...
+
+    def ended(self, exp: Experiment, sweep: Sweep) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+
+class Scheduler:
+    """Runs one sweep to completion (or until stopped) with one backend."""
+
+    def __init__(
+        self,
+        paths: store.SweepPaths,
+        listener: Listener,
+        grace_s: float = 30.0,
+        retry_failed: bool = False,
+    ) -> None:
+        self.paths = paths
+        self.backend = LocalBackend(paths)
+        self.listener = listener
+        self.grace_s = grace_s
+        self.retry_failed = retry_failed
+        self.sweep = store.load(paths)
+        self.placement = Placement(self.sweep.settings)
+        self.handles: dict[str, Handle] = {}
+        self.gpus_of: dict[str, tuple[int, ...]] = {}
+        self.selector = selectors.DefaultSelector()
+        self.host = socket.gethostname()
+        self.next_launch_at = 0.0
+        self.stopping = False
+        self.stop_deadlines: list[tuple[float, int]] = []
+        self.unsignalled: dict[str, int] = {}
+        self.failure: PbtrunError | None = None
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self) -> int:
+        """Run until every experiment has ended or a stop completes; return the exit code."""
+        with self._signals(), self._control():
+            self._reconcile()
+            while True:
+                if not self.stopping and self.failure is None:
+                    self._launch_what_fits()
+                if not self.handles and (self.stopping or self.failure or not self._launchable()):
+                    break
+                self._wait(self._timeout())
+                self._advance_stop()
+        self.selector.close()
+        if self.failure is not None:
+            raise self.failure
+        return self._exit_code()
+
+    def _launchable(self) -> bool:
+        return bool(self.sweep.runnable())
+
+    def _timeout(self) -> float | None:
+        deadlines = [at for at, _ in self.stop_deadlines]
+        if self.unsignalled:
+            deadlines.append(time.monotonic() + 0.02)
+        if not self.stopping and self.next_launch_at and self._launchable():
+            deadlines.append(self.next_launch_at)
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _wait(self, timeout: float | None) -> None:
+        ended: list[Handle] = []
+        for key, _ in self.selector.select(timeout):
+            kind, payload = key.data
+            if kind == "exit":
+                self.selector.unregister(key.fd)
+                ended.append(payload)
+            elif kind == "signal":
+                self._drain_signals(key.fd)
+            else:
+                self._read_control(key.fd)
+        if ended:
+            self._collect(ended)
+
+    def _exit_code(self) -> int:
+        live = [e for e in self.sweep.experiments.values() if not e.removed]
+        if self.stopping and any(e.status in (INTERRUPTED, PENDING) for e in live):
+            return EXIT_INTERRUPTED
+        return 0 if all(e.status == SUCCEEDED for e in live) else 1
+
+    # ---------------------------------------------------------------- state changes
+
+    def _transact(self, change: Callable[[Sweep], None]) -> bool:
+        """Apply ``change`` to the freshest state under the lock; on a write failure stop launching."""
+        try:
+            with store.transaction(self.paths) as sweep:
+                change(sweep)
+            self.sweep = sweep
+            return True
+        except PbtrunError as exc:
+            self.failure = exc
+            self.listener.message(f"error: {exc.message} pbtrun stops launching and waits for the running experiments.")
+            return False
+
+    def _reconcile(self) -> None:
+        """Settle what a previous scheduler left: adopt survivors, record ended ones, requeue."""
+        adopted: list[Handle] = []
+
+        def change(sweep: Sweep) -> None:
+            for exp in sweep.running():
+                found = self.backend.inspect(exp, exp.last)  # type: ignore[arg-type]
+                if isinstance(found, Handle):
+                    adopted.append(found)
+                    self.gpus_of[exp.id] = exp.last.gpus or ()  # type: ignore[union-attr]
+                elif found == NOT_STARTED:
+                    last = replace(exp.last, outcome=NOT_STARTED_OUTCOME, ended_at=time.time())  # type: ignore[arg-type]
+                    sweep.update(exp.to(PENDING, last))
+                else:
+                    sweep.update(_ended(exp, found, stopped=False))  # type: ignore[arg-type]
+            if self.retry_failed:
+                for exp in list(sweep.experiments.values()):
+                    if exp.status == FAILED and not exp.removed:
+                        sweep.update(exp.to(PENDING))
+
+        self._transact(change)
+        for handle in adopted:
+            self._watch(handle)
+            self.listener.message(
+                f"adopted {self.sweep.experiments[handle.exp_id].name} (still running, pid {handle.pgid})"
+            )
+
+    def _launch_what_fits(self) -> None:
+        if time.monotonic() < self.next_launch_at:
+            return
+        chosen = list(self._choose())
+        if not chosen:
+            return
+        launched: list[tuple[Experiment, Attempt]] = []
+        now = time.time()
+
+        def change(sweep: Sweep) -> None:
+            for exp_id, gpus in chosen:
+                exp = sweep.experiments.get(exp_id)
+                if exp is None or exp.removed or exp.status not in (PENDING, INTERRUPTED):
+                    continue  # another writer changed it since we looked
+                number = 1 + max((a.number for a in exp.attempts), default=0)
+                attempt = Attempt(number, now, self._log(exp, number), gpus if self.placement.pins else None, self.host)
+                exp = exp.to(RUNNING, attempt)
+                sweep.update(exp)
+                launched.append((exp, attempt))
+
+        if not self._transact(change):
+            return
+        for exp, attempt in launched:
+            handle = self.backend.launch(exp, attempt, self.sweep.cwd, self._env(exp, attempt))
+            self.gpus_of[exp.id] = attempt.gpus or ()
+            self._watch(handle)
+            self.listener.started(exp, self.sweep)
+        if self.sweep.settings.pause_between_s > 0:
+            self.next_launch_at = time.monotonic() + self.sweep.settings.pause_between_s
+
+    def _choose(self) -> Iterator[tuple[str, tuple[int, ...]]]:
+        """Experiments to launch now and their GPUs: in spec order, least busy GPU first."""
+        load: dict[int, int] = {}
+        for gpus in self.gpus_of.values():
+            for g in gpus:
+                load[g] = load.get(g, 0) + 1
+        running = len(self.handles)
+        pause = self.sweep.settings.pause_between_s > 0
+        for exp in self.sweep.runnable():
+            if exp.id in self.handles:
+                continue
+            gpus = self.placement.choose(load, running)
+            if gpus is None:
+                return
+            for g in gpus:
+                load[g] = load.get(g, 0) + 1
+            running += 1
+            yield exp.id, gpus
+            if pause:
+                return
+
+    def _collect(self, ended: list[Handle]) -> None:
+        outcomes = [(h, self.backend.finish(h)) for h in ended]
+        for handle, _ in outcomes:
+            del self.handles[handle.exp_id]
+            self.gpus_of.pop(handle.exp_id, None)
+            self.unsignalled.pop(handle.exp_id, None)
+        done: list[Experiment] = []
+
+        def change(sweep: Sweep) -> None:
+            for handle, outcome in outcomes:
+                exp = sweep.experiments[handle.exp_id]
+                exp = _ended(exp, outcome, stopped=self.stopping, pid=handle.pgid)
+                sweep.update(exp)
+                done.append(exp)
+
+        if self._transact(change):
+            for exp in done:
+                self.listener.ended(exp, self.sweep)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _watch(self, handle: Handle) -> None:
+        self.handles[handle.exp_id] = handle
+        self.selector.register(handle.pidfd, selectors.EVENT_READ, ("exit", handle))
+        if self.stopping:
+            self.unsignalled[handle.exp_id] = signal.SIGINT
+
+    def _log(self, exp: Experiment, number: int) -> str:
+        return str(self.paths.log(exp, number).relative_to(self.paths.dir))
+
+    def _env(self, exp: Experiment, attempt: Attempt) -> dict[str, str]:
+        env = {**os.environ, **exp.env}
+        env["PBTRUN_EXPERIMENT"] = exp.name
+        env["PBTRUN_SWEEP_DIR"] = str(self.paths.dir.resolve())
+        env["PBTRUN_ATTEMPT"] = str(attempt.number)
+        if attempt.gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, attempt.gpus))
+        return env
+
+    # ---------------------------------------------------------------- stopping
+
+    def request_stop(self, now: bool) -> None:
+        """Graceful stop: SIGINT to every experiment, SIGTERM after the grace, then SIGKILL.
+
+        ``now`` (a second Ctrl-C, ``stop --now``) skips the grace and kills at once.
+        """
+        if not self.stopping:
+            self.stopping = True
+            start = time.monotonic()
+            self.stop_deadlines = [
+                (start + self.grace_s, signal.SIGTERM),
+                (start + self.grace_s + KILL_AFTER_TERM_S, signal.SIGKILL),
+            ]
+            how = "now" if now else f"gracefully (SIGINT, SIGTERM after {self.grace_s:g} s)"
+            self.listener.message(
+                f"stopping {len(self.handles)} running experiment(s) {how}; Ctrl-C again to kill at once"
+            )
+            self._signal_all(signal.SIGINT)
+        if now:
+            self.stop_deadlines = []
+            self._signal_all(signal.SIGKILL)
+
+    def _signal_all(self, sig: int) -> None:
+        for exp_id in self.handles:
+            self.unsignalled[exp_id] = sig
+        self._deliver()
+
+    def _deliver(self) -> None:
+        for exp_id, sig in list(self.unsignalled.items()):
+            if self.backend.signal(self.handles[exp_id], sig):
+                del self.unsignalled[exp_id]
+
+    def _advance_stop(self) -> None:
+        now = time.monotonic()
+        while self.stop_deadlines and self.stop_deadlines[0][0] <= now:
+            _, sig = self.stop_deadlines.pop(0)
+            self._signal_all(sig)
+        if self.unsignalled:
+            self._deliver()
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """Turn SIGINT/SIGTERM into bytes on a pipe the loop waits on (no work in handlers)."""
+        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
+        old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        self.selector.register(read_fd, selectors.EVENT_READ, ("signal", None))
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(old_fd)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            os.close(read_fd)
+            os.close(write_fd)
+
+    def _drain_signals(self, fd: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            for _ in os.read(fd, 64):
+                self.request_stop(now=self.stopping)
+
+    @contextlib.contextmanager
+    def _control(self) -> Iterator[None]:
+        fd = store.open_control(self.paths)
+        self.selector.register(fd, selectors.EVENT_READ, ("control", None))
+        try:
+            yield
+        finally:
+            os.close(fd)
+
+    def _read_control(self, fd: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            for line in os.read(fd, 4096).decode(errors="replace").split():
+                if line == "stop":
+                    self.request_stop(now=False)
+                elif line == "stop-now":
+                    self.request_stop(now=True)
+                elif line == "wake":
+                    with contextlib.suppress(PbtrunError):
+                        self.sweep = store.load(self.paths)
+
+
+def _ended(exp: Experiment, outcome: Outcome, stopped: bool, pid: int | None = None) -> Experiment:
+    """The experiment after its last attempt ended with ``outcome``."""
+    last = exp.last
+    assert last is not None
+    common = {"ended_at": outcome.ended_at, "returncode": outcome.returncode, "pid": pid or last.pid}
+    if outcome.returncode is None:
+        return exp.to(INTERRUPTED, replace(last, outcome=LOST, **common))
+    if stopped:
+        return exp.to(INTERRUPTED, replace(last, outcome=STOPPED, **common))
+    status = SUCCEEDED if outcome.returncode == 0 else FAILED
+    return exp.to(status, replace(last, outcome=EXITED, **common))

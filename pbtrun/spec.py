@@ -1,0 +1,550 @@
+"""Reading, validating and expanding ``sweep.toml``.
+
+The spec layer is pure: it reads one file and returns values. It never touches the train dir,
+the state file or processes, so a bad spec can never leave anything behind on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import math
+import os
+import re
+import shlex
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+from pbtrun.errors import SpecError
+from pbtrun.naming import experiment_id, experiment_name, render_value
+
+MAX_EXPERIMENTS = 1_000_000
+
+TOP_KEYS = (
+    "name",
+    "train_dir",
+    "command",
+    "param_prefix",
+    "experiment_arg_name",
+    "experiment_dir_arg_name",
+    "customize_experiment_name",
+    "experiment_suffix",
+    "scheduler",
+    "env",
+    "experiments",
+)
+SCHEDULER_KEYS = ("num_gpus", "gpus", "max_parallel", "experiments_per_gpu", "pause_between")
+EXPERIMENT_KEYS = ("name", "command", "grid", "list", "env")
+
+# A name becomes a directory under the train dir: one path component, nothing hidden.
+_NAME_RE = re.compile(r"^\w[\w.+=,@-]*$")
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """What ``[scheduler]`` asks for; ``None`` means "not given" so CLI flags and defaults apply."""
+
+    num_gpus: int | None = None
+    gpus: tuple[int, ...] | None = None
+    max_parallel: int | None = None
+    experiments_per_gpu: int | None = None
+    pause_between_s: float | None = None
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """One ``[[experiments]]`` table: a group of experiments sharing a name and a command."""
+
+    name: str
+    argv: tuple[str, ...]
+    combinations: tuple[dict[str, Any], ...]
+    env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated ``sweep.toml``."""
+
+    path: Path
+    name: str
+    train_dir: str
+    param_prefix: str
+    experiment_arg_name: str
+    experiment_dir_arg_name: str
+    customize_experiment_name: bool
+    experiment_suffix: str
+    scheduler: SchedulerSettings
+    env: dict[str, str]
+    groups: tuple[GroupSpec, ...]
+    text: str = field(repr=False, default="")
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """One compiled experiment: everything needed to run it, nothing about how it went."""
+
+    id: str
+    group: str
+    index: int
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    params: dict[str, Any]
+    name_arg: int | None  # position in argv of the experiment-name argument, if any
+
+
+# --------------------------------------------------------------------------- errors with places
+
+
+class _Source:
+    """The spec's text, to point errors at the line where a key is written."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def error(self, where: Sequence[str | int], problem: str) -> SpecError:
+        line = self.find_line(where)
+        place = f"{self.path}, line {line}" if line else str(self.path)
+        message = f"{place}: {_describe(where)}: {problem}"
+        if line:
+            message += f"\n    {line} | {self.lines[line - 1].strip()}"
+        return SpecError(message)
+
+    def find_line(self, where: Sequence[str | int]) -> int | None:
+        """Best-effort line of a key: search the table it lives in, then the whole file."""
+        keys = [k for k in where if isinstance(k, str)]
+        start, end = self._block(where)
+        for key in reversed(keys):
+            pattern = re.compile(rf'(^|[{{,\s.])("{re.escape(key)}"|{re.escape(key)})\s*=')
+            for number in range(start, end):
+                if pattern.search(self.lines[number]):
+                    return number + 1
+        return start + 1 if where and start > 0 else None
+
+    def _block(self, where: Sequence[str | int]) -> tuple[int, int]:
+        """The line range of the table a key path points into (0-based, end exclusive)."""
+        headers = [
+            (n, m.group(1).strip())
+            for n, line in enumerate(self.lines)
+            if (m := re.match(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?", line))
+        ]
+        first = headers[0][0] if headers else len(self.lines)
+        if not where or where[0] not in ("scheduler", "env", "experiments"):
+            return 0, first
+        if where[0] == "experiments" and len(where) > 1 and isinstance(where[1], int):
+            starts = [n for n, h in headers if h == "experiments"]
+            if where[1] < len(starts):
+                begin = starts[where[1]]
+                later = [n for n, h in headers if n > begin and h == "experiments"]
+                later += [n for n, h in headers if n > begin and not h.startswith("experiments")]
+                return begin, min(later, default=len(self.lines))
+            return 0, len(self.lines)
+        for n, header in headers:
+            if header == where[0]:
+                later = [m for m, _ in headers if m > n]
+                return n, min(later, default=len(self.lines))
+        return 0, len(self.lines)
+
+
+def _describe(where: Sequence[str | int]) -> str:
+    parts: list[str] = []
+    for key in where:
+        if isinstance(key, int):
+            parts.append(f"[{key + 1}]")
+        else:
+            parts.append(("." if parts else "") + key)
+    return "".join(parts) or "(top level)"
+
+
+def _type_name(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+    names |= {list: "an array", dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _suggest(key: str, valid: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown key.{hint} Valid keys here: {', '.join(valid)}."
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(path: str | os.PathLike[str]) -> Spec:
+    """Read and validate a spec file; raise :class:`SpecError` with the file, key and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file. Give the path of a sweep spec (sweep.toml).") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read the spec: {exc}.") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Spec:
+    """Validate spec text; ``path`` is used only in messages and to remember where it came from."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}. Fix the syntax at that line.") from None
+    src = _Source(path, text)
+    _check_keys(src, raw, (), TOP_KEYS)
+    name = _name(src, raw, ("name",), required=True)
+    command = raw.get("command")
+    top_argv = _command(src, ("command",), command) if command is not None else None
+    groups = _groups(src, raw, top_argv)
+    spec = Spec(
+        path=path,
+        name=name,
+        train_dir=_string(src, raw, "train_dir", "train_dir", allow_empty=False),
+        param_prefix=_string(src, raw, "param_prefix", "--"),
+        experiment_arg_name=_string(src, raw, "experiment_arg_name", "--experiment"),
+        experiment_dir_arg_name=_string(src, raw, "experiment_dir_arg_name", "--train_dir"),
+        customize_experiment_name=_bool(src, raw, "customize_experiment_name", True),
+        experiment_suffix=_suffix(src, raw),
+        scheduler=_scheduler(src, raw.get("scheduler", {})),
+        env=_env(src, raw.get("env", {}), ("env",)),
+        groups=groups,
+        text=text,
+    )
+    _check_size(src, spec)
+    return spec
+
+
+def _check_keys(src: _Source, table: Mapping[str, Any], where: tuple, valid: Sequence[str]) -> None:
+    for key in table:
+        if key not in valid:
+            raise src.error((*where, key), _suggest(key, valid))
+
+
+def _string(src: _Source, raw: Mapping, key: str, default: str, allow_empty: bool = True) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str):
+        raise src.error((key,), f"must be a string, not {_type_name(value)}.")
+    if not allow_empty and not value:
+        raise src.error((key,), "must not be empty.")
+    return value
+
+
+def _bool(src: _Source, raw: Mapping, key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise src.error((key,), f"must be true or false, not {_type_name(value)}.")
+    return value
+
+
+def _name(src: _Source, table: Mapping, where: tuple, required: bool) -> str:
+    if "name" not in table:
+        raise src.error(where, 'is required: give a name, for example name = "my_sweep".')
+    value = table["name"]
+    if not isinstance(value, str):
+        raise src.error(where, f"must be a string, not {_type_name(value)}.")
+    if not _NAME_RE.match(value):
+        raise src.error(
+            where,
+            f"{value!r} is not a valid name: it becomes a directory under the train dir, so use "
+            "letters, digits and . _ - + = , @ only, starting with a letter, digit or _ "
+            "(no '/', no '..', no spaces).",
+        )
+    return value
+
+
+def _suffix(src: _Source, raw: Mapping) -> str:
+    value = _string(src, raw, "experiment_suffix", "")
+    if value and not _NAME_RE.match(value):
+        raise src.error(
+            ("experiment_suffix",), f"{value!r} would leave the sweep directory; use letters, digits and . _ - only."
+        )
+    return value
+
+
+def _command(src: _Source, where: tuple, value: Any) -> tuple[str, ...]:
+    """A command is a string split once with shlex, or a list of arguments taken as is."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    if not isinstance(value, str):
+        raise src.error(where, f"must be a string (or a list of strings), not {_type_name(value)}.")
+    try:
+        argv = shlex.split(value)
+    except ValueError as exc:
+        raise src.error(where, f"cannot be split into arguments ({exc}): check the quotes.") from None
+    if not argv:
+        raise src.error(where, "is empty: give the command to run.")
+    return tuple(argv)
+
+
+def _env(src: _Source, value: Any, where: tuple) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise src.error(where, f'must be a table of NAME = "value", not {_type_name(value)}.')
+    env: dict[str, str] = {}
+    for key, item in value.items():
+        if not key or "=" in key or "\0" in key:
+            raise src.error((*where, key), "is not a valid environment variable name.")
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise src.error((*where, key), f"must be a string, not {_type_name(item)}.")
+        env[key] = str(item)
+    return env
+
+
+def _int(src: _Source, table: Mapping, where: tuple, key: str) -> int | None:
+    value = table.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise src.error((*where, key), f"must be an integer, not {_type_name(value)}.")
+    return value
+
+
+def _scheduler(src: _Source, table: Any) -> SchedulerSettings:
+    where = ("scheduler",)
+    if not isinstance(table, dict):
+        raise src.error(where, f"must be a table ([scheduler]), not {_type_name(table)}.")
+    _check_keys(src, table, where, SCHEDULER_KEYS)
+    pause = table.get("pause_between")
+    if pause is not None and (isinstance(pause, bool) or not isinstance(pause, int | float)):
+        raise src.error((*where, "pause_between"), f"must be a number of seconds, not {_type_name(pause)}.")
+    gpus = table.get("gpus")
+    if gpus is not None:
+        ok = isinstance(gpus, list) and all(isinstance(g, int) and not isinstance(g, bool) for g in gpus)
+        if not ok or any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
+            raise src.error((*where, "gpus"), "must be a list of distinct GPU ids, like [0, 2, 3].")
+        gpus = tuple(gpus)
+    settings = SchedulerSettings(
+        num_gpus=_int(src, table, where, "num_gpus"),
+        gpus=gpus,
+        max_parallel=_int(src, table, where, "max_parallel"),
+        experiments_per_gpu=_int(src, table, where, "experiments_per_gpu"),
+        pause_between_s=None if pause is None else float(pause),
+    )
+    try:
+        check_settings(settings)
+    except SpecError as exc:
+        key = exc.message.split(" ", 1)[0]
+        raise src.error((*where, key), exc.message.split(" ", 1)[1]) from None
+    return settings
+
+
+def check_settings(s: SchedulerSettings) -> None:
+    """Value checks shared by ``[scheduler]`` and the command-line flags that override it.
+
+    Messages start with the key name so callers can place them.
+    """
+    if s.num_gpus is not None and s.num_gpus < 0:
+        raise SpecError(f"num_gpus must be 0 or more, not {s.num_gpus}.")
+    if s.max_parallel is not None and s.max_parallel < 1:
+        raise SpecError(f"max_parallel must be at least 1, not {s.max_parallel}.")
+    epg = s.experiments_per_gpu
+    if epg is not None and (epg == 0 or epg < -1):
+        raise SpecError(f"experiments_per_gpu must be -1 (do not pin GPUs) or at least 1, not {epg}.")
+    if s.pause_between_s is not None and (s.pause_between_s < 0 or math.isnan(s.pause_between_s)):
+        raise SpecError(f"pause_between must be 0 or more seconds, not {s.pause_between_s}.")
+
+
+# --------------------------------------------------------------------------- experiment groups
+
+
+def _groups(src: _Source, raw: Mapping, top_argv: tuple[str, ...] | None) -> tuple[GroupSpec, ...]:
+    tables = raw.get("experiments")
+    if tables is None:
+        raise src.error(
+            ("experiments",),
+            "is missing: add at least one [[experiments]] table with a name "
+            '(and a grid, a list, or neither), for example:\n    [[experiments]]\n    name = "baseline"',
+        )
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise src.error(("experiments",), "must be an array of tables: write each one as [[experiments]].")
+    if not tables:
+        raise src.error(("experiments",), "is empty: add at least one [[experiments]] table.")
+    groups: list[GroupSpec] = []
+    seen: dict[str, int] = {}
+    for i, table in enumerate(tables):
+        group = _group(src, table, i, top_argv)
+        if group.name in seen:
+            raise src.error(
+                ("experiments", i, "name"),
+                f"{group.name!r} is used by experiment group #{seen[group.name] + 1} too; "
+                "each [[experiments]] needs its own name.",
+            )
+        seen[group.name] = i
+        groups.append(group)
+    return tuple(groups)
+
+
+def _group(src: _Source, table: Mapping, i: int, top_argv: tuple[str, ...] | None) -> GroupSpec:
+    where = ("experiments", i)
+    _check_keys(src, table, where, EXPERIMENT_KEYS)
+    name = _name(src, table, (*where, "name"), required=True)
+    if "command" in table:
+        argv = _command(src, (*where, "command"), table["command"])
+    elif top_argv is not None:
+        argv = top_argv
+    else:
+        raise src.error(
+            (*where, "name"),
+            f"experiment group {name!r} has no command: set `command` in it or at the top level.",
+        )
+    if "grid" in table and "list" in table:
+        raise src.error((*where, "list"), "a group takes a grid or a list, not both: split it into two groups.")
+    if "grid" in table:
+        combos = _grid_combinations(src, table["grid"], (*where, "grid"))
+    elif "list" in table:
+        combos = _list_combinations(src, table["list"], (*where, "list"))
+    else:
+        combos = ({},)
+    env = _env(src, table.get("env", {}), (*where, "env"))
+    return GroupSpec(name=name, argv=argv, combinations=combos, env=env)
+
+
+def _check_value(src: _Source, where: tuple, value: Any) -> None:
+    """Parameter values must survive JSON (the state file) and render with ``str()``."""
+    if isinstance(value, dt.date | dt.time | dt.datetime):
+        raise src.error(where, "dates and times are not supported as parameter values; quote them as a string.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise src.error(where, f"{value} is not supported as a parameter value; quote it as a string.")
+    if isinstance(value, list):
+        for item in value:
+            _check_value(src, where, item)
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_value(src, where, item)
+
+
+def _param_name(src: _Source, where: tuple, name: str) -> str:
+    if not name or any(c.isspace() for c in name) or "=" in name:
+        raise src.error(where, f"{name!r} is not a valid parameter name (no spaces, no '=').")
+    return name
+
+
+def _grid_axes(src: _Source, grid: Any, where: tuple) -> list[tuple[tuple[str, ...], list[tuple]]]:
+    """Each grid key becomes an axis: a tuple of names and a list of value tuples (tied keys)."""
+    if not isinstance(grid, dict):
+        raise src.error(where, f"must be a table of parameter = [values], not {_type_name(grid)}.")
+    axes = []
+    seen: set[str] = set()
+    for key, values in grid.items():
+        here = (*where, key)
+        names = tuple(_param_name(src, here, n.strip()) for n in key.split(","))
+        for n in names:
+            if n in seen:
+                raise src.error(here, f"parameter {n!r} appears twice in this grid.")
+            seen.add(n)
+        if not isinstance(values, list):
+            raise src.error(
+                here, f"must be a list of values, like {key} = [{render_value(values)!r}], not {_type_name(values)}."
+            )
+        if not values:
+            raise src.error(here, "is an empty list, which gives no experiments: give at least one value.")
+        rows = [_tied_row(src, here, names, v) for v in values]
+        for v in values:
+            _check_value(src, here, v)
+        axes.append((names, rows))
+    return axes
+
+
+def _tied_row(src: _Source, where: tuple, names: tuple[str, ...], value: Any) -> tuple:
+    if len(names) == 1:
+        return (value,)
+    if not isinstance(value, list) or len(value) != len(names):
+        raise src.error(
+            where,
+            f"tied parameters {', '.join(names)} need lists of {len(names)} values each, like "
+            f"[{', '.join('v' + str(k + 1) for k in range(len(names)))}]; got {render_value(value)}.",
+        )
+    return tuple(value)
+
+
+def _grid_combinations(src: _Source, grid: Any, where: tuple) -> tuple[dict[str, Any], ...]:
+    axes = _grid_axes(src, grid, where)
+    total = math.prod(len(rows) for _, rows in axes)
+    if total > MAX_EXPERIMENTS:
+        raise src.error(
+            where, f"this grid gives {total:,} experiments, more than the {MAX_EXPERIMENTS:,} pbtrun accepts."
+        )
+    return tuple(_combine(axes, choice) for choice in product(*(rows for _, rows in axes)))
+
+
+def _combine(axes: Sequence[tuple[tuple[str, ...], list[tuple]]], choice: Sequence[tuple]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for (names, _), values in zip(axes, choice, strict=True):
+        params.update(zip(names, values, strict=True))
+    return params
+
+
+def _list_combinations(src: _Source, value: Any, where: tuple) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise src.error(where, "must be a list of tables, like [{ lr = 1e-3, batch = 64 }, { lr = 3e-4 }].")
+    if not value:
+        raise src.error(where, "is empty, which gives no experiments: give at least one combination.")
+    if len(value) > MAX_EXPERIMENTS:
+        raise src.error(where, f"has more than {MAX_EXPERIMENTS:,} combinations.")
+    for k, combo in enumerate(value):
+        for name, item in combo.items():
+            _param_name(src, (*where, name), name)
+            _check_value(src, (*where, name), item)
+        if not combo:
+            raise src.error(where, f"combination #{k + 1} is empty; remove it or give its parameters.")
+    return tuple(dict(c) for c in value)
+
+
+def _check_size(src: _Source, spec: Spec) -> None:
+    total = sum(len(g.combinations) for g in spec.groups)
+    if total > MAX_EXPERIMENTS:
+        raise src.error(("experiments",), f"gives {total:,} experiments in all, more than {MAX_EXPERIMENTS:,}.")
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+def expand(spec: Spec, train_dir: str | None = None) -> list[ExperimentSpec]:
+    """Compile a spec into experiments, in the order they are written.
+
+    ``train_dir`` overrides the spec's (``--train-dir``); it is passed to the experiments as
+    written, relative paths staying relative to the directory the sweep runs in.
+    """
+    train_dir = spec.train_dir if train_dir is None else train_dir
+    experiments = [e for g in spec.groups for e in _expand_group(spec, g, train_dir)]
+    _check_unique_names(spec, experiments)
+    return experiments
+
+
+def _expand_group(spec: Spec, group: GroupSpec, train_dir: str) -> Iterator[ExperimentSpec]:
+    group_dir = os.path.join(train_dir, spec.name, f"{group.name}_{spec.experiment_suffix}")
+    occurrences: dict[str, int] = {}
+    for index, params in enumerate(group.combinations):
+        name = experiment_name(group.name, index, params, spec.customize_experiment_name)
+        argv = [*group.argv, *(f"{spec.param_prefix}{k}={render_value(v)}" for k, v in params.items())]
+        name_arg = None
+        if spec.experiment_arg_name:
+            name_arg = len(argv)
+            argv.append(f"{spec.experiment_arg_name}={name}")
+        if spec.experiment_dir_arg_name:
+            argv.append(f"{spec.experiment_dir_arg_name}={group_dir}")
+        key = repr(sorted(params.items(), key=lambda kv: kv[0]))
+        occurrence = occurrences.get(key, 0)
+        occurrences[key] = occurrence + 1
+        yield ExperimentSpec(
+            id=experiment_id(group.name, params, occurrence),
+            group=group.name,
+            index=index,
+            name=name,
+            argv=tuple(argv),
+            env={**spec.env, **group.env},
+            params=params,
+            name_arg=name_arg,
+        )
+
+
+def _check_unique_names(spec: Spec, experiments: Sequence[ExperimentSpec]) -> None:
+    seen: dict[str, ExperimentSpec] = {}
+    for exp in experiments:
+        other = seen.setdefault(exp.name, exp)
+        if other is not exp:
+            raise SpecError(
+                f"{spec.path}: experiments of groups {other.group!r} and {exp.group!r} would both be "
+                f"named {exp.name!r}; rename one of the groups."
+            )

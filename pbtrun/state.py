@@ -1,0 +1,359 @@
+"""The sweep's state: records, statuses and their transitions, and the persisted JSON shape.
+
+Pure data: no file I/O, no locks, no processes (``store.py`` does I/O, the backends run things).
+The JSON written from these records is sorted and indented so a person can read and diff it.
+
+Format history:
+    1 (pbtrun 0.1): first format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pbtrun.errors import SpecError, StateError
+from pbtrun.spec import ExperimentSpec
+
+FORMAT = 1
+
+PENDING = "pending"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, INTERRUPTED)
+
+# How an attempt ended. ``None`` while it runs.
+EXITED = "exited"  # the process ended by itself; returncode tells how (negative: a signal)
+STOPPED = "stopped"  # pbtrun stopped it (Ctrl-C, SIGTERM); it runs again on resume
+LOST = "lost"  # it was running but its fate is unknowable (the machine rebooted)
+NOT_STARTED = "not_started"  # recorded as launching, but the process was never started
+OUTCOMES = (EXITED, STOPPED, LOST, NOT_STARTED)
+
+_NEXT = {
+    PENDING: {RUNNING},
+    RUNNING: {SUCCEEDED, FAILED, INTERRUPTED, PENDING},
+    SUCCEEDED: {PENDING},  # only when a changed command is re-queued with --force
+    FAILED: {PENDING, RUNNING},
+    INTERRUPTED: {RUNNING, PENDING},
+}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of an experiment: where and when it ran and how it ended."""
+
+    number: int
+    started_at: float
+    log: str  # relative to the sweep directory
+    gpus: tuple[int, ...] | None = None
+    host: str = ""
+    pid: int | None = None
+    ended_at: float | None = None
+    returncode: int | None = None
+    outcome: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.ended_at is None else self.ended_at - self.started_at
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment of the sweep, with its definition and every attempt made at it."""
+
+    id: str
+    group: str
+    index: int
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    params: Mapping[str, Any]
+    name_arg: int | None = None
+    status: str = PENDING
+    attempts: tuple[Attempt, ...] = ()
+    removed: bool = False  # no longer in the spec; kept for its history, never launched again
+
+    @property
+    def last(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    def to(self, status: str, attempt: Attempt | None = None) -> Experiment:
+        """A copy in ``status``; ``attempt`` replaces the last attempt or, if new, is appended."""
+        if status not in _NEXT[self.status] and status != self.status:
+            raise ValueError(f"illegal transition {self.status} -> {status} for {self.name}")
+        attempts = self.attempts
+        if attempt is not None:
+            same = attempts and attempts[-1].number == attempt.number
+            attempts = (*attempts[:-1], attempt) if same else (*attempts, attempt)
+        return replace(self, status=status, attempts=attempts)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The scheduler settings a sweep runs with, resolved (no "not given" left)."""
+
+    gpus: tuple[int, ...] = ()
+    max_parallel: int = 4
+    experiments_per_gpu: int = -1
+    pause_between_s: float = 0.0
+
+
+@dataclass
+class Sweep:
+    """The whole state. Mutable container of frozen records, changed only inside a transaction."""
+
+    name: str
+    cwd: str
+    train_dir: str
+    created_at: float
+    settings: Settings
+    experiments: dict[str, Experiment] = field(default_factory=dict)
+    pbtrun_version: str = ""
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for exp in self.experiments.values():
+            counts[exp.status] += 1
+        return counts
+
+    def runnable(self) -> list[Experiment]:
+        return [e for e in self.experiments.values() if e.status in (PENDING, INTERRUPTED) and not e.removed]
+
+    def running(self) -> list[Experiment]:
+        return [e for e in self.experiments.values() if e.status == RUNNING]
+
+    def update(self, exp: Experiment) -> None:
+        self.experiments[exp.id] = exp
+
+
+# --------------------------------------------------------------------------- merge
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+def new_experiment(spec: ExperimentSpec) -> Experiment:
+    return Experiment(
+        id=spec.id,
+        group=spec.group,
+        index=spec.index,
+        name=spec.name,
+        argv=spec.argv,
+        env=dict(spec.env),
+        params=dict(spec.params),
+        name_arg=spec.name_arg,
+    )
+
+
+def _definition(argv: Sequence[str], name_arg: int | None, name: str) -> tuple[str, ...]:
+    """The argv with the experiment's own name cut out, to compare what it runs, not what it's called."""
+    if name_arg is None:
+        return tuple(argv)
+    marked = argv[name_arg].removesuffix(name) + "\0"
+    return (*argv[:name_arg], marked, *argv[name_arg + 1 :])
+
+
+def _renamed(spec: ExperimentSpec, name: str) -> tuple[str, ...]:
+    if spec.name_arg is None:
+        return spec.argv
+    argv = list(spec.argv)
+    argv[spec.name_arg] = argv[spec.name_arg].removesuffix(spec.name) + name
+    return tuple(argv)
+
+
+def merge(sweep: Sweep, compiled: Sequence[ExperimentSpec], force: bool = False) -> MergeReport:
+    """Bring a sweep in line with a re-compiled spec, in place.
+
+    Existing experiments keep their names, argv and history: adding a grid value never renames
+    a run whose checkpoints already exist. New experiments are appended as pending (renumbered
+    past the group's highest index if their name is taken). Experiments gone from the spec are
+    dropped if they never ran, else kept and marked removed. An experiment whose command or env
+    changed is refused, unless ``force``, which re-queues it with the new definition.
+    """
+    old = sweep.experiments
+    changed = [c for c in compiled if c.id in old and _differs(old[c.id], c)]
+    if changed and not force:
+        raise SpecError(_changed_message(sweep, changed))
+    busy = [c.name for c in changed if old[c.id].status == RUNNING]
+    if busy:
+        raise SpecError(f"cannot re-queue {', '.join(busy)}: still running. Stop the sweep first (Ctrl-C).")
+    result: dict[str, Experiment] = {}
+    taken = {e.name for e in old.values()}
+    added = []
+    for spec in compiled:
+        if spec.id in old:
+            result[spec.id] = _keep(old[spec.id], spec, force)
+        else:
+            exp = _fresh(spec, taken, [*old.values(), *result.values()])
+            taken.add(exp.name)
+            result[exp.id] = exp
+            added.append(exp.name)
+    removed = [e for e in old.values() if e.id not in result and e.attempts]
+    for exp in removed:
+        result[exp.id] = replace(exp, removed=True)
+    sweep.experiments = result
+    return MergeReport(tuple(added), tuple(c.name for c in changed), tuple(e.name for e in removed))
+
+
+def _differs(exp: Experiment, spec: ExperimentSpec) -> bool:
+    mine = _definition(exp.argv, exp.name_arg, exp.name)
+    theirs = _definition(spec.argv, spec.name_arg, spec.name)
+    return mine != theirs or dict(exp.env) != dict(spec.env)
+
+
+def _keep(exp: Experiment, spec: ExperimentSpec, force: bool) -> Experiment:
+    exp = replace(exp, removed=False)
+    if not (force and _differs(exp, spec)):
+        return exp
+    requeued = replace(exp, argv=_renamed(spec, exp.name), env=dict(spec.env), name_arg=spec.name_arg)
+    return requeued if exp.status == PENDING else requeued.to(PENDING)
+
+
+def _fresh(spec: ExperimentSpec, taken: set[str], siblings: Iterable[Experiment]) -> Experiment:
+    exp = new_experiment(spec)
+    if exp.name not in taken:
+        return exp
+    index = 1 + max((e.index for e in siblings if e.group == spec.group), default=-1)
+    while (name := f"{index:02d}{spec.name[len(f'{spec.index:02d}') :]}") in taken:
+        index += 1
+    return replace(exp, index=index, name=name, argv=_renamed(spec, name))
+
+
+def _changed_message(sweep: Sweep, changed: Sequence[ExperimentSpec]) -> str:
+    names = ", ".join(c.name for c in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    return (
+        f"the spec changes the command or env of {len(changed)} experiment(s) that sweep "
+        f"{sweep.name!r} already has: {names}. pbtrun refuses, because their results so far were "
+        "produced by the old command and re-running them silently would mix the two. To run the "
+        "new command, re-queue them with --force (their earlier attempts stay in the history), or "
+        "give the changed experiments a new group name, or start a new sweep with a new name."
+    )
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def to_json(sweep: Sweep) -> dict[str, Any]:
+    """The persisted shape: versioned, plain JSON, no runtime handles."""
+    return {
+        "format": FORMAT,
+        "pbtrun_version": sweep.pbtrun_version,
+        "sweep": {
+            "name": sweep.name,
+            "cwd": sweep.cwd,
+            "train_dir": sweep.train_dir,
+            "created_at": sweep.created_at,
+            "settings": {
+                "gpus": list(sweep.settings.gpus),
+                "max_parallel": sweep.settings.max_parallel,
+                "experiments_per_gpu": sweep.settings.experiments_per_gpu,
+                "pause_between_s": sweep.settings.pause_between_s,
+            },
+        },
+        "experiments": [_experiment_json(e) for e in sweep.experiments.values()],
+    }
+
+
+def _experiment_json(exp: Experiment) -> dict[str, Any]:
+    return {
+        "id": exp.id,
+        "group": exp.group,
+        "index": exp.index,
+        "name": exp.name,
+        "argv": list(exp.argv),
+        "env": dict(exp.env),
+        "params": dict(exp.params),
+        "name_arg": exp.name_arg,
+        "status": exp.status,
+        "removed": exp.removed,
+        "attempts": [_attempt_json(a) for a in exp.attempts],
+    }
+
+
+def _attempt_json(a: Attempt) -> dict[str, Any]:
+    return {
+        "number": a.number,
+        "started_at": a.started_at,
+        "ended_at": a.ended_at,
+        "log": a.log,
+        "gpus": None if a.gpus is None else list(a.gpus),
+        "host": a.host,
+        "pid": a.pid,
+        "returncode": a.returncode,
+        "outcome": a.outcome,
+    }
+
+
+def from_json(data: Any) -> Sweep:
+    """Build records from the persisted shape; refuse a newer format, explain a broken one."""
+    if not isinstance(data, dict) or not isinstance(data.get("format"), int):
+        raise StateError('it is not a pbtrun state file (no "format" number)')
+    if data["format"] > FORMAT:
+        version = data.get("pbtrun_version") or "a newer version"
+        raise StateError(
+            f"it was written by pbtrun {version} (state format {data['format']}), newer than this "
+            f"pbtrun understands (format {FORMAT}). Upgrade pbtrun (pip install -U pbtrun) to read it"
+        )
+    try:
+        head = data["sweep"]
+        settings = head["settings"]
+        sweep = Sweep(
+            name=head["name"],
+            cwd=head["cwd"],
+            train_dir=head["train_dir"],
+            created_at=float(head["created_at"]),
+            settings=Settings(
+                gpus=tuple(int(g) for g in settings["gpus"]),
+                max_parallel=int(settings["max_parallel"]),
+                experiments_per_gpu=int(settings["experiments_per_gpu"]),
+                pause_between_s=float(settings["pause_between_s"]),
+            ),
+            pbtrun_version=str(data.get("pbtrun_version", "")),
+        )
+        for raw in data["experiments"]:
+            exp = _experiment_from(raw)
+            sweep.experiments[exp.id] = exp
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StateError(f"its content is malformed ({type(exc).__name__}: {exc})") from None
+    return sweep
+
+
+def _experiment_from(raw: Mapping[str, Any]) -> Experiment:
+    status = raw["status"]
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r} for {raw.get('name')}")
+    return Experiment(
+        id=str(raw["id"]),
+        group=str(raw["group"]),
+        index=int(raw["index"]),
+        name=str(raw["name"]),
+        argv=tuple(str(a) for a in raw["argv"]),
+        env={str(k): str(v) for k, v in raw["env"].items()},
+        params=dict(raw["params"]),
+        name_arg=raw.get("name_arg"),
+        status=status,
+        attempts=tuple(_attempt_from(a) for a in raw["attempts"]),
+        removed=bool(raw.get("removed", False)),
+    )
+
+
+def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
+    gpus = raw.get("gpus")
+    return Attempt(
+        number=int(raw["number"]),
+        started_at=float(raw["started_at"]),
+        log=str(raw["log"]),
+        gpus=None if gpus is None else tuple(int(g) for g in gpus),
+        host=str(raw.get("host", "")),
+        pid=raw.get("pid"),
+        ended_at=raw.get("ended_at"),
+        returncode=raw.get("returncode"),
+        outcome=raw.get("outcome"),
+    )
