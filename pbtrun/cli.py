@@ -19,7 +19,7 @@ from pbtrun import __version__, render, store
 from pbtrun.errors import PbtrunError, SweepBusy
 from pbtrun.gpus import resolve
 from pbtrun.spec import SchedulerSettings, expand, load
-from pbtrun.state import FAILED, INTERRUPTED, Experiment, Sweep, merge, new_experiment
+from pbtrun.state import PENDING, Experiment, Sweep, merge, new_experiment
 
 
 class _Group(click.Group):
@@ -92,12 +92,16 @@ def _flags(kw: dict[str, Any]) -> SchedulerSettings:
 @scheduler_options
 @click.option("--train-dir", "--train_dir", "train_dir", help="Train dir (overrides the spec's train_dir).")
 @click.option("--force", is_flag=True, help="Re-queue experiments whose command changed in the spec.")
-def up(spec_file: Path, train_dir: str | None, force: bool, **kw: Any) -> None:
+@click.option("--dry-run", is_flag=True, help="Print every experiment's command, env and GPU; run nothing.")
+def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, **kw: Any) -> None:
     """Compile SPEC_FILE and run the sweep; continue it if it already exists."""
     spec = load(spec_file)
     settings = resolve(spec.scheduler, _flags(kw), spec_file)
     train_dir = train_dir if train_dir is not None else spec.train_dir
     compiled = expand(spec, train_dir)
+    if dry_run:
+        click.echo(render.plan(spec.name, Path(train_dir) / spec.name, compiled, settings))
+        return
     cwd = os.getcwd()
     paths = store.SweepPaths(Path(cwd) / train_dir / spec.name)
     try:
@@ -215,19 +219,42 @@ class Reporter:
 
     def ended(self, exp: Experiment, sweep: Sweep) -> None:
         last = exp.last
-        took = render.duration(last.duration_s if last else None)
-        word = render.status_word(exp)
-        if exp.status == FAILED or (exp.status == INTERRUPTED and word == "lost"):
-            log = self.paths.dir / last.log if last else ""
-            self._line(f"{word.upper():<9} {exp.name} after {took}, log: {log} {self._progress(sweep)}", fg="red")
-        else:
+        assert last is not None
+        took = render.duration(last.duration_s)
+        word = render.attempt_word(last)
+        if word in ("succeeded", "stopped"):
             self._line(f"{word:<9} {exp.name} after {took} {self._progress(sweep)}")
+            return
+        retry = f", retrying (attempt {last.number + 1})" if exp.status == PENDING else ""
+        log = self.paths.dir / last.log
+        self._line(f"{word.upper():<9} {exp.name} after {took}{retry}, log: {log} {self._progress(sweep)}", fg="red")
 
     def message(self, text: str) -> None:
         self._line(text)
 
     def finish(self, sweep: Sweep, code: int) -> None:
         self._line(render.sweep_summary(self.paths, sweep, None))
+
+
+# --------------------------------------------------------------------------- stop
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--now", is_flag=True, help="Skip the grace period: kill the experiments at once.")
+@click.option("--no-wait", is_flag=True, help="Ask the scheduler to stop and return at once.")
+def stop(path: Path, now: bool, no_wait: bool) -> None:
+    """Ask the scheduler running the sweep at PATH to stop gracefully, and wait for it."""
+    paths = store.resolve_sweep(path)
+    if not store.notify(paths, "stop-now" if now else "stop"):
+        click.echo(f"no scheduler is running {paths.dir}; nothing to stop")
+        return
+    holder = store.read_holder(paths) or {}
+    click.echo(f"asked the scheduler (pid {holder.get('pid', '?')}) to stop{' now' if now else ''}")
+    if no_wait:
+        return
+    store.wait_for_scheduler(paths)
+    click.echo(render.sweep_summary(paths, store.load(paths), None))
 
 
 # --------------------------------------------------------------------------- status

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtrun.errors import SpecError
-from pbtrun.spec import SchedulerSettings, check_settings
+from pbtrun.spec import SchedulerSettings, settings_problems
 from pbtrun.state import Settings
 
 DEFAULT_MAX_PARALLEL = 4
@@ -27,7 +27,8 @@ def resolve(spec: SchedulerSettings, flags: SchedulerSettings, where: Path | str
 
     Raises :class:`SpecError` for combinations that cannot work, naming ``where`` the values came from.
     """
-    check_settings(flags)
+    for key, problem in settings_problems(flags):
+        raise SpecError(f"command line: --{key.replace('_', '-')} {problem}")
     num_gpus = _first(flags.num_gpus, spec.num_gpus)
     if num_gpus is not None:
         gpus: tuple[int, ...] = tuple(range(num_gpus))

@@ -6,12 +6,26 @@ rename or remove them.
 
 from __future__ import annotations
 
+import shlex
 import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pbtrun.state import FAILED, INTERRUPTED, LOST, NOT_STARTED, Attempt, Experiment, Sweep
+from pbtrun.gpus import Placement
+from pbtrun.spec import ExperimentSpec
+from pbtrun.state import (
+    FAILED,
+    INTERRUPTED,
+    LOST,
+    NOT_STARTED,
+    STOPPED,
+    TIMED_OUT,
+    Attempt,
+    Experiment,
+    Settings,
+    Sweep,
+)
 from pbtrun.store import SweepPaths
 
 
@@ -28,11 +42,24 @@ def last_attempt(exp: Experiment) -> Attempt | None:
 def status_word(exp: Experiment) -> str:
     """``failed (3)``, ``failed (SIGKILL)``, ``lost``: the status with what explains it."""
     last = last_attempt(exp)
+    if exp.status == FAILED and last is not None and last.outcome == TIMED_OUT:
+        return "failed (timed out)"
     if exp.status == FAILED and last is not None and last.returncode is not None:
         return f"failed ({returncode_word(last.returncode)})"
     if exp.status == INTERRUPTED and last is not None and last.outcome == LOST:
         return "lost"
     return exp.status + (" (removed)" if exp.removed else "")
+
+
+def attempt_word(attempt: Attempt) -> str:
+    """How one attempt ended, in a word: ``succeeded``, ``failed (3)``, ``timed out``, ``lost``..."""
+    if attempt.outcome == TIMED_OUT:
+        return "timed out"
+    if attempt.outcome in (LOST, STOPPED):
+        return attempt.outcome
+    if attempt.returncode == 0:
+        return "succeeded"
+    return f"failed ({returncode_word(attempt.returncode)})" if attempt.returncode is not None else "running"
 
 
 def returncode_word(code: int) -> str:
@@ -56,6 +83,34 @@ def duration(seconds: float | None) -> str:
 
 def counts_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no experiments"
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def plan(name: str, sweep_dir: Path, experiments: Sequence[ExperimentSpec], settings: Settings) -> str:
+    """What ``up --dry-run`` prints: each experiment's full command, added env and first GPU slot."""
+    placement = Placement(settings)
+    load: dict[int, int] = {}
+    lines = []
+    for n, exp in enumerate(experiments):
+        gpus = placement.choose(load, n)
+        for g in gpus or ():
+            load[g] = load.get(g, 0) + 1
+        if gpus is None:
+            slot = "queued (starts when a slot frees)"
+        else:
+            slot = f"GPU {gpus[0]}" if gpus else "starts at once (GPUs not pinned)"
+        lines.append(f"{exp.name}  [{slot}]")
+        lines.append(f"    {shlex.join(exp.argv)}")
+        if exp.env:
+            lines.append("    env: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exp.env.items()))
+    pinned = f"{len(settings.gpus)} GPU(s) x {settings.experiments_per_gpu}" if placement.pins else "GPUs not pinned"
+    lines.append(
+        f"dry run: sweep {name}, {len(experiments)} experiment(s), max_parallel {settings.max_parallel}, {pinned}; "
+        f"would write {sweep_dir}/pbtrun.json. Nothing was created or run."
+    )
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- JSON

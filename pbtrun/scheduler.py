@@ -35,6 +35,7 @@ from pbtrun.state import (
     RUNNING,
     STOPPED,
     SUCCEEDED,
+    TIMED_OUT,
     Attempt,
     Experiment,
     Sweep,
@@ -44,6 +45,7 @@ from pbtrun.state import (
 )
 
 KILL_AFTER_TERM_S = 5.0
+RETRY_SIGNAL_S = 0.02
 EXIT_INTERRUPTED = 130
 
 
@@ -80,8 +82,9 @@ class Scheduler:
         self.host = socket.gethostname()
         self.next_launch_at = 0.0
         self.stopping = False
-        self.stop_deadlines: list[tuple[float, int]] = []
-        self.unsignalled: dict[str, int] = {}
+        self.escalations: dict[str, list[tuple[float, int]]] = {}  # exp id -> (monotonic time, signal)
+        self.deadlines: dict[str, float] = {}  # exp id -> monotonic time its timeout_min runs out
+        self.timed_out: set[str] = set()
         self.failure: PbtrunError | None = None
 
     # ---------------------------------------------------------------- the loop
@@ -96,7 +99,7 @@ class Scheduler:
                 if not self.handles and (self.stopping or self.failure or not self._launchable()):
                     break
                 self._wait(self._timeout())
-                self._advance_stop()
+                self._advance()
         self.selector.close()
         if self.failure is not None:
             raise self.failure
@@ -106,9 +109,8 @@ class Scheduler:
         return bool(self.sweep.runnable())
 
     def _timeout(self) -> float | None:
-        deadlines = [at for at, _ in self.stop_deadlines]
-        if self.unsignalled:
-            deadlines.append(time.monotonic() + 0.02)
+        deadlines = [steps[0][0] for steps in self.escalations.values() if steps]
+        deadlines += self.deadlines.values()
         if not self.stopping and self.next_launch_at and self._launchable():
             deadlines.append(self.next_launch_at)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
@@ -169,7 +171,7 @@ class Scheduler:
 
         self._transact(change)
         for handle in adopted:
-            self._watch(handle)
+            self._watch(handle, self.sweep.experiments[handle.exp_id])
             self.listener.message(
                 f"adopted {self.sweep.experiments[handle.exp_id].name} (still running, pid {handle.pgid})"
             )
@@ -199,7 +201,7 @@ class Scheduler:
         for exp, attempt in launched:
             handle = self.backend.launch(exp, attempt, self.sweep.cwd, self._env(exp, attempt))
             self.gpus_of[exp.id] = attempt.gpus or ()
-            self._watch(handle)
+            self._watch(handle, exp)
             self.listener.started(exp, self.sweep)
         if self.sweep.settings.pause_between_s > 0:
             self.next_launch_at = time.monotonic() + self.sweep.settings.pause_between_s
@@ -230,13 +232,18 @@ class Scheduler:
         for handle, _ in outcomes:
             del self.handles[handle.exp_id]
             self.gpus_of.pop(handle.exp_id, None)
-            self.unsignalled.pop(handle.exp_id, None)
+            self.escalations.pop(handle.exp_id, None)
+            self.deadlines.pop(handle.exp_id, None)
         done: list[Experiment] = []
 
         def change(sweep: Sweep) -> None:
             for handle, outcome in outcomes:
                 exp = sweep.experiments[handle.exp_id]
-                exp = _ended(exp, outcome, stopped=self.stopping, pid=handle.pgid)
+                timed_out = handle.exp_id in self.timed_out
+                self.timed_out.discard(handle.exp_id)
+                exp = _ended(
+                    exp, outcome, stopped=self.stopping and not timed_out, timed_out=timed_out, pid=handle.pgid
+                )
                 sweep.update(exp)
                 done.append(exp)
 
@@ -246,11 +253,12 @@ class Scheduler:
 
     # ---------------------------------------------------------------- helpers
 
-    def _watch(self, handle: Handle) -> None:
+    def _watch(self, handle: Handle, exp: Experiment) -> None:
         self.handles[handle.exp_id] = handle
         self.selector.register(handle.pidfd, selectors.EVENT_READ, ("exit", handle))
-        if self.stopping:
-            self.unsignalled[handle.exp_id] = signal.SIGINT
+        if exp.timeout_min is not None and exp.last is not None:
+            left_s = exp.last.started_at + exp.timeout_min * 60 - time.time()
+            self.deadlines[exp.id] = time.monotonic() + left_s
 
     def _log(self, exp: Experiment, number: int) -> str:
         return str(self.paths.log(exp, number).relative_to(self.paths.dir))
@@ -267,43 +275,49 @@ class Scheduler:
     # ---------------------------------------------------------------- stopping
 
     def request_stop(self, now: bool) -> None:
-        """Graceful stop: SIGINT to every experiment, SIGTERM after the grace, then SIGKILL.
-
-        ``now`` (a second Ctrl-C, ``stop --now``) skips the grace and kills at once.
-        """
+        """Stop the sweep: every experiment is stopped as :meth:`_escalate` describes."""
         if not self.stopping:
             self.stopping = True
-            start = time.monotonic()
-            self.stop_deadlines = [
-                (start + self.grace_s, signal.SIGTERM),
-                (start + self.grace_s + KILL_AFTER_TERM_S, signal.SIGKILL),
-            ]
-            how = "now" if now else f"gracefully (SIGINT, SIGTERM after {self.grace_s:g} s)"
-            self.listener.message(
-                f"stopping {len(self.handles)} running experiment(s) {how}; Ctrl-C again to kill at once"
-            )
-            self._signal_all(signal.SIGINT)
-        if now:
-            self.stop_deadlines = []
-            self._signal_all(signal.SIGKILL)
-
-    def _signal_all(self, sig: int) -> None:
+            how = "at once (SIGKILL)" if now else f"gracefully (SIGINT, SIGTERM after {self.grace_s:g} s)"
+            again = "" if now else "; Ctrl-C again to kill them at once"
+            self.listener.message(f"stopping {len(self.handles)} running experiment(s) {how}{again}")
         for exp_id in self.handles:
-            self.unsignalled[exp_id] = sig
-        self._deliver()
+            self._escalate(exp_id, now)
+        self._advance()
 
-    def _deliver(self) -> None:
-        for exp_id, sig in list(self.unsignalled.items()):
-            if self.backend.signal(self.handles[exp_id], sig):
-                del self.unsignalled[exp_id]
+    def _escalate(self, exp_id: str, now: bool) -> None:
+        """SIGINT to the experiment's process group, SIGTERM after the grace, SIGKILL 5 s later.
 
-    def _advance_stop(self) -> None:
+        ``now`` (a second Ctrl-C, ``stop --now``) skips the grace. A graceful stop already under
+        way keeps its schedule.
+        """
+        start = time.monotonic()
+        if now:
+            self.escalations[exp_id] = [(start, signal.SIGKILL)]
+        elif exp_id not in self.escalations:
+            term_at = start + self.grace_s
+            self.escalations[exp_id] = [
+                (start, signal.SIGINT),
+                (term_at, signal.SIGTERM),
+                (term_at + KILL_AFTER_TERM_S, signal.SIGKILL),
+            ]
+
+    def _advance(self) -> None:
+        """Act on every timer that is due: timeouts and the steps of stops under way."""
         now = time.monotonic()
-        while self.stop_deadlines and self.stop_deadlines[0][0] <= now:
-            _, sig = self.stop_deadlines.pop(0)
-            self._signal_all(sig)
-        if self.unsignalled:
-            self._deliver()
+        for exp_id, deadline in list(self.deadlines.items()):
+            if deadline <= now:
+                del self.deadlines[exp_id]
+                self.timed_out.add(exp_id)
+                exp = self.sweep.experiments[exp_id]
+                self.listener.message(f"{exp.name} ran longer than timeout_min = {exp.timeout_min:g}; stopping it")
+                self._escalate(exp_id, now=False)
+        for exp_id, steps in self.escalations.items():
+            while steps and steps[0][0] <= now:
+                if not self.backend.signal(self.handles[exp_id], steps[0][1]):
+                    steps[0] = (now + RETRY_SIGNAL_S, steps[0][1])  # not exec'd yet: try again shortly
+                    break
+                steps.pop(0)
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -347,8 +361,11 @@ class Scheduler:
                         self.sweep = store.load(self.paths)
 
 
-def _ended(exp: Experiment, outcome: Outcome, stopped: bool, pid: int | None = None) -> Experiment:
-    """The experiment after its last attempt ended with ``outcome``."""
+def _ended(
+    exp: Experiment, outcome: Outcome, stopped: bool, timed_out: bool = False, pid: int | None = None
+) -> Experiment:
+    """The experiment after its last attempt ended with ``outcome``; a failure within
+    ``max_retries`` goes back to pending."""
     last = exp.last
     assert last is not None
     common = {"ended_at": outcome.ended_at, "returncode": outcome.returncode, "pid": pid or last.pid}
@@ -356,5 +373,8 @@ def _ended(exp: Experiment, outcome: Outcome, stopped: bool, pid: int | None = N
         return exp.to(INTERRUPTED, replace(last, outcome=LOST, **common))
     if stopped:
         return exp.to(INTERRUPTED, replace(last, outcome=STOPPED, **common))
-    status = SUCCEEDED if outcome.returncode == 0 else FAILED
-    return exp.to(status, replace(last, outcome=EXITED, **common))
+    if outcome.returncode == 0 and not timed_out:
+        return exp.to(SUCCEEDED, replace(last, outcome=EXITED, **common))
+    exp = exp.to(FAILED, replace(last, outcome=TIMED_OUT if timed_out else EXITED, **common))
+    failures = sum(1 for a in exp.attempts if a.outcome == TIMED_OUT or (a.outcome == EXITED and a.returncode))
+    return exp.to(PENDING) if failures <= exp.max_retries else exp

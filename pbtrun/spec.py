@@ -33,12 +33,14 @@ TOP_KEYS = (
     "experiment_dir_arg_name",
     "customize_experiment_name",
     "experiment_suffix",
+    "max_retries",
+    "timeout_min",
     "scheduler",
     "env",
     "experiments",
 )
 SCHEDULER_KEYS = ("num_gpus", "gpus", "max_parallel", "experiments_per_gpu", "pause_between")
-EXPERIMENT_KEYS = ("name", "command", "grid", "list", "env")
+EXPERIMENT_KEYS = ("name", "command", "grid", "list", "env", "max_retries", "timeout_min")
 
 # A name becomes a directory under the train dir: one path component, nothing hidden.
 _NAME_RE = re.compile(r"^\w[\w.+=,@-]*$")
@@ -63,6 +65,8 @@ class GroupSpec:
     argv: tuple[str, ...]
     combinations: tuple[dict[str, Any], ...]
     env: dict[str, str]
+    max_retries: int | None = None
+    timeout_min: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ class Spec:
     scheduler: SchedulerSettings
     env: dict[str, str]
     groups: tuple[GroupSpec, ...]
+    max_retries: int = 0
+    timeout_min: float | None = None
     text: str = field(repr=False, default="")
 
 
@@ -95,6 +101,8 @@ class ExperimentSpec:
     env: dict[str, str]
     params: dict[str, Any]
     name_arg: int | None  # position in argv of the experiment-name argument, if any
+    max_retries: int = 0
+    timeout_min: float | None = None
 
 
 # --------------------------------------------------------------------------- errors with places
@@ -212,6 +220,8 @@ def parse(text: str, path: Path) -> Spec:
         scheduler=_scheduler(src, raw.get("scheduler", {})),
         env=_env(src, raw.get("env", {}), ("env",)),
         groups=groups,
+        max_retries=_retries(src, raw, ()) or 0,
+        timeout_min=_timeout_min(src, raw, ()),
         text=text,
     )
     _check_size(src, spec)
@@ -321,28 +331,26 @@ def _scheduler(src: _Source, table: Any) -> SchedulerSettings:
         experiments_per_gpu=_int(src, table, where, "experiments_per_gpu"),
         pause_between_s=None if pause is None else float(pause),
     )
-    try:
-        check_settings(settings)
-    except SpecError as exc:
-        key = exc.message.split(" ", 1)[0]
-        raise src.error((*where, key), exc.message.split(" ", 1)[1]) from None
+    for key, problem in settings_problems(settings):
+        raise src.error((*where, key), problem)
     return settings
 
 
-def check_settings(s: SchedulerSettings) -> None:
-    """Value checks shared by ``[scheduler]`` and the command-line flags that override it.
-
-    Messages start with the key name so callers can place them.
-    """
+def settings_problems(s: SchedulerSettings) -> list[tuple[str, str]]:
+    """Value problems shared by ``[scheduler]`` and the command-line flags that override it,
+    as (key, what is wrong) so each caller can say where the value came from."""
+    problems = []
     if s.num_gpus is not None and s.num_gpus < 0:
-        raise SpecError(f"num_gpus must be 0 or more, not {s.num_gpus}.")
+        problems.append(("num_gpus", f"must be 0 or more, not {s.num_gpus}."))
     if s.max_parallel is not None and s.max_parallel < 1:
-        raise SpecError(f"max_parallel must be at least 1, not {s.max_parallel}.")
+        problems.append(("max_parallel", f"must be at least 1, not {s.max_parallel}."))
     epg = s.experiments_per_gpu
     if epg is not None and (epg == 0 or epg < -1):
-        raise SpecError(f"experiments_per_gpu must be -1 (do not pin GPUs) or at least 1, not {epg}.")
-    if s.pause_between_s is not None and (s.pause_between_s < 0 or math.isnan(s.pause_between_s)):
-        raise SpecError(f"pause_between must be 0 or more seconds, not {s.pause_between_s}.")
+        problems.append(("experiments_per_gpu", f"must be -1 (do not pin GPUs) or at least 1, not {epg}."))
+    pause = s.pause_between_s
+    if pause is not None and (pause < 0 or math.isnan(pause)):
+        problems.append(("pause_between", f"must be 0 or more seconds, not {pause}."))
+    return problems
 
 
 # --------------------------------------------------------------------------- experiment groups
@@ -397,7 +405,30 @@ def _group(src: _Source, table: Mapping, i: int, top_argv: tuple[str, ...] | Non
     else:
         combos = ({},)
     env = _env(src, table.get("env", {}), (*where, "env"))
-    return GroupSpec(name=name, argv=argv, combinations=combos, env=env)
+    return GroupSpec(
+        name=name,
+        argv=argv,
+        combinations=combos,
+        env=env,
+        max_retries=_retries(src, table, where),
+        timeout_min=_timeout_min(src, table, where),
+    )
+
+
+def _retries(src: _Source, table: Mapping, where: tuple) -> int | None:
+    value = _int(src, table, where, "max_retries")
+    if value is not None and value < 0:
+        raise src.error((*where, "max_retries"), f"must be 0 or more, not {value}.")
+    return value
+
+
+def _timeout_min(src: _Source, table: Mapping, where: tuple) -> float | None:
+    value = table.get("timeout_min")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or math.isinf(value):
+        raise src.error((*where, "timeout_min"), f"must be a positive number of minutes, not {value!r}.")
+    return float(value)
 
 
 def _check_value(src: _Source, where: tuple, value: Any) -> None:
@@ -536,6 +567,8 @@ def _expand_group(spec: Spec, group: GroupSpec, train_dir: str) -> Iterator[Expe
             env={**spec.env, **group.env},
             params=params,
             name_arg=name_arg,
+            max_retries=group.max_retries if group.max_retries is not None else spec.max_retries,
+            timeout_min=group.timeout_min if group.timeout_min is not None else spec.timeout_min,
         )
 
 

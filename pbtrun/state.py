@@ -27,10 +27,11 @@ STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, INTERRUPTED)
 
 # How an attempt ended. ``None`` while it runs.
 EXITED = "exited"  # the process ended by itself; returncode tells how (negative: a signal)
+TIMED_OUT = "timed_out"  # pbtrun stopped it because it ran longer than timeout_min; counts as failed
 STOPPED = "stopped"  # pbtrun stopped it (Ctrl-C, SIGTERM); it runs again on resume
 LOST = "lost"  # it was running but its fate is unknowable (the machine rebooted)
 NOT_STARTED = "not_started"  # recorded as launching, but the process was never started
-OUTCOMES = (EXITED, STOPPED, LOST, NOT_STARTED)
+OUTCOMES = (EXITED, TIMED_OUT, STOPPED, LOST, NOT_STARTED)
 
 _NEXT = {
     PENDING: {RUNNING},
@@ -75,6 +76,8 @@ class Experiment:
     status: str = PENDING
     attempts: tuple[Attempt, ...] = ()
     removed: bool = False  # no longer in the spec; kept for its history, never launched again
+    max_retries: int = 0
+    timeout_min: float | None = None
 
     @property
     def last(self) -> Attempt | None:
@@ -149,6 +152,8 @@ def new_experiment(spec: ExperimentSpec) -> Experiment:
         env=dict(spec.env),
         params=dict(spec.params),
         name_arg=spec.name_arg,
+        max_retries=spec.max_retries,
+        timeout_min=spec.timeout_min,
     )
 
 
@@ -209,7 +214,7 @@ def _differs(exp: Experiment, spec: ExperimentSpec) -> bool:
 
 
 def _keep(exp: Experiment, spec: ExperimentSpec, force: bool) -> Experiment:
-    exp = replace(exp, removed=False)
+    exp = replace(exp, removed=False, max_retries=spec.max_retries, timeout_min=spec.timeout_min)
     if not (force and _differs(exp, spec)):
         return exp
     requeued = replace(exp, argv=_renamed(spec, exp.name), env=dict(spec.env), name_arg=spec.name_arg)
@@ -273,6 +278,8 @@ def _experiment_json(exp: Experiment) -> dict[str, Any]:
         "name_arg": exp.name_arg,
         "status": exp.status,
         "removed": exp.removed,
+        "max_retries": exp.max_retries,
+        "timeout_min": exp.timeout_min,
         "attempts": [_attempt_json(a) for a in exp.attempts],
     }
 
@@ -341,6 +348,8 @@ def _experiment_from(raw: Mapping[str, Any]) -> Experiment:
         status=status,
         attempts=tuple(_attempt_from(a) for a in raw["attempts"]),
         removed=bool(raw.get("removed", False)),
+        max_retries=int(raw.get("max_retries", 0)),
+        timeout_min=None if raw.get("timeout_min") is None else float(raw["timeout_min"]),
     )
 
 

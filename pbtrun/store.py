@@ -305,6 +305,13 @@ def scheduler_lock(paths: SweepPaths) -> Iterator[None]:
         lock.release()
 
 
+def wait_for_scheduler(paths: SweepPaths) -> None:
+    """Block until the sweep's scheduler has exited (its lifetime lock becomes free)."""
+    lock = FileLock(paths.scheduler_lock, timeout=-1)
+    with lock:
+        pass
+
+
 def _busy_message(paths: SweepPaths) -> str:
     holder = read_holder(paths) or {}
     who = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}"

@@ -27,9 +27,10 @@ from pathlib import Path
 
 from pbtrun.proc import process_start_time
 from pbtrun.state import Attempt, Experiment
-from pbtrun.store import SweepPaths, write_atomic
+from pbtrun.store import SweepPaths, fsync_dir, write_atomic
 
 _PYTHONS = ("python", "python3")
+EXIT_RECORD_BYTES = 256
 _RESET_SIGNALS = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -232,6 +233,7 @@ def _waiter(
     os.close(go_read)
     with contextlib.suppress(OSError):
         os.setpgid(child, child)
+    reserved = _reserve(exit_file)
     me = os.getpid()
     claimed = _claim(
         start, {"waiter_pid": me, "waiter_start": process_start_time(me), "pid": child, "started_at": time.time()}
@@ -242,9 +244,43 @@ def _waiter(
         return 0
     os.close(go_write)
     _, status = os.waitpid(child, 0)
-    result = {"returncode": os.waitstatus_to_exitcode(status), "ended_at": time.time()}
-    write_atomic(exit_file, json.dumps(result).encode())
+    result = json.dumps({"returncode": os.waitstatus_to_exitcode(status), "ended_at": time.time()}).encode()
+    if reserved is None or not _fill(reserved, exit_file, result):
+        write_atomic(exit_file, result)
     return 0
+
+
+def _reserve(exit_file: Path) -> tuple[int, Path] | None:
+    """Allocate the exit record's bytes before the experiment starts, so that a disk filled up
+    meanwhile (often by the experiment itself) cannot stop its exit status from being recorded."""
+    reserve = exit_file.with_name(f".{exit_file.name}.reserved")
+    try:
+        fd = os.open(reserve, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return None
+    try:
+        os.write(fd, b" " * EXIT_RECORD_BYTES)
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd, reserve
+
+
+def _fill(reserved: tuple[int, Path], exit_file: Path, data: bytes) -> bool:
+    """Overwrite the reserved bytes in place (JSON followed by spaces), then rename into place."""
+    fd, reserve = reserved
+    try:
+        os.pwrite(fd, data.ljust(EXIT_RECORD_BYTES), 0)
+        os.fsync(fd)
+        os.rename(reserve, exit_file)
+        with contextlib.suppress(OSError):
+            fsync_dir(exit_file.parent)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _redirect(log: Path) -> None:

@@ -1,0 +1,123 @@
+"""Shared fixtures: run the real ``pbtrun`` CLI as a process in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+SHARED = HERE.parent.parent / "shared"
+RECORDER = HERE / "data" / "recorder.py"
+
+
+class Project:
+    """A scratch directory to write specs into and run ``pbtrun`` from."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: list[subprocess.Popen] = []
+
+    def spec(self, text: str, name: str = "sweep.toml") -> Path:
+        path = self.root / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", **extra}
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+        return env
+
+    def run(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+        """Run ``pbtrun ARGS`` to completion; stdout and stderr are captured as text."""
+        return subprocess.run(
+            [sys.executable, "-m", "pbtrun", *args],
+            cwd=self.root,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen:
+        """Start ``pbtrun ARGS`` in the background (in its own session); reaped at teardown."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pbtrun", *args],
+            cwd=self.root,
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def state(self, sweep: str, train_dir: str = "train_dir") -> dict:
+        return json.loads((self.root / train_dir / sweep / "pbtrun.json").read_text())
+
+    def status_json(self, sweep: str, train_dir: str = "train_dir") -> dict:
+        result = self.run("status", f"{train_dir}/{sweep}", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def records(self, name: str = "record.jsonl") -> list[dict]:
+        """Lines written by ``tests/data/recorder.py`` (one JSON object per start and end)."""
+        path = self.root / name
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def wait_for(self, predicate, timeout: float = 20.0, interval: float = 0.02):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError(f"condition not met within {timeout} s")
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc.communicate(timeout=10)
+        # Experiments live in sessions of their own: kill any the test left behind, by the
+        # process groups and waiters their launch claims name.
+        for claim in self.root.rglob("*.start"):
+            try:
+                data = json.loads(claim.read_text())
+            except (OSError, ValueError):
+                continue
+            for pid, kill in ((data.get("pid"), os.killpg), (data.get("waiter_pid"), os.kill)):
+                if isinstance(pid, int):
+                    try:
+                        kill(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    proj = Project(tmp_path)
+    try:
+        yield proj
+    finally:
+        proj.cleanup()
+
+
+@pytest.fixture
+def recorder() -> str:
+    """A command prefix for an experiment that records its start and end (see recorder.py)."""
+    return f"{sys.executable} {RECORDER}"

@@ -1,0 +1,47 @@
+"""A test experiment: records start and end (name, pid, GPUs, time) to a shared JSONL file.
+
+Usage: recorder.py [--sleep=S] [--exit=N] [--signal=NAME] [--record=FILE] [any other --k=v ...]
+Each line is appended with O_APPEND in one write, so concurrent experiments never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+
+def record(path: str, event: str, **extra: object) -> None:
+    line = {
+        "event": event,
+        "name": os.environ.get("PBTRUN_EXPERIMENT"),
+        "attempt": os.environ.get("PBTRUN_ATTEMPT"),
+        "pid": os.getpid(),
+        "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "t": time.time(),
+        **extra,
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (json.dumps(line) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def main() -> int:
+    opts = dict(arg[2:].split("=", 1) for arg in sys.argv[1:] if arg.startswith("--") and "=" in arg)
+    path = opts.get("record", "record.jsonl")
+    record(path, "start", argv=sys.argv[1:])
+    time.sleep(float(opts.get("sleep", "0")))
+    if "signal" in opts:
+        record(path, "end", returncode=-getattr(signal, opts["signal"]))
+        os.kill(os.getpid(), getattr(signal, opts["signal"]))
+    code = int(opts.get("exit", "0"))
+    record(path, "end", returncode=code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
