@@ -222,7 +222,7 @@ class Reporter:
         assert last is not None
         took = render.duration(last.duration_s)
         word = render.attempt_word(last)
-        if word in ("succeeded", "stopped"):
+        if word in ("succeeded", "stopped", "not started"):
             self._line(f"{word:<9} {exp.name} after {took} {self._progress(sweep)}")
             return
         retry = f", retrying (attempt {last.number + 1})" if exp.status == PENDING else ""

@@ -57,6 +57,8 @@ def attempt_word(attempt: Attempt) -> str:
         return "timed out"
     if attempt.outcome in (LOST, STOPPED):
         return attempt.outcome
+    if attempt.outcome == NOT_STARTED:
+        return "not started"
     if attempt.returncode == 0:
         return "succeeded"
     return f"failed ({returncode_word(attempt.returncode)})" if attempt.returncode is not None else "running"

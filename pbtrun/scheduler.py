@@ -24,7 +24,7 @@ from typing import Protocol
 
 from pbtrun import store
 from pbtrun.backends.local import NOT_STARTED, Handle, LocalBackend, Outcome
-from pbtrun.errors import PbtrunError
+from pbtrun.errors import BackendError, PbtrunError
 from pbtrun.gpus import Placement
 from pbtrun.state import (
     EXITED,
@@ -236,14 +236,21 @@ class Scheduler:
             self.deadlines.pop(handle.exp_id, None)
         done: list[Experiment] = []
 
+        for handle, outcome in outcomes:
+            if outcome.error and self.failure is None:
+                name = self.sweep.experiments[handle.exp_id].name
+                self.failure = BackendError(
+                    f"{outcome.error.format(name=name)}. pbtrun stops launching; free space or fix permissions, "
+                    "then resume the sweep."
+                )
+                self.listener.message(f"error: {self.failure.message}")
+
         def change(sweep: Sweep) -> None:
             for handle, outcome in outcomes:
                 exp = sweep.experiments[handle.exp_id]
                 timed_out = handle.exp_id in self.timed_out
                 self.timed_out.discard(handle.exp_id)
-                exp = _ended(
-                    exp, outcome, stopped=self.stopping and not timed_out, timed_out=timed_out, pid=handle.pgid
-                )
+                exp = _ended(exp, outcome, stopped=self.stopping and not timed_out, timed_out=timed_out)
                 sweep.update(exp)
                 done.append(exp)
 
@@ -361,14 +368,14 @@ class Scheduler:
                         self.sweep = store.load(self.paths)
 
 
-def _ended(
-    exp: Experiment, outcome: Outcome, stopped: bool, timed_out: bool = False, pid: int | None = None
-) -> Experiment:
+def _ended(exp: Experiment, outcome: Outcome, stopped: bool, timed_out: bool = False) -> Experiment:
     """The experiment after its last attempt ended with ``outcome``; a failure within
     ``max_retries`` goes back to pending."""
     last = exp.last
     assert last is not None
-    common = {"ended_at": outcome.ended_at, "returncode": outcome.returncode, "pid": pid or last.pid}
+    common = {"ended_at": outcome.ended_at, "returncode": outcome.returncode, "pid": outcome.pid or last.pid}
+    if not outcome.started:
+        return exp.to(PENDING, replace(last, outcome=NOT_STARTED_OUTCOME, **common))
     if outcome.returncode is None:
         return exp.to(INTERRUPTED, replace(last, outcome=LOST, **common))
     if stopped:

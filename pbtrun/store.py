@@ -207,6 +207,8 @@ def state_lock(paths: SweepPaths) -> Iterator[None]:
             f"{paths.state_lock}: another pbtrun process has held the state lock for more than "
             f"{STATE_LOCK_TIMEOUT_S} s; check for a hung pbtrun process."
         ) from None
+    except OSError as exc:
+        raise _lock_error(paths.state_lock, exc) from None
     try:
         yield
     finally:
@@ -290,6 +292,8 @@ def scheduler_lock(paths: SweepPaths) -> Iterator[None]:
         lock.acquire()
     except Timeout:
         raise SweepBusy(_busy_message(paths)) from None
+    except OSError as exc:
+        raise _lock_error(paths.scheduler_lock, exc) from None
     try:
         holder = {
             "pid": os.getpid(),
@@ -305,11 +309,21 @@ def scheduler_lock(paths: SweepPaths) -> Iterator[None]:
         lock.release()
 
 
+def _lock_error(path: Path, exc: OSError) -> StateError:
+    return StateError(
+        f"{path}: cannot take the lock: {exc.strerror or exc}. pbtrun needs to write in the sweep "
+        "directory; fix its permissions or free space there, then run the command again."
+    )
+
+
 def wait_for_scheduler(paths: SweepPaths) -> None:
     """Block until the sweep's scheduler has exited (its lifetime lock becomes free)."""
     lock = FileLock(paths.scheduler_lock, timeout=-1)
-    with lock:
-        pass
+    try:
+        with lock:
+            pass
+    except OSError as exc:
+        raise _lock_error(paths.scheduler_lock, exc) from None
 
 
 def _busy_message(paths: SweepPaths) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,14 +33,15 @@ class Project:
         return path
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", **extra}
-        env.pop("CUDA_VISIBLE_DEVICES", None)
-        return env
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+        env.pop("CUDA_VISIBLE_DEVICES", None)  # tests choose it explicitly
+        return {**env, **extra}
 
     def run(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
         """Run ``pbtrun ARGS`` to completion; stdout and stderr are captured as text."""
         return subprocess.run(
             [sys.executable, "-m", "pbtrun", *args],
+            check=False,
             cwd=self.root,
             env=self.env(**env),
             capture_output=True,
@@ -88,10 +90,8 @@ class Project:
     def cleanup(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             proc.communicate(timeout=10)
         # Experiments live in sessions of their own: kill any the test left behind, by the
         # process groups and waiters their launch claims name.
@@ -102,10 +102,8 @@ class Project:
                 continue
             for pid, kill in ((data.get("pid"), os.killpg), (data.get("waiter_pid"), os.kill)):
                 if isinstance(pid, int):
-                    try:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
                         kill(pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
 
 
 @pytest.fixture

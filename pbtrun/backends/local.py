@@ -31,6 +31,7 @@ from pbtrun.store import SweepPaths, fsync_dir, write_atomic
 
 _PYTHONS = ("python", "python3")
 EXIT_RECORD_BYTES = 256
+WAITER_ERRNO_BASE = 100  # a waiter that cannot write its files exits with 100 + errno
 _RESET_SIGNALS = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -65,6 +66,9 @@ class Outcome:
 
     returncode: int | None
     ended_at: float
+    pid: int | None = None
+    error: str | None = None  # the waiter could not do its job (disk full, read-only train dir)
+    started: bool = True  # False: the experiment never started, so it may simply run again
 
 
 NOT_STARTED = "not_started"
@@ -128,11 +132,21 @@ class LocalBackend:
 
     def finish(self, handle: Handle) -> Outcome:
         """Collect an attempt whose waiter has exited (its pidfd became readable)."""
+        code = None
         if handle.own_child:
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(handle.waiter_pid, 0)
+                code = os.waitstatus_to_exitcode(os.waitpid(handle.waiter_pid, 0)[1])
         os.close(handle.pidfd)
-        return read_exit(handle.exit_file) or Outcome(None, time.time())
+        outcome = read_exit(handle.exit_file)
+        if outcome is not None:
+            return outcome
+        if code is not None and code >= WAITER_ERRNO_BASE:
+            why = os.strerror(code - WAITER_ERRNO_BASE)
+            started = read_claim(handle.start_file) is not None
+            what = "record the exit status of" if started else "start"
+            error = f"cannot {what} {{name}}: writing in {handle.exit_file.parent} failed: {why}"
+            return Outcome(None, time.time(), error=error, started=started)
+        return Outcome(None, time.time())
 
     def signal(self, handle: Handle, sig: int) -> bool:
         """Signal the experiment's process group; False if it is not known yet (not exec'd)."""
@@ -152,7 +166,7 @@ class LocalBackend:
 def read_exit(path: Path) -> Outcome | None:
     try:
         data = json.loads(path.read_bytes())
-        return Outcome(int(data["returncode"]), float(data["ended_at"]))
+        return Outcome(int(data["returncode"]), float(data["ended_at"]), data.get("pid"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -223,8 +237,11 @@ def _waiter(
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.setsid()
-    _redirect(log)
-    os.write(1, header)
+    try:
+        _redirect(log)
+        os.write(1, header)
+    except OSError as exc:
+        return WAITER_ERRNO_BASE + (exc.errno or 0)
     go_read, go_write = os.pipe()
     child = os.fork()
     if child == 0:
@@ -235,18 +252,26 @@ def _waiter(
         os.setpgid(child, child)
     reserved = _reserve(exit_file)
     me = os.getpid()
-    claimed = _claim(
-        start, {"waiter_pid": me, "waiter_start": process_start_time(me), "pid": child, "started_at": time.time()}
-    )
-    if not claimed:  # resume declared this attempt abandoned first: it must never run
+    try:
+        claim = {"waiter_pid": me, "waiter_start": process_start_time(me), "pid": child, "started_at": time.time()}
+        claimed = _claim(start, claim)
+    except OSError as exc:
+        claimed, failure = False, WAITER_ERRNO_BASE + (exc.errno or 0)
+    else:
+        failure = 0  # not claimed: resume declared this attempt abandoned first; it must never run
+    if not claimed:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
-        return 0
+        return failure
     os.close(go_write)
     _, status = os.waitpid(child, 0)
-    result = json.dumps({"returncode": os.waitstatus_to_exitcode(status), "ended_at": time.time()}).encode()
+    code = os.waitstatus_to_exitcode(status)
+    result = json.dumps({"returncode": code, "ended_at": time.time(), "pid": child}).encode()
     if reserved is None or not _fill(reserved, exit_file, result):
-        write_atomic(exit_file, result)
+        try:
+            write_atomic(exit_file, result)
+        except OSError as exc:
+            return WAITER_ERRNO_BASE + (exc.errno or 0)
     return 0
 
 

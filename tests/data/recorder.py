@@ -1,6 +1,7 @@
 """A test experiment: records start and end (name, pid, GPUs, time) to a shared JSONL file.
 
-Usage: recorder.py [--sleep=S] [--exit=N] [--signal=NAME] [--record=FILE] [any other --k=v ...]
+Usage: recorder.py [--sleep=S] [--exit=N] [--fail_first=N] [--signal=NAME] [--record=FILE] [--k=v ...]
+(--fail_first=N: exit N on attempt 1 only, for retries.)
 Each line is appended with O_APPEND in one write, so concurrent experiments never interleave.
 """
 
@@ -30,15 +31,26 @@ def record(path: str, event: str, **extra: object) -> None:
         os.close(fd)
 
 
+def die_by(path: str, sig: int) -> None:
+    """On SIGINT/SIGTERM: record the end, then die by that signal (the true return code is -sig)."""
+    record(path, "end", returncode=-sig, stopped=True)
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+
+
 def main() -> int:
     opts = dict(arg[2:].split("=", 1) for arg in sys.argv[1:] if arg.startswith("--") and "=" in arg)
     path = opts.get("record", "record.jsonl")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda s, _f: die_by(path, s))
     record(path, "start", argv=sys.argv[1:])
     time.sleep(float(opts.get("sleep", "0")))
     if "signal" in opts:
         record(path, "end", returncode=-getattr(signal, opts["signal"]))
         os.kill(os.getpid(), getattr(signal, opts["signal"]))
     code = int(opts.get("exit", "0"))
+    if os.environ.get("PBTRUN_ATTEMPT") == "1" and "fail_first" in opts:
+        code = int(opts["fail_first"])
     record(path, "end", returncode=code)
     return code
 

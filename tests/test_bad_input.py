@@ -1,0 +1,307 @@
+"""Every mistake in a spec or the flags: exit code 2, one clear message, no traceback, nothing on disk.
+
+Runs the real ``pbtrun up`` in ``tmp_path``. A spec line ending in ``# <-`` marks the line the
+message must point at.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+GROUP = '[[experiments]]\nname = "g"\n'
+BASE = 'name = "s"\ncommand = "prog"\n'
+
+
+def case(
+    case_id: str,
+    text: str,
+    *names: str,
+    args: tuple[str, ...] = (),
+    where: str = "sweep.toml",
+) -> pytest.ParameterSet:
+    """A bad input: the spec text, what the message must name (keys, values), extra flags.
+
+    ``where`` is what the message must name as the source: the spec file, or the flag.
+    """
+    return pytest.param(text, names, args, where, id=case_id)
+
+
+CASES = [
+    # --------------------------------------------------------------- TOML syntax
+    case("toml-unclosed-array", BASE + GROUP + "grid = { lr = [1, 2 }  # <-\n"),
+    case("toml-unclosed-string", 'name = "s  # <-\ncommand = "prog"\n' + GROUP),
+    case("toml-duplicate-key", BASE + 'name = "t"  # <-\n' + GROUP),
+    # --------------------------------------------------------------- unknown keys, with a suggestion
+    case("unknown-top", BASE + "max_paralel = 4  # <-\n" + GROUP, "max_paralel", "max_parallel"),
+    case("unknown-scheduler", BASE + "[scheduler]\nmax_paralel = 4  # <-\n" + GROUP, "max_paralel", "max_parallel"),
+    case("unknown-experiments", BASE + GROUP + "max_paralel = 4  # <-\n", "max_paralel", "max_parallel"),
+    case("unknown-experiments-typo", BASE + GROUP + "gird = { x = [1] }  # <-\n", "gird", "grid"),
+    case("unknown-top-typo", BASE + "experiment_sufix = 'v2'  # <-\n" + GROUP, "experiment_sufix", "experiment_suffix"),
+    # --------------------------------------------------------------- wrong types
+    case("type-name", 'name = 5  # <-\ncommand = "prog"\n' + GROUP, "name", "string"),
+    case("type-train_dir", BASE + "train_dir = 1  # <-\n" + GROUP, "train_dir", "string"),
+    case("type-param_prefix", BASE + "param_prefix = false  # <-\n" + GROUP, "param_prefix", "string"),
+    case(
+        "type-customize",
+        BASE + 'customize_experiment_name = "yes"  # <-\n' + GROUP,
+        "customize_experiment_name",
+        "true or false",
+    ),
+    case("type-command", 'name = "s"\ncommand = 5  # <-\n' + GROUP, "command", "string"),
+    case("type-command-empty-list", 'name = "s"\ncommand = []  # <-\n' + GROUP, "command"),
+    case("type-command-mixed-list", 'name = "s"\ncommand = ["prog", 1]  # <-\n' + GROUP, "command"),
+    case("empty-command", 'name = "s"\ncommand = ""  # <-\n' + GROUP, "command", "empty"),
+    case("command-bad-quotes", 'name = "s"\ncommand = "prog \'open"  # <-\n' + GROUP, "command", "quot"),
+    case("type-scheduler", BASE + "scheduler = 3  # <-\n" + GROUP, "scheduler", "table"),
+    case("type-max_parallel", BASE + '[scheduler]\nmax_parallel = "4"  # <-\n' + GROUP, "max_parallel", "integer"),
+    case("type-num_gpus", BASE + "[scheduler]\nnum_gpus = 1.5  # <-\n" + GROUP, "num_gpus", "integer"),
+    case("type-epg", BASE + "[scheduler]\nexperiments_per_gpu = true  # <-\n" + GROUP, "experiments_per_gpu"),
+    case("type-pause", BASE + '[scheduler]\npause_between = "1s"  # <-\n' + GROUP, "pause_between", "seconds"),
+    case("type-gpus", BASE + "[scheduler]\ngpus = [0, 0]  # <-\n" + GROUP, "gpus"),
+    case("type-env", BASE + 'env = "A=1"  # <-\n' + GROUP, "env", "table"),
+    case("type-env-value", BASE + "[env]\nA = true  # <-\n" + GROUP, "env.A", "string"),
+    case("type-group-name", BASE + "[[experiments]]\nname = 1  # <-\n", "name", "string"),
+    case("type-group-env", BASE + GROUP + "env = 1  # <-\n", "env", "table"),
+    case("type-grid", BASE + GROUP + "grid = [1, 2]  # <-\n", "grid", "table"),
+    case("type-list", BASE + GROUP + "list = { a = 1 }  # <-\n", "list"),
+    case("type-experiments-table", BASE + "[experiments]  # <-\nname = 'g'\n", "experiments", "[[experiments]]"),
+    case("type-value-date", BASE + GROUP + "grid = { d = [1979-05-27] }  # <-\n", "grid.d", "date"),
+    case("type-value-nan", BASE + GROUP + "grid = { x = [nan] }  # <-\n", "grid.x", "nan"),
+    # --------------------------------------------------------------- experiments
+    case("experiments-missing", BASE, "experiments", "[[experiments]]"),
+    case("experiments-empty", BASE + "experiments = []  # <-\n", "experiments", "empty"),
+    case("no-command", 'name = "s"\n[[experiments]]\nname = "g"  # <-\n', "'g'", "command"),
+    case(
+        "no-command-second-group",
+        'name = "s"\n[[experiments]]\nname = "a"\ncommand = "prog"\n[[experiments]]\nname = "b"  # <-\n',
+        "experiments[2]",
+        "'b'",
+        "command",
+    ),
+    case("no-group-name", BASE + "[[experiments]]  # <-\ngrid = { x = [1] }\n", "experiments[1]", "name"),
+    case("no-sweep-name", 'command = "prog"\n' + GROUP, "name", "required"),
+    case("grid-value-not-list", BASE + GROUP + "grid = { lr = 0.1 }  # <-\n", "grid.lr", "list"),
+    case("grid-dotted-bare-key", BASE + GROUP + "grid = { train.lr = [1] }  # <-\n", "grid.train", "list"),
+    case("grid-empty-values", BASE + GROUP + "grid = { lr = [] }  # <-\n", "grid.lr", "empty"),
+    case("grid-and-list", BASE + GROUP + "grid = { x = [1] }\nlist = [ { x = 2 } ]  # <-\n", "list", "grid"),
+    case("grid-param-twice", BASE + GROUP + 'grid = { "a,b" = [[1, 2]], a = [3] }  # <-\n', "'a'", "twice"),
+    case("grid-param-with-space", BASE + GROUP + 'grid = { "a b" = [1] }  # <-\n', "a b"),
+    case("list-empty", BASE + GROUP + "list = []  # <-\n", "list", "empty"),
+    case("list-empty-combination", BASE + GROUP + "list = [ { x = 1 }, {} ]  # <-\n", "list", "#2"),
+    case(
+        "tied-unequal-length",
+        BASE + GROUP + 'grid = { seed = [1], "use_rnn,recurrence" = [[false, 1], [true]] }  # <-\n',
+        "use_rnn,recurrence",
+        "2 values",
+    ),
+    case(
+        "tied-not-lists",
+        BASE + GROUP + 'grid = { "use_rnn,recurrence" = [false, true] }  # <-\n',
+        "use_rnn,recurrence",
+        "2 values",
+    ),
+    case(
+        "tied-too-long",
+        BASE + GROUP + 'grid = { "a,b" = [[1, 2], [3, 4, 5]] }  # <-\n',
+        "a,b",
+        "2 values",
+    ),
+    case(
+        "duplicate-group-names",
+        BASE + GROUP + "grid = { x = [1] }\n" + '[[experiments]]\nname = "g"  # <-\n',
+        "experiments[2].name",
+        "'g'",
+    ),
+    case(
+        "duplicate-experiment-names",
+        BASE + GROUP + "grid = { b = [1] }\n" + '[[experiments]]\nname = "g_b_1"\n',
+        "00_g_b_1",
+        "'g'",
+        "'g_b_1'",
+    ),
+    # --------------------------------------------------------------- names escaping the train dir
+    case("group-name-dotdot", BASE + '[[experiments]]\nname = "../x"  # <-\n', "name", "'../x'"),
+    case("group-name-abs", BASE + '[[experiments]]\nname = "/abs"  # <-\n', "name", "'/abs'"),
+    case("group-name-slash", BASE + '[[experiments]]\nname = "a/b"  # <-\n', "name", "'a/b'"),
+    case("group-name-dot", BASE + '[[experiments]]\nname = ".."  # <-\n', "name", "'..'"),
+    case("group-name-empty", BASE + '[[experiments]]\nname = ""  # <-\n', "name"),
+    case("sweep-name-dotdot", 'name = "../x"  # <-\ncommand = "prog"\n' + GROUP, "name", "'../x'"),
+    case("sweep-name-abs", 'name = "/abs"  # <-\ncommand = "prog"\n' + GROUP, "name", "'/abs'"),
+    case("sweep-name-slash", 'name = "a/b"  # <-\ncommand = "prog"\n' + GROUP, "name", "'a/b'"),
+    case("suffix-escapes", BASE + 'experiment_suffix = "/../../x"  # <-\n' + GROUP, "experiment_suffix"),
+    case("train-dir-empty", BASE + 'train_dir = ""  # <-\n' + GROUP, "train_dir", "empty"),
+    # --------------------------------------------------------------- scheduler values
+    case("max_parallel-0", BASE + "[scheduler]\nmax_parallel = 0  # <-\n" + GROUP, "max_parallel", "at least 1"),
+    case("max_parallel-negative", BASE + "[scheduler]\nmax_parallel = -3  # <-\n" + GROUP, "max_parallel"),
+    case(
+        "max_parallel-flag-0",
+        BASE + GROUP,
+        "max-parallel",
+        "at least 1",
+        args=("--max-parallel", "0"),
+        where="--max-parallel",
+    ),
+    case(
+        "max_parallel-flag-underscore",
+        BASE + GROUP,
+        "max",
+        "at least 1",
+        args=("--max_parallel=-1",),
+        where="parallel",
+    ),
+    case("epg-0", BASE + "[scheduler]\nexperiments_per_gpu = 0  # <-\n" + GROUP, "experiments_per_gpu", "-1"),
+    case("epg-minus-2", BASE + "[scheduler]\nexperiments_per_gpu = -2  # <-\n" + GROUP, "experiments_per_gpu", "-1"),
+    case(
+        "epg-flag-0",
+        BASE + GROUP,
+        "experiments-per-gpu",
+        "-1",
+        args=("--experiments-per-gpu", "0"),
+        where="--experiments-per-gpu",
+    ),
+    case(
+        "epg-flag-minus-2",
+        BASE + GROUP,
+        "experiments-per-gpu",
+        "-1",
+        args=("--experiments-per-gpu=-2",),
+        where="--experiments-per-gpu",
+    ),
+    case(
+        "epg-without-gpus",
+        BASE + "[scheduler]\nexperiments_per_gpu = 2\n" + GROUP,
+        "experiments_per_gpu",
+        "no GPUs",
+    ),
+    case(
+        "epg-without-gpus-in-spec",
+        BASE + "[scheduler]\nnum_gpus = 0\nexperiments_per_gpu = 1\n" + GROUP,
+        "experiments_per_gpu",
+        "no GPUs",
+    ),
+    case(
+        "epg-flag-without-gpus",
+        BASE + GROUP,
+        "experiments_per_gpu",
+        "no GPUs",
+        args=("--experiments-per-gpu", "1"),
+    ),
+    case("num_gpus-negative", BASE + "[scheduler]\nnum_gpus = -1  # <-\n" + GROUP, "num_gpus"),
+    case("pause-negative", BASE + "[scheduler]\npause_between = -1  # <-\n" + GROUP, "pause_between"),
+]
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def _marked_line(text: str) -> int | None:
+    marked = [n for n, line in enumerate(text.splitlines(), 1) if line.endswith("# <-")]
+    assert len(marked) <= 1
+    return marked[0] if marked else None
+
+
+def assert_refused(result, root: Path, before: set[str], where: str, names: tuple[str, ...] = ()) -> str:
+    """Exit 2, one ``pbtrun: error:`` message naming ``where`` and ``names``, nothing on disk."""
+    err = result.stderr
+    assert result.returncode == 2, f"exit code {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{err}"
+    assert err.startswith("pbtrun: error:"), err
+    assert err.count("pbtrun: error:") == 1, err
+    assert "Traceback" not in err and "Traceback" not in result.stdout, err
+    assert result.stdout == "", result.stdout
+    assert where in err, f"message does not name {where!r}:\n{err}"
+    for name in names:
+        assert name.lower() in err.lower(), f"message does not name {name!r}:\n{err}"
+    assert not (root / "train_dir").exists(), "a train dir was created"
+    assert _files(root) == before, f"files appeared: {sorted(_files(root) - before)}"
+    return err
+
+
+@pytest.mark.parametrize(("text", "names", "args", "where"), CASES)
+def test_bad_spec_is_refused_cleanly(
+    project, text: str, names: tuple[str, ...], args: tuple[str, ...], where: str
+) -> None:
+    project.spec(text)
+    before = _files(project.root)
+    result = project.run("up", "sweep.toml", "--num-gpus", "0", *args)
+    err = assert_refused(result, project.root, before, where, names)
+    line = _marked_line(text)
+    if line is not None:
+        assert f"line {line}" in err, f"message does not point at line {line}:\n{err}"
+
+
+def test_missing_spec_file(project) -> None:
+    before = _files(project.root)
+    result = project.run("up", "no_such_sweep.toml", "--num-gpus", "0")
+    err = assert_refused(result, project.root, before, "no_such_sweep.toml")
+    assert "no such file" in err.lower()
+
+
+def test_spec_that_is_a_directory(project) -> None:
+    # Refused by click's argument check, so its usage format rather than "pbtrun: error:".
+    (project.root / "sweep.toml").mkdir()
+    before = _files(project.root)
+    result = project.run("up", "sweep.toml", "--num-gpus", "0")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "sweep.toml" in result.stderr and "directory" in result.stderr
+    assert _files(project.root) == before
+
+
+def test_spec_that_is_not_utf8(project) -> None:
+    (project.root / "sweep.toml").write_bytes(b'name = "s\xff"\ncommand = "prog"\n' + GROUP.encode())
+    before = _files(project.root)
+    result = project.run("up", "sweep.toml", "--num-gpus", "0")
+    assert_refused(result, project.root, before, "sweep.toml")
+
+
+@pytest.mark.parametrize("values_per_key", [101, 1001])
+def test_huge_grid_is_refused_before_expanding(project, values_per_key: int) -> None:
+    # 101**3 = 1,030,301 experiments, just over the limit; 1001**3 (a billion) could not be
+    # expanded at all in the time allowed, so a quick refusal proves the count comes first.
+    keys = "\n".join(f"{k} = {list(range(values_per_key))}" for k in ("a", "b", "c"))
+    project.spec(BASE + GROUP + "[experiments.grid]\n" + keys + "\n")
+    before = _files(project.root)
+    started = time.monotonic()
+    result = project.run("up", "sweep.toml", "--num-gpus", "0", timeout=30)
+    took_s = time.monotonic() - started
+    err = assert_refused(result, project.root, before, "sweep.toml", ("grid", "1,000,000"))
+    assert f"{values_per_key**3:,}" in err
+    assert took_s < 10, f"took {took_s:.1f} s to refuse"
+
+
+def test_grid_hint_keeps_the_value_type(project) -> None:
+    """'what is valid' for a scalar grid value shows it as a list of the same TOML value."""
+    project.spec(BASE + GROUP + "grid = { lr = 0.1 }\n")
+    before = _files(project.root)
+    result = project.run("up", "sweep.toml", "--num-gpus", "0")
+    err = assert_refused(result, project.root, before, "sweep.toml", ("grid.lr",))
+    assert "lr = [0.1]" in err, err
+
+
+def test_dry_run_refuses_bad_specs_too(project) -> None:
+    project.spec(BASE + GROUP + "grid = { lr = 0.1 }\n")
+    before = _files(project.root)
+    result = project.run("up", "sweep.toml", "--num-gpus", "0", "--dry-run")
+    assert_refused(result, project.root, before, "sweep.toml", ("grid.lr",))
+
+
+def test_missing_program_is_not_a_spec_error(project) -> None:
+    """A command that does not exist runs: that experiment fails with 127 and its log says why."""
+    project.spec(BASE.replace('"prog"', '"no-such-program-xyz --flag"') + GROUP)
+    result = project.run("up", "sweep.toml", "--num-gpus", "0")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    status = project.status_json("s")
+    (exp,) = status["experiments"]
+    assert exp["status"] == "failed"
+    assert exp["returncode"] == 127
+    assert exp["argv"][0] == "no-such-program-xyz"
+    log = Path(exp["log"])
+    if not log.is_absolute():
+        log = project.root / "train_dir" / "s" / log
+    assert "no-such-program-xyz" in log.read_text()
+    assert status["counts"]["failed"] == 1

@@ -1,0 +1,307 @@
+"""Crash safety, proven with real processes and real signals.
+
+The fault-injection tests kill or interrupt the scheduler at random moments many times, resume
+each time, and then check the promises pbtrun makes: every experiment succeeded, none ran twice
+at the same time, none that had succeeded ran again, and the state records every attempt's true
+return code. The random seed is printed (``-s`` shows it); set PBTRUN_FAULT_SEED to replay.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from pbtrun import store
+from pbtrun.backends.local import NOT_STARTED, LocalBackend, read_claim
+from pbtrun.spec import expand, parse
+from pbtrun.state import RUNNING, Attempt, Settings, Sweep, from_json, new_experiment
+
+DATA = Path(__file__).parent / "data"
+
+
+def _seed() -> int:
+    seed = int(os.environ.get("PBTRUN_FAULT_SEED", time.time_ns() % 2**32))
+    print(f"fault-injection seed: {seed} (replay with PBTRUN_FAULT_SEED={seed})")
+    return seed
+
+
+def _fault_spec(project, recorder: str, rng: random.Random, count: int = 30) -> None:
+    """``count`` experiments of 0.3-1.0 s; every fifth fails its first attempt (max_retries = 1)."""
+    rows = ", ".join(
+        f"{{ i = {i}, sleep = {rng.uniform(0.3, 1.0):.2f}, fail_first = {3 if i % 5 == 0 else 0} }}"
+        for i in range(count)
+    )
+    project.spec(
+        f"""
+        name = "faults"
+        command = "{recorder}"
+        max_retries = 1
+        [scheduler]
+        num_gpus = 2
+        experiments_per_gpu = 2
+        max_parallel = 3
+        [[experiments]]
+        name = "e"
+        list = [{rows}]
+        """
+    )
+
+
+def _check_promises(project) -> None:
+    """What every fault-injection run must end with."""
+    state = project.state("faults")
+    records = project.records()
+    starts = defaultdict(list)
+    ends = {}
+    for r in records:
+        key = (r["name"], r["attempt"])
+        if r["event"] == "start":
+            starts[key].append(r)
+        else:
+            ends[key] = r
+    # No attempt was launched twice.
+    assert all(len(v) == 1 for v in starts.values()), [k for k, v in starts.items() if len(v) > 1]
+    by_name = defaultdict(list)
+    for (name, _), (start,) in starts.items():
+        by_name[name].append((start["t"], ends.get((name, start["attempt"]), {}).get("t", float("inf")), start))
+    for name, spans in by_name.items():
+        spans.sort(key=lambda s: s[0])
+        # Never twice at the same time.
+        for (_, end, _), (start, _, _) in itertools.pairwise(spans):
+            assert start >= end, f"{name} ran twice at the same time"
+        # Never again after it succeeded.
+        for (_, _, s1), (_, _, s2) in itertools.pairwise(spans):
+            first_end = ends.get((name, s1["attempt"]))
+            assert not (first_end and first_end["returncode"] == 0), f"{name} ran again after it succeeded ({s2})"
+    for exp in state["experiments"]:
+        assert exp["status"] == "succeeded", exp
+        for attempt in exp["attempts"]:
+            key = (exp["name"], str(attempt["number"]))
+            # A stopped attempt may have died of SIGINT before the recorder could record anything.
+            if attempt["outcome"] == "exited" or (attempt["outcome"] == "stopped" and key in ends):
+                real = ends[key]
+                assert attempt["returncode"] == real["returncode"], (exp["name"], attempt, real)
+                assert attempt["pid"] == real["pid"]
+
+
+def _run_with_faults(project, rng: random.Random, fault, rounds: int) -> int:
+    """Start or resume the sweep ``rounds`` times, each cut short by ``fault``; return faults dealt."""
+    dealt = 0
+    for n in range(rounds):
+        args = ("up", "sweep.toml") if n == 0 else ("resume", "train_dir/faults")
+        proc = project.start(*args, "--grace", "2")
+        time.sleep(rng.uniform(0.15, 0.5))
+        if proc.poll() is None:
+            fault(proc)
+            dealt += 1
+        proc.communicate(timeout=30)
+        assert proc.returncode in (0, 1, 130, -signal.SIGKILL), proc.returncode
+        from_json(json.loads((project.root / "train_dir/faults/pbtrun.json").read_text()))
+    final = project.run("resume", "train_dir/faults", timeout=60)
+    assert final.returncode == 0, final.stdout + final.stderr
+    return dealt
+
+
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(project, recorder):
+    rng = random.Random(_seed())
+    _fault_spec(project, recorder, rng)
+    dealt = _run_with_faults(project, rng, lambda p: os.kill(p.pid, signal.SIGKILL), rounds=24)
+    assert dealt >= 20
+    _check_promises(project)
+
+
+def test_sigint_at_random_moments_stops_gracefully_and_resumes(project, recorder):
+    rng = random.Random(_seed())
+    _fault_spec(project, recorder, rng, count=16)
+    _run_with_faults(project, rng, lambda p: os.kill(p.pid, signal.SIGINT), rounds=6)
+    _check_promises(project)
+    interrupted = [
+        a for e in project.state("faults")["experiments"] for a in e["attempts"] if a["outcome"] == "stopped"
+    ]
+    assert interrupted, "no experiment was ever interrupted: the faults came too late"
+
+
+def test_pbtrun_stop_at_random_moments_stops_gracefully_and_resumes(project, recorder):
+    rng = random.Random(_seed())
+    _fault_spec(project, recorder, rng, count=16)
+
+    def stop(proc):
+        result = project.run("stop", "train_dir/faults", timeout=30)
+        assert result.returncode == 0, result.stderr
+
+    _run_with_faults(project, rng, stop, rounds=5)
+    _check_promises(project)
+
+
+# --------------------------------------------------------------------------- the launch claim
+
+
+def _running_sweep(tmp_path: Path, command: str) -> tuple[store.SweepPaths, Sweep]:
+    """A sweep whose only experiment is recorded as running attempt 1, as if the scheduler had
+    been killed right after recording the launch."""
+    text = f'name = "c"\ncommand = "{command}"\nexperiment_arg_name = ""\nexperiment_dir_arg_name = ""\n'
+    spec = parse(text + '[[experiments]]\nname = "a"\n', tmp_path / "s.toml")
+    paths = store.SweepPaths(tmp_path / "train_dir" / "c")
+    sweep = Sweep("c", str(tmp_path), "train_dir", time.time(), Settings())
+    exp = new_experiment(expand(spec)[0])
+    attempt = Attempt(1, time.time(), str(paths.log(exp, 1).relative_to(paths.dir)), None, "host")
+    sweep.experiments[exp.id] = exp.to(RUNNING, attempt)
+    store.create(paths, sweep, "")
+    return paths, sweep
+
+
+def test_resume_abandons_an_unstarted_launch_and_the_late_waiter_obeys(tmp_path):
+    marker = tmp_path / "ran"
+    paths, sweep = _running_sweep(tmp_path, f"touch {marker}")
+    exp = next(iter(sweep.experiments.values()))
+    backend = LocalBackend(paths)
+    # Resume finds no launch claim: it claims the attempt as abandoned.
+    assert backend.inspect(exp, exp.last) == NOT_STARTED
+    assert read_claim(paths.start_file(exp, 1)) == {"abandoned": True, "at": pytest.approx(time.time(), abs=5)}
+    # The old scheduler's waiter, arriving late, must not start the experiment.
+    handle = backend.launch(exp, exp.last, str(tmp_path), dict(os.environ))
+    os.waitpid(handle.waiter_pid, 0)
+    os.close(handle.pidfd)
+    assert not marker.exists()
+    assert not paths.exit_file(exp, 1).exists()
+
+
+def test_a_started_launch_is_adopted_not_abandoned(tmp_path):
+    paths, sweep = _running_sweep(tmp_path, "sleep 1")
+    exp = next(iter(sweep.experiments.values()))
+    backend = LocalBackend(paths)
+    launched = backend.launch(exp, exp.last, str(tmp_path), dict(os.environ))
+    deadline = time.monotonic() + 5
+    while read_claim(paths.start_file(exp, 1)) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    adopted = backend.inspect(exp, exp.last)
+    assert adopted.waiter_pid == launched.waiter_pid and not adopted.own_child
+    assert backend.finish(launched).returncode == 0
+    os.close(adopted.pidfd)
+
+
+# --------------------------------------------------------------------------- the state file
+
+
+def test_state_from_the_first_release_still_loads():
+    """tests/data/state-format-1.json was written by pbtrun 0.1.0; keep it loading forever."""
+    paths = store.SweepPaths(DATA / "state-format-1")
+    sweep = store.load(paths)
+    assert sweep.name == "quickstart"
+    assert sweep.counts()["succeeded"] == 6
+    first = next(iter(sweep.experiments.values()))
+    assert first.name == "00_toy_see_1_lr_0.1" and first.last.returncode == 0 and first.last.gpus == (0,)
+
+
+def test_old_state_file_shows_in_status(project):
+    import shutil
+
+    shutil.copytree(DATA / "state-format-1", project.root / "train_dir" / "quickstart")
+    doc = project.status_json("quickstart")
+    assert doc["counts"]["succeeded"] == 6
+
+
+def test_newer_state_format_is_refused_with_the_version_needed(project):
+    sweep_dir = project.root / "train_dir" / "future"
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / "pbtrun.json").write_text(json.dumps({"format": 99, "pbtrun_version": "9.0.0"}))
+    for args in (("status", "train_dir/future"), ("resume", "train_dir/future")):
+        result = project.run(*args)
+        assert result.returncode == 2
+        assert "pbtrun 9.0.0" in result.stderr and "Upgrade pbtrun" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert json.loads((sweep_dir / "pbtrun.json").read_text())["format"] == 99
+
+
+def test_truncated_state_names_the_backup_and_is_left_alone(project, recorder):
+    project.spec(f'name = "s"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
+    assert project.run("up", "sweep.toml").returncode == 0
+    state = project.root / "train_dir/s/pbtrun.json"
+    broken = state.read_bytes()[:100]
+    state.write_bytes(broken)
+    result = project.run("resume", "train_dir/s")
+    assert result.returncode == 2
+    assert "train_dir/s/pbtrun.json:" in result.stderr and "train_dir/s/pbtrun.json.bak" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert state.read_bytes() == broken
+    assert from_json(json.loads((state.parent / "pbtrun.json.bak").read_text())).name == "s"
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 2 MiB tmpfs mounted on a directory (needs root; skipped with the reason otherwise)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs to fill up needs root")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=False, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_keeps_state_intact_and_resume_completes(project, recorder, tiny_fs):
+    filler = tiny_fs / "filler"
+    # The first experiment fills the disk; the others would run after it.
+    script = project.root / "fill.py"
+    script.write_text(f"open({str(filler)!r}, 'wb').write(b'x' * 4_000_000)\n")
+    fill = f"{sys.executable} {script}"
+    project.spec(
+        f"""
+        name = "full"
+        train_dir = "{tiny_fs}"
+        [scheduler]
+        max_parallel = 1
+        [[experiments]]
+        name = "fill"
+        command = "{fill}"
+        [[experiments]]
+        name = "after"
+        command = "{recorder}"
+        grid = {{ i = [1, 2, 3] }}
+        """
+    )
+    result = project.run("up", "sweep.toml")
+    assert result.returncode != 0
+    assert "No space left on device" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    state = json.loads((tiny_fs / "full/pbtrun.json").read_text())  # still whole and valid
+    assert all(e["status"] in ("pending", "running", "failed") for e in state["experiments"])
+    filler.unlink()
+    resumed = project.run("resume", str(tiny_fs / "full"))
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # the filler failed (disk full)
+    final = json.loads((tiny_fs / "full/pbtrun.json").read_text())
+    statuses = {e["name"]: e["status"] for e in final["experiments"]}
+    assert statuses.pop("00_fill") == "failed"
+    assert set(statuses.values()) == {"succeeded"}
+
+
+def test_unwritable_state_is_reported_without_traceback(project, recorder, tiny_fs):
+    spec = f'name = "ro"\ntrain_dir = "{tiny_fs}"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n'
+    project.spec(spec)
+    assert project.run("up", "sweep.toml").returncode == 0
+    before = (tiny_fs / "ro/pbtrun.json").read_bytes()
+    project.spec(spec + "grid = { i = [1, 2] }\n")
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_fs)], check=True)
+    result = project.run("up", "sweep.toml")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Read-only file system" in result.stderr and "Traceback" not in result.stderr
+    assert (tiny_fs / "ro/pbtrun.json").read_bytes() == before
