@@ -41,8 +41,9 @@ def resolve(spec: SchedulerSettings, flags: SchedulerSettings, where: Path | str
         pause_between_s=_first(flags.pause_between_s, spec.pause_between_s, 0.0),
     )
     if settings.experiments_per_gpu > 0 and not settings.gpus:
+        source = "--experiments-per-gpu" if flags.experiments_per_gpu is not None else f"{where}: experiments_per_gpu ="
         raise SpecError(
-            f"{where}: experiments_per_gpu = {settings.experiments_per_gpu} pins experiments to GPUs, "
+            f"{source} {settings.experiments_per_gpu} pins experiments to GPUs, "
             "but there are no GPUs (none found, or num_gpus = 0). Give --num-gpus N, or set "
             "experiments_per_gpu = -1 to run without pinning."
         )

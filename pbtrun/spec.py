@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import json
 import math
 import os
 import re
@@ -41,6 +42,7 @@ TOP_KEYS = (
 )
 SCHEDULER_KEYS = ("num_gpus", "gpus", "max_parallel", "experiments_per_gpu", "pause_between")
 EXPERIMENT_KEYS = ("name", "command", "grid", "list", "env", "max_retries", "timeout_min")
+_TABLES = {"the top level": TOP_KEYS, "[scheduler]": SCHEDULER_KEYS, "[[experiments]]": EXPERIMENT_KEYS}
 
 # A name becomes a directory under the train dir: one path component, nothing hidden.
 _NAME_RE = re.compile(r"^\w[\w.+=,@-]*$")
@@ -176,9 +178,29 @@ def _type_name(value: Any) -> str:
 
 
 def _suggest(key: str, valid: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
+    """Did-you-mean from this table's keys, else from another table's (saying where it goes)."""
+    hint = ""
+    if close := difflib.get_close_matches(key, valid, n=1, cutoff=0.6):
+        hint = f" Did you mean '{close[0]}'?"
+    else:
+        for table, keys in _TABLES.items():
+            if keys is not valid and (close := difflib.get_close_matches(key, keys, n=1, cutoff=0.75)):
+                hint = f" Did you mean '{close[0]}'? It belongs in {table}."
+                break
     return f"unknown key.{hint} Valid keys here: {', '.join(valid)}."
+
+
+def toml_literal(value: Any) -> str:
+    """A value as it is written in TOML, for hints that users copy (``true``, ``"x"``, ``[1, 2]``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items()) + " }"
+    return str(value)
 
 
 # --------------------------------------------------------------------------- loading
@@ -431,17 +453,22 @@ def _timeout_min(src: _Source, table: Mapping, where: tuple) -> float | None:
     return float(value)
 
 
+_DOTTED_HINT = (
+    "is a table, not a list of values: a dotted key inside {{ }} makes nested tables in TOML. "
+    'Quote the parameter name: "{key}.{sub}" = [...].'
+)
+
+
 def _check_value(src: _Source, where: tuple, value: Any) -> None:
     """Parameter values must survive JSON (the state file) and render with ``str()``."""
+    if isinstance(value, dict) and where and isinstance(where[-1], str):
+        raise src.error(where, _DOTTED_HINT.format(key=where[-1], sub=next(iter(value), "x")))
     if isinstance(value, dt.date | dt.time | dt.datetime):
         raise src.error(where, "dates and times are not supported as parameter values; quote them as a string.")
     if isinstance(value, float) and not math.isfinite(value):
         raise src.error(where, f"{value} is not supported as a parameter value; quote it as a string.")
     if isinstance(value, list):
         for item in value:
-            _check_value(src, where, item)
-    if isinstance(value, dict):
-        for item in value.values():
             _check_value(src, where, item)
 
 
@@ -464,9 +491,11 @@ def _grid_axes(src: _Source, grid: Any, where: tuple) -> list[tuple[tuple[str, .
             if n in seen:
                 raise src.error(here, f"parameter {n!r} appears twice in this grid.")
             seen.add(n)
+        if isinstance(values, dict):
+            raise src.error(here, _DOTTED_HINT.format(key=key, sub=next(iter(values), "x")))
         if not isinstance(values, list):
             raise src.error(
-                here, f"must be a list of values, like {key} = [{render_value(values)!r}], not {_type_name(values)}."
+                here, f"must be a list of values, like {key} = [{toml_literal(values)}], not {_type_name(values)}."
             )
         if not values:
             raise src.error(here, "is an empty list, which gives no experiments: give at least one value.")

@@ -188,6 +188,7 @@ CASES = [
         "experiments_per_gpu",
         "no GPUs",
         args=("--experiments-per-gpu", "1"),
+        where="--experiments-per-gpu",
     ),
     case("num_gpus-negative", BASE + "[scheduler]\nnum_gpus = -1  # <-\n" + GROUP, "num_gpus"),
     case("pause-negative", BASE + "[scheduler]\npause_between = -1  # <-\n" + GROUP, "pause_between"),
