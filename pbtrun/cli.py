@@ -100,7 +100,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, **kw:
     train_dir = train_dir if train_dir is not None else spec.train_dir
     compiled = expand(spec, train_dir)
     if dry_run:
-        click.echo(render.plan(spec.name, Path(train_dir) / spec.name, compiled, settings))
+        _print_plan(spec.name, Path(train_dir) / spec.name, compiled, settings, as_json=False)
         return
     cwd = os.getcwd()
     paths = store.SweepPaths(Path(cwd) / train_dir / spec.name)
@@ -129,6 +129,66 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, **kw:
     except SweepBusy as busy:
         added = _add_to_running(paths, compiled, force)
         raise SweepBusy(f"{busy.message} {added}") from None
+
+
+def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(render.plan_json(name, sweep_dir, compiled, settings), indent=2))
+    else:
+        click.echo(render.plan(name, sweep_dir, compiled, settings))
+
+
+@cli.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False, path_type=Path))
+@scheduler_options
+@click.option("--train-dir", "--train_dir", "train_dir", help="Train dir (overrides the spec's train_dir).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> None:
+    """Print the experiments SPEC_FILE would run (command, env, GPU slot); create and run nothing."""
+    spec = load(spec_file)
+    settings = resolve(spec.scheduler, _flags(kw), spec_file)
+    train_dir = train_dir if train_dir is not None else spec.train_dir
+    _print_plan(spec.name, Path(train_dir) / spec.name, expand(spec, train_dir), settings, as_json)
+
+
+@cli.command()
+@click.argument("path", required=False, default="sweep.toml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+def init(path: Path, force: bool) -> None:
+    """Write a commented starter spec to PATH (default ./sweep.toml)."""
+    from importlib.resources import files
+
+    if path.exists() and not force:
+        raise PbtrunError(f"{path} already exists; pbtrun leaves it alone. Give another path, or --force.")
+    path.write_text(files("pbtrun").joinpath("starter.toml").read_text())
+    click.echo(f"wrote {path}; edit it, then: pbtrun plan {path}  and  pbtrun up {path}")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of sweep.toml (for editors: Even Better TOML / taplo)."""
+    from importlib.resources import files
+
+    click.echo(files("pbtrun").joinpath("sweep.schema.json").read_text(), nl=False)
+
+
+@cli.command("import")
+@click.argument("target")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not to stdout.")
+@click.option("--experiment-suffix", "--experiment_suffix", "experiment_suffix", help="As the old launcher's flag.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+def import_(target: str, output: Path | None, experiment_suffix: str | None, force: bool) -> None:
+    """Turn a RunDescription module (dotted name or .py file) into an equivalent sweep.toml."""
+    from pbtrun.importer import to_toml
+
+    text = to_toml(target, experiment_suffix)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    if output.exists() and not force:
+        raise PbtrunError(f"{output} already exists; pbtrun leaves it alone. Give another path, or --force.")
+    output.write_text(text)
+    click.echo(f"wrote {output}; check it with: pbtrun plan {output}", err=True)
 
 
 def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str:

@@ -90,29 +90,69 @@ def counts_line(counts: dict[str, int]) -> str:
 # --------------------------------------------------------------------------- plans
 
 
-def plan(name: str, sweep_dir: Path, experiments: Sequence[ExperimentSpec], settings: Settings) -> str:
-    """What ``up --dry-run`` prints: each experiment's full command, added env and first GPU slot."""
+def first_slots(experiments: Sequence[ExperimentSpec], settings: Settings) -> list[tuple[int, ...] | None]:
+    """Where each experiment would start if the sweep began now with every slot free:
+    a tuple of GPUs (empty: not pinned), or None for those that wait for a slot."""
     placement = Placement(settings)
     load: dict[int, int] = {}
-    lines = []
-    for n, exp in enumerate(experiments):
+    slots = []
+    for n, _ in enumerate(experiments):
         gpus = placement.choose(load, n)
         for g in gpus or ():
             load[g] = load.get(g, 0) + 1
-        if gpus is None:
-            slot = "queued (starts when a slot frees)"
-        else:
-            slot = f"GPU {gpus[0]}" if gpus else "starts at once (GPUs not pinned)"
-        lines.append(f"{exp.name}  [{slot}]")
+        slots.append(gpus)
+    return slots
+
+
+def _slot_word(gpus: tuple[int, ...] | None) -> str:
+    if gpus is None:
+        return "queued (starts when a slot frees)"
+    return f"GPU {','.join(map(str, gpus))}" if gpus else "starts at once (GPUs not pinned)"
+
+
+def plan(name: str, sweep_dir: Path, experiments: Sequence[ExperimentSpec], settings: Settings) -> str:
+    """What ``plan`` and ``up --dry-run`` print: each experiment's full command, env and first slot."""
+    lines = []
+    for exp, gpus in zip(experiments, first_slots(experiments, settings), strict=True):
+        lines.append(f"{exp.name}  [{_slot_word(gpus)}]")
         lines.append(f"    {shlex.join(exp.argv)}")
         if exp.env:
             lines.append("    env: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exp.env.items()))
-    pinned = f"{len(settings.gpus)} GPU(s) x {settings.experiments_per_gpu}" if placement.pins else "GPUs not pinned"
+    pinned = (
+        f"{len(settings.gpus)} GPU(s) x {settings.experiments_per_gpu}"
+        if settings.experiments_per_gpu > 0
+        else "GPUs not pinned"
+    )
     lines.append(
-        f"dry run: sweep {name}, {len(experiments)} experiment(s), max_parallel {settings.max_parallel}, {pinned}; "
-        f"would write {sweep_dir}/pbtrun.json. Nothing was created or run."
+        f"plan: sweep {name}, {len(experiments)} experiment(s), max_parallel {settings.max_parallel}, {pinned}; "
+        f"state would be {sweep_dir}/pbtrun.json. Nothing was created or run."
     )
     return "\n".join(lines)
+
+
+def plan_json(name: str, sweep_dir: Path, experiments: Sequence[ExperimentSpec], settings: Settings) -> dict[str, Any]:
+    """``plan --json``: the compiled experiments, for scripts."""
+    return {
+        "sweep": {"name": name, "dir": str(sweep_dir)},
+        "settings": {
+            "gpus": list(settings.gpus),
+            "max_parallel": settings.max_parallel,
+            "experiments_per_gpu": settings.experiments_per_gpu,
+            "pause_between_s": settings.pause_between_s,
+        },
+        "experiments": [
+            {
+                "name": exp.name,
+                "id": exp.id,
+                "group": exp.group,
+                "argv": list(exp.argv),
+                "env": dict(exp.env),
+                "params": dict(exp.params),
+                "first_slot": None if gpus is None else {"gpus": list(gpus) if gpus else None},
+            }
+            for exp, gpus in zip(experiments, first_slots(experiments, settings), strict=True)
+        ],
+    }
 
 
 # --------------------------------------------------------------------------- JSON

@@ -11,6 +11,7 @@ import difflib
 import json
 import math
 import os
+import random
 import re
 import shlex
 import tomllib
@@ -36,12 +37,25 @@ TOP_KEYS = (
     "experiment_suffix",
     "max_retries",
     "timeout_min",
+    "randomize",
+    "random_seed",
     "scheduler",
     "env",
     "experiments",
 )
 SCHEDULER_KEYS = ("num_gpus", "gpus", "max_parallel", "experiments_per_gpu", "pause_between")
-EXPERIMENT_KEYS = ("name", "command", "grid", "list", "env", "max_retries", "timeout_min")
+EXPERIMENT_KEYS = (
+    "name",
+    "command",
+    "grid",
+    "list",
+    "seeds",
+    "seed_base",
+    "repeat",
+    "env",
+    "max_retries",
+    "timeout_min",
+)
 _TABLES = {"the top level": TOP_KEYS, "[scheduler]": SCHEDULER_KEYS, "[[experiments]]": EXPERIMENT_KEYS}
 
 # A name becomes a directory under the train dir: one path component, nothing hidden.
@@ -88,6 +102,8 @@ class Spec:
     groups: tuple[GroupSpec, ...]
     max_retries: int = 0
     timeout_min: float | None = None
+    randomize: bool = False
+    random_seed: int = 0
     text: str = field(repr=False, default="")
 
 
@@ -244,6 +260,8 @@ def parse(text: str, path: Path) -> Spec:
         groups=groups,
         max_retries=_retries(src, raw, ()) or 0,
         timeout_min=_timeout_min(src, raw, ()),
+        randomize=_bool(src, raw, "randomize", False),
+        random_seed=_int(src, raw, (), "random_seed") or 0,
         text=text,
     )
     _check_size(src, spec)
@@ -426,6 +444,7 @@ def _group(src: _Source, table: Mapping, i: int, top_argv: tuple[str, ...] | Non
         combos = _list_combinations(src, table["list"], (*where, "list"))
     else:
         combos = ({},)
+    combos = _seeded_and_repeated(src, table, where, combos)
     env = _env(src, table.get("env", {}), (*where, "env"))
     return GroupSpec(
         name=name,
@@ -435,6 +454,37 @@ def _group(src: _Source, table: Mapping, i: int, top_argv: tuple[str, ...] | Non
         max_retries=_retries(src, table, where),
         timeout_min=_timeout_min(src, table, where),
     )
+
+
+def _seeded_and_repeated(
+    src: _Source, table: Mapping, where: tuple, combos: tuple[dict[str, Any], ...]
+) -> tuple[dict[str, Any], ...]:
+    """``seeds = N`` adds a ``seed`` parameter (``seed_base`` .. ``seed_base + N - 1``, slowest
+    varying, as seeds are written first in launcher grids); ``repeat = N`` runs the whole group N
+    times over (each run an experiment of its own, with its own name and id)."""
+    seeds = _positive(src, table, where, "seeds")
+    repeat = _positive(src, table, where, "repeat") or 1
+    base = _int(src, table, where, "seed_base")
+    if base is not None and seeds is None:
+        raise src.error((*where, "seed_base"), "only works with seeds = N: add it, or remove seed_base.")
+    total = len(combos) * (seeds or 1) * repeat
+    if total > MAX_EXPERIMENTS:
+        raise src.error(
+            where, f"this group gives {total:,} experiments, more than the {MAX_EXPERIMENTS:,} pbtrun accepts."
+        )
+    if seeds is not None:
+        if any("seed" in c for c in combos):
+            raise src.error((*where, "seeds"), "the group already has a 'seed' parameter; use one or the other.")
+        first = base or 0
+        combos = tuple({"seed": first + k, **c} for k in range(seeds) for c in combos)
+    return combos * repeat
+
+
+def _positive(src: _Source, table: Mapping, where: tuple, key: str) -> int | None:
+    value = _int(src, table, where, key)
+    if value is not None and value < 1:
+        raise src.error((*where, key), f"must be at least 1, not {value}.")
+    return value
 
 
 def _retries(src: _Source, table: Mapping, where: tuple) -> int | None:
@@ -569,6 +619,8 @@ def expand(spec: Spec, train_dir: str | None = None) -> list[ExperimentSpec]:
     train_dir = spec.train_dir if train_dir is None else train_dir
     experiments = [e for g in spec.groups for e in _expand_group(spec, g, train_dir)]
     _check_unique_names(spec, experiments)
+    if spec.randomize:  # launch order only: names and ids stay those of the written order
+        random.Random(spec.random_seed).shuffle(experiments)
     return experiments
 
 

@@ -1,0 +1,214 @@
+"""The sweep language's additions (seeds, repeat, randomize), plan / init / schema, and errors
+that point at the line of the offending key."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from pbtrun.errors import SpecError
+from pbtrun.spec import EXPERIMENT_KEYS, SCHEDULER_KEYS, TOP_KEYS, expand, parse
+
+ROOT = Path(__file__).parent.parent
+HEAD = 'name = "s"\ncommand = "python train.py"\n'
+
+
+def compile_(text: str) -> list:
+    return expand(parse(HEAD + text, Path("sweep.toml")))
+
+
+def error(text: str) -> str:
+    with pytest.raises(SpecError) as info:
+        compile_(text)
+    return info.value.message
+
+
+# --------------------------------------------------------------------------- seeds, repeat, randomize
+
+
+def test_seeds_add_a_slowest_seed_axis_from_seed_base():
+    exps = compile_('[[experiments]]\nname = "a"\nseeds = 2\nseed_base = 100\ngrid = { lr = [1, 2] }\n')
+    assert [e.params for e in exps] == [
+        {"seed": 100, "lr": 1},
+        {"seed": 100, "lr": 2},
+        {"seed": 101, "lr": 1},
+        {"seed": 101, "lr": 2},
+    ]
+    assert exps[0].name == "00_a_see_100_lr_1"
+    assert "--seed=100" in exps[0].argv
+
+
+def test_seeds_default_to_zero_and_work_with_lists():
+    exps = compile_('[[experiments]]\nname = "a"\nseeds = 2\nlist = [{ lr = 1 }, { lr = 2, b = 3 }]\n')
+    assert [e.params for e in exps] == [
+        {"seed": 0, "lr": 1},
+        {"seed": 0, "lr": 2, "b": 3},
+        {"seed": 1, "lr": 1},
+        {"seed": 1, "lr": 2, "b": 3},
+    ]
+
+
+def test_repeat_runs_the_group_again_with_distinct_names_and_ids():
+    exps = compile_('[[experiments]]\nname = "a"\nrepeat = 3\ngrid = { lr = [1, 2] }\n')
+    assert [e.params["lr"] for e in exps] == [1, 2, 1, 2, 1, 2]
+    assert len({e.name for e in exps}) == 6
+    assert len({e.id for e in exps}) == 6
+
+
+def test_randomize_shuffles_launch_order_reproducibly_and_keeps_names():
+    text = 'randomize = true\nrandom_seed = {}\n[[experiments]]\nname = "a"\ngrid = {{ i = {} }}\n'
+    written = compile_(text.format(0, list(range(20))).replace("randomize = true", "randomize = false"))
+    first = compile_(text.format(7, list(range(20))))
+    again = compile_(text.format(7, list(range(20))))
+    other = compile_(text.format(8, list(range(20))))
+    assert [e.name for e in first] == [e.name for e in again]
+    assert [e.name for e in first] != [e.name for e in written]
+    assert [e.name for e in first] != [e.name for e in other]
+    assert sorted(e.name for e in first) == sorted(e.name for e in written)
+    assert {e.id: e.name for e in first} == {e.id: e.name for e in written}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[[experiments]]\nname = "a"\nseed_base = 5\n', "only works with seeds"),
+        ('[[experiments]]\nname = "a"\nseeds = 2\ngrid = { seed = [1] }\n', "already has a 'seed'"),
+        ('[[experiments]]\nname = "a"\nrepeat = 0\n', "repeat: must be at least 1"),
+        ('[[experiments]]\nname = "a"\nseeds = "3"\n', "seeds: must be an integer"),
+        ('[[experiments]]\nname = "a"\nseeds = 1001\nrepeat = 1000\ngrid = { x = [1, 2] }\n', "more than the"),
+    ],
+)
+def test_bad_seeds_and_repeats_are_explained(text, expected):
+    assert expected in error(text)
+
+
+# --------------------------------------------------------------------------- errors point at lines
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "shown"),
+    [
+        ('[scheduler]\nmax_parallel = "8"\n[[experiments]]\nname = "a"\n', 4, 'max_parallel = "8"'),
+        ('[[experiments]]\nname = "a"\n\ngrid = { seed = 5 }\n', 6, "grid = { seed = 5 }"),
+        ('[[experiments]]\nname = "a"\n[[experiments]]\nname = "b"\ntimeout_min = -1\n', 7, "timeout_min = -1"),
+        ('[[experiments]]\nname = "a"\nenv = { X = true }\n', 5, "env = { X = true }"),
+        ('[[experiments]]\nname = "a"\ngird = { x = [1] }\n', 5, "gird = { x = [1] }"),
+    ],
+)
+def test_type_and_value_errors_point_at_the_line_and_show_it(text, line, shown):
+    message = error(text)
+    assert f"sweep.toml, line {line}:" in message
+    assert message.rstrip().endswith(f"{line} | {shown}")
+
+
+def test_unknown_key_suggests_across_tables():
+    message = error('max_paralel = 3\n[[experiments]]\nname = "a"\n')
+    assert "Did you mean 'max_parallel'? It belongs in [scheduler]." in message
+
+
+# --------------------------------------------------------------------------- plan, init, schema
+
+
+def test_plan_prints_commands_env_and_slots_and_creates_nothing(project):
+    project.spec(
+        """
+        name = "p"
+        command = "python train.py"
+        [scheduler]
+        num_gpus = 2
+        experiments_per_gpu = 1
+        [[experiments]]
+        name = "a"
+        grid = { lr = [1, 2, 3] }
+        env = { K = "v w" }
+        """
+    )
+    before = sorted(project.root.rglob("*"))
+    for args in (("plan", "sweep.toml"), ("up", "sweep.toml", "--dry-run")):
+        result = project.run(*args)
+        assert result.returncode == 0, result.stderr
+        assert "00_a_lr_1  [GPU 0]" in result.stdout and "01_a_lr_2  [GPU 1]" in result.stdout
+        assert "02_a_lr_3  [queued" in result.stdout
+        assert "env: K='v w'" in result.stdout
+        assert "python train.py --lr=1 --experiment=00_a_lr_1 --train_dir=train_dir/p/a_" in result.stdout
+    assert sorted(project.root.rglob("*")) == before
+
+
+def test_plan_json_is_complete_for_scripts(project):
+    project.spec('name = "p"\ncommand = "run"\n[scheduler]\nmax_parallel = 1\n[[experiments]]\nname = "a"\nseeds = 2\n')
+    result = project.run("plan", "sweep.toml", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["sweep"] == {"name": "p", "dir": "train_dir/p"}
+    assert [e["name"] for e in doc["experiments"]] == ["00_a_see_0", "01_a_see_1"]
+    assert doc["experiments"][0]["argv"][:2] == ["run", "--seed=0"]
+    assert doc["experiments"][0]["first_slot"] == {"gpus": None}
+    assert doc["experiments"][1]["first_slot"] is None
+
+
+def test_init_writes_a_starter_that_plans_and_never_overwrites(project):
+    result = project.run("init")
+    assert result.returncode == 0, result.stderr
+    starter = project.root / "sweep.toml"
+    assert "[[experiments]]" in starter.read_text()
+    assert project.run("plan", "sweep.toml").returncode == 0
+    starter.write_text("# mine\n")
+    again = project.run("init")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert starter.read_text() == "# mine\n"
+    assert project.run("init", "--force").returncode == 0
+    assert "[[experiments]]" in starter.read_text()
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    from importlib.resources import files
+
+    doc = json.loads(files("pbtrun").joinpath("sweep.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(doc)
+    return doc
+
+
+def test_pbtrun_schema_prints_the_shipped_schema(project, schema):
+    result = project.run("schema")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == schema
+
+
+def test_schema_knows_exactly_the_keys_the_spec_accepts(schema):
+    props = schema["properties"]
+    assert set(props) == set(TOP_KEYS)
+    assert set(props["scheduler"]["properties"]) == set(SCHEDULER_KEYS)
+    assert set(props["experiments"]["items"]["properties"]) == set(EXPERIMENT_KEYS)
+
+
+def spec_files() -> list[Path]:
+    return [*ROOT.glob("examples/*.toml"), *ROOT.glob("tests/data/compat/*.toml"), ROOT / "pbtrun/starter.toml"]
+
+
+@pytest.mark.parametrize("path", spec_files(), ids=lambda p: p.name)
+def test_every_shipped_spec_validates_against_the_schema(schema, path):
+    jsonschema.validate(tomllib.loads(path.read_text()), schema)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'name = "a"\nmax_paralel = 3\n[[experiments]]\nname = "x"\n',
+        'name = "a"\n[scheduler]\nmax_parallel = 0\n[[experiments]]\nname = "x"\n',
+        'name = "a"\n[scheduler]\nexperiments_per_gpu = 0\n[[experiments]]\nname = "x"\n',
+        'name = "../a"\n[[experiments]]\nname = "x"\n',
+        'name = "a"\n[[experiments]]\nname = "x"\ngrid = { lr = 1 }\n',
+        'name = "a"\n[[experiments]]\nname = "x"\ngrid = { lr = [1] }\nlist = [{ lr = 1 }]\n',
+        'name = "a"\nexperiments = []\n',
+    ],
+)
+def test_schema_rejects_what_pbtrun_rejects(schema, text):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(tomllib.loads(text), schema)
+    with pytest.raises(SpecError):
+        expand(parse(text, Path("x.toml")))
