@@ -118,7 +118,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, **kw:
                 _say_merged(report)
             else:
                 sweep = Sweep(spec.name, cwd, train_dir, time.time(), settings, pbtrun_version=__version__)
-                sweep.experiments = {c.id: new_experiment(c) for c in compiled}
+                sweep.replace_all(new_experiment(c) for c in compiled)
             store.write_spec_copy(paths, spec.text)
             store.save(paths, sweep)
 
@@ -249,10 +249,15 @@ class Reporter:
 
     def __init__(self, paths: store.SweepPaths) -> None:
         self.paths = paths
+        self.flushed_at = 0.0
 
     def _line(self, text: str, **style: Any) -> None:
         stamp = time.strftime("%H:%M:%S")
-        click.echo(f"{stamp}  {click.style(text, **style) if style else text}")
+        sys.stdout.write(f"{stamp}  {click.style(text, **style) if style and sys.stdout.isatty() else text}\n")
+        now = time.monotonic()
+        if now - self.flushed_at >= 0.5:  # flush at most twice a second, never per event
+            sys.stdout.flush()
+            self.flushed_at = now
 
     def _progress(self, sweep: Sweep) -> str:
         c = sweep.counts()
@@ -294,6 +299,7 @@ class Reporter:
 
     def finish(self, sweep: Sweep, code: int) -> None:
         self._line(render.sweep_summary(self.paths, sweep, None))
+        sys.stdout.flush()
 
 
 # --------------------------------------------------------------------------- stop

@@ -18,6 +18,7 @@ import selectors
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Protocol
@@ -74,12 +75,16 @@ class Scheduler:
         self.listener = listener
         self.grace_s = grace_s
         self.retry_failed = retry_failed
-        self.sweep = store.load(paths)
+        self.writer = store.StateWriter(paths)
         self.placement = Placement(self.sweep.settings)
+        self.queue: deque[str] = deque()  # runnable experiment ids, in launch order
+        self.queue_generation = -1
         self.handles: dict[str, Handle] = {}
         self.gpus_of: dict[str, tuple[int, ...]] = {}
         self.selector = selectors.DefaultSelector()
         self.host = socket.gethostname()
+        self.base_env = dict(os.environ)  # copied once: experiments inherit pbtrun's environment
+        self.sweep_dir = str(paths.dir.resolve())
         self.next_launch_at = 0.0
         self.stopping = False
         self.escalations: dict[str, list[tuple[float, int]]] = {}  # exp id -> (monotonic time, signal)
@@ -89,24 +94,45 @@ class Scheduler:
 
     # ---------------------------------------------------------------- the loop
 
+    @property
+    def sweep(self) -> Sweep:
+        return self.writer.sweep
+
     def run(self) -> int:
         """Run until every experiment has ended or a stop completes; return the exit code."""
         with self._signals(), self._control():
             self._reconcile()
+            self._requeue()
+            ended: list[Handle] = []
             while True:
-                if not self.stopping and self.failure is None:
-                    self._launch_what_fits()
+                self._step(ended)
                 if not self.handles and (self.stopping or self.failure or not self._launchable()):
                     break
-                self._wait(self._timeout())
+                ended = self._wait(self._timeout())
                 self._advance()
         self.selector.close()
+        with contextlib.suppress(PbtrunError):
+            self.writer.close()
         if self.failure is not None:
             raise self.failure
         return self._exit_code()
 
+    def _requeue(self) -> None:
+        """Rebuild the run queue from the state (O(sweep): only after a reload)."""
+        self.queue = deque(e.id for e in self.sweep.runnable())
+        self.queue_generation = self.writer.generation
+
     def _launchable(self) -> bool:
-        return bool(self.sweep.runnable())
+        """Whether anything waits to run; drops queue entries that no longer can (O(1) amortized)."""
+        if self.queue_generation != self.writer.generation:
+            self._requeue()
+        experiments = self.sweep.experiments
+        while self.queue:
+            exp = experiments.get(self.queue[0])
+            if exp is not None and exp.status in (PENDING, INTERRUPTED) and not exp.removed:
+                return True
+            self.queue.popleft()
+        return False
 
     def _timeout(self) -> float | None:
         deadlines = [steps[0][0] for steps in self.escalations.values() if steps]
@@ -115,7 +141,8 @@ class Scheduler:
             deadlines.append(self.next_launch_at)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
-    def _wait(self, timeout: float | None) -> None:
+    def _wait(self, timeout: float | None) -> list[Handle]:
+        """Block until something happens; return the attempts whose waiter exited."""
         ended: list[Handle] = []
         for key, _ in self.selector.select(timeout):
             kind, payload = key.data
@@ -126,8 +153,7 @@ class Scheduler:
                 self._drain_signals(key.fd)
             else:
                 self._read_control(key.fd)
-        if ended:
-            self._collect(ended)
+        return ended
 
     def _exit_code(self) -> int:
         live = [e for e in self.sweep.experiments.values() if not e.removed]
@@ -140,9 +166,7 @@ class Scheduler:
     def _transact(self, change: Callable[[Sweep], None]) -> bool:
         """Apply ``change`` to the freshest state under the lock; on a write failure stop launching."""
         try:
-            with store.transaction(self.paths) as sweep:
-                change(sweep)
-            self.sweep = sweep
+            self.writer.commit(change)
             return True
         except PbtrunError as exc:
             self.failure = exc
@@ -176,16 +200,29 @@ class Scheduler:
                 f"adopted {self.sweep.experiments[handle.exp_id].name} (still running, pid {handle.pgid})"
             )
 
-    def _launch_what_fits(self) -> None:
-        if time.monotonic() < self.next_launch_at:
+    def _step(self, ended: list[Handle]) -> None:
+        """Record what ended and what launches now in ONE durable commit, then start the launches.
+
+        Launches are recorded as running before their process is forked (see the module doc);
+        batching ends and launches halves the fsyncs per experiment.
+        """
+        outcomes = self._finish(ended)
+        launch_now = not self.stopping and self.failure is None and time.monotonic() >= self.next_launch_at
+        chosen = list(self._choose()) if launch_now else []
+        if not outcomes and not chosen:
             return
-        chosen = list(self._choose())
-        if not chosen:
-            return
+        done: list[Experiment] = []
         launched: list[tuple[Experiment, Attempt]] = []
         now = time.time()
 
         def change(sweep: Sweep) -> None:
+            for handle, outcome in outcomes:
+                timed_out = handle.exp_id in self.timed_out
+                self.timed_out.discard(handle.exp_id)
+                exp = sweep.experiments[handle.exp_id]
+                exp = _ended(exp, outcome, stopped=self.stopping and not timed_out, timed_out=timed_out)
+                sweep.update(exp)
+                done.append(exp)
             for exp_id, gpus in chosen:
                 exp = sweep.experiments.get(exp_id)
                 if exp is None or exp.removed or exp.status not in (PENDING, INTERRUPTED):
@@ -198,12 +235,16 @@ class Scheduler:
 
         if not self._transact(change):
             return
+        for exp in done:
+            if exp.status in (PENDING, INTERRUPTED):  # a retry: back in line
+                self.queue.append(exp.id)
+            self.listener.ended(exp, self.sweep)
         for exp, attempt in launched:
             handle = self.backend.launch(exp, attempt, self.sweep.cwd, self._env(exp, attempt))
             self.gpus_of[exp.id] = attempt.gpus or ()
             self._watch(handle, exp)
             self.listener.started(exp, self.sweep)
-        if self.sweep.settings.pause_between_s > 0:
+        if launched and self.sweep.settings.pause_between_s > 0:
             self.next_launch_at = time.monotonic() + self.sweep.settings.pause_between_s
 
     def _choose(self) -> Iterator[tuple[str, tuple[int, ...]]]:
@@ -214,29 +255,25 @@ class Scheduler:
                 load[g] = load.get(g, 0) + 1
         running = len(self.handles)
         pause = self.sweep.settings.pause_between_s > 0
-        for exp in self.sweep.runnable():
-            if exp.id in self.handles:
-                continue
+        while self._launchable():
             gpus = self.placement.choose(load, running)
             if gpus is None:
                 return
             for g in gpus:
                 load[g] = load.get(g, 0) + 1
             running += 1
-            yield exp.id, gpus
+            yield self.queue.popleft(), gpus
             if pause:
                 return
 
-    def _collect(self, ended: list[Handle]) -> None:
+    def _finish(self, ended: list[Handle]) -> list[tuple[Handle, Outcome]]:
+        """Collect the outcomes of ended attempts and forget their handles."""
         outcomes = [(h, self.backend.finish(h)) for h in ended]
-        for handle, _ in outcomes:
+        for handle, outcome in outcomes:
             del self.handles[handle.exp_id]
             self.gpus_of.pop(handle.exp_id, None)
             self.escalations.pop(handle.exp_id, None)
             self.deadlines.pop(handle.exp_id, None)
-        done: list[Experiment] = []
-
-        for handle, outcome in outcomes:
             if outcome.error and self.failure is None:
                 name = self.sweep.experiments[handle.exp_id].name
                 self.failure = BackendError(
@@ -244,19 +281,7 @@ class Scheduler:
                     "then resume the sweep."
                 )
                 self.listener.message(f"error: {self.failure.message}")
-
-        def change(sweep: Sweep) -> None:
-            for handle, outcome in outcomes:
-                exp = sweep.experiments[handle.exp_id]
-                timed_out = handle.exp_id in self.timed_out
-                self.timed_out.discard(handle.exp_id)
-                exp = _ended(exp, outcome, stopped=self.stopping and not timed_out, timed_out=timed_out)
-                sweep.update(exp)
-                done.append(exp)
-
-        if self._transact(change):
-            for exp in done:
-                self.listener.ended(exp, self.sweep)
+        return outcomes
 
     # ---------------------------------------------------------------- helpers
 
@@ -271,9 +296,9 @@ class Scheduler:
         return str(self.paths.log(exp, number).relative_to(self.paths.dir))
 
     def _env(self, exp: Experiment, attempt: Attempt) -> dict[str, str]:
-        env = {**os.environ, **exp.env}
+        env = {**self.base_env, **exp.env}
         env["PBTRUN_EXPERIMENT"] = exp.name
-        env["PBTRUN_SWEEP_DIR"] = str(self.paths.dir.resolve())
+        env["PBTRUN_SWEEP_DIR"] = self.sweep_dir
         env["PBTRUN_ATTEMPT"] = str(attempt.number)
         if attempt.gpus is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, attempt.gpus))
@@ -365,7 +390,7 @@ class Scheduler:
                     self.request_stop(now=True)
                 elif line == "wake":
                     with contextlib.suppress(PbtrunError):
-                        self.sweep = store.load(self.paths)
+                        self.writer.refresh()
 
 
 def _ended(exp: Experiment, outcome: Outcome, stopped: bool, timed_out: bool = False) -> Experiment:
@@ -376,10 +401,10 @@ def _ended(exp: Experiment, outcome: Outcome, stopped: bool, timed_out: bool = F
     common = {"ended_at": outcome.ended_at, "returncode": outcome.returncode, "pid": outcome.pid or last.pid}
     if not outcome.started:
         return exp.to(PENDING, replace(last, outcome=NOT_STARTED_OUTCOME, **common))
-    if outcome.returncode is None:
-        return exp.to(INTERRUPTED, replace(last, outcome=LOST, **common))
-    if stopped:
+    if stopped:  # whatever it died of: SIGKILL takes the waiter and its record with it
         return exp.to(INTERRUPTED, replace(last, outcome=STOPPED, **common))
+    if outcome.returncode is None and not timed_out:
+        return exp.to(INTERRUPTED, replace(last, outcome=LOST, **common))
     if outcome.returncode == 0 and not timed_out:
         return exp.to(SUCCEEDED, replace(last, outcome=EXITED, **common))
     exp = exp.to(FAILED, replace(last, outcome=TIMED_OUT if timed_out else EXITED, **common))

@@ -106,21 +106,25 @@ class Settings:
 
 @dataclass
 class Sweep:
-    """The whole state. Mutable container of frozen records, changed only inside a transaction."""
+    """The whole state. A mutable container of frozen records, changed only inside a transaction.
+
+    Counts by status are kept up to date on every change, and the ids changed since the last
+    commit are remembered (``dirty``), so a commit costs O(changes), not O(sweep).
+    """
 
     name: str
     cwd: str
     train_dir: str
     created_at: float
     settings: Settings
-    experiments: dict[str, Experiment] = field(default_factory=dict)
     pbtrun_version: str = ""
+    journal_seq: int = 0  # the last journal entry folded into pbtrun.json
+    experiments: dict[str, Experiment] = field(default_factory=dict, init=False)
+    dirty: set[str] = field(default_factory=set, init=False, repr=False)
+    _counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0), init=False, repr=False)
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATUSES, 0)
-        for exp in self.experiments.values():
-            counts[exp.status] += 1
-        return counts
+        return dict(self._counts)
 
     def runnable(self) -> list[Experiment]:
         return [e for e in self.experiments.values() if e.status in (PENDING, INTERRUPTED) and not e.removed]
@@ -129,7 +133,19 @@ class Sweep:
         return [e for e in self.experiments.values() if e.status == RUNNING]
 
     def update(self, exp: Experiment) -> None:
+        old = self.experiments.get(exp.id)
+        if old is not None:
+            self._counts[old.status] -= 1
+        self._counts[exp.status] += 1
         self.experiments[exp.id] = exp
+        self.dirty.add(exp.id)
+
+    def replace_all(self, experiments: Iterable[Experiment]) -> None:
+        """Swap in a whole new set of experiments (a merge); everything counts as changed."""
+        self.experiments = {}
+        self._counts = dict.fromkeys(STATUSES, 0)
+        for exp in experiments:
+            self.update(exp)
 
 
 # --------------------------------------------------------------------------- merge
@@ -203,7 +219,7 @@ def merge(sweep: Sweep, compiled: Sequence[ExperimentSpec], force: bool = False)
     removed = [e for e in old.values() if e.id not in result and e.attempts]
     for exp in removed:
         result[exp.id] = replace(exp, removed=True)
-    sweep.experiments = result
+    sweep.replace_all(result.values())
     return MergeReport(tuple(added), tuple(c.name for c in changed), tuple(e.name for e in removed))
 
 
@@ -250,6 +266,7 @@ def to_json(sweep: Sweep) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "pbtrun_version": sweep.pbtrun_version,
+        "journal_seq": sweep.journal_seq,
         "sweep": {
             "name": sweep.name,
             "cwd": sweep.cwd,
@@ -262,11 +279,11 @@ def to_json(sweep: Sweep) -> dict[str, Any]:
                 "pause_between_s": sweep.settings.pause_between_s,
             },
         },
-        "experiments": [_experiment_json(e) for e in sweep.experiments.values()],
+        "experiments": [experiment_json(e) for e in sweep.experiments.values()],
     }
 
 
-def _experiment_json(exp: Experiment) -> dict[str, Any]:
+def experiment_json(exp: Experiment) -> dict[str, Any]:
     return {
         "id": exp.id,
         "group": exp.group,
@@ -323,16 +340,18 @@ def from_json(data: Any) -> Sweep:
                 pause_between_s=float(settings["pause_between_s"]),
             ),
             pbtrun_version=str(data.get("pbtrun_version", "")),
+            journal_seq=int(data.get("journal_seq", 0)),
         )
         for raw in data["experiments"]:
-            exp = _experiment_from(raw)
-            sweep.experiments[exp.id] = exp
+            exp = experiment_from(raw)
+            sweep.update(exp)
+        sweep.dirty.clear()
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateError(f"its content is malformed ({type(exc).__name__}: {exc})") from None
     return sweep
 
 
-def _experiment_from(raw: Mapping[str, Any]) -> Experiment:
+def experiment_from(raw: Mapping[str, Any]) -> Experiment:
     status = raw["status"]
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r} for {raw.get('name')}")

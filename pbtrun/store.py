@@ -19,7 +19,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,11 @@ from pbtrun import __version__
 from pbtrun.errors import StateError, SweepBusy
 from pbtrun.naming import safe_file_name
 from pbtrun.proc import process_start_time
-from pbtrun.state import Experiment, Sweep, from_json, to_json
+from pbtrun.state import Experiment, Sweep, experiment_from, experiment_json, from_json, to_json
 
 STATE_LOCK_TIMEOUT_S = 60
+FOLD_MIN_ENTRIES = 256  # fold the journal after max(this, half the sweep) entries: O(1) amortized
+SUMMARY_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,16 @@ class SweepPaths:
     @property
     def state(self) -> Path:
         return self.dir / "pbtrun.json"
+
+    @property
+    def journal(self) -> Path:
+        """Transitions since the last fold, one fsync'd JSON line per commit (see StateWriter)."""
+        return self.dir / "pbtrun.journal"
+
+    @property
+    def summary(self) -> Path:
+        """Name and counts only, rewritten now and then, so listing many sweeps stays cheap."""
+        return self.dir / "summary.json"
 
     @property
     def backup(self) -> Path:
@@ -82,6 +94,10 @@ class SweepPaths:
     def exit_file(self, exp: Experiment, attempt: int) -> Path:
         """Written atomically by the waiter when the experiment's process ends."""
         return self._attempt_file(exp, attempt, "exit")
+
+    def pid_file(self, exp: Experiment, attempt: int) -> Path:
+        """The experiment's pid (its process group), written by the waiter once it is spawned."""
+        return self._attempt_file(exp, attempt, "pid")
 
     def start_file(self, exp: Experiment, attempt: int) -> Path:
         """The launch claim: created exactly once, by the waiter (started) or by resume (abandoned)."""
@@ -131,14 +147,49 @@ def dump(sweep: Sweep) -> bytes:
 
 
 def load(paths: SweepPaths) -> Sweep:
-    """Read the state without a lock (safe: writes are atomic)."""
+    """Read the state without a lock (safe: every write is atomic): ``pbtrun.json`` plus the
+    journal entries not yet folded into it. If a fold replaces the file while we read, read again."""
+    for _ in range(10):
+        try:
+            before = os.stat(paths.state).st_ino
+            data = paths.state.read_bytes()
+        except FileNotFoundError:
+            raise StateError(f"{paths.dir}: no sweep here (there is no {paths.state.name}).") from None
+        except OSError as exc:
+            raise StateError(f"{paths.state}: cannot read the state file: {exc.strerror}.") from None
+        sweep = parse(paths, data)
+        replay(paths, sweep)
+        with contextlib.suppress(OSError):
+            if os.stat(paths.state).st_ino == before:
+                break
+    sweep.dirty.clear()
+    return sweep
+
+
+def replay(paths: SweepPaths, sweep: Sweep) -> int:
+    """Apply the journal's entries newer than the sweep's ``journal_seq``; return the byte length
+    of its complete lines (a torn last line, from a crash mid-append, is ignored)."""
     try:
-        data = paths.state.read_bytes()
+        data = paths.journal.read_bytes()
     except FileNotFoundError:
-        raise StateError(f"{paths.dir}: no sweep here (there is no {paths.state.name}).") from None
+        return 0
     except OSError as exc:
-        raise StateError(f"{paths.state}: cannot read the state file: {exc.strerror}.") from None
-    return parse(paths, data)
+        raise StateError(f"{paths.journal}: cannot read the journal: {exc.strerror}.") from None
+    end = data.rfind(b"\n") + 1
+    for number, line in enumerate(data[:end].splitlines(), 1):
+        try:
+            entry = json.loads(line)
+            if entry["seq"] <= sweep.journal_seq:
+                continue
+            for raw in entry["experiments"]:
+                sweep.update(experiment_from(raw))
+            sweep.journal_seq = entry["seq"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(
+                f"{paths.journal}, line {number}: the journal is damaged ({exc}). pbtrun leaves it "
+                f"untouched; {paths.state.name} holds the state as of the last fold."
+            ) from None
+    return end
 
 
 def parse(paths: SweepPaths, data: bytes) -> Sweep:
@@ -163,18 +214,150 @@ def _damaged(paths: SweepPaths, why: str) -> str:
 
 
 def save(paths: SweepPaths, sweep: Sweep) -> None:
-    """Write the state atomically, keeping the version it replaces as the backup."""
+    """Write the whole state atomically, folding the journal into it, and keep the version it
+    replaces as the backup. Call with the state lock held."""
     sweep.pbtrun_version = __version__
     data = dump(sweep)
     try:
         if paths.state.exists():
             _keep_backup(paths)
         write_atomic(paths.state, data)
+        if paths.journal.exists():
+            os.truncate(paths.journal, 0)  # its entries are all <= journal_seq: skipped even if kept
     except OSError as exc:
-        raise StateError(
-            f"{paths.state}: cannot write the state file: {exc.strerror or exc}. The previous state "
-            "is intact; free space or fix permissions, then resume the sweep."
-        ) from None
+        raise _write_error(paths.state, exc) from None
+    sweep.dirty.clear()
+    write_summary(paths, sweep)
+
+
+def _write_error(path: Path, exc: OSError) -> StateError:
+    return StateError(
+        f"{path}: cannot write the state: {exc.strerror or exc}. The previous state is intact; "
+        "free space or fix permissions, then resume the sweep."
+    )
+
+
+def write_summary(paths: SweepPaths, sweep: Sweep) -> None:
+    """Best effort: a stale or missing summary only makes listing slower, never wrong."""
+    summary = {"name": sweep.name, "counts": sweep.counts(), "updated_at": time.time()}
+    tmp = paths.summary.with_name(f".{paths.summary.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps(summary))
+        os.replace(tmp, paths.summary)
+
+
+def read_summary(paths: SweepPaths) -> dict[str, Any] | None:
+    """The summary, if it is at least as new as the state it summarises."""
+    try:
+        newest = max(os.stat(p).st_mtime_ns for p in (paths.state, paths.journal) if p.exists())
+        if os.stat(paths.summary).st_mtime_ns < newest:
+            return None
+        data = json.loads(paths.summary.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("counts"), dict) else None
+
+
+class StateWriter:
+    """The scheduler's way to write state.
+
+    The sweep stays in memory; each commit appends the changed experiments to the journal as one
+    fsync'd line (O(changes), not O(sweep)); the journal is folded into ``pbtrun.json`` once it
+    holds more entries than half the sweep (O(1) amortized). Another writer (``pbtrun up`` adding
+    experiments) is noticed by the files changing under the lock: the state is then reloaded
+    before the change is applied, so neither loses the other's update.
+    """
+
+    def __init__(self, paths: SweepPaths) -> None:
+        self.paths = paths
+        self.generation = 0  # bumped on every reload, so callers can rebuild what they derive
+        self.entries = 0
+        self.summary_at = 0.0
+        self._signed: tuple | None = None
+        with state_lock(paths):
+            self._reload()
+
+    @property
+    def sweep(self) -> Sweep:
+        return self._sweep
+
+    def _signature(self) -> tuple:
+        sig: list[tuple | None] = []
+        for path in (self.paths.state, self.paths.journal):
+            try:
+                st = os.stat(path)
+                sig.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except FileNotFoundError:
+                sig.append(None)
+        return tuple(sig)
+
+    def _reload(self) -> None:
+        self._sweep = load(self.paths)
+        whole = replay(self.paths, Sweep("", "", "", 0.0, self._sweep.settings, journal_seq=1 << 62))
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.paths.journal).st_size > whole:
+                os.truncate(self.paths.journal, whole)  # drop a torn tail before appending after it
+        self.entries = 0
+        self.generation += 1
+        self._signed = self._signature()
+
+    def refresh(self) -> Sweep:
+        """Pick up another writer's changes, if any."""
+        with state_lock(self.paths):
+            if self._signature() != self._signed:
+                self._reload()
+        return self._sweep
+
+    def commit(self, change: Callable[[Sweep], None]) -> Sweep:
+        """Apply ``change(sweep)`` under the lock to the freshest state and make it durable."""
+        with state_lock(self.paths):
+            if self._signature() != self._signed:
+                self._reload()
+            sweep = self._sweep
+            sweep.dirty.clear()
+            change(sweep)
+            try:
+                if sweep.dirty:
+                    self._append(sweep)
+            except BaseException:
+                self._signed = None  # memory is ahead of disk: reload before the next change
+                raise
+            self._signed = self._signature()
+        return sweep
+
+    def _append(self, sweep: Sweep) -> None:
+        if self.entries >= max(FOLD_MIN_ENTRIES, len(sweep.experiments) // 2):
+            save(self.paths, sweep)
+            self.entries = 0
+            return
+        seq = sweep.journal_seq + 1
+        changed = [experiment_json(sweep.experiments[i]) for i in sorted(sweep.dirty)]
+        line = (json.dumps({"seq": seq, "experiments": changed}, sort_keys=True) + "\n").encode()
+        try:
+            fd = os.open(self.paths.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _write_error(self.paths.journal, exc) from None
+        sweep.journal_seq = seq
+        sweep.dirty.clear()
+        self.entries += 1
+        now = time.monotonic()
+        if now - self.summary_at >= SUMMARY_EVERY_S:
+            self.summary_at = now
+            write_summary(self.paths, sweep)
+
+    def close(self) -> None:
+        """Fold the journal, so that ``pbtrun.json`` alone is complete when no scheduler runs."""
+        with state_lock(self.paths):
+            if self._signature() != self._signed:
+                self._reload()
+            if self.entries or (self.paths.journal.exists() and os.path.getsize(self.paths.journal)):
+                save(self.paths, self._sweep)
+                self.entries = 0
 
 
 def _keep_backup(paths: SweepPaths) -> None:

@@ -1,12 +1,13 @@
 """Local processes: the only module that starts or signals experiments on this machine.
 
-Process model. For each attempt the scheduler forks a *waiter*; the waiter starts a session of
-its own (so a Ctrl-C or a lost terminal never reaches it), forks the experiment into a process
-group of its own, waits for it, and writes its true exit status atomically next to its log. The
+Process model. For each attempt the scheduler forks a *waiter*; the waiter starts a session and
+process group of its own (so a Ctrl-C or a lost terminal never reaches it), spawns the
+experiment into that group, waits for it, and writes its true exit status atomically next to
+its log. The
 waiter lives outside the scheduler's fate: if the scheduler is SIGKILLed, the experiment keeps
 running and its return code is still recorded, and ``resume`` adopts it by pid + start time.
 
-Launch claim. Before the experiment may exec, the waiter creates ``<log>.start`` with
+Launch claim. Before the experiment is spawned, the waiter creates ``<log>.start`` with
 ``link(2)``, which fails if the file exists. ``resume`` finding an attempt recorded as running
 with no claim creates the same file itself, marked abandoned. Exactly one of them wins, so after
 a crash at any instruction resume knows whether the process was started: no duplicate, ever.
@@ -27,11 +28,12 @@ from pathlib import Path
 
 from pbtrun.proc import process_start_time
 from pbtrun.state import Attempt, Experiment
-from pbtrun.store import SweepPaths, fsync_dir, write_atomic
+from pbtrun.store import SweepPaths, write_atomic
 
 _PYTHONS = ("python", "python3")
 EXIT_RECORD_BYTES = 256
 WAITER_ERRNO_BASE = 100  # a waiter that cannot write its files exits with 100 + errno
+_WAITER_IGNORES = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _RESET_SIGNALS = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -57,7 +59,8 @@ class Handle:
     start_file: Path
     exit_file: Path
     own_child: bool  # started by this scheduler (so it must be reaped), or adopted
-    pgid: int | None = None
+    pid_file: Path | None = None
+    pgid: int | None = None  # the experiment's process group, once its pid file is there
 
 
 @dataclass(frozen=True)
@@ -98,14 +101,25 @@ class LocalBackend:
         log = self.paths.dir / attempt.log
         header = _header(exp, attempt, cwd)
         argv = resolve_argv(exp.argv)
+        pid_file = self.paths.pid_file(exp, attempt.number)
         pid = os.fork()
         if pid == 0:  # the waiter: never returns into the scheduler's code
             code = 70
             try:
-                code = _waiter(argv, dict(env), cwd=cwd, log=log, start=start, exit_file=exit_file, header=header)
+                code = _waiter(
+                    argv,
+                    dict(env),
+                    cwd=cwd,
+                    log=log,
+                    start=start,
+                    exit_file=exit_file,
+                    pid_file=pid_file,
+                    header=header,
+                )
             finally:
                 os._exit(code)
-        return Handle(exp.id, attempt.number, pid, os.pidfd_open(pid), start, exit_file, own_child=True)
+        pid_file = self.paths.pid_file(exp, attempt.number)
+        return Handle(exp.id, attempt.number, pid, os.pidfd_open(pid), start, exit_file, True, pid_file)
 
     # ---------------------------------------------------------------- after a crash
 
@@ -123,7 +137,8 @@ class LocalBackend:
         claim = claim or read_claim(start) or {}
         if claim.get("abandoned"):
             return NOT_STARTED
-        handle = _adopt(exp.id, attempt.number, claim, start, exit_file)
+        pid_file = self.paths.pid_file(exp, attempt.number)
+        handle = _adopt(exp.id, attempt.number, claim, start=start, exit_file=exit_file, pid_file=pid_file)
         if handle is not None:
             return handle
         return read_exit(exit_file) or Outcome(None, time.time())
@@ -149,10 +164,10 @@ class LocalBackend:
         return Outcome(None, time.time())
 
     def signal(self, handle: Handle, sig: int) -> bool:
-        """Signal the experiment's process group; False if it is not known yet (not exec'd)."""
-        if handle.pgid is None:
-            claim = read_claim(handle.start_file) or {}
-            handle.pgid = claim.get("pid")
+        """Signal the experiment's process group; False if it is not known yet (not spawned)."""
+        if handle.pgid is None and handle.pid_file is not None:
+            with contextlib.suppress(OSError, ValueError):
+                handle.pgid = int(handle.pid_file.read_bytes())
         if handle.pgid is None:
             return False
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -200,7 +215,7 @@ def _abandon(start: Path) -> bool:
     return _claim(start, {"abandoned": True, "at": time.time()})
 
 
-def _adopt(exp_id: str, number: int, claim: dict, start: Path, exit_file: Path) -> Handle | None:
+def _adopt(exp_id: str, number: int, claim: dict, *, start: Path, exit_file: Path, pid_file: Path) -> Handle | None:
     pid, started = claim.get("waiter_pid"), claim.get("waiter_start")
     if not isinstance(pid, int) or process_start_time(pid) != started:
         return None
@@ -211,7 +226,10 @@ def _adopt(exp_id: str, number: int, claim: dict, start: Path, exit_file: Path) 
     if process_start_time(pid) != started:  # recycled between the check and the open
         os.close(pidfd)
         return None
-    return Handle(exp_id, number, pid, pidfd, start, exit_file, own_child=False, pgid=claim.get("pid"))
+    handle = Handle(exp_id, number, pid, pidfd, start, exit_file, own_child=False, pid_file=pid_file)
+    with contextlib.suppress(OSError, ValueError):
+        handle.pgid = int(pid_file.read_bytes())
+    return handle
 
 
 def _header(exp: Experiment, attempt: Attempt, cwd: str) -> bytes:
@@ -229,43 +247,38 @@ def _header(exp: Experiment, attempt: Attempt, cwd: str) -> bytes:
 
 
 def _waiter(
-    argv: list[str], env: dict[str, str], *, cwd: str, log: Path, start: Path, exit_file: Path, header: bytes
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    cwd: str,
+    log: Path,
+    start: Path,
+    exit_file: Path,
+    pid_file: Path,
+    header: bytes,
 ) -> int:
-    """Runs in the forked waiter. Returns its own exit code; the experiment's goes to ``exit_file``."""
+    """Runs in the forked waiter. Returns its own exit code; the experiment's goes to ``exit_file``.
+
+    The waiter leads a new session, claims the launch, then starts the experiment with
+    ``posix_spawn`` (vfork-based: no second copy of a Python process) in a process group of its
+    own, whose id it writes to ``pid_file`` so the scheduler can signal the experiment and all it
+    started, without ever hitting the waiter, which must live on to record the exit status.
+    """
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for sig in _RESET_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN if sig in _WAITER_IGNORES else signal.SIG_DFL)
     os.setsid()
     try:
         _redirect(log)
         os.write(1, header)
+        reserved = _reserve(exit_file)
+        me = os.getpid()
+        claim = {"waiter_pid": me, "waiter_start": process_start_time(me), "started_at": time.time()}
+        if not _claim(start, claim):
+            return 0  # resume declared this attempt abandoned first: it must never run
     except OSError as exc:
         return WAITER_ERRNO_BASE + (exc.errno or 0)
-    go_read, go_write = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(go_write)
-        _exec_when_told(go_read, argv, env, cwd)
-    os.close(go_read)
-    with contextlib.suppress(OSError):
-        os.setpgid(child, child)
-    reserved = _reserve(exit_file)
-    me = os.getpid()
-    try:
-        claim = {"waiter_pid": me, "waiter_start": process_start_time(me), "pid": child, "started_at": time.time()}
-        claimed = _claim(start, claim)
-    except OSError as exc:
-        claimed, failure = False, WAITER_ERRNO_BASE + (exc.errno or 0)
-    else:
-        failure = 0  # not claimed: resume declared this attempt abandoned first; it must never run
-    if not claimed:
-        os.kill(child, signal.SIGKILL)
-        os.waitpid(child, 0)
-        return failure
-    os.close(go_write)
-    _, status = os.waitpid(child, 0)
-    code = os.waitstatus_to_exitcode(status)
+    code, child = _spawn(argv, env, cwd, pid_file)
     result = json.dumps({"returncode": code, "ended_at": time.time(), "pid": child}).encode()
     if reserved is None or not _fill(reserved, exit_file, result):
         try:
@@ -275,9 +288,44 @@ def _waiter(
     return 0
 
 
+def _spawn(argv: list[str], env: dict[str, str], cwd: str, pid_file: Path) -> tuple[int, int | None]:
+    """Run the experiment to its end: (its exit code, negative for a signal; its pid).
+
+    A command that cannot be started gets 127 (not found) or 126 (not executable), as a shell
+    would, with the reason in its log.
+    """
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        os.write(2, f"pbtrun: cannot enter {cwd!r}: {exc.strerror}\n".encode())
+        return 127, None
+    if "PATH" in env:
+        os.environ["PATH"] = env["PATH"]  # posix_spawnp searches the caller's PATH
+    try:
+        child = os.posix_spawnp(argv[0], argv, env, setpgroup=0, setsigdef=_RESET_SIGNALS)
+    except OSError as exc:
+        code = 126 if exc.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR) else 127
+        os.write(2, f"pbtrun: cannot run {argv[0]!r}: {exc.strerror}\n".encode())
+        return code, None
+    with contextlib.suppress(OSError):
+        fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, str(child).encode())
+        finally:
+            os.close(fd)
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status), child
+
+
 def _reserve(exit_file: Path) -> tuple[int, Path] | None:
     """Allocate the exit record's bytes before the experiment starts, so that a disk filled up
-    meanwhile (often by the experiment itself) cannot stop its exit status from being recorded."""
+    meanwhile (often by the experiment itself) cannot stop its exit status from being recorded.
+
+    No fsync here or when filling it in: the record matters while the machine is up (a killed
+    scheduler); after a machine crash, a missing or empty record reads as "lost" and the
+    experiment runs again, the safe direction. The state journal, which is fsync'd, remains the
+    durable record of every transition the scheduler saw.
+    """
     reserve = exit_file.with_name(f".{exit_file.name}.reserved")
     try:
         fd = os.open(reserve, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -285,7 +333,6 @@ def _reserve(exit_file: Path) -> tuple[int, Path] | None:
         return None
     try:
         os.write(fd, b" " * EXIT_RECORD_BYTES)
-        os.fsync(fd)
     except OSError:
         os.close(fd)
         return None
@@ -297,10 +344,7 @@ def _fill(reserved: tuple[int, Path], exit_file: Path, data: bytes) -> bool:
     fd, reserve = reserved
     try:
         os.pwrite(fd, data.ljust(EXIT_RECORD_BYTES), 0)
-        os.fsync(fd)
         os.rename(reserve, exit_file)
-        with contextlib.suppress(OSError):
-            fsync_dir(exit_file.parent)
         return True
     except OSError:
         return False
@@ -320,24 +364,3 @@ def _redirect(log: Path) -> None:
         if fd > 2:
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-def _exec_when_told(go: int, argv: list[str], env: dict[str, str], cwd: str) -> None:
-    """In the experiment's process: wait for the waiter's claim, then become the experiment."""
-    code = 127
-    try:
-        with contextlib.suppress(OSError):
-            os.setpgid(0, 0)
-        while os.read(go, 64):
-            pass
-        os.close(go)
-        for sig in _RESET_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        os.chdir(cwd)
-        os.execvpe(argv[0], argv, env)
-    except OSError as exc:
-        code = 126 if exc.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR) else 127
-        what = f"cannot enter {cwd!r}" if exc.filename == cwd else f"cannot run {argv[0]!r}"
-        os.write(2, f"pbtrun: {what}: {exc.strerror}\n".encode())
-    finally:
-        os._exit(code)
