@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import json
 import os
 import signal
@@ -104,6 +105,7 @@ class LocalBackend:
         pid_file = self.paths.pid_file(exp, attempt.number)
         pid = os.fork()
         if pid == 0:  # the waiter: never returns into the scheduler's code
+            gc.disable()  # a collection would walk (and copy-on-write) the scheduler's whole heap
             code = 70
             try:
                 code = _waiter(
