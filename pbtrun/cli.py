@@ -5,6 +5,7 @@ Every :class:`PbtrunError` becomes its message and exit code here, in one place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from pbtrun import __version__, render, store
 from pbtrun.errors import PbtrunError, SweepBusy
 from pbtrun.gpus import resolve
 from pbtrun.spec import SchedulerSettings, expand, load
-from pbtrun.state import PENDING, Experiment, Sweep, merge, new_experiment
+from pbtrun.state import Sweep, merge, new_experiment
 
 
 class _Group(click.Group):
@@ -69,6 +70,7 @@ def scheduler_options(func: Callable) -> Callable:
             help="Seconds between SIGINT and SIGTERM when stopping.",
         ),
         click.option("--retry-failed", is_flag=True, help="Run failed experiments again."),
+        click.option("--plain", is_flag=True, help="Plain timestamped lines instead of the live view."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -234,72 +236,18 @@ def resume(path: Path, **kw: Any) -> None:
 
 
 def _run(paths: store.SweepPaths, kw: dict[str, Any]) -> None:
+    from pbtrun.live import make_view
     from pbtrun.scheduler import Scheduler
 
-    reporter = Reporter(paths)
-    scheduler = Scheduler(paths, reporter, grace_s=kw["grace"], retry_failed=kw["retry_failed"])
-    reporter.begin(scheduler.sweep)
-    code = scheduler.run()
-    reporter.finish(scheduler.sweep, code)
+    view = make_view(paths, True if kw["plain"] else None)
+    scheduler = Scheduler(paths, view, grace_s=kw["grace"], retry_failed=kw["retry_failed"])
+    view.begin(scheduler.sweep)
+    try:
+        code = scheduler.run()
+    finally:
+        view.close()  # gives the terminal back even if the run fails
+    view.finish(scheduler.sweep, code)
     sys.exit(code)
-
-
-class Reporter:
-    """Progress as plain, timestamped lines: one per start, end and notable event."""
-
-    def __init__(self, paths: store.SweepPaths) -> None:
-        self.paths = paths
-        self.flushed_at = 0.0
-
-    def _line(self, text: str, **style: Any) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        sys.stdout.write(f"{stamp}  {click.style(text, **style) if style and sys.stdout.isatty() else text}\n")
-        now = time.monotonic()
-        if now - self.flushed_at >= 0.5:  # flush at most twice a second, never per event
-            sys.stdout.flush()
-            self.flushed_at = now
-
-    def _progress(self, sweep: Sweep) -> str:
-        c = sweep.counts()
-        done = c["succeeded"] + c["failed"]
-        return f"[{done}/{sum(c.values())} done, {c['running']} running]"
-
-    def begin(self, sweep: Sweep) -> None:
-        s = sweep.settings
-        gpus = (
-            f"GPUs {','.join(map(str, s.gpus))} x {s.experiments_per_gpu}"
-            if s.experiments_per_gpu > 0
-            else "GPUs not pinned"
-        )
-        todo = len(sweep.runnable())
-        self._line(
-            f"sweep {sweep.name}: {len(sweep.experiments)} experiments, {todo} to run; "
-            f"max_parallel {s.max_parallel}, {gpus}; dir {self.paths.dir}"
-        )
-
-    def started(self, exp: Experiment, sweep: Sweep) -> None:
-        gpus = exp.last.gpus if exp.last else None
-        where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""
-        self._line(f"started   {exp.name}{where} {self._progress(sweep)}")
-
-    def ended(self, exp: Experiment, sweep: Sweep) -> None:
-        last = exp.last
-        assert last is not None
-        took = render.duration(last.duration_s)
-        word = render.attempt_word(last)
-        if word in ("succeeded", "stopped", "not started"):
-            self._line(f"{word:<9} {exp.name} after {took} {self._progress(sweep)}")
-            return
-        retry = f", retrying (attempt {last.number + 1})" if exp.status == PENDING else ""
-        log = self.paths.dir / last.log
-        self._line(f"{word.upper():<9} {exp.name} after {took}{retry}, log: {log} {self._progress(sweep)}", fg="red")
-
-    def message(self, text: str) -> None:
-        self._line(text)
-
-    def finish(self, sweep: Sweep, code: int) -> None:
-        self._line(render.sweep_summary(self.paths, sweep, None))
-        sys.stdout.flush()
 
 
 # --------------------------------------------------------------------------- stop
@@ -320,61 +268,156 @@ def stop(path: Path, now: bool, no_wait: bool) -> None:
     if no_wait:
         return
     store.wait_for_scheduler(paths)
-    click.echo(render.sweep_summary(paths, store.load(paths), None))
+    counts = store.load(paths).counts()
+    click.echo(f"stopped: {render.counts_line(counts)}; resume with: pbtrun resume {paths.dir}")
 
 
-# --------------------------------------------------------------------------- status
+# --------------------------------------------------------------------------- status, ls, logs
+
+
+def complete_sweeps(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion: sweep directories under ./train_dir (and the path typed so far)."""
+    base = Path(incomplete).parent if "/" in incomplete else Path("train_dir")
+    candidates = [str(p) for p in store.find_sweeps(base)] + ([str(base)] if base.is_dir() else [])
+    return [c for c in candidates if c.startswith(incomplete)]
+
+
+def complete_experiments(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    try:
+        sweep = store.load(store.resolve_sweep(Path(ctx.params["path"])))
+    except (PbtrunError, KeyError, TypeError):
+        return []
+    return [name for name in (e.name for e in sweep.experiments.values()) if name.startswith(incomplete)]
 
 
 @cli.command()
-@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.argument("path", required=False, type=click.Path(path_type=Path), shell_complete=complete_sweeps)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (documented in the README).")
-def status(path: Path | None, as_json: bool) -> None:
+@click.option("--failed", is_flag=True, help="Only failed experiments.")
+@click.option("--running", is_flag=True, help="Only running experiments.")
+@click.option("--pending", is_flag=True, help="Only experiments still to run (pending or interrupted).")
+@click.option("--grep", metavar="TEXT", help="Only experiments whose name contains TEXT.")
+@click.option("--watch", is_flag=True, help="Refresh in place until Ctrl-C.")
+def status(path: Path | None, as_json: bool, watch: bool, **filters: Any) -> None:
     """Where every sweep under PATH (default ./train_dir) stands, or one sweep in detail."""
     path = path or Path("train_dir")
     if store.is_sweep(path) or path.name == "pbtrun.json":
-        _sweep_status(store.resolve_sweep(path), as_json)
+        _sweep_status(store.resolve_sweep(path), as_json, watch, filters)
     elif path.is_dir():
         _train_dir_status(path, as_json)
     else:
         raise PbtrunError(f"{path}: no such sweep or train dir. Run `pbtrun up SPEC.toml` to start a sweep.")
 
 
-def _sweep_status(paths: store.SweepPaths, as_json: bool) -> None:
-    sweep = store.load(paths)
-    holder = store.holder_alive(paths)
+@cli.command()
+@click.argument("train_dir", required=False, default="train_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ls(train_dir: Path, as_json: bool) -> None:
+    """List the sweeps under TRAIN_DIR (default ./train_dir), quickly, even by the hundred."""
+    _train_dir_status(train_dir, as_json)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=1000)  # a pipe keeps whole names
+
+
+def _sweep_status(paths: store.SweepPaths, as_json: bool, watch: bool, options: dict[str, Any]) -> None:
+    from pbtrun.tables import Filters, sweep_table
+
+    filters = Filters(**options)
     if as_json:
-        click.echo(json.dumps(render.sweep_json(paths, sweep, holder), indent=2))
+        sweep = store.load(paths)
+        click.echo(json.dumps(render.sweep_json(paths, sweep, store.holder_alive(paths)), indent=2))
         return
-    click.echo(render.table(render.EXPERIMENT_HEADERS, render.experiment_rows(sweep, time.time())))
-    click.echo(render.sweep_summary(paths, sweep, holder))
+    console = _console()
+    if not watch:
+        console.print(sweep_table(paths, store.load(paths), time.time(), filters, holder=store.holder_alive(paths)))
+        return
+    _watch(
+        console,
+        lambda limit: sweep_table(
+            paths, store.load(paths), time.time(), filters, holder=store.holder_alive(paths), limit=limit
+        ),
+    )
+
+
+def _watch(console: Any, frame: Callable[[int], Any]) -> None:
+    """Redraw ``frame`` in place once a second until Ctrl-C."""
+    from rich.live import Live
+    from rich.text import Text
+
+    def safe_frame() -> Any:
+        try:
+            return frame(max(3, console.size.height - 4))
+        except PbtrunError as exc:  # an exception here would kill rich's refresh thread
+            return Text(f"pbtrun: {exc.message}")
+
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        Live(console=console, get_renderable=safe_frame, refresh_per_second=1, screen=False),
+    ):
+        while True:
+            time.sleep(3600)
 
 
 def _train_dir_status(train_dir: Path, as_json: bool) -> None:
-    rows, docs = [], []
+    rows: list[tuple] = []
     for sweep_dir in store.find_sweeps(train_dir):
         paths = store.SweepPaths(sweep_dir)
         holder = store.holder_alive(paths)
-        try:
-            sweep = store.load(paths)
-        except PbtrunError as exc:
-            rows.append(render.sweep_list_row(sweep_dir, None, None, error=f"unreadable: {exc.message}"))
-            continue
-        rows.append(render.sweep_list_row(sweep_dir, sweep, holder))
-        docs.append(
-            {
-                "name": sweep.name,
-                "dir": str(sweep_dir.resolve()),
-                "counts": sweep.counts(),
-                "running": holder is not None,
-            }
-        )
+        summary = store.read_summary(paths)
+        if summary is None:
+            try:
+                sweep = store.load(paths)
+            except PbtrunError as exc:
+                rows.append((sweep_dir, None, None, f"unreadable: {exc.message}"))
+                continue
+            summary = {"name": sweep.name, "counts": sweep.counts()}
+        rows.append((sweep_dir, summary, holder, ""))
     if as_json:
+        docs = [
+            {"name": s["name"], "dir": str(d.resolve()), "counts": s["counts"], "running": h is not None}
+            for d, s, h, _ in rows
+            if s is not None
+        ]
         click.echo(json.dumps({"train_dir": str(train_dir.resolve()), "sweeps": docs}, indent=2))
     elif rows:
-        click.echo(render.table(render.SWEEP_HEADERS, rows))
+        from pbtrun.tables import sweeps_table
+
+        _console().print(sweeps_table(rows, symbols=sys.stdout.isatty()))
     else:
         click.echo(f"no sweeps under {train_dir}. Start one with: pbtrun up SPEC.toml")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path), shell_complete=complete_sweeps)
+@click.argument("experiment", required=False, shell_complete=complete_experiments)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing what the experiment writes until it ends.")
+@click.option("--attempt", type=click.IntRange(min=1), help="Which attempt (default: the last).")
+@click.option("--failed", is_flag=True, help="The tail of every failed experiment's last log.")
+@click.option(
+    "-n", "--lines", type=click.IntRange(min=1), default=20, show_default=True, help="Lines per log (--failed)."
+)
+def logs(path: Path, experiment: str | None, follow: bool, attempt: int | None, failed: bool, lines: int) -> None:
+    """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index)."""
+    from pbtrun import logs as logs_mod
+
+    paths = store.resolve_sweep(path)
+    sweep = store.load(paths)
+    if failed:
+        for header, tail in logs_mod.failed_tails(paths, sweep, lines):
+            click.echo(header)
+            click.echo("".join(f"    {line}\n" for line in tail), nl=False)
+        return
+    if experiment is None:
+        raise PbtrunError("name an experiment (a name, a unique prefix or an index), or give --failed.")
+    exp = logs_mod.find(sweep, experiment)
+    log = logs_mod.log_path(paths, exp, attempt)
+    logs_mod.copy(
+        log, sys.stdout.buffer, follow=follow, until=paths.exit_file(exp, logs_mod.attempt_number(exp, attempt))
+    )
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ class Experiment:
 class RunDescription:
     """A run: its name, its experiment groups and how names and directories are passed."""
 
-    def __init__(  # noqa: PLR0917 - the original's signature, positional arguments included
+    def __init__(
         self,
         run_name: str,
         experiments: Sequence[Experiment],

@@ -80,7 +80,7 @@ def started_lines(stdout: str) -> list[tuple[str, int | None]]:
     """``(name, gpu)`` for each ``started`` progress line, in launch order."""
     found = []
     for line in stdout.splitlines():
-        match = re.search(r"\bstarted\s+(\S+)(?: on GPU (\d+))?", line)
+        match = re.match(r"\d\d:\d\d:\d\d\s+started\s+(\S+)(?: on GPU (\d+))?", line)
         if match:
             found.append((match.group(1), None if match.group(2) is None else int(match.group(2))))
     return found

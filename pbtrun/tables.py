@@ -1,0 +1,323 @@
+"""Rich renderables for ``pbtrun status``: one sweep's experiments, or every sweep of a train dir.
+
+Pure functions of the state: they read no file and return renderables, so the same table serves
+a one-shot ``status``, ``status --watch`` (a ``rich.live.Live`` calling them again) and tests (a
+recorded console). Colour only repeats what the symbol and the word already say, so the tables
+read the same with ``NO_COLOR`` or in a file.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from pbtrun import render
+from pbtrun.state import FAILED, INTERRUPTED, PENDING, RUNNING, STATUSES, SUCCEEDED, Experiment, Sweep
+from pbtrun.store import SweepPaths
+
+SYMBOLS = {SUCCEEDED: "✔", FAILED: "✘", RUNNING: "●", PENDING: "○", INTERRUPTED: "⏸"}
+STYLES = {SUCCEEDED: "green", FAILED: "red", RUNNING: "cyan", PENDING: "dim", INTERRUPTED: "yellow"}
+PROGRESS_BAR_WIDTH = 16
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which experiments ``status`` shows: the selected statuses (any of them), then a name match.
+
+    ``pending`` also selects interrupted experiments: both are what a resume would run next, which
+    is what someone asking "what is left?" wants to see. No status flag selects every status.
+    """
+
+    failed: bool = False
+    running: bool = False
+    pending: bool = False
+    grep: str | None = None
+
+    @property
+    def statuses(self) -> frozenset[str]:
+        chosen = {FAILED} if self.failed else set()
+        chosen |= {RUNNING} if self.running else set()
+        chosen |= {PENDING, INTERRUPTED} if self.pending else set()
+        return frozenset(chosen or STATUSES)
+
+    @property
+    def active(self) -> bool:
+        return self.failed or self.running or self.pending or bool(self.grep)
+
+    def match(self, exp: Experiment) -> bool:
+        if exp.status not in self.statuses:
+            return False
+        return not self.grep or self.grep.casefold() in exp.name.casefold()
+
+
+def active_counts(sweep: Sweep) -> dict[str, int]:
+    """Counts by status of the experiments still in the spec (removed ones are history only)."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for exp in sweep.experiments.values():
+        if not exp.removed:
+            counts[exp.status] += 1
+    return counts
+
+
+def resume_hint(paths: SweepPaths, counts: Mapping[str, int]) -> str | None:
+    """The exact command that continues the sweep, or None when nothing is left to do.
+
+    Failed experiments alone stay failed on a plain resume, so for them the command names
+    ``--retry-failed``; the directory is shell-quoted so the line can be pasted as it is.
+    """
+    where = shlex.quote(str(paths.dir))
+    if counts.get(PENDING, 0) + counts.get(INTERRUPTED, 0) + counts.get(RUNNING, 0):
+        return f"pbtrun resume {where}"
+    if counts.get(FAILED, 0):
+        return f"pbtrun resume {where} --retry-failed"
+    return None
+
+
+def status_text(exp: Experiment) -> Text:
+    """The symbol and the word (``✘ failed (SIGKILL)``), coloured by status."""
+    style = "dim" if exp.removed else STYLES[exp.status]
+    return Text(f"{SYMBOLS[exp.status]} {render.status_word(exp)}", style=style)
+
+
+def counts_text(counts: Mapping[str, int], symbols: bool = False) -> Text:
+    """``3 succeeded, 1 failed`` (or ``✔ 3 ✘ 1`` where space is short), each in its colour."""
+    text = Text()
+    for status in STATUSES:
+        if not counts.get(status):
+            continue
+        if text:
+            text.append(" " if symbols else ", ")
+        word = f"{SYMBOLS[status]} {counts[status]}" if symbols else f"{counts[status]} {status}"
+        text.append(word, style=STYLES[status])
+    return text or Text("no experiments", style="dim")
+
+
+# --------------------------------------------------------------------------- one sweep
+
+
+def sweep_table(
+    paths: SweepPaths,
+    sweep: Sweep,
+    now: float,
+    filters: Filters | None = None,
+    *,
+    holder: Mapping[str, Any] | None,
+    limit: int | None = None,
+) -> RenderableType:
+    """The experiments ``filters`` selects, then a one-line footer.
+
+    ``holder`` is the running scheduler's record (``store.holder_alive``), None when no
+    scheduler runs; it is required so that no caller shows "resume with" beside a live sweep.
+    ``limit`` caps the rows (``--watch`` must fit the terminal; a 100k-row table helps no one)
+    and says how many were left out.
+    """
+    filters = filters or Filters()
+    shown = [e for e in sweep.experiments.values() if filters.match(e)]
+    footer = sweep_footer(paths, sweep, holder, shown=len(shown) if filters.active else None)
+    if not shown:
+        return Group(Text("no experiment matches the filters", style="dim"), footer)
+    cut = shown[:limit] if limit is not None else shown
+    rows = [_row(e, now) for e in cut]
+    keep = _visible(rows)
+    columns = [c for i, c in enumerate(_EXPERIMENT_COLUMNS) if i in keep]
+    table = FittedTable(columns, [[cell for i, cell in enumerate(row) if i in keep] for row in rows])
+    if len(cut) == len(shown):
+        return Group(table, footer)
+    more = Text(f"… and {len(shown) - len(cut)} more; narrow with --failed, --running, --pending or --grep", "dim")
+    return Group(table, more, footer)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column. ``drop_rank`` > 0 marks it optional, higher ranks going first when space runs
+    out; ``min_width`` marks it shrinkable down to that width, its cells ending in an ellipsis."""
+
+    header: str
+    justify: JustifyMethod = "left"
+    drop_rank: int = 0
+    min_width: int | None = None
+
+
+_EXPERIMENT_COLUMNS = (
+    Column("EXPERIMENT", min_width=12),
+    Column("STATUS"),
+    Column("GPU", drop_rank=2),
+    Column("ATTEMPTS", "right", drop_rank=3),
+    Column("DURATION", "right", drop_rank=1),
+)
+_ATTEMPTS = 3
+
+
+def _row(exp: Experiment, now: float) -> list[RenderableType]:
+    last = render.last_attempt(exp)
+    gpus = "" if last is None or last.gpus is None else ",".join(map(str, last.gpus))
+    took = None if last is None else (last.ended_at or now) - last.started_at
+    attempts = len(render.real_attempts(exp))
+    return [
+        Text(exp.name, style="dim" if exp.removed else ""),
+        status_text(exp),
+        Text(gpus),
+        Text(str(attempts) if attempts else ""),
+        Text(render.duration(took), style="cyan" if exp.status == RUNNING else ""),
+    ]
+
+
+def _visible(rows: Sequence[Sequence[RenderableType]]) -> set[int]:
+    """Columns worth showing: not empty in every row; ATTEMPTS only once something was retried."""
+    keep = {i for i in range(len(_EXPERIMENT_COLUMNS)) if any(_plain(row[i]) for row in rows)}
+    if all(_plain(row[_ATTEMPTS]) in ("", "1") for row in rows):
+        keep.discard(_ATTEMPTS)
+    return keep | {0, 1}
+
+
+def _plain(cell: RenderableType) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+class FittedTable:
+    """A table laid out for the width it is given: optional columns go before names get short.
+
+    Shrinkable columns (the name) take what is left and end in an ellipsis; no cell wraps, so
+    every row stays one line and no line is wider than the terminal.
+    """
+
+    def __init__(self, columns: Sequence[Column], rows: Sequence[Sequence[RenderableType]]) -> None:
+        self.columns = list(columns)
+        self.rows = [list(r) for r in rows]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        widths = [
+            max([cell_len(c.header)] + [_width(console, options, row[i]) for row in self.rows])
+            for i, c in enumerate(self.columns)
+        ]
+        keep = _fit(self.columns, widths, options.max_width)
+        table = Table(box=None, pad_edge=False, padding=(0, _GAP, 0, 0), header_style="bold", show_edge=False)
+        for i in keep:
+            column = self.columns[i]
+            # rich narrows only columns that may wrap; the cells themselves never do (_one_line).
+            table.add_column(column.header, justify=column.justify, no_wrap=column.min_width is None)
+        for row in self.rows:
+            table.add_row(*(_one_line(row[i]) for i in keep))
+        yield table
+
+
+def _width(console: Console, options: ConsoleOptions, cell: RenderableType) -> int:
+    """A cell's natural width; for text (almost every cell) without rich's slower measuring."""
+    if isinstance(cell, Text):
+        return cell.cell_len
+    return Measurement.get(console, options, cell).maximum
+
+
+def _one_line(cell: RenderableType) -> RenderableType:
+    if not isinstance(cell, Text):
+        return cell
+    cell = cell.copy()
+    cell.no_wrap, cell.overflow = True, "ellipsis"
+    return cell
+
+
+def _fit(columns: Sequence[Column], widths: Sequence[int], width: int) -> list[int]:
+    """Indices of the columns to show: optional ones are dropped, highest rank first, until the
+    rest fit with the shrinkable ones at their minimum."""
+    keep = list(range(len(columns)))
+
+    def needed() -> int:
+        return sum(min(widths[i], columns[i].min_width or widths[i]) + _GAP for i in keep) - _GAP
+
+    for i in sorted((i for i, c in enumerate(columns) if c.drop_rank), key=lambda i: -columns[i].drop_rank):
+        if needed() <= width:
+            break
+        keep.remove(i)
+    return keep
+
+
+_GAP = 2
+
+
+def sweep_footer(
+    paths: SweepPaths, sweep: Sweep, holder: Mapping[str, Any] | None, shown: int | None = None
+) -> RenderableType:
+    """``ant: 12 experiments: 3 succeeded, 1 failed, 8 pending; not running · resume with: pbtrun resume DIR``."""
+    counts = active_counts(sweep)
+    total = sum(counts.values())
+    noun = "experiment" if total == 1 else "experiments"
+    text = Text(f"{sweep.name}: ")
+    text.append(f"{shown} of {total} shown: " if shown is not None else f"{total} {noun}: ")
+    text.append_text(counts_text(counts))
+    removed = len(sweep.experiments) - total
+    if removed:
+        text.append(f", {removed} removed", style="dim")
+    if holder is not None:
+        text.append(f"; running (scheduler pid {holder.get('pid')} on {holder.get('host')})", style="cyan")
+        return text
+    text.append("; not running")
+    command = resume_hint(paths, counts)
+    if command is None:
+        return text
+    return OneLine(text, Text.assemble("resume with: ", (command, "bold")), " · ")
+
+
+class OneLine:
+    """Two texts on one line when they fit, else on two, so a command is never split mid-line."""
+
+    def __init__(self, head: Text, tail: Text, separator: str) -> None:
+        self.head, self.tail, self.separator = head, tail, separator
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        joined = Text.assemble(self.head, self.separator, self.tail)
+        if joined.cell_len <= options.max_width:
+            yield joined
+        else:
+            yield self.head
+            yield self.tail
+
+
+# --------------------------------------------------------------------------- a train dir
+
+SweepRow = tuple[Path, Sweep | Mapping[str, Any] | None, Mapping[str, Any] | None, str]
+
+
+def sweeps_table(rows: Sequence[SweepRow], symbols: bool = True) -> RenderableType:
+    """One row per sweep: name, a progress bar, done/total, counts, whether a scheduler runs it.
+
+    Each row is ``(sweep dir, sweep, scheduler holder or None, error)``, where the sweep is a
+    loaded :class:`Sweep`, or its small summary (``{"name", "counts"}``, as ``store.read_summary``
+    gives it) so a train dir of hundreds of sweeps lists without parsing their states, or None
+    when it could not be read (``error`` says why). Counts are symbols (``✔ 3 ✘ 1``) to fit a
+    terminal; ``symbols=False`` spells them out for pipes and scripts.
+    """
+    if not rows:
+        return Text("no sweeps here. Start one with: pbtrun up SPEC.toml")
+    return FittedTable(_SWEEP_COLUMNS, [_sweep_row(*row, symbols=symbols) for row in rows])
+
+
+_SWEEP_COLUMNS = (
+    Column("SWEEP", min_width=8),
+    Column("PROGRESS", drop_rank=3),
+    Column("DONE", "right"),
+    Column("STATUS", drop_rank=1, min_width=12),
+    Column("SCHEDULER", drop_rank=2),
+)
+
+
+def _sweep_row(
+    path: Path, sweep: Sweep | Mapping[str, Any] | None, holder: Mapping[str, Any] | None, error: str, symbols: bool
+) -> list[RenderableType]:
+    if sweep is None:
+        return [Text(path.name), Text(""), Text(""), Text(error or "unreadable", style="red"), Text("")]
+    name, counts = (sweep.name, sweep.counts()) if isinstance(sweep, Sweep) else (sweep["name"], sweep["counts"])
+    total = sum(counts.values())
+    done = counts.get(SUCCEEDED, 0) + counts.get(FAILED, 0)
+    bar = ProgressBar(total=max(total, 1), completed=done, width=PROGRESS_BAR_WIDTH)
+    scheduler = Text(f"running (pid {holder.get('pid')})", style="cyan") if holder else Text("not running", style="dim")
+    return [Text(str(name)), bar, Text(f"{done}/{total}"), counts_text(counts, symbols=symbols), scheduler]

@@ -1,0 +1,416 @@
+"""The live view, the plain view and the end-of-run summary, driven by real events and rendered
+into recorded rich consoles (or a string for plain lines), with real log files in ``tmp_path``."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from pbtrun.live import FLUSH_EVERY_S, LiveView, PlainView, make_view, summary_lines, tail_lines
+from pbtrun.state import EXITED, FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
+from pbtrun.store import SweepPaths
+
+T0 = 1_700_000_000.0
+LONG = "00_ant_pbt_see_1111_lr_0.001_pbt.policy_idx_7_very_long_shorthand_names_that_never_end"
+
+
+class Clock:
+    """A fake clock the test moves by hand, so elapsed times and ETAs are exact."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Run:
+    """Plays the scheduler: changes the sweep as it would and reports each change to the view."""
+
+    def __init__(self, root: Path, names: list[str], settings: Settings | None = None) -> None:
+        self.paths = SweepPaths(root / "train_dir" / "ant")
+        self.paths.logs.mkdir(parents=True)
+        self.clock = Clock()
+        settings = settings or Settings(gpus=(0, 1), max_parallel=4, experiments_per_gpu=2)
+        self.sweep = Sweep("ant", str(root), "train_dir", T0, settings)
+        for n, name in enumerate(names):
+            self.sweep.update(
+                Experiment(id=name, group="ant", index=n, name=name, argv=("python", "t.py"), env={}, params={})
+            )
+        self.view: Any = None
+
+    def start(self, name: str, gpu: int | None = None, log: str = "") -> None:
+        exp = self.sweep.experiments[name]
+        number = len(exp.attempts) + 1
+        attempt = Attempt(number, self.clock.now, f"logs/{name}.{number}.log", None if gpu is None else (gpu,))
+        (self.paths.dir / attempt.log).write_text(log)
+        exp = exp.to(RUNNING, attempt)
+        self.sweep.update(exp)
+        self.view.started(exp, self.sweep)
+
+    def end(self, name: str, rc: int = 0, log: str | None = None, retry: bool = False) -> None:
+        exp = self.sweep.experiments[name]
+        last = replace(exp.last, ended_at=self.clock.now, returncode=rc, outcome=EXITED)
+        if log is not None:
+            (self.paths.dir / last.log).write_text(log)
+        exp = exp.to(SUCCEEDED if rc == 0 else FAILED, last)
+        if retry:
+            exp = exp.to(PENDING)
+        self.sweep.update(exp)
+        self.view.ended(exp, self.sweep)
+
+    def log_path(self, name: str, number: int = 1) -> str:
+        return str(self.paths.dir / f"logs/{name}.{number}.log")
+
+
+def recorded(width: int = 80, height: int = 40, **kw: Any) -> tuple[Console, io.StringIO]:
+    kw.setdefault("force_terminal", True)
+    kw.setdefault("color_system", "truecolor")
+    out = io.StringIO()
+    return Console(file=out, record=True, width=width, height=height, **kw), out
+
+
+def frame_text(view: LiveView, width: int = 80, height: int = 40) -> str:
+    """One frame of the live view as a terminal of that size shows it."""
+    console, _ = recorded(width, height)
+    console.print(view.frame())
+    return console.export_text()
+
+
+def colour_codes(raw: str) -> list[str]:
+    found = []
+    for params in re.findall(r"\x1b\[([0-9;]*)m", raw):
+        numbers = [int(p) for p in params.split(";") if p]
+        if any(30 <= n <= 49 or 90 <= n <= 107 for n in numbers):
+            found.append(params)
+    return found
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Run]:
+    names = [LONG, *(f"{i:02d}_ant" for i in range(1, 8))]
+    r = Run(tmp_path, names)
+    yield r
+    if isinstance(r.view, LiveView):
+        r.view.close()  # never leave stdout redirected if a test fails mid-run
+
+
+def live(run: Run, width: int = 80, height: int = 40, **kw: Any) -> tuple[LiveView, Console, io.StringIO]:
+    console, out = recorded(width, height)
+    run.view = LiveView(run.paths, console, auto_refresh=False, clock=run.clock, **kw)
+    run.view.begin(run.sweep)
+    return run.view, console, out
+
+
+def play_some(run: Run) -> None:
+    """Four start; after 30 s one succeeds and one fails; two more start; 10 s pass."""
+    for name, gpu in ((LONG, 0), ("01_ant", 1), ("02_ant", 0), ("03_ant", 1)):
+        run.start(name, gpu, log="epoch 1\nepoch 2 reward=12.5\n")
+    run.clock.now += 30
+    run.end("01_ant", 0)
+    run.end("02_ant", 3, log="Traceback (most recent call last):\nValueError: lr must be positive\n")
+    run.start("04_ant", 1, log="")
+    run.start("05_ant", 0, log="loading\rstep 10/100\rstep 20/100")
+    run.clock.now += 10
+
+
+# --------------------------------------------------------------------------- the live view
+
+
+def test_live_view_shows_progress_running_rows_and_failures(run: Run) -> None:
+    view, console, _ = live(run)
+    play_some(run)
+    view.refresh()
+    text = frame_text(view)
+    lines = text.splitlines()
+    assert lines[0].startswith("ant ━") and lines[0].endswith("2/8 done, 4 running, 1 failed, ETA 25.0s")
+    assert lines[1].split() == ["RUNNING", "GPU", "ELAPSED", "LAST", "LOG", "LINE"]
+    rows = {line.split()[0]: line.split() for line in lines[2:6]}
+    assert rows["03_ant"][1:] == ["1", "40.0s", "epoch", "2", "reward=12.5"]  # the last line of its log
+    assert rows["04_ant"][1:] == ["1", "10.0s"]  # nothing logged yet
+    assert rows["05_ant"][-1] == "20/100"  # a progress bar's carriage returns end lines too
+    assert "recent failures" in text and "✘ 02_ant failed (3)" in text
+    assert f"log: {run.log_path('02_ant')}" in text.replace("\n", "")
+    assert "01_ant" not in text  # ended, and not a failure
+    assert all(len(line) <= 80 for line in lines)
+    assert "2/8 done" in console.export_text()  # the real Live drew it too
+
+
+def test_live_view_truncates_to_the_terminal_width(run: Run) -> None:
+    view, _, _ = live(run)
+    play_some(run)
+    run.start("06_ant", 1, log="x" * 500 + "\n")
+    for width in (80, 50, 40):
+        text = frame_text(view, width)
+        assert all(len(line) <= width for line in text.splitlines()), text
+        assert "…" in text
+    wide = frame_text(view, 80)
+    assert "00_ant_pbt_see_1111" in wide and "2/8 done" in wide
+    narrow = frame_text(view, 40)
+    assert "2/8 done, 5 running" in narrow  # the numbers go on their own line, never cut
+
+
+def test_live_view_fits_many_running_experiments_in_the_terminal_height(tmp_path: Path) -> None:
+    run = Run(tmp_path, [f"{i:02d}_ant" for i in range(30)], Settings(max_parallel=30))
+    view, _, _ = live(run, height=15)
+    try:
+        for i in range(30):
+            run.start(f"{i:02d}_ant", log=f"step {i}\n")
+        text = frame_text(view, height=15)
+        assert len(text.splitlines()) <= 15
+        assert re.search(r"… and \d+ more running", text)
+        assert "GPU" not in text.splitlines()[1]  # nothing pinned: no GPU column
+    finally:
+        view.close()
+
+
+def test_events_do_not_render(tmp_path: Path) -> None:
+    names = [f"{i:04d}_ant" for i in range(1000)]
+    run = Run(tmp_path, names, Settings(max_parallel=1000))
+    view, _, _ = live(run)
+    try:
+        before = view.renders
+        for name in names:
+            run.start(name)
+        for name in names:
+            run.end(name, 0)
+        assert view.renders == before  # 2000 events, not one frame
+        view.refresh()
+        assert view.renders == before + 1
+        assert "1000/1000 done" in frame_text(view)
+    finally:
+        view.close()
+
+
+def test_auto_refresh_renders_at_most_refresh_per_second(tmp_path: Path) -> None:
+    names = [f"{i:04d}_ant" for i in range(1000)]
+    run = Run(tmp_path, names, Settings(max_parallel=1000))
+    console, _ = recorded()
+    view = LiveView(run.paths, console, refresh_per_second=2.0)  # rich's real refresh thread
+    run.view = view
+    began = time.monotonic()
+    view.begin(run.sweep)
+    try:
+        for name in names:
+            run.start(name)
+        for name in names:
+            run.end(name, 0)
+        time.sleep(0.3)
+        elapsed_s = time.monotonic() - began
+    finally:
+        view.close()
+    # Live builds one frame when created and one when started; then 2 per second, plus one to stop.
+    assert view.renders <= 3 + 2 * elapsed_s + 1
+
+
+def test_messages_print_above_the_live_display(run: Run) -> None:
+    view, console, _ = live(run)
+    view.message("adopted 01_ant (still running, pid 123)")
+    assert re.search(r"\d\d:\d\d:\d\d  adopted 01_ant", console.export_text())
+
+
+def test_finish_stops_the_display_and_prints_the_summary(run: Run) -> None:
+    view, console, out = live(run)
+    play_some(run)
+    for name in (LONG, "03_ant", "04_ant", "05_ant"):
+        run.end(name, 0)
+    view.finish(run.sweep, 1)
+    assert view._live is None
+    text = console.export_text()
+    summary = text[text.index("sweep ant finished with failures") :]
+    assert "sweep ant finished with failures after 40.0s: 5 succeeded, 1 failed, 0 interrupted, 2 pending" in (
+        " ".join(line.strip() for line in summary.splitlines())
+    )
+    assert "✘ 02_ant failed (3) after 30.0s" in summary
+    assert "| ValueError: lr must be positive" in summary
+    assert f"resume with: pbtrun resume {run.paths.dir}" in summary.replace("\n", "")
+    assert "\x1b[?25h" in out.getvalue()  # the cursor is shown again
+
+
+def test_close_is_idempotent_and_safe_before_begin(run: Run) -> None:
+    console, _ = recorded()
+    view = LiveView(run.paths, console, auto_refresh=False)
+    view.close()
+    run.view = view
+    view.begin(run.sweep)
+    view.close()
+    view.close()
+
+
+def test_no_color_live_view(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    view, console, out = live(run)
+    play_some(run)
+    view.refresh()
+    view.finish(run.sweep, 1)
+    assert console.is_terminal
+    assert colour_codes(out.getvalue()) == []
+    assert "✘ 02_ant failed (3)" in out.getvalue()
+
+
+def test_colours_without_no_color(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    view, _, out = live(run)
+    play_some(run)
+    view.finish(run.sweep, 1)
+    assert colour_codes(out.getvalue())
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+def test_summary_numbers(tmp_path: Path) -> None:
+    run = Run(tmp_path, ["a", "b", "c", "d", "e", "f", "g"])
+    run.view = PlainView(run.paths, io.StringIO(), clock=run.clock)
+    for name, gpu, took, rc in (("a", 0, 100, 0), ("b", 1, 50, 0), ("c", 0, 30, 0), ("d", 1, 10, 0), ("e", 0, 5, 2)):
+        run.start(name, gpu)
+        run.clock.now += took
+        run.end(name, rc, log="".join(f"line {i}\n" for i in range(1, 8)))
+    run.start("f", 1)
+    run.clock.now += 7
+    exp = run.sweep.experiments["f"]
+    stopped = replace(exp.last, ended_at=run.clock.now, returncode=-2, outcome="stopped")
+    run.sweep.update(exp.to("interrupted", stopped))
+    lines = [line.text for line in summary_lines(run.paths, run.sweep, 130, wall_s=3600)]
+    assert lines[0] == "sweep ant stopped after 1h00m: 4 succeeded, 1 failed, 1 interrupted, 1 pending"
+    assert lines[1] == "experiment time: 3m22s in all attempts"  # 100+50+30+10+5+7
+    assert lines[2] == "per GPU: GPU 0 2m15s, GPU 1 1m07s"
+    assert lines[3] == "slowest: a (1m40s), b (50.0s), c (30.0s)"
+    assert lines[4] == "✘ e failed (2) after 5.0s"
+    assert lines[5] == f"  log: {run.log_path('e')}"
+    assert lines[6:11] == [f"  | line {i}" for i in range(3, 8)]  # the last five lines
+    assert lines[11] == f"resume with: pbtrun resume {run.paths.dir}"
+    assert len(lines) == 12
+
+
+def test_summary_when_all_succeeded_has_no_resume_command(tmp_path: Path) -> None:
+    run = Run(tmp_path, ["a"], Settings(max_parallel=1))
+    run.view = PlainView(run.paths, io.StringIO(), clock=run.clock)
+    run.start("a")
+    run.clock.now += 2
+    run.end("a", 0)
+    lines = [line.text for line in summary_lines(run.paths, run.sweep, 0)]
+    assert lines[0] == "sweep ant finished: 1 succeeded, 0 failed, 0 interrupted"
+    assert not any("per GPU" in line or "resume" in line for line in lines)
+
+
+def test_summary_caps_the_failures_shown(tmp_path: Path) -> None:
+    names = [f"{i:02d}_ant" for i in range(13)]
+    run = Run(tmp_path, names, Settings(max_parallel=13))
+    run.view = PlainView(run.paths, io.StringIO(), clock=run.clock)
+    for name in names:
+        run.start(name)
+        run.end(name, 1, log="boom\n")
+    lines = [line.text for line in summary_lines(run.paths, run.sweep, 1)]
+    assert sum(line.startswith("✘") for line in lines) == 10
+    assert f"... and 3 more failed: pbtrun status {run.paths.dir} --failed" in lines
+    assert lines[-1] == f"resume with: pbtrun resume {run.paths.dir} --retry-failed"
+
+
+# --------------------------------------------------------------------------- plain lines
+
+
+def test_plain_view_prints_timestamped_lines_without_escape_codes(run: Run) -> None:
+    out = io.StringIO()
+    run.view = PlainView(run.paths, out, clock=run.clock)
+    run.view.begin(run.sweep)
+    play_some(run)
+    run.end("03_ant", 1, retry=True)
+    run.view.message("stopping 4 running experiment(s) gracefully")
+    run.view.finish(run.sweep, 130)
+    text = out.getvalue()
+    assert "\x1b" not in text
+    lines = text.splitlines()
+    assert all(re.match(r"(\d\d:\d\d:\d\d|\s{8})  ", line) for line in lines), text
+    assert "sweep ant: 8 experiments, 8 to run; max_parallel 4, GPUs 0,1 x 2" in lines[0]
+    assert any(line.endswith(f"started   {LONG} on GPU 0 [0/8 done, 1 running]") for line in lines)
+    failed = next(line for line in lines if "FAILED (3)" in line)
+    assert f"02_ant after 30.0s, log: {run.log_path('02_ant')} [2/8 done, 2 running, 1 failed, ETA" in failed
+    assert any("03_ant after 40.0s, retrying (attempt 2)" in line for line in lines)
+    assert any(line.endswith("stopping 4 running experiment(s) gracefully") for line in lines)
+    assert any("sweep ant stopped after 40.0s" in line for line in lines)
+    assert any(line.endswith("| ValueError: lr must be positive") for line in lines)
+
+
+# --------------------------------------------------------------------------- choosing a view
+
+
+def test_make_view_chooses_by_terminal(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert isinstance(make_view(run.paths, None, io.StringIO()), PlainView)
+    master, slave = os.openpty()
+    try:
+        with os.fdopen(slave, "w") as tty:
+            assert isinstance(make_view(run.paths, None, tty), LiveView)
+            assert isinstance(make_view(run.paths, True, tty), PlainView)  # --plain
+            monkeypatch.setenv("TERM", "dumb")
+            assert isinstance(make_view(run.paths, None, tty), PlainView)
+        assert isinstance(make_view(run.paths, False, io.StringIO()), LiveView)
+    finally:
+        os.close(master)
+
+
+# --------------------------------------------------------------------------- reading logs
+
+
+def test_tail_reads_only_the_end_of_a_huge_log(tmp_path: Path) -> None:
+    log = tmp_path / "huge.log"
+    with open(log, "wb") as f:
+        f.seek(4 * 1024**3)  # a sparse 4 GiB file: reading it whole would take all the test's time and memory
+        f.write(b"end of an earlier line\n\x1b[32mepoch 99\x1b[0m\tloss=0.1\n\nDONE\r\n")
+    started = time.monotonic()
+    assert tail_lines(log, 2) == ["epoch 99 loss=0.1", "DONE"]
+    assert time.monotonic() - started < 0.5
+
+
+def test_tail_of_missing_and_empty_logs(tmp_path: Path) -> None:
+    assert tail_lines(tmp_path / "nope.log", 3) == []
+    (tmp_path / "empty.log").write_text("")
+    assert tail_lines(tmp_path / "empty.log", 3) == []
+    (tmp_path / "short.log").write_text("one\ntwo")
+    assert tail_lines(tmp_path / "short.log", 5) == ["one", "two"]
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+def test_plain_view_flushes_a_burst_once_and_the_last_lines_soon(tmp_path: Path) -> None:
+    names = [f"{i:04d}_ant" for i in range(500)]
+    run = Run(tmp_path, names, Settings(max_parallel=500))
+    out = CountingStream()
+    run.view = PlainView(run.paths, out, clock=run.clock)
+    run.view.begin(run.sweep)
+    burst_started = time.monotonic()
+    for name in names:
+        run.start(name)
+        run.end(name, 0)
+    burst_s = time.monotonic() - burst_started
+    assert out.flushes <= 2 + burst_s / FLUSH_EVERY_S  # 1000 lines, not 1000 flushes
+    pending, before = run.view._timer is not None, out.flushes
+    deadline = time.monotonic() + 5
+    while run.view._timer is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.view._timer is None
+    assert out.flushes == before + pending  # the timer flushed the burst's tail without waiting for an event
+    run.view.finish(run.sweep, 0)
+    assert (
+        out.getvalue()
+        .splitlines()[-1]
+        .endswith("sweep ant finished after 0.0s: 500 succeeded, 0 failed, 0 interrupted")
+    )
