@@ -277,7 +277,10 @@ def stop(path: Path, now: bool, no_wait: bool) -> None:
 
 def complete_sweeps(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion: sweep directories under ./train_dir (and the path typed so far)."""
-    base = Path(incomplete).parent if "/" in incomplete else Path("train_dir")
+    if "/" not in incomplete:
+        base = Path("train_dir")
+    else:  # Path("a/").parent would be ".", not "a"
+        base = Path(incomplete) if incomplete.endswith("/") else Path(incomplete).parent
     candidates = [str(p) for p in store.find_sweeps(base)] + ([str(base)] if base.is_dir() else [])
     return [c for c in candidates if c.startswith(incomplete)]
 

@@ -1,0 +1,227 @@
+"""Operating a sweep as people do: the live view in a real terminal (tmux), logs, ls, filters,
+shell completion."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+TIMEOUT = 20
+
+
+def _sweep(project, name: str, body: str) -> None:
+    project.spec(
+        f"""
+        name = "{name}"
+        command = "{sys.executable} chatty.py"
+        experiment_arg_name = ""
+        experiment_dir_arg_name = ""
+        {body}
+        """
+    )
+    (project.root / "chatty.py").write_text(
+        "import os, sys, time\n"
+        "args = dict(a[2:].split('=', 1) for a in sys.argv[1:])\n"
+        "for step in range(int(args.get('steps', '3'))):\n"
+        "    print(f\"{os.environ['PBTRUN_EXPERIMENT']} step {step}\", flush=True)\n"
+        "    time.sleep(float(args.get('step_s', '0.01')))\n"
+        "sys.exit(int(args.get('exit', '0')))\n"
+    )
+
+
+# --------------------------------------------------------------------------- the live view, seen in tmux
+
+
+class Tmux:
+    """A private tmux server (its own socket), so tests never touch a user's sessions."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.socket = f"pbtrun-test-{uuid.uuid4().hex[:8]}"
+        self.cwd = cwd
+
+    def __call__(self, *args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, *args], check=False, capture_output=True, text=True, timeout=10
+        )
+        return done.stdout
+
+    def start(self, command: str, width: int = 100, height: int = 30) -> None:
+        env = f"cd {self.cwd} && TERM=xterm-256color "
+        self("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), env + command + "; sleep 60")
+
+    def screen(self) -> str:
+        return "\n".join(line.rstrip() for line in self("capture-pane", "-p", "-t", "t").splitlines())
+
+    def kill(self) -> None:
+        self("kill-server")
+
+
+@pytest.fixture
+def tmux(project):
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (.ci/run installs it)")
+    term = Tmux(project.root)
+    try:
+        yield term
+    finally:
+        term.kill()
+
+
+def _wait_screen(tmux: Tmux, predicate, timeout: float = TIMEOUT) -> str:
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = tmux.screen()
+        if predicate(screen):
+            return screen
+        time.sleep(0.1)
+    raise AssertionError(f"the screen never showed what was expected:\n{screen}")
+
+
+def test_live_view_appears_updates_and_leaves_a_clean_summary(project, tmux):
+    _sweep(project, "tui", '[[experiments]]\nname = "a"\ngrid = { steps = [40], step_s = [0.05], i = [1, 2, 3] }\n')
+    tmux.start(f"{sys.executable} -m pbtrun up sweep.toml --num-gpus 0")
+    first = _wait_screen(tmux, lambda s: "RUNNING" in s and "step " in s)
+    assert "━" in first  # the progress bar
+    assert "00_a_ste_40_s.s_0.05_i_1" in first
+    later = _wait_screen(tmux, lambda s: s != first and "RUNNING" in s)
+    assert later != first  # refreshed in place, with newer log lines
+    final = _wait_screen(tmux, lambda s: "finished" in s)
+    assert "3 succeeded" in final
+    assert "RUNNING" not in final  # the live table is gone, the summary stays
+    assert final.count("sweep tui") <= 2
+    assert "\x1b" not in final
+
+
+def test_live_view_fits_an_80_column_terminal(project, tmux):
+    _sweep(
+        project,
+        "narrow",
+        '[[experiments]]\nname = "a_group_with_a_rather_long_name"\n'
+        "grid = { steps = [60], step_s = [0.05], learning_rate = [0.001, 0.0003] }\n",
+    )
+    tmux.start(f"{sys.executable} -m pbtrun up sweep.toml", width=80, height=24)
+    screen = _wait_screen(tmux, lambda s: "RUNNING" in s)
+    assert all(len(line) <= 80 for line in screen.splitlines())
+    _wait_screen(tmux, lambda s: "finished" in s)
+
+
+# --------------------------------------------------------------------------- logs
+
+
+@pytest.fixture
+def finished(project):
+    _sweep(
+        project,
+        "lg",
+        '[[experiments]]\nname = "ok"\ngrid = { i = [1, 2] }\n[[experiments]]\nname = "bad"\nlist = [{ exit = 3 }]\n',
+    )
+    assert project.run("up", "sweep.toml").returncode == 1
+    return project
+
+
+def test_logs_by_name_prefix_and_index(finished):
+    by_name = finished.run("logs", "train_dir/lg", "01_ok_i_2")
+    assert by_name.returncode == 0 and "01_ok_i_2 step 2" in by_name.stdout
+    assert finished.run("logs", "train_dir/lg", "01_ok").stdout == by_name.stdout
+    assert finished.run("logs", "train_dir/lg", "1").stdout == by_name.stdout  # second row of status
+    assert "# pbtrun: 01_ok_i_2, attempt 1" in by_name.stdout
+
+
+def test_logs_explain_ambiguous_and_unknown_names(finished):
+    ambiguous = finished.run("logs", "train_dir/lg", "0")
+    assert ambiguous.returncode == 2 and "matches 3 experiments" in ambiguous.stderr
+    unknown = finished.run("logs", "train_dir/lg", "nope")
+    assert unknown.returncode == 2 and "no experiment 'nope'" in unknown.stderr and "Traceback" not in unknown.stderr
+    attempt = finished.run("logs", "train_dir/lg", "00_bad", "--attempt", "2")
+    assert attempt.returncode == 2 and "no attempt 2" in attempt.stderr
+
+
+def test_logs_attempt_and_failed_tails(finished):
+    assert finished.run("resume", "train_dir/lg", "--retry-failed").returncode == 1
+    first = finished.run("logs", "train_dir/lg", "00_bad", "--attempt", "1")
+    second = finished.run("logs", "train_dir/lg", "00_bad")
+    assert "attempt 1" in first.stdout and "attempt 2" in second.stdout
+    tails = finished.run("logs", "train_dir/lg", "--failed", "-n", "2")
+    assert tails.returncode == 0
+    assert tails.stdout.startswith("== 00_bad_exi_3: failed (3),")
+    assert tails.stdout.count("    ") == 2 and "00_bad_exi_3 step 2" in tails.stdout
+    assert "00_ok" not in tails.stdout
+
+
+def test_logs_follow_prints_until_the_experiment_ends(project):
+    _sweep(project, "fw", '[[experiments]]\nname = "slow"\ngrid = { steps = [8], step_s = [0.15] }\n')
+    runner = project.start("up", "sweep.toml")
+    project.wait_for(
+        lambda: (
+            project.run("status", "train_dir/fw", "--json").returncode == 0
+            and project.status_json("fw")["counts"]["running"] == 1
+        ),
+        timeout=TIMEOUT,
+    )
+    started = time.monotonic()
+    follow = project.run("logs", "train_dir/fw", "00_slow", "-f", timeout=TIMEOUT)
+    assert follow.returncode == 0
+    assert "00_slow_ste_8_s.s_0.15 step 7" in follow.stdout  # the last line, written after -f began
+    assert time.monotonic() - started < TIMEOUT
+    runner.communicate(timeout=TIMEOUT)
+
+
+# --------------------------------------------------------------------------- ls and filters
+
+
+def test_ls_lists_sweeps_from_their_summaries(finished):
+    summary = finished.root / "train_dir/lg/summary.json"
+    assert json.loads(summary.read_text())["counts"]["failed"] == 1
+    listing = finished.run("ls")
+    assert listing.returncode == 0
+    assert "lg" in listing.stdout and "2 succeeded, 1 failed" in listing.stdout and "not running" in listing.stdout
+    doc = json.loads(finished.run("ls", "--json").stdout)
+    assert doc["sweeps"][0]["counts"] == {"pending": 0, "running": 0, "succeeded": 2, "failed": 1, "interrupted": 0}
+    summary.unlink()  # no summary: ls falls back to the state itself
+    assert "2 succeeded, 1 failed" in finished.run("ls").stdout
+
+
+def test_status_filters(finished):
+    failed = finished.run("status", "train_dir/lg", "--failed")
+    rows = [line for line in failed.stdout.splitlines() if line.startswith(("00_", "01_"))]
+    assert [r.split()[0] for r in rows] == ["00_bad_exi_3"]
+    assert "failed (3)" in failed.stdout
+    grep = finished.run("status", "train_dir/lg", "--grep", "OK_I_2")
+    assert [r.split()[0] for r in grep.stdout.splitlines() if r.startswith("0")] == ["01_ok_i_2"]
+    assert "--retry-failed" in finished.run("status", "train_dir/lg").stdout  # the footer's next command
+
+
+# --------------------------------------------------------------------------- completion
+
+
+def test_shell_completion_offers_sweeps_and_experiment_names(finished):
+    def complete(words: str) -> list[str]:
+        env = {
+            **os.environ,
+            "_PBTRUN_COMPLETE": "bash_complete",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "pbtrun"],
+            check=False,
+            cwd=finished.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return [line.split(",", 1)[1] for line in done.stdout.splitlines() if "," in line]
+
+    assert "train_dir/lg" in complete("pbtrun status train_dir/")
+    assert complete("pbtrun logs train_dir/lg 01") == ["01_ok_i_2"]
+    assert {"up", "resume", "status", "logs"} <= set(complete("pbtrun "))
