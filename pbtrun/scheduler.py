@@ -1,6 +1,6 @@
 """The scheduling loop: reconcile, launch what fits, wait for events, record every transition.
 
-It waits on file descriptors (one pidfd per running attempt, a signal wake-up pipe, the control
+It waits on file descriptors (the reaper's event socket, a signal wake-up pipe, the control
 FIFO) and never polls, so an idle sweep of hours-long experiments costs no CPU and a freed slot
 is refilled as soon as the kernel reports the exit.
 
@@ -71,7 +71,6 @@ class Scheduler:
         retry_failed: bool = False,
     ) -> None:
         self.paths = paths
-        self.backend = LocalBackend(paths)
         self.listener = listener
         self.grace_s = grace_s
         self.retry_failed = retry_failed
@@ -82,10 +81,12 @@ class Scheduler:
         self.handles: dict[str, Handle] = {}
         self.gpus_of: dict[str, tuple[int, ...]] = {}
         self.selector = selectors.DefaultSelector()
+        self.backend = LocalBackend(paths, self.sweep.cwd, self.selector)
         self.host = socket.gethostname()
         self.base_env = dict(os.environ)  # copied once: experiments inherit pbtrun's environment
         self.sweep_dir = str(paths.dir.resolve())
         self.next_launch_at = 0.0
+        self.again = False  # a step queued work it could not launch yet: step again without waiting
         self.stopping = False
         self.escalations: dict[str, list[tuple[float, int]]] = {}  # exp id -> (monotonic time, signal)
         self.deadlines: dict[str, float] = {}  # exp id -> monotonic time its timeout_min runs out
@@ -103,13 +104,14 @@ class Scheduler:
         with self._signals(), self._control():
             self._reconcile()
             self._requeue()
-            ended: list[Handle] = []
+            ended: list[tuple[str, Outcome]] = []
             while True:
                 self._step(ended)
                 if not self.handles and (self.stopping or self.failure or not self._launchable()):
                     break
                 ended = self._wait(self._timeout())
                 self._advance()
+        self.backend.close()
         self.selector.close()
         with contextlib.suppress(PbtrunError):
             self.writer.close()
@@ -135,20 +137,22 @@ class Scheduler:
         return False
 
     def _timeout(self) -> float | None:
+        if self.again:
+            self.again = False
+            return 0.0
         deadlines = [steps[0][0] for steps in self.escalations.values() if steps]
         deadlines += self.deadlines.values()
         if not self.stopping and self.next_launch_at and self._launchable():
             deadlines.append(self.next_launch_at)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
-    def _wait(self, timeout: float | None) -> list[Handle]:
-        """Block until something happens; return the attempts whose waiter exited."""
-        ended: list[Handle] = []
+    def _wait(self, timeout: float | None) -> list[tuple[str, Outcome]]:
+        """Block until something happens; return the attempts that ended, with their outcomes."""
+        ended: list[tuple[str, Outcome]] = []
         for key, _ in self.selector.select(timeout):
             kind, payload = key.data
-            if kind == "exit":
-                self.selector.unregister(key.fd)
-                ended.append(payload)
+            if kind == "backend":
+                ended.extend(self.backend.on_ready(payload))
             elif kind == "signal":
                 self._drain_signals(key.fd)
             else:
@@ -200,7 +204,7 @@ class Scheduler:
                 f"adopted {self.sweep.experiments[handle.exp_id].name} (still running, pid {handle.pgid})"
             )
 
-    def _step(self, ended: list[Handle]) -> None:
+    def _step(self, ended: list[tuple[str, Outcome]]) -> None:
         """Record what ended and what launches now in ONE durable commit, then start the launches.
 
         Launches are recorded as running before their process is forked (see the module doc);
@@ -216,10 +220,10 @@ class Scheduler:
         now = time.time()
 
         def change(sweep: Sweep) -> None:
-            for handle, outcome in outcomes:
-                timed_out = handle.exp_id in self.timed_out
-                self.timed_out.discard(handle.exp_id)
-                exp = sweep.experiments[handle.exp_id]
+            for exp_id, outcome in outcomes:
+                timed_out = exp_id in self.timed_out
+                self.timed_out.discard(exp_id)
+                exp = sweep.experiments[exp_id]
                 exp = _ended(exp, outcome, stopped=self.stopping and not timed_out, timed_out=timed_out)
                 sweep.update(exp)
                 done.append(exp)
@@ -236,11 +240,12 @@ class Scheduler:
         if not self._transact(change):
             return
         for exp in done:
-            if exp.status in (PENDING, INTERRUPTED):  # a retry: back in line
+            if exp.status in (PENDING, INTERRUPTED):  # a retry: back in line, and look again at once
                 self.queue.append(exp.id)
+                self.again = True
             self.listener.ended(exp, self.sweep)
         for exp, attempt in launched:
-            handle = self.backend.launch(exp, attempt, self.sweep.cwd, self._env(exp, attempt))
+            handle = self.backend.launch(exp, attempt, self._env(exp, attempt))
             self.gpus_of[exp.id] = attempt.gpus or ()
             self._watch(handle, exp)
             self.listener.started(exp, self.sweep)
@@ -266,28 +271,26 @@ class Scheduler:
             if pause:
                 return
 
-    def _finish(self, ended: list[Handle]) -> list[tuple[Handle, Outcome]]:
-        """Collect the outcomes of ended attempts and forget their handles."""
-        outcomes = [(h, self.backend.finish(h)) for h in ended]
-        for handle, outcome in outcomes:
-            del self.handles[handle.exp_id]
-            self.gpus_of.pop(handle.exp_id, None)
-            self.escalations.pop(handle.exp_id, None)
-            self.deadlines.pop(handle.exp_id, None)
+    def _finish(self, ended: list[tuple[str, Outcome]]) -> list[tuple[str, Outcome]]:
+        """Forget the handles of ended attempts; a backend failure stops launching."""
+        for exp_id, outcome in ended:
+            self.handles.pop(exp_id, None)
+            self.gpus_of.pop(exp_id, None)
+            self.escalations.pop(exp_id, None)
+            self.deadlines.pop(exp_id, None)
             if outcome.error and self.failure is None:
-                name = self.sweep.experiments[handle.exp_id].name
+                name = self.sweep.experiments[exp_id].name
                 self.failure = BackendError(
                     f"{outcome.error.format(name=name)}. pbtrun stops launching; free space or fix permissions, "
                     "then resume the sweep."
                 )
                 self.listener.message(f"error: {self.failure.message}")
-        return outcomes
+        return ended
 
     # ---------------------------------------------------------------- helpers
 
     def _watch(self, handle: Handle, exp: Experiment) -> None:
         self.handles[handle.exp_id] = handle
-        self.selector.register(handle.pidfd, selectors.EVENT_READ, ("exit", handle))
         if exp.timeout_min is not None and exp.last is not None:
             left_s = exp.last.started_at + exp.timeout_min * 60 - time.time()
             self.deadlines[exp.id] = time.monotonic() + left_s

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import random
+import selectors
 import signal
 import subprocess
 import sys
@@ -160,34 +161,68 @@ def _running_sweep(tmp_path: Path, command: str) -> tuple[store.SweepPaths, Swee
     return paths, sweep
 
 
-def test_resume_abandons_an_unstarted_launch_and_the_late_waiter_obeys(tmp_path):
+def _pump(backend: LocalBackend, selector: selectors.BaseSelector, until, timeout: float = 10.0) -> list:
+    """Feed the backend its events until ``until(outcomes)`` holds; return the outcomes."""
+    outcomes: list = []
+    deadline = time.monotonic() + timeout
+    while not until(outcomes):
+        assert time.monotonic() < deadline, f"no such event within {timeout} s: {outcomes}"
+        for key, _ in selector.select(0.05):
+            outcomes.extend(backend.on_ready(key.data[1]))
+    return outcomes
+
+
+def test_resume_abandons_an_unstarted_launch_and_the_late_reaper_obeys(tmp_path):
     marker = tmp_path / "ran"
     paths, sweep = _running_sweep(tmp_path, f"touch {marker}")
     exp = next(iter(sweep.experiments.values()))
-    backend = LocalBackend(paths)
+    selector = selectors.DefaultSelector()
+    backend = LocalBackend(paths, str(tmp_path), selector)
     # Resume finds no launch claim: it claims the attempt as abandoned.
     assert backend.inspect(exp, exp.last) == NOT_STARTED
     assert read_claim(paths.start_file(exp, 1)) == {"abandoned": True, "at": pytest.approx(time.time(), abs=5)}
-    # The old scheduler's waiter, arriving late, must not start the experiment.
-    handle = backend.launch(exp, exp.last, str(tmp_path), dict(os.environ))
-    os.waitpid(handle.waiter_pid, 0)
-    os.close(handle.pidfd)
+    # A launch of that attempt arriving late (a request sent just before the crash) must not run.
+    backend.launch(exp, exp.last, dict(os.environ))
+    ((exp_id, outcome),) = _pump(backend, selector, bool)
+    assert exp_id == exp.id and not outcome.started and outcome.returncode is None
+    backend.close()
     assert not marker.exists()
     assert not paths.exit_file(exp, 1).exists()
 
 
-def test_a_started_launch_is_adopted_not_abandoned(tmp_path):
-    paths, sweep = _running_sweep(tmp_path, "sleep 1")
+def test_a_started_launch_is_adopted_through_its_reaper(tmp_path):
+    paths, sweep = _running_sweep(tmp_path, "sleep 0.5")
     exp = next(iter(sweep.experiments.values()))
-    backend = LocalBackend(paths)
-    launched = backend.launch(exp, exp.last, str(tmp_path), dict(os.environ))
-    deadline = time.monotonic() + 5
-    while read_claim(paths.start_file(exp, 1)) is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    adopted = backend.inspect(exp, exp.last)
-    assert adopted.waiter_pid == launched.waiter_pid and not adopted.own_child
-    assert backend.finish(launched).returncode == 0
-    os.close(adopted.pidfd)
+    first_selector, second_selector = selectors.DefaultSelector(), selectors.DefaultSelector()
+    first = LocalBackend(paths, str(tmp_path), first_selector)
+    launched = first.launch(exp, exp.last, dict(os.environ))
+    _pump(first, first_selector, lambda _: launched.pgid is not None)
+    # A second scheduler (as after a crash) adopts it: same process, not a new one.
+    second = LocalBackend(paths, str(tmp_path), second_selector)
+    adopted = second.inspect(exp, exp.last)
+    assert adopted.pgid == launched.pgid
+    ((_, outcome),) = _pump(second, second_selector, bool)
+    assert outcome.returncode == 0 and outcome.pid == launched.pgid
+    ((_, same),) = _pump(first, first_selector, bool)
+    assert same == outcome
+    first.close()
+    second.close()
+
+
+def test_a_killed_reaper_never_leads_to_a_second_start(tmp_path):
+    paths, sweep = _running_sweep(tmp_path, "sleep 0.8")
+    exp = next(iter(sweep.experiments.values()))
+    selector = selectors.DefaultSelector()
+    backend = LocalBackend(paths, str(tmp_path), selector)
+    handle = backend.launch(exp, exp.last, dict(os.environ))
+    _pump(backend, selector, lambda _: handle.pgid is not None)
+    os.kill(backend.reaper_pid, signal.SIGKILL)
+    started = time.monotonic()
+    # The experiment, orphaned, is still watched until it really ends; only then is it lost.
+    ((_, outcome),) = _pump(backend, selector, bool)
+    assert time.monotonic() - started > 0.5
+    assert outcome.returncode is None and outcome.started and "reaper" in outcome.error
+    backend.close()
 
 
 # --------------------------------------------------------------------------- the state file

@@ -1,52 +1,34 @@
-"""Local processes: the only module that starts or signals experiments on this machine.
+"""Local processes: the only code, with ``reaper.py``, that starts or signals experiments here.
 
-Process model. For each attempt the scheduler forks a *waiter*; the waiter starts a session and
-process group of its own (so a Ctrl-C or a lost terminal never reaches it), spawns the
-experiment into that group, waits for it, and writes its true exit status atomically next to
-its log. The
-waiter lives outside the scheduler's fate: if the scheduler is SIGKILLed, the experiment keeps
-running and its return code is still recorded, and ``resume`` adopts it by pid + start time.
-
-Launch claim. Before the experiment is spawned, the waiter creates ``<log>.start`` with
-``link(2)``, which fails if the file exists. ``resume`` finding an attempt recorded as running
-with no claim creates the same file itself, marked abandoned. Exactly one of them wins, so after
-a crash at any instruction resume knows whether the process was started: no duplicate, ever.
+Experiments are started, waited for and recorded by a reaper process (see ``reaper.py``) that
+lives outside the scheduler's fate. This module is the scheduler's side: it sends launch
+requests, turns the reaper's events into outcomes, signals experiments' process groups, and
+after a crash finds out what became of each attempt recorded as running (``inspect``): adopted
+through the reaper that still watches it, recorded from its exit record, or declared never
+started by taking its launch claim.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import gc
 import json
 import os
-import signal
+import selectors
+import shlex
+import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pbtrun.backends import reaper
 from pbtrun.proc import process_start_time
 from pbtrun.state import Attempt, Experiment
-from pbtrun.store import SweepPaths, write_atomic
+from pbtrun.store import SweepPaths
 
 _PYTHONS = ("python", "python3")
-EXIT_RECORD_BYTES = 256
-WAITER_ERRNO_BASE = 100  # a waiter that cannot write its files exits with 100 + errno
-_WAITER_IGNORES = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-_RESET_SIGNALS = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGPIPE,
-    signal.SIGCHLD,
-    signal.SIGXFSZ,
-    signal.SIGTSTP,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-)
+NOT_STARTED = "not_started"
 
 
 @dataclass
@@ -55,13 +37,11 @@ class Handle:
 
     exp_id: str
     attempt: int
-    waiter_pid: int
-    pidfd: int
-    start_file: Path
+    pid_file: Path
     exit_file: Path
-    own_child: bool  # started by this scheduler (so it must be reaped), or adopted
-    pid_file: Path | None = None
-    pgid: int | None = None  # the experiment's process group, once its pid file is there
+    source: int | None = None  # the fd whose events will report its end
+    pgid: int | None = None  # the experiment's process group, once started
+    error: str | None = None  # why it is watched by pidfd: its reaper died
 
 
 @dataclass(frozen=True)
@@ -71,11 +51,8 @@ class Outcome:
     returncode: int | None
     ended_at: float
     pid: int | None = None
-    error: str | None = None  # the waiter could not do its job (disk full, read-only train dir)
+    error: str | None = None  # the backend could not do its job (disk full, read-only train dir)
     started: bool = True  # False: the experiment never started, so it may simply run again
-
-
-NOT_STARTED = "not_started"
 
 
 def resolve_argv(argv: Sequence[str]) -> list[str]:
@@ -87,94 +64,206 @@ def resolve_argv(argv: Sequence[str]) -> list[str]:
 
 
 class LocalBackend:
-    """Starts, adopts, signals and reaps experiments as local processes."""
+    """Starts, adopts, signals and reaps experiments as local processes, through a reaper.
+
+    Its file descriptors are registered on the scheduler's selector with ``("backend", fd)``;
+    the scheduler hands them back to :meth:`on_ready`, which returns the attempts that ended.
+    """
 
     name = "local"
 
-    def __init__(self, paths: SweepPaths) -> None:
-        self.paths = paths
+    def __init__(self, paths: SweepPaths, cwd: str, selector: selectors.BaseSelector) -> None:
+        self.paths = SweepPaths(paths.dir.resolve())  # the reaper runs elsewhere: absolute paths
+        self.cwd = cwd
+        self.selector = selector
+        self.owner: socket.socket | None = None
+        self.reaper_pid: int | None = None
+        self.handles: dict[str, Handle] = {}
+        self.sources: dict[int, socket.socket | int] = {}
+        self.adopted: dict[str, socket.socket] = {}  # reaper address -> connection
 
     # ---------------------------------------------------------------- launching
 
-    def launch(self, exp: Experiment, attempt: Attempt, cwd: str, env: Mapping[str, str]) -> Handle:
-        start = self.paths.start_file(exp, attempt.number)
-        exit_file = self.paths.exit_file(exp, attempt.number)
-        log = self.paths.dir / attempt.log
-        header = _header(exp, attempt, cwd)
-        argv = resolve_argv(exp.argv)
-        pid_file = self.paths.pid_file(exp, attempt.number)
-        pid = os.fork()
-        if pid == 0:  # the waiter: never returns into the scheduler's code
-            gc.disable()  # a collection would walk (and copy-on-write) the scheduler's whole heap
-            code = 70
-            try:
-                code = _waiter(
-                    argv,
-                    dict(env),
-                    cwd=cwd,
-                    log=log,
-                    start=start,
-                    exit_file=exit_file,
-                    pid_file=pid_file,
-                    header=header,
-                )
-            finally:
-                os._exit(code)
-        pid_file = self.paths.pid_file(exp, attempt.number)
-        return Handle(exp.id, attempt.number, pid, os.pidfd_open(pid), start, exit_file, True, pid_file)
+    def launch(self, exp: Experiment, attempt: Attempt, env: Mapping[str, str]) -> Handle:
+        if self.owner is None:
+            self.owner, self.reaper_pid, _ = reaper.start(self.cwd)
+            self._watch_source(self.owner)
+        files = self._files(exp, attempt.number)
+        request = {
+            "op": "launch",
+            "id": exp.id,
+            "attempt": attempt.number,
+            "argv": resolve_argv(exp.argv),
+            "env": dict(env),
+            "header": _header(exp, attempt, self.cwd),
+            **{key: str(path) for key, path in files.items()},
+        }
+        handle = Handle(exp.id, attempt.number, files["pid"], files["exit"], self.owner.fileno())
+        self.handles[exp.id] = handle
+        reaper.send(self.owner, request)  # if the reaper is gone, its end of stream says so
+        return handle
+
+    def _files(self, exp: Experiment, number: int) -> dict[str, Path]:
+        p = self.paths
+        return {
+            "log": p.log(exp, number),
+            "start": p.start_file(exp, number),
+            "exit": p.exit_file(exp, number),
+            "pid": p.pid_file(exp, number),
+        }
+
+    def _watch_source(self, source: socket.socket | int) -> int:
+        fd = source if isinstance(source, int) else source.fileno()
+        self.sources[fd] = source
+        self.selector.register(fd, selectors.EVENT_READ, ("backend", fd))
+        return fd
+
+    def _forget_source(self, fd: int) -> None:
+        source = self.sources.pop(fd, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(fd)
+        if isinstance(source, int):
+            os.close(source)
+        elif source is not None:
+            source.close()
+        if self.owner is not None and self.owner.fileno() == -1:
+            self.owner = None
+
+    # ---------------------------------------------------------------- events
+
+    def on_ready(self, fd: int) -> list[tuple[str, Outcome]]:
+        """Read what happened on one of our fds; return the attempts that ended."""
+        source = self.sources.get(fd)
+        if source is None:
+            return []
+        if isinstance(source, int):  # a pidfd: an orphaned experiment (its reaper died) ended
+            ended = [
+                (h.exp_id, read_exit(h.exit_file) or Outcome(None, time.time(), error=h.error))
+                for h in self.handles.values()
+                if h.source == fd
+            ]
+            self._forget_source(fd)
+            return self._pop(ended)
+        try:
+            message = reaper.receive(source)
+        except (OSError, ValueError):
+            message = None
+        if message is None:
+            return self._source_gone(fd)
+        return self._pop(self._event(message))
+
+    def _event(self, message: dict) -> list[tuple[str, Outcome]]:
+        handle = self.handles.get(message.get("id", ""))
+        if handle is None or handle.attempt != message.get("attempt"):
+            return []  # another scheduler's experiment, reported by a reaper we adopted from
+        op = message["op"]
+        if op == "started":
+            handle.pgid = message["pid"]
+            return []
+        if op == "ended":
+            return [(handle.exp_id, Outcome(message["returncode"], message["ended_at"], message["pid"]))]
+        if op == "abandoned":
+            return [(handle.exp_id, Outcome(None, time.time(), started=False))]
+        what = "record the exit status of" if message["started"] else "start"
+        why = os.strerror(message["errno"] or 0)
+        error = f"cannot {what} {{name}}: writing in {self.paths.logs} failed: {why}"
+        return [(handle.exp_id, Outcome(None, time.time(), error=error, started=message["started"]))]
+
+    def _pop(self, ended: list[tuple[str, Outcome]]) -> list[tuple[str, Outcome]]:
+        for exp_id, _ in ended:
+            self.handles.pop(exp_id, None)
+        return ended
+
+    def _source_gone(self, fd: int) -> list[tuple[str, Outcome]]:
+        """A reaper's connection closed. Normally it has nothing left to report; if it died with
+        experiments still ours, record what their exit records say, or keep watching the ones
+        that still run (orphans) so they are never started a second time."""
+        own = self.owner is not None and fd == self.owner.fileno()
+        self._forget_source(fd)
+        error = None
+        if own:  # our reaper died: never start another in a loop; stop launching instead
+            self.owner = None
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.reaper_pid, os.WNOHANG)  # type: ignore[arg-type]
+            error = f"the reaper (pid {self.reaper_pid}) that runs the experiments died; pbtrun lost track of {{name}}"
+        ended = []
+        for handle in [h for h in self.handles.values() if h.source == fd]:
+            outcome = read_exit(handle.exit_file)
+            pidfd = None if outcome is not None else _pidfd_of(handle.pid_file)
+            if pidfd is not None:
+                handle.source, handle.error = self._watch_source(pidfd), error
+                continue
+            started = handle.pid_file.exists()
+            ended.append((handle.exp_id, outcome or Outcome(None, time.time(), error=error, started=started)))
+        return self._pop(ended)
 
     # ---------------------------------------------------------------- after a crash
 
     def inspect(self, exp: Experiment, attempt: Attempt) -> Handle | Outcome | str:
-        """What became of an attempt recorded as running: an adoptable handle, its outcome, or
+        """What became of an attempt recorded as running: an adopted handle, its outcome, or
         ``NOT_STARTED`` (in which case this call has made sure it never will start)."""
-        start = self.paths.start_file(exp, attempt.number)
-        exit_file = self.paths.exit_file(exp, attempt.number)
-        outcome = read_exit(exit_file)
+        files = self._files(exp, attempt.number)
+        outcome = read_exit(files["exit"])
         if outcome is not None:
             return outcome
-        claim = read_claim(start)
-        if claim is None and _abandon(start):
+        claim = read_claim(files["start"])
+        if claim is None and _abandon(files["start"]):
             return NOT_STARTED
-        claim = claim or read_claim(start) or {}
+        claim = claim or read_claim(files["start"]) or {}
         if claim.get("abandoned"):
             return NOT_STARTED
-        pid_file = self.paths.pid_file(exp, attempt.number)
-        handle = _adopt(exp.id, attempt.number, claim, start=start, exit_file=exit_file, pid_file=pid_file)
-        if handle is not None:
-            return handle
-        return read_exit(exit_file) or Outcome(None, time.time())
-
-    # ---------------------------------------------------------------- ending
-
-    def finish(self, handle: Handle) -> Outcome:
-        """Collect an attempt whose waiter has exited (its pidfd became readable)."""
-        code = None
-        if handle.own_child:
-            with contextlib.suppress(ChildProcessError):
-                code = os.waitstatus_to_exitcode(os.waitpid(handle.waiter_pid, 0)[1])
-        os.close(handle.pidfd)
-        outcome = read_exit(handle.exit_file)
+        handle = Handle(exp.id, attempt.number, files["pid"], files["exit"])
+        handle.pgid = _read_pid(files["pid"])[0]
+        alive = process_start_time(claim.get("waiter_pid", -1)) == claim.get("waiter_start")
+        conn = self._connect(claim.get("socket", "")) if alive else None
+        if conn is not None:
+            handle.source = conn.fileno()
+        else:  # its reaper is gone: the experiment may still run, orphaned
+            pidfd = _pidfd_of(files["pid"])
+            if pidfd is None:
+                return read_exit(files["exit"]) or Outcome(None, time.time())
+            handle.source = self._watch_source(pidfd)
+        outcome = read_exit(files["exit"])  # it may have ended while we connected
         if outcome is not None:
+            if conn is None:
+                self._forget_source(handle.source)
             return outcome
-        if code is not None and code >= WAITER_ERRNO_BASE:
-            why = os.strerror(code - WAITER_ERRNO_BASE)
-            started = read_claim(handle.start_file) is not None
-            what = "record the exit status of" if started else "start"
-            error = f"cannot {what} {{name}}: writing in {handle.exit_file.parent} failed: {why}"
-            return Outcome(None, time.time(), error=error, started=started)
-        return Outcome(None, time.time())
+        self.handles[exp.id] = handle
+        return handle
+
+    def _connect(self, address: str) -> socket.socket | None:
+        if address in self.adopted:
+            return self.adopted[address]
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            conn.connect(address)
+        except OSError:
+            conn.close()
+            return None
+        self.adopted[address] = conn
+        self._watch_source(conn)
+        return conn
+
+    # ---------------------------------------------------------------- signals and the end
 
     def signal(self, handle: Handle, sig: int) -> bool:
-        """Signal the experiment's process group; False if it is not known yet (not spawned)."""
-        if handle.pgid is None and handle.pid_file is not None:
-            with contextlib.suppress(OSError, ValueError):
-                handle.pgid = int(handle.pid_file.read_bytes())
+        """Signal the experiment's process group; False if it has not started yet."""
+        if handle.pgid is None:
+            handle.pgid = _read_pid(handle.pid_file)[0]
         if handle.pgid is None:
             return False
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(handle.pgid, sig)
         return True
+
+    def close(self) -> None:
+        """Let go of the reaper (it exits once its last experiment has ended) and adoptees."""
+        for fd in list(self.sources):
+            self._forget_source(fd)
+        self.adopted.clear()
+        if self.reaper_pid is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.reaper_pid, os.WNOHANG)
 
 
 # --------------------------------------------------------------------------- files
@@ -196,173 +285,38 @@ def read_claim(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _claim(path: Path, content: dict) -> bool:
-    """Create ``path`` with ``content`` if it does not exist; atomic and exclusive (``link(2)``)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, json.dumps(content).encode())
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
-
-
 def _abandon(start: Path) -> bool:
-    return _claim(start, {"abandoned": True, "at": time.time()})
+    return reaper.claim(str(start), {"abandoned": True, "at": time.time()})
 
 
-def _adopt(exp_id: str, number: int, claim: dict, *, start: Path, exit_file: Path, pid_file: Path) -> Handle | None:
-    pid, started = claim.get("waiter_pid"), claim.get("waiter_start")
-    if not isinstance(pid, int) or process_start_time(pid) != started:
+def _read_pid(pid_file: Path) -> tuple[int | None, int | None]:
+    """The experiment's pid (also its process group) and start time, once the reaper wrote them."""
+    try:
+        pid, start = pid_file.read_text().split()
+        return int(pid), (None if start == "None" else int(start))
+    except (OSError, ValueError):
+        return None, None
+
+
+def _pidfd_of(pid_file: Path) -> int | None:
+    """A pidfd on the experiment if it still runs (pid and start time both match)."""
+    pid, start = _read_pid(pid_file)
+    if pid is None or start is None or process_start_time(pid) != start:
         return None
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return None
-    if process_start_time(pid) != started:  # recycled between the check and the open
+    if process_start_time(pid) != start:  # recycled between the check and the open
         os.close(pidfd)
         return None
-    handle = Handle(exp_id, number, pid, pidfd, start, exit_file, own_child=False, pid_file=pid_file)
-    with contextlib.suppress(OSError, ValueError):
-        handle.pgid = int(pid_file.read_bytes())
-    return handle
+    return pidfd
 
 
-def _header(exp: Experiment, attempt: Attempt, cwd: str) -> bytes:
-    import shlex
-
+def _header(exp: Experiment, attempt: Attempt, cwd: str) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(attempt.started_at))
     gpus = "not pinned" if attempt.gpus is None else ",".join(map(str, attempt.gpus))
     return (
         f"# pbtrun: {exp.name}, attempt {attempt.number}, started {when} on {attempt.host}\n"
         f"# cwd: {cwd}\n# gpus: {gpus}\n# argv: {shlex.join(exp.argv)}\n"
-    ).encode()
-
-
-# --------------------------------------------------------------------------- the waiter
-
-
-def _waiter(
-    argv: list[str],
-    env: dict[str, str],
-    *,
-    cwd: str,
-    log: Path,
-    start: Path,
-    exit_file: Path,
-    pid_file: Path,
-    header: bytes,
-) -> int:
-    """Runs in the forked waiter. Returns its own exit code; the experiment's goes to ``exit_file``.
-
-    The waiter leads a new session, claims the launch, then starts the experiment with
-    ``posix_spawn`` (vfork-based: no second copy of a Python process) in a process group of its
-    own, whose id it writes to ``pid_file`` so the scheduler can signal the experiment and all it
-    started, without ever hitting the waiter, which must live on to record the exit status.
-    """
-    signal.set_wakeup_fd(-1)
-    for sig in _RESET_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN if sig in _WAITER_IGNORES else signal.SIG_DFL)
-    os.setsid()
-    try:
-        _redirect(log)
-        os.write(1, header)
-        reserved = _reserve(exit_file)
-        me = os.getpid()
-        claim = {"waiter_pid": me, "waiter_start": process_start_time(me), "started_at": time.time()}
-        if not _claim(start, claim):
-            return 0  # resume declared this attempt abandoned first: it must never run
-    except OSError as exc:
-        return WAITER_ERRNO_BASE + (exc.errno or 0)
-    code, child = _spawn(argv, env, cwd, pid_file)
-    result = json.dumps({"returncode": code, "ended_at": time.time(), "pid": child}).encode()
-    if reserved is None or not _fill(reserved, exit_file, result):
-        try:
-            write_atomic(exit_file, result)
-        except OSError as exc:
-            return WAITER_ERRNO_BASE + (exc.errno or 0)
-    return 0
-
-
-def _spawn(argv: list[str], env: dict[str, str], cwd: str, pid_file: Path) -> tuple[int, int | None]:
-    """Run the experiment to its end: (its exit code, negative for a signal; its pid).
-
-    A command that cannot be started gets 127 (not found) or 126 (not executable), as a shell
-    would, with the reason in its log.
-    """
-    try:
-        os.chdir(cwd)
-    except OSError as exc:
-        os.write(2, f"pbtrun: cannot enter {cwd!r}: {exc.strerror}\n".encode())
-        return 127, None
-    if "PATH" in env:
-        os.environ["PATH"] = env["PATH"]  # posix_spawnp searches the caller's PATH
-    try:
-        child = os.posix_spawnp(argv[0], argv, env, setpgroup=0, setsigdef=_RESET_SIGNALS)
-    except OSError as exc:
-        code = 126 if exc.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR) else 127
-        os.write(2, f"pbtrun: cannot run {argv[0]!r}: {exc.strerror}\n".encode())
-        return code, None
-    with contextlib.suppress(OSError):
-        fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, str(child).encode())
-        finally:
-            os.close(fd)
-    _, status = os.waitpid(child, 0)
-    return os.waitstatus_to_exitcode(status), child
-
-
-def _reserve(exit_file: Path) -> tuple[int, Path] | None:
-    """Allocate the exit record's bytes before the experiment starts, so that a disk filled up
-    meanwhile (often by the experiment itself) cannot stop its exit status from being recorded.
-
-    No fsync here or when filling it in: the record matters while the machine is up (a killed
-    scheduler); after a machine crash, a missing or empty record reads as "lost" and the
-    experiment runs again, the safe direction. The state journal, which is fsync'd, remains the
-    durable record of every transition the scheduler saw.
-    """
-    reserve = exit_file.with_name(f".{exit_file.name}.reserved")
-    try:
-        fd = os.open(reserve, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    except OSError:
-        return None
-    try:
-        os.write(fd, b" " * EXIT_RECORD_BYTES)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd, reserve
-
-
-def _fill(reserved: tuple[int, Path], exit_file: Path, data: bytes) -> bool:
-    """Overwrite the reserved bytes in place (JSON followed by spaces), then rename into place."""
-    fd, reserve = reserved
-    try:
-        os.pwrite(fd, data.ljust(EXIT_RECORD_BYTES), 0)
-        os.rename(reserve, exit_file)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def _redirect(log: Path) -> None:
-    """stdin from /dev/null, stdout and stderr appended to the log, every other fd closed."""
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(devnull, 0)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+    )
