@@ -81,12 +81,14 @@ class LocalBackend:
         self.handles: dict[str, Handle] = {}
         self.sources: dict[int, socket.socket | int] = {}
         self.adopted: dict[str, socket.socket] = {}  # reaper address -> connection
+        self.base_env: dict[str, str] = {}
 
     # ---------------------------------------------------------------- launching
 
     def launch(self, exp: Experiment, attempt: Attempt, env: Mapping[str, str]) -> Handle:
         if self.owner is None:
             self.owner, self.reaper_pid, _ = reaper.start(self.cwd)
+            self.base_env = dict(os.environ)  # the reaper has this already: send only differences
             self._watch_source(self.owner)
         files = self._files(exp, attempt.number)
         request = {
@@ -94,7 +96,7 @@ class LocalBackend:
             "id": exp.id,
             "attempt": attempt.number,
             "argv": resolve_argv(exp.argv),
-            "env": dict(env),
+            "env": {k: v for k, v in env.items() if self.base_env.get(k) != v},
             "header": _header(exp, attempt, self.cwd),
             **{key: str(path) for key, path in files.items()},
         }
@@ -144,13 +146,12 @@ class LocalBackend:
             ]
             self._forget_source(fd)
             return self._pop(ended)
-        try:
-            message = reaper.receive(source)
-        except (OSError, ValueError):
-            message = None
-        if message is None:
-            return self._source_gone(fd)
-        return self._pop(self._event(message))
+        ended = []
+        for message in reaper.receive_all(source):  # all that is waiting: one commit for them all
+            if message is None:
+                return self._pop(ended) + self._source_gone(fd)
+            ended += self._pop(self._event(message))
+        return ended
 
     def _event(self, message: dict) -> list[tuple[str, Outcome]]:
         handle = self.handles.get(message.get("id", ""))

@@ -27,6 +27,7 @@ import selectors
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,27 @@ def receive(sock: socket.socket) -> dict[str, Any] | None:
     """One message, or None at end of stream (the peer closed)."""
     data = sock.recv(MAX_MESSAGE)
     return json.loads(data) if data else None
+
+
+def receive_all(sock: socket.socket) -> Iterator[dict[str, Any] | None]:
+    """Every message already waiting (at least one read); None, last, if the peer closed."""
+    flags = 0
+    while True:
+        try:
+            data = sock.recv(MAX_MESSAGE, flags)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            yield None
+            return
+        try:
+            yield json.loads(data)
+        except ValueError:
+            yield None
+            return
+        flags = socket.MSG_DONTWAIT
 
 
 # --------------------------------------------------------------------------- the launch claim
@@ -117,6 +139,7 @@ class Reaper:
         self.clients: list[socket.socket] = [owner]
         self.children: dict[int, Child] = {}
         self.me = os.getpid()
+        self.base_env = dict(os.environ)  # launch requests carry only what differs from it
         self.cwd_error: OSError | None = None
 
     def run(self) -> int:
@@ -240,7 +263,7 @@ class Reaper:
     def _posix_spawn(self, req: dict[str, Any], log: int | None) -> int:
         if self.cwd_error is not None:
             raise self.cwd_error
-        env = req["env"]
+        env = {**self.base_env, **req["env"]}
         if "PATH" in env:
             os.environ["PATH"] = env["PATH"]  # posix_spawnp searches the caller's PATH
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
