@@ -22,6 +22,8 @@ from pbtrun.gpus import resolve
 from pbtrun.spec import SchedulerSettings, expand, load
 from pbtrun.state import Sweep, merge, new_experiment
 
+STATUS_ROWS = 1000  # a person reads no more; rendering 100k rows takes rich half a minute
+
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
@@ -301,11 +303,12 @@ def complete_experiments(ctx: click.Context, param: click.Parameter, incomplete:
 @click.option("--pending", is_flag=True, help="Only experiments still to run (pending or interrupted).")
 @click.option("--grep", metavar="TEXT", help="Only experiments whose name contains TEXT.")
 @click.option("--watch", is_flag=True, help="Refresh in place until Ctrl-C.")
-def status(path: Path | None, as_json: bool, watch: bool, **filters: Any) -> None:
+@click.option("--all", "show_all", is_flag=True, help=f"Every row, not only the first {STATUS_ROWS}.")
+def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filters: Any) -> None:
     """Where every sweep under PATH (default ./train_dir) stands, or one sweep in detail."""
     path = path or Path("train_dir")
     if store.is_sweep(path) or path.name == "pbtrun.json":
-        _sweep_status(store.resolve_sweep(path), as_json, watch, filters)
+        _sweep_status(store.resolve_sweep(path), as_json, watch, None if show_all else STATUS_ROWS, filters)
     elif path.is_dir():
         _train_dir_status(path, as_json)
     else:
@@ -326,7 +329,9 @@ def _console() -> Any:
     return Console() if sys.stdout.isatty() else Console(width=1000)  # a pipe keeps whole names
 
 
-def _sweep_status(paths: store.SweepPaths, as_json: bool, watch: bool, options: dict[str, Any]) -> None:
+def _sweep_status(
+    paths: store.SweepPaths, as_json: bool, watch: bool, limit: int | None, options: dict[str, Any]
+) -> None:
     from pbtrun.tables import Filters, sweep_table
 
     filters = Filters(**options)
@@ -336,7 +341,8 @@ def _sweep_status(paths: store.SweepPaths, as_json: bool, watch: bool, options: 
         return
     console = _console()
     if not watch:
-        console.print(sweep_table(paths, store.load(paths), time.time(), filters, holder=store.holder_alive(paths)))
+        sweep, holder = store.load(paths), store.holder_alive(paths)
+        console.print(sweep_table(paths, sweep, time.time(), filters, holder=holder, limit=limit))
         return
     _watch(
         console,

@@ -133,7 +133,10 @@ def sweep_table(
     table = FittedTable(columns, [[cell for i, cell in enumerate(row) if i in keep] for row in rows])
     if len(cut) == len(shown):
         return Group(table, footer)
-    more = Text(f"… and {len(shown) - len(cut)} more; narrow with --failed, --running, --pending or --grep", "dim")
+    more = Text(
+        f"… and {len(shown) - len(cut)} more; narrow with --failed, --running, --pending or --grep, or show them with --all",
+        "dim",
+    )
     return Group(table, more, footer)
 
 
