@@ -6,7 +6,7 @@ is refilled as soon as the kernel reports the exit.
 
 Order of a launch: the attempt is recorded as ``running`` (durably) *before* the process is
 forked; the backend's launch claim then lets ``resume`` tell, after a crash at any point,
-whether the process was started. Order of an end: the waiter has already written the exit
+whether the process was started. Order of an end: the reaper has already written the exit
 status next to the log before the scheduler hears of it, so a crash here loses nothing either.
 """
 
@@ -404,7 +404,7 @@ def _ended(exp: Experiment, outcome: Outcome, stopped: bool, timed_out: bool = F
     common = {"ended_at": outcome.ended_at, "returncode": outcome.returncode, "pid": outcome.pid or last.pid}
     if not outcome.started:
         return exp.to(PENDING, replace(last, outcome=NOT_STARTED_OUTCOME, **common))
-    if stopped:  # whatever it died of: SIGKILL takes the waiter and its record with it
+    if stopped:  # stopped on purpose: it runs again, whatever its exit status
         return exp.to(INTERRUPTED, replace(last, outcome=STOPPED, **common))
     if outcome.returncode is None and not timed_out:
         return exp.to(INTERRUPTED, replace(last, outcome=LOST, **common))

@@ -92,15 +92,15 @@ class SweepPaths:
         return self._attempt_file(exp, attempt, "log")
 
     def exit_file(self, exp: Experiment, attempt: int) -> Path:
-        """Written atomically by the waiter when the experiment's process ends."""
+        """Written atomically by the reaper when the experiment's process ends."""
         return self._attempt_file(exp, attempt, "exit")
 
     def pid_file(self, exp: Experiment, attempt: int) -> Path:
-        """The experiment's pid (its process group), written by the waiter once it is spawned."""
+        """The experiment's pid (its process group), written by the reaper once it is spawned."""
         return self._attempt_file(exp, attempt, "pid")
 
     def start_file(self, exp: Experiment, attempt: int) -> Path:
-        """The launch claim: created exactly once, by the waiter (started) or by resume (abandoned)."""
+        """The launch claim: created exactly once, by the reaper (started) or by resume (abandoned)."""
         return self._attempt_file(exp, attempt, "start")
 
 
