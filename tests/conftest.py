@@ -118,6 +118,17 @@ def project(tmp_path: Path) -> Iterator[Project]:
         proj.cleanup()
 
 
+@pytest.fixture(scope="module")
+def expected() -> dict:
+    """What the old launcher generated for the compat cases (skipped where ../shared is absent)."""
+    from helpers import COMPAT
+
+    path = COMPAT / "expected.json"
+    if not path.is_file():
+        pytest.skip(f"{path} not found: the old launcher's reference data (../shared/compat) is not in this checkout")
+    return json.loads(path.read_text())
+
+
 @pytest.fixture
 def recorder() -> str:
     """A command prefix for an experiment that records its start and end (see recorder.py)."""

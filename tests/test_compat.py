@@ -9,27 +9,16 @@ no processes, nothing written.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import CASES, COMPAT, TRAIN_DIR
 
 from pbtrun.spec import ExperimentSpec, Spec, expand, load
 
-COMPAT = Path(__file__).parents[2] / "shared" / "compat"
 SPECS = Path(__file__).parent / "data" / "compat"
-CASES = ("ant_pbt", "mujoco_all_envs", "several_groups", "tied_params")
-TRAIN_DIR = "train_dir"
-
-
-@pytest.fixture(scope="module")
-def expected() -> dict[str, Any]:
-    path = COMPAT / "expected.json"
-    if not path.is_file():
-        pytest.skip(f"{path} not found: the old launcher's reference data (../shared/compat) is not in this checkout")
-    return json.loads(path.read_text())
 
 
 def _dir_arg(spec: Spec, argv: tuple[str, ...] | list[str]) -> str | None:

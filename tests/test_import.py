@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import itertools
-import json
 import subprocess
 import sys
 import textwrap
@@ -22,24 +21,13 @@ from typing import Any
 
 import old_launcher
 import pytest
+from helpers import CASES, COMPAT, TRAIN_DIR
 
 from pbtrun import launcher_compat
 from pbtrun.errors import SpecError
 from pbtrun.importer import load_run_description, to_toml
 from pbtrun.launcher_compat import Experiment, ParamGrid, ParamList, RunDescription
 from pbtrun.spec import expand, parse
-
-COMPAT = Path(__file__).parents[2] / "shared" / "compat"
-CASES = ("ant_pbt", "mujoco_all_envs", "several_groups", "tied_params")
-TRAIN_DIR = "train_dir"
-
-
-@pytest.fixture(scope="module")
-def expected() -> dict[str, Any]:
-    path = COMPAT / "expected.json"
-    if not path.is_file():
-        pytest.skip(f"{path} not found: the old launcher's reference data (../shared/compat) is not in this checkout")
-    return json.loads(path.read_text())
 
 
 @pytest.fixture(autouse=True)

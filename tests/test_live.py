@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import colour_codes
 from rich.console import Console
 
 from pbtrun.live import FLUSH_EVERY_S, LiveView, PlainView, make_view, summary_lines, tail_lines
@@ -84,15 +85,6 @@ def frame_text(view: LiveView, width: int = 80, height: int = 40) -> str:
     console, _ = recorded(width, height)
     console.print(view.frame())
     return console.export_text()
-
-
-def colour_codes(raw: str) -> list[str]:
-    found = []
-    for params in re.findall(r"\x1b\[([0-9;]*)m", raw):
-        numbers = [int(p) for p in params.split(";") if p]
-        if any(30 <= n <= 49 or 90 <= n <= 107 for n in numbers):
-            found.append(params)
-    return found
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import colour_codes
 from rich.console import Console, RenderableType
 
 from pbtrun.state import (
@@ -80,16 +80,6 @@ def show(renderable: RenderableType, width: int = 80, **console: Any) -> tuple[s
     rich = Console(file=out, record=True, width=width, height=50, **console)
     rich.print(renderable)
     return rich.export_text(), out.getvalue()
-
-
-def colour_codes(raw: str) -> list[str]:
-    """SGR sequences that set a colour (30-49, 90-107, 38;…, 48;…); bold or dim are not colours."""
-    found = []
-    for params in re.findall(r"\x1b\[([0-9;]*)m", raw):
-        numbers = [int(p) for p in params.split(";") if p]
-        if any(30 <= n <= 49 or 90 <= n <= 107 for n in numbers):
-            found.append(params)
-    return found
 
 
 def lines_of(text: str) -> list[str]:

@@ -1,0 +1,20 @@
+"""Small helpers shared by several test modules."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+COMPAT = Path(__file__).parents[2] / "shared" / "compat"  # the old launcher's reference data
+CASES = ("ant_pbt", "mujoco_all_envs", "several_groups", "tied_params")
+TRAIN_DIR = "train_dir"
+
+
+def colour_codes(raw: str) -> list[str]:
+    """SGR sequences that set a colour (30-49, 90-107, 38;…, 48;…); bold or dim are not colours."""
+    found = []
+    for params in re.findall(r"\x1b\[([0-9;]*)m", raw):
+        numbers = [int(p) for p in params.split(";") if p]
+        if any(30 <= n <= 49 or 90 <= n <= 107 for n in numbers):
+            found.append(params)
+    return found
