@@ -111,6 +111,7 @@ class Scheduler:
                     break
                 ended = self._wait(self._timeout())
                 self._advance()
+                self._fold_if_due()
         self.backend.close()
         self.selector.close()
         with contextlib.suppress(PbtrunError):
@@ -118,6 +119,15 @@ class Scheduler:
         if self.failure is not None:
             raise self.failure
         return self._exit_code()
+
+    def _fold_if_due(self) -> None:
+        """Keep pbtrun.json itself current while the scheduler waits (the journal is exact anyway)."""
+        try:
+            self.writer.fold_if_due()
+        except PbtrunError as exc:
+            if self.failure is None:
+                self.failure = exc
+                self.listener.message(f"error: {exc.message}")
 
     def _requeue(self) -> None:
         """Rebuild the run queue from the state (O(sweep): only after a reload)."""
@@ -141,6 +151,8 @@ class Scheduler:
             self.again = False
             return 0.0
         deadlines = [steps[0][0] for steps in self.escalations.values() if steps]
+        if (fold_at := self.writer.fold_due_at()) is not None:
+            deadlines.append(fold_at)
         deadlines += self.deadlines.values()
         if not self.stopping and self.next_launch_at and self._launchable():
             deadlines.append(self.next_launch_at)

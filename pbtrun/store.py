@@ -34,6 +34,7 @@ from pbtrun.state import Experiment, Sweep, experiment_from, experiment_json, fr
 
 STATE_LOCK_TIMEOUT_S = 60
 FOLD_MIN_ENTRIES = 256  # fold the journal after max(this, half the sweep) entries: O(1) amortized
+FOLD_EVERY_S = 1.0  # ... or once the last fold is this old, or 20 times its cost, whichever is more
 SUMMARY_EVERY_S = 1.0
 
 
@@ -263,7 +264,9 @@ class StateWriter:
 
     The sweep stays in memory; each commit appends the changed experiments to the journal as one
     fsync'd line (O(changes), not O(sweep)); the journal is folded into ``pbtrun.json`` once it
-    holds more entries than half the sweep (O(1) amortized). Another writer (``pbtrun up`` adding
+    holds more entries than half the sweep, or once the last fold is older than a second or 20
+    times what a fold costs (so folding takes at most ~5% of the time, and ``pbtrun.json`` alone
+    is never much behind: about a second for small sweeps). Another writer (``pbtrun up`` adding
     experiments) is noticed by the files changing under the lock: the state is then reloaded
     before the change is applied, so neither loses the other's update.
     """
@@ -273,6 +276,8 @@ class StateWriter:
         self.generation = 0  # bumped on every reload, so callers can rebuild what they derive
         self.entries = 0
         self.summary_at = 0.0
+        self.folded_at = time.monotonic()
+        self.fold_cost_s = 0.0
         self._signed: tuple | None = None
         with state_lock(paths):
             self._reload()
@@ -325,10 +330,32 @@ class StateWriter:
             self._signed = self._signature()
         return sweep
 
+    def fold_due_at(self) -> float | None:
+        """When the journal should next be folded (monotonic time), or None if it is empty."""
+        return self.folded_at + max(FOLD_EVERY_S, 20 * self.fold_cost_s) if self.entries else None
+
+    def fold_if_due(self) -> None:
+        due = self.fold_due_at()
+        if due is not None and time.monotonic() >= due:
+            with state_lock(self.paths):
+                if self._signature() != self._signed:
+                    self._reload()
+                self._fold(self._sweep)
+                self._signed = self._signature()
+
+    def _fold(self, sweep: Sweep) -> None:
+        started = time.monotonic()
+        save(self.paths, sweep)
+        self.entries = 0
+        self.folded_at = time.monotonic()
+        self.fold_cost_s = self.folded_at - started
+
     def _append(self, sweep: Sweep) -> None:
-        if self.entries >= max(FOLD_MIN_ENTRIES, len(sweep.experiments) // 2):
-            save(self.paths, sweep)
-            self.entries = 0
+        due = self.fold_due_at()
+        if self.entries >= max(FOLD_MIN_ENTRIES, len(sweep.experiments) // 2) or (
+            due is not None and time.monotonic() >= due
+        ):
+            self._fold(sweep)
             return
         seq = sweep.journal_seq + 1
         changed = [experiment_json(sweep.experiments[i]) for i in sorted(sweep.dirty)]

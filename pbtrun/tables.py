@@ -134,7 +134,8 @@ def sweep_table(
     if len(cut) == len(shown):
         return Group(table, footer)
     more = Text(
-        f"… and {len(shown) - len(cut)} more; narrow with --failed, --running, --pending or --grep, or show them with --all",
+        f"… and {len(shown) - len(cut)} more; narrow with --failed, --running, --pending or --grep, "
+        "or show them with --all",
         "dim",
     )
     return Group(table, more, footer)

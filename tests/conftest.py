@@ -64,7 +64,10 @@ class Project:
         return proc
 
     def state(self, sweep: str, train_dir: str = "train_dir") -> dict:
-        return json.loads((self.root / train_dir / sweep / "pbtrun.json").read_text())
+        """The whole state as a reader sees it: pbtrun.json plus the journal not yet folded in."""
+        from pbtrun import state, store
+
+        return state.to_json(store.load(store.SweepPaths(self.root / train_dir / sweep)))
 
     def status_json(self, sweep: str, train_dir: str = "train_dir") -> dict:
         result = self.run("status", f"{train_dir}/{sweep}", "--json")

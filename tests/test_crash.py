@@ -340,3 +340,84 @@ def test_unwritable_state_is_reported_without_traceback(project, recorder, tiny_
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Read-only file system" in result.stderr and "Traceback" not in result.stderr
     assert (tiny_fs / "ro/pbtrun.json").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- retries, timeouts, reboots
+
+
+def test_timeout_stops_gracefully_and_counts_as_a_failure(project, recorder):
+    project.spec(
+        f"""
+        name = "to"
+        command = "{recorder}"
+        [[experiments]]
+        name = "slow"
+        timeout_min = 0.005
+        list = [{{ sleep = 30 }}]
+        [[experiments]]
+        name = "quick"
+        list = [{{ sleep = 0 }}]
+        """
+    )
+    started = time.monotonic()
+    result = project.run("up", "sweep.toml", "--grace", "5")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert time.monotonic() - started < 10  # stopped after 0.3 s, by SIGINT: no grace period needed
+    exps = {e["name"]: e for e in project.status_json("to")["experiments"]}
+    slow = exps["00_slow_sle_30"]
+    assert slow["status"] == "failed" and slow["outcome"] == "timed_out"
+    assert slow["returncode"] == -signal.SIGINT
+    assert "timeout_min" in result.stdout
+    assert exps["00_quick_sle_0"]["status"] == "succeeded"
+    stopped = [r for r in project.records() if r["event"] == "end" and r.get("stopped")]
+    assert [r["returncode"] for r in stopped] == [-signal.SIGINT]  # SIGINT first, gracefully
+
+
+def test_max_retries_per_group_overrides_the_sweep_and_keeps_every_attempt(project, recorder):
+    project.spec(
+        f"""
+        name = "rt"
+        command = "{recorder}"
+        max_retries = 5
+        [[experiments]]
+        name = "twice"
+        max_retries = 1
+        list = [{{ exit = 3 }}]
+        [[experiments]]
+        name = "flaky"
+        list = [{{ fail_first = 4 }}]
+        """
+    )
+    result = project.run("up", "sweep.toml")
+    assert result.returncode == 1
+    state = {e["name"]: e for e in project.state("rt")["experiments"]}
+    twice = state["00_twice_exi_3"]
+    assert twice["status"] == "failed"
+    assert [(a["number"], a["returncode"]) for a in twice["attempts"]] == [(1, 3), (2, 3)]
+    assert all((project.root / "train_dir/rt" / a["log"]).exists() for a in twice["attempts"])
+    flaky = state["00_flaky_f.fir_4"]
+    assert flaky["status"] == "succeeded" and [a["returncode"] for a in flaky["attempts"]] == [4, 0]
+
+
+def test_attempts_lost_to_a_reboot_run_again_and_show_as_lost(project, recorder):
+    """A reboot leaves the state saying "running", with no process and no exit record: resume
+    records those attempts as lost and runs the experiments again."""
+    project.spec(f'name = "rb"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\nlist = [{{ sleep = 30 }}]\n')
+    proc = project.start("up", "sweep.toml")
+    project.wait_for(project.records, timeout=20)
+    # The reboot: the scheduler, the reaper and the experiment all vanish at once.
+    os.kill(proc.pid, signal.SIGKILL)
+    claim = next((project.root / "train_dir/rb/logs").glob("*.start"))
+    os.kill(json.loads(claim.read_text())["waiter_pid"], signal.SIGKILL)
+    os.killpg(project.records()[0]["pid"], signal.SIGKILL)
+    project.wait_for(lambda: not Path(f"/proc/{project.records()[0]['pid']}").exists(), timeout=10)
+    status = project.run("status", "train_dir/rb")
+    assert "running" in status.stdout  # what the state still says, until a scheduler looks
+    project.spec(f'name = "rb"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\nlist = [{{ sleep = 30 }}]\n')
+    resumed = project.start("resume", "train_dir/rb")
+    project.wait_for(lambda: len(project.records()) >= 2, timeout=20)  # started again
+    (exp,) = project.state("rb")["experiments"]
+    assert exp["attempts"][0]["outcome"] == "lost" and exp["attempts"][0]["returncode"] is None
+    assert exp["status"] == "running" and exp["attempts"][1]["number"] == 2
+    os.kill(resumed.pid, signal.SIGINT)
+    resumed.communicate(timeout=20)

@@ -225,3 +225,17 @@ def test_shell_completion_offers_sweeps_and_experiment_names(finished):
     assert "train_dir/lg" in complete("pbtrun status train_dir/")
     assert complete("pbtrun logs train_dir/lg 01") == ["01_ok_i_2"]
     assert {"up", "resume", "status", "logs"} <= set(complete("pbtrun "))
+
+
+def test_status_watch_refreshes_in_place_and_quits_on_ctrl_c(project, tmux):
+    _sweep(project, "wt", '[[experiments]]\nname = "a"\ngrid = { steps = [10], step_s = [0.1], i = [1, 2, 3] }\n')
+    runner = project.start("up", "sweep.toml", "--max-parallel", "1")
+    project.wait_for((project.root / "train_dir/wt/pbtrun.json").exists, timeout=TIMEOUT)
+    tmux.start(f"{sys.executable} -m pbtrun status train_dir/wt --watch; echo watch-ended-$?")
+    first = _wait_screen(tmux, lambda s: "running" in s and "EXPERIMENT" in s)
+    final = _wait_screen(tmux, lambda s: "3 succeeded" in s)
+    assert final != first and final.count("EXPERIMENT") == 1  # redrawn in place, not appended
+    tmux("send-keys", "-t", "t", "C-c", "")
+    ended = _wait_screen(tmux, lambda s: "watch-ended-" in s, 5)
+    assert "watch-ended-0" in ended and "Traceback" not in ended
+    runner.communicate(timeout=TIMEOUT)
