@@ -41,6 +41,10 @@ def last_attempt(exp: Experiment) -> Attempt | None:
 
 def status_word(exp: Experiment) -> str:
     """``failed (3)``, ``failed (SIGKILL)``, ``lost``: the status with what explains it."""
+    return _status_word(exp) + (" (removed)" if exp.removed else "")
+
+
+def _status_word(exp: Experiment) -> str:
     last = last_attempt(exp)
     if exp.status == FAILED and last is not None and last.outcome == TIMED_OUT:
         return "failed (timed out)"
@@ -48,7 +52,7 @@ def status_word(exp: Experiment) -> str:
         return f"failed ({returncode_word(last.returncode)})"
     if exp.status == INTERRUPTED and last is not None and last.outcome == LOST:
         return "lost"
-    return exp.status + (" (removed)" if exp.removed else "")
+    return exp.status
 
 
 def attempt_word(attempt: Attempt) -> str:

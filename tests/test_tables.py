@@ -258,3 +258,13 @@ def test_sweeps_table_takes_a_summary_instead_of_a_whole_state() -> None:
     text, _ = show(sweeps_table([(Path("train_dir/big"), summary, {"pid": 5}, "")]))
     row = lines_of(text)[1]
     assert row.startswith("big") and "9992/100000" in row and "running (pid 5)" in row
+
+
+def test_status_word_keeps_removed_for_every_status() -> None:
+    from pbtrun.render import status_word
+    from pbtrun.state import EXITED, LOST
+
+    failed = experiment(0, "a", FAILED, Attempt(1, 0.0, "l", ended_at=1.0, returncode=1, outcome=EXITED), removed=True)
+    lost = experiment(1, "b", INTERRUPTED, Attempt(1, 0.0, "l", ended_at=1.0, outcome=LOST), removed=True)
+    assert status_word(failed) == "failed (1) (removed)"
+    assert status_word(lost) == "lost (removed)"
