@@ -292,9 +292,13 @@ class Scheduler:
             self.deadlines.pop(exp_id, None)
             if outcome.error and self.failure is None:
                 name = self.sweep.experiments[exp_id].name
+                advice = (
+                    "check what killed it (the OOM killer, a kill command)"
+                    if "reaper" in outcome.error
+                    else "free space or fix permissions"
+                )
                 self.failure = BackendError(
-                    f"{outcome.error.format(name=name)}. pbtrun stops launching; free space or fix permissions, "
-                    "then resume the sweep."
+                    f"{outcome.error.format(name=name)}. pbtrun stops launching; {advice}, then resume the sweep."
                 )
                 self.listener.message(f"error: {self.failure.message}")
         return ended
