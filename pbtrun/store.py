@@ -298,9 +298,10 @@ class StateWriter:
 
     def _reload(self) -> None:
         self._sweep = load(self.paths)
-        whole = replay(self.paths, Sweep("", "", "", 0.0, self._sweep.settings, journal_seq=1 << 62))
         with contextlib.suppress(FileNotFoundError):
-            if os.stat(self.paths.journal).st_size > whole:
+            data = self.paths.journal.read_bytes()
+            whole = data.rfind(b"\n") + 1  # the end of the last complete line, as replay reads it
+            if len(data) > whole:
                 os.truncate(self.paths.journal, whole)  # drop a torn tail before appending after it
         self.entries = 0
         self.generation += 1
