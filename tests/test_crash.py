@@ -95,13 +95,27 @@ def _check_promises(project) -> None:
                 assert attempt["pid"] == real["pid"]
 
 
-def _run_with_faults(project, rng: random.Random, fault, rounds: int) -> int:
-    """Start or resume the sweep ``rounds`` times, each cut short by ``fault``; return faults dealt."""
+def _starts(project) -> int:
+    return sum(r["event"] == "start" for r in project.records())
+
+
+def _run_with_faults(project, rng: random.Random, fault, rounds: int, while_running: bool = False) -> int:
+    """Start or resume the sweep ``rounds`` times, each cut short by ``fault``; return faults dealt.
+
+    A random moment is counted from the start of pbtrun, or, ``while_running``, from the first
+    experiment this round starts (a loaded machine can take longer than the whole random window
+    to start pbtrun, and a graceful stop is only tested if it finds experiments to stop).
+    """
     dealt = 0
     for n in range(rounds):
         args = ("up", "sweep.toml") if n == 0 else ("resume", "train_dir/faults")
+        before = _starts(project)
         proc = project.start(*args, "--grace", "2")
-        time.sleep(rng.uniform(0.15, 0.5))
+        if while_running:
+            project.wait_for(lambda p=proc, b=before: p.poll() is not None or _starts(project) > b)
+            time.sleep(rng.uniform(0.0, 0.3))
+        else:
+            time.sleep(rng.uniform(0.15, 0.5))
         if proc.poll() is None:
             fault(proc)
             dealt += 1
@@ -124,7 +138,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(project, recorde
 def test_sigint_at_random_moments_stops_gracefully_and_resumes(project, recorder):
     rng = random.Random(_seed())
     _fault_spec(project, recorder, rng, count=16)
-    _run_with_faults(project, rng, lambda p: os.kill(p.pid, signal.SIGINT), rounds=6)
+    _run_with_faults(project, rng, lambda p: os.kill(p.pid, signal.SIGINT), rounds=6, while_running=True)
     _check_promises(project)
     interrupted = [
         a for e in project.state("faults")["experiments"] for a in e["attempts"] if a["outcome"] == "stopped"
@@ -140,7 +154,7 @@ def test_pbtrun_stop_at_random_moments_stops_gracefully_and_resumes(project, rec
         result = project.run("stop", "train_dir/faults", timeout=30)
         assert result.returncode == 0, result.stderr
 
-    _run_with_faults(project, rng, stop, rounds=5)
+    _run_with_faults(project, rng, stop, rounds=5, while_running=True)
     _check_promises(project)
 
 

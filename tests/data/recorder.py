@@ -45,14 +45,22 @@ def main() -> int:
         signal.signal(sig, lambda s, _f: die_by(path, s))
     record(path, "start", argv=sys.argv[1:])
     time.sleep(float(opts.get("sleep", "0")))
+    # From here on a stop signal must not land between the end record and the exit: Python's
+    # finalization restores SIG_DFL, so a SIGINT arriving after the record would kill the process
+    # with a return code other than the one recorded. Block them; the exit below is immediate.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     if "signal" in opts:
-        record(path, "end", returncode=-getattr(signal, opts["signal"]))
-        os.kill(os.getpid(), getattr(signal, opts["signal"]))
+        sig = getattr(signal, opts["signal"])
+        record(path, "end", returncode=-sig)
+        if sig in (signal.SIGINT, signal.SIGTERM):  # the others cannot be caught or have no handler
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
     code = int(opts.get("exit", "0"))
     if os.environ.get("PBTRUN_ATTEMPT") == "1" and "fail_first" in opts:
         code = int(opts["fail_first"])
     record(path, "end", returncode=code)
-    return code
+    os._exit(code)
 
 
 if __name__ == "__main__":
