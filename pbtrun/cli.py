@@ -423,10 +423,10 @@ def logs(path: Path, experiment: str | None, follow: bool, attempt: int | None, 
     if experiment is None:
         raise PbtrunError("name an experiment (a name, a unique prefix or an index), or give --failed.")
     exp = logs_mod.find(sweep, experiment)
+    from pbtrun.backends.local import exit_outcome
+
     log = logs_mod.log_path(paths, exp, attempt)
-    logs_mod.copy(
-        log, sys.stdout.buffer, follow=follow, until=paths.exit_file(exp, logs_mod.attempt_number(exp, attempt))
-    )
+    logs_mod.copy(log, sys.stdout.buffer, follow=follow, until=lambda: exit_outcome(str(log)) is not None)
 
 
 def main() -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,8 +51,8 @@ def log_path(paths: SweepPaths, exp: Experiment, attempt: int | None) -> Path:
     return paths.log(exp, attempt_number(exp, attempt))
 
 
-def copy(log: Path, out: BinaryIO, follow: bool, until: Path) -> None:
-    """Print the log; with ``follow``, keep printing until the attempt's exit record appears."""
+def copy(log: Path, out: BinaryIO, follow: bool, until: Callable[[], bool]) -> None:
+    """Print the log; with ``follow``, keep printing until ``until()`` says the attempt ended."""
     try:
         with open(log, "rb") as f:
             while True:
@@ -62,7 +61,7 @@ def copy(log: Path, out: BinaryIO, follow: bool, until: Path) -> None:
                     out.write(chunk)
                     continue
                 out.flush()
-                if not follow or os.path.exists(until):
+                if not follow or until():
                     return
                 time.sleep(FOLLOW_POLL_S)
     except FileNotFoundError:

@@ -74,14 +74,18 @@ class Scheduler:
         self.listener = listener
         self.grace_s = grace_s
         self.retry_failed = retry_failed
+        self.selector = selectors.DefaultSelector()
+        # The reaper is forked first: before the sweep is loaded (a small process to copy) and
+        # before the state writer starts its thread (forking a threaded process is unsafe).
+        self.backend = LocalBackend(paths, "", self.selector)
+        self.backend.start()
         self.writer = store.StateWriter(paths)
+        self.backend.cwd = self.sweep.cwd
         self.placement = Placement(self.sweep.settings)
         self.queue: deque[str] = deque()  # runnable experiment ids, in launch order
         self.queue_generation = -1
         self.handles: dict[str, Handle] = {}
         self.gpus_of: dict[str, tuple[int, ...]] = {}
-        self.selector = selectors.DefaultSelector()
-        self.backend = LocalBackend(paths, self.sweep.cwd, self.selector)
         self.host = socket.gethostname()
         self.base_env = dict(os.environ)  # copied once: experiments inherit pbtrun's environment
         self.sweep_dir = str(paths.dir.resolve())
@@ -244,7 +248,8 @@ class Scheduler:
                 if exp is None or exp.removed or exp.status not in (PENDING, INTERRUPTED):
                     continue  # another writer changed it since we looked
                 number = 1 + max((a.number for a in exp.attempts), default=0)
-                attempt = Attempt(number, now, self._log(exp, number), gpus if self.placement.pins else None, self.host)
+                pinned = gpus if self.placement.pins else None
+                attempt = Attempt(number, now, self._log(exp, number), pinned, self.host, reaper=self.backend.address)
                 exp = exp.to(RUNNING, attempt)
                 sweep.update(exp)
                 launched.append((exp, attempt))
@@ -312,7 +317,7 @@ class Scheduler:
             self.deadlines[exp.id] = time.monotonic() + left_s
 
     def _log(self, exp: Experiment, number: int) -> str:
-        return str(self.paths.log(exp, number).relative_to(self.paths.dir))
+        return self.paths.log_name(exp, number)
 
     def _env(self, exp: Experiment, attempt: Attempt) -> dict[str, str]:
         env = {**self.base_env, **exp.env}

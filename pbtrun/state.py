@@ -9,6 +9,7 @@ Format history:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,7 +43,7 @@ _NEXT = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """One run of an experiment: where and when it ran and how it ended."""
 
@@ -55,13 +56,14 @@ class Attempt:
     ended_at: float | None = None
     returncode: int | None = None
     outcome: str | None = None
+    reaper: str | None = None  # the backend's handle on what runs it (local: the reaper's address)
 
     @property
     def duration_s(self) -> float | None:
         return None if self.ended_at is None else self.ended_at - self.started_at
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Experiment:
     """One experiment of the sweep, with its definition and every attempt made at it."""
 
@@ -263,6 +265,11 @@ def _changed_message(sweep: Sweep, changed: Sequence[ExperimentSpec]) -> str:
 
 def to_json(sweep: Sweep) -> dict[str, Any]:
     """The persisted shape: versioned, plain JSON, no runtime handles."""
+    return {**head_json(sweep), "experiments": [experiment_json(e) for e in sweep.experiments.values()]}
+
+
+def head_json(sweep: Sweep) -> dict[str, Any]:
+    """Everything but the experiments."""
     return {
         "format": FORMAT,
         "pbtrun_version": sweep.pbtrun_version,
@@ -279,7 +286,6 @@ def to_json(sweep: Sweep) -> dict[str, Any]:
                 "pause_between_s": sweep.settings.pause_between_s,
             },
         },
-        "experiments": [experiment_json(e) for e in sweep.experiments.values()],
     }
 
 
@@ -312,11 +318,25 @@ def _attempt_json(a: Attempt) -> dict[str, Any]:
         "pid": a.pid,
         "returncode": a.returncode,
         "outcome": a.outcome,
+        "reaper": a.reaper,
     }
 
 
 def from_json(data: Any) -> Sweep:
     """Build records from the persisted shape; refuse a newer format, explain a broken one."""
+    sweep = sweep_from(data)
+    try:
+        shared: dict = {}
+        for raw in data["experiments"]:
+            sweep.update(experiment_from(raw, shared))
+        sweep.dirty.clear()
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StateError(f"its content is malformed ({type(exc).__name__}: {exc})") from None
+    return sweep
+
+
+def sweep_from(data: Any) -> Sweep:
+    """The sweep without its experiments, from the persisted shape's head."""
     if not isinstance(data, dict) or not isinstance(data.get("format"), int):
         raise StateError('it is not a pbtrun state file (no "format" number)')
     if data["format"] > FORMAT:
@@ -328,7 +348,7 @@ def from_json(data: Any) -> Sweep:
     try:
         head = data["sweep"]
         settings = head["settings"]
-        sweep = Sweep(
+        return Sweep(
             name=head["name"],
             cwd=head["cwd"],
             train_dir=head["train_dir"],
@@ -342,27 +362,28 @@ def from_json(data: Any) -> Sweep:
             pbtrun_version=str(data.get("pbtrun_version", "")),
             journal_seq=int(data.get("journal_seq", 0)),
         )
-        for raw in data["experiments"]:
-            exp = experiment_from(raw)
-            sweep.update(exp)
-        sweep.dirty.clear()
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateError(f"its content is malformed ({type(exc).__name__}: {exc})") from None
-    return sweep
 
 
-def experiment_from(raw: Mapping[str, Any]) -> Experiment:
+def experiment_from(raw: Mapping[str, Any], shared: dict | None = None) -> Experiment:
+    """An experiment from its persisted shape. ``shared`` (a dict kept across calls) lets
+    experiments share equal strings and env mappings: 100,000 experiments parsed from JSON
+    would otherwise each hold their own copy of the same command words."""
     status = raw["status"]
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r} for {raw.get('name')}")
+    env = {_intern(str(k)): _intern(str(v)) for k, v in raw["env"].items()}
+    if shared is not None:
+        env = shared.setdefault(tuple(env.items()), env)
     return Experiment(
         id=str(raw["id"]),
-        group=str(raw["group"]),
+        group=_intern(str(raw["group"])),
         index=int(raw["index"]),
         name=str(raw["name"]),
-        argv=tuple(str(a) for a in raw["argv"]),
-        env={str(k): str(v) for k, v in raw["env"].items()},
-        params=dict(raw["params"]),
+        argv=tuple(_intern(str(a)) for a in raw["argv"]),
+        env=env,
+        params={_intern(k): v for k, v in raw["params"].items()},
         name_arg=raw.get("name_arg"),
         status=status,
         attempts=tuple(_attempt_from(a) for a in raw["attempts"]),
@@ -372,6 +393,10 @@ def experiment_from(raw: Mapping[str, Any]) -> Experiment:
     )
 
 
+def _intern(text: str) -> str:
+    return sys.intern(text) if len(text) < 64 else text
+
+
 def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
     gpus = raw.get("gpus")
     return Attempt(
@@ -379,9 +404,10 @@ def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
         started_at=float(raw["started_at"]),
         log=str(raw["log"]),
         gpus=None if gpus is None else tuple(int(g) for g in gpus),
-        host=str(raw.get("host", "")),
+        host=_intern(str(raw.get("host", ""))),
         pid=raw.get("pid"),
         ended_at=raw.get("ended_at"),
         returncode=raw.get("returncode"),
         outcome=raw.get("outcome"),
+        reaper=raw.get("reaper"),
     )

@@ -97,16 +97,15 @@ class Project:
                     os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate(timeout=10)
         # Experiments live in sessions of their own: kill any the test left behind, by the
-        # process groups and waiters their launch claims name.
-        for pid_file in self.root.rglob("*.pid"):
-            with contextlib.suppress(OSError, ValueError, ProcessLookupError, PermissionError):
-                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-        for claim in self.root.rglob("*.start"):
-            try:
-                data = json.loads(claim.read_text())
-            except (OSError, ValueError):
+        # process groups and reapers their logs' pid records name.
+        from pbtrun.backends.reaper import read_records
+
+        for log in self.root.rglob("*.log"):
+            found = read_records(str(log))
+            record = found[1] if found else None
+            if not record:
                 continue
-            for pid, kill in ((data.get("pid"), os.killpg), (data.get("waiter_pid"), os.kill)):
+            for pid, kill in ((record.get("pid"), os.killpg), (record.get("reaper"), os.kill)):
                 if isinstance(pid, int):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         kill(pid, signal.SIGKILL)

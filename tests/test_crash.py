@@ -18,12 +18,14 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pbtrun import store
-from pbtrun.backends.local import NOT_STARTED, LocalBackend, read_claim
+from pbtrun.backends.local import NOT_STARTED, LocalBackend
+from pbtrun.backends.reaper import read_records
 from pbtrun.spec import expand, parse
 from pbtrun.state import RUNNING, Attempt, Settings, Sweep, from_json, new_experiment
 
@@ -192,16 +194,18 @@ def test_resume_abandons_an_unstarted_launch_and_the_late_reaper_obeys(tmp_path)
     exp = next(iter(sweep.experiments.values()))
     selector = selectors.DefaultSelector()
     backend = LocalBackend(paths, str(tmp_path), selector)
-    # Resume finds no launch claim: it claims the attempt as abandoned.
+    # Resume finds no log, the launch claim: it claims the attempt as abandoned.
     assert backend.inspect(exp, exp.last) == NOT_STARTED
-    assert read_claim(paths.start_file(exp, 1)) == {"abandoned": True, "at": pytest.approx(time.time(), abs=5)}
+    log = backend.log(exp, 1)
+    abandoned = {"abandoned": True, "at": pytest.approx(time.time(), abs=5)}
+    assert read_records(log) == (abandoned, None)
     # A launch of that attempt arriving late (a request sent just before the crash) must not run.
     backend.launch(exp, exp.last, dict(os.environ))
     ((exp_id, outcome),) = _pump(backend, selector, bool)
     assert exp_id == exp.id and not outcome.started and outcome.returncode is None
     backend.close()
     assert not marker.exists()
-    assert not paths.exit_file(exp, 1).exists()
+    assert read_records(log) == (abandoned, None)  # the late reaper left the claim alone
 
 
 def test_a_started_launch_is_adopted_through_its_reaper(tmp_path):
@@ -211,9 +215,10 @@ def test_a_started_launch_is_adopted_through_its_reaper(tmp_path):
     first = LocalBackend(paths, str(tmp_path), first_selector)
     launched = first.launch(exp, exp.last, dict(os.environ))
     _pump(first, first_selector, lambda _: launched.pgid is not None)
-    # A second scheduler (as after a crash) adopts it: same process, not a new one.
+    # A second scheduler (as after a crash) adopts it: same process, not a new one. It finds
+    # the reaper by the address the attempt records.
     second = LocalBackend(paths, str(tmp_path), second_selector)
-    adopted = second.inspect(exp, exp.last)
+    adopted = second.inspect(exp, replace(exp.last, reaper=first.address))
     assert adopted.pgid == launched.pgid
     ((_, outcome),) = _pump(second, second_selector, bool)
     assert outcome.returncode == 0 and outcome.pid == launched.pgid
@@ -421,8 +426,8 @@ def test_attempts_lost_to_a_reboot_run_again_and_show_as_lost(project, recorder)
     project.wait_for(project.records, timeout=20)
     # The reboot: the scheduler, the reaper and the experiment all vanish at once.
     os.kill(proc.pid, signal.SIGKILL)
-    claim = next((project.root / "train_dir/rb/logs").glob("*.start"))
-    os.kill(json.loads(claim.read_text())["waiter_pid"], signal.SIGKILL)
+    log = next((project.root / "train_dir/rb/logs").glob("*.log"))
+    os.kill(read_records(str(log))[1]["reaper"], signal.SIGKILL)
     os.killpg(project.records()[0]["pid"], signal.SIGKILL)
     project.wait_for(lambda: not Path(f"/proc/{project.records()[0]['pid']}").exists(), timeout=10)
     status = project.run("status", "train_dir/rb")

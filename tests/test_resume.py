@@ -517,7 +517,7 @@ def test_status_lists_sweeps_and_shows_one_in_detail(project: Project, recorder:
 
 def test_status_json_readers_in_parallel_with_a_running_sweep(project: Project, recorder: str) -> None:
     body = (
-        '[[experiments]]\nname = "many"\ngrid = { sleep = [0.05], seed = [' + ", ".join(map(str, range(40))) + "] }\n"
+        '[[experiments]]\nname = "many"\ngrid = { sleep = [0.15], seed = [' + ", ".join(map(str, range(40))) + "] }\n"
     )
     project.spec(sweep_toml("sw", recorder, body, max_parallel=2))
     proc = project.start("up", "sweep.toml")

@@ -11,7 +11,6 @@ started by taking its launch claim.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import selectors
 import shlex
@@ -20,9 +19,9 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from pbtrun.backends import reaper
+from pbtrun.errors import BackendError
 from pbtrun.proc import process_start_time
 from pbtrun.state import Attempt, Experiment
 from pbtrun.store import SweepPaths
@@ -37,8 +36,8 @@ class Handle:
 
     exp_id: str
     attempt: int
-    pid_file: Path
-    exit_file: Path
+    log: str  # the attempt's log, which holds its exit and pid records
+    name: str = ""  # the experiment's
     source: int | None = None  # the fd whose events will report its end
     pgid: int | None = None  # the experiment's process group, once started
     error: str | None = None  # why it is watched by pidfd: its reaper died
@@ -74,45 +73,52 @@ class LocalBackend:
 
     def __init__(self, paths: SweepPaths, cwd: str, selector: selectors.BaseSelector) -> None:
         self.paths = SweepPaths(paths.dir.resolve())  # the reaper runs elsewhere: absolute paths
+        self.sweep_dir = str(self.paths.dir)
         self.cwd = cwd
         self.selector = selector
         self.owner: socket.socket | None = None
         self.reaper_pid: int | None = None
+        self.address: str | None = None  # our reaper's; each attempt records it, to be adopted
         self.handles: dict[str, Handle] = {}
         self.sources: dict[int, socket.socket | int] = {}
         self.adopted: dict[str, socket.socket] = {}  # reaper address -> connection
         self.base_env: dict[str, str] = {}
 
+    def start(self) -> None:
+        """Fork the reaper now, rather than at the first launch. The scheduler calls this before
+        it loads the sweep and before it starts any thread: the copy is small, and safe."""
+        if self.owner is None and self.reaper_pid is None:
+            self.owner, self.reaper_pid, self.address = reaper.start()
+            self.base_env = dict(os.environ)  # the reaper has this already: send only differences
+            self._watch_source(self.owner)
+
     # ---------------------------------------------------------------- launching
 
     def launch(self, exp: Experiment, attempt: Attempt, env: Mapping[str, str]) -> Handle:
-        if self.owner is None:
-            self.owner, self.reaper_pid, _ = reaper.start(self.cwd)
-            self.base_env = dict(os.environ)  # the reaper has this already: send only differences
-            self._watch_source(self.owner)
-        files = self._files(exp, attempt.number)
+        self.start()
+        log = self.log(exp, attempt.number)
+        if self.owner is None:  # our reaper died: report the launch as failed, never start another
+            handle = Handle(exp.id, attempt.number, log, exp.name)
+            self.handles[exp.id] = handle
+            return handle
+        base = self.base_env
         request = {
             "op": "launch",
             "id": exp.id,
             "attempt": attempt.number,
             "argv": resolve_argv(exp.argv),
-            "env": {k: v for k, v in env.items() if self.base_env.get(k) != v},
+            "cwd": self.cwd,
+            "env": {k: v for k, v in env.items() if base.get(k) != v},
             "header": _header(exp, attempt, self.cwd),
-            **{key: str(path) for key, path in files.items()},
+            "log": log,
         }
-        handle = Handle(exp.id, attempt.number, files["pid"], files["exit"], self.owner.fileno())
+        handle = Handle(exp.id, attempt.number, log, exp.name, self.owner.fileno())
         self.handles[exp.id] = handle
         reaper.send(self.owner, request)  # if the reaper is gone, its end of stream says so
         return handle
 
-    def _files(self, exp: Experiment, number: int) -> dict[str, Path]:
-        p = self.paths
-        return {
-            "log": p.log(exp, number),
-            "start": p.start_file(exp, number),
-            "exit": p.exit_file(exp, number),
-            "pid": p.pid_file(exp, number),
-        }
+    def log(self, exp: Experiment, number: int) -> str:
+        return f"{self.sweep_dir}/{self.paths.log_name(exp, number)}"
 
     def _watch_source(self, source: socket.socket | int) -> int:
         fd = source if isinstance(source, int) else source.fileno()
@@ -140,7 +146,7 @@ class LocalBackend:
             return []
         if isinstance(source, int):  # a pidfd: an orphaned experiment (its reaper died) ended
             ended = [
-                (h.exp_id, read_exit(h.exit_file) or Outcome(None, time.time(), error=h.error))
+                (h.exp_id, exit_outcome(h.log) or Outcome(None, time.time(), error=h.error))
                 for h in self.handles.values()
                 if h.source == fd
             ]
@@ -189,42 +195,62 @@ class LocalBackend:
             error = f"the reaper (pid {self.reaper_pid}) that runs the experiments died; pbtrun lost track of {{name}}"
         ended = []
         for handle in [h for h in self.handles.values() if h.source == fd]:
-            outcome = read_exit(handle.exit_file)
-            pidfd = None if outcome is not None else _pidfd_of(handle.pid_file)
+            found = reaper.read_records(handle.log)
+            outcome = exit_outcome(handle.log)
+            pidfd = None if outcome is not None else self._orphan(handle, found)
             if pidfd is not None:
                 handle.source, handle.error = self._watch_source(pidfd), error
                 continue
-            started = handle.pid_file.exists()
+            started = bool(found and found[1])
             ended.append((handle.exp_id, outcome or Outcome(None, time.time(), error=error, started=started)))
         return self._pop(ended)
+
+    def _orphan(self, handle: Handle, found: tuple | None) -> int | None:
+        """A pidfd on the experiment of an attempt whose reaper died, if it still runs: found by
+        its pid record, or, if the reaper died between spawning it and recording its pid, by the
+        PBTRUN_* variables in its environment."""
+        if found is None:
+            return None  # no log: the reaper never claimed the attempt, so never started it
+        pid_record = found[1]
+        if pid_record is not None:
+            return _pidfd(pid_record.get("pid"), pid_record.get("start"))
+        markers = (
+            f"PBTRUN_SWEEP_DIR={self.sweep_dir}".encode(),
+            f"PBTRUN_EXPERIMENT={handle.name}".encode(),
+            f"PBTRUN_ATTEMPT={handle.attempt}".encode(),
+        )
+        return _pidfd_by_environ(markers)
 
     # ---------------------------------------------------------------- after a crash
 
     def inspect(self, exp: Experiment, attempt: Attempt) -> Handle | Outcome | str:
         """What became of an attempt recorded as running: an adopted handle, its outcome, or
         ``NOT_STARTED`` (in which case this call has made sure it never will start)."""
-        files = self._files(exp, attempt.number)
-        outcome = read_exit(files["exit"])
-        if outcome is not None:
-            return outcome
-        claim = read_claim(files["start"])
-        if claim is None and _abandon(files["start"]):
-            return NOT_STARTED
-        claim = claim or read_claim(files["start"]) or {}
-        if claim.get("abandoned"):
-            return NOT_STARTED
-        handle = Handle(exp.id, attempt.number, files["pid"], files["exit"])
-        handle.pgid = _read_pid(files["pid"])[0]
-        alive = process_start_time(claim.get("waiter_pid", -1)) == claim.get("waiter_start")
-        conn = self._connect(claim.get("socket", "")) if alive else None
+        log = self.log(exp, attempt.number)
+        try:
+            found = reaper.read_records(log)
+            if found is None:
+                if reaper.abandon(log):
+                    return NOT_STARTED
+                found = reaper.read_records(log) or (None, None)  # the reaper claimed it just now
+        except OSError as exc:
+            raise BackendError(
+                f"cannot settle {exp.name}: writing in {self.paths.logs} failed: {exc.strerror or exc}. "
+                "Free space or fix permissions there, then resume the sweep."
+            ) from None
+        exit_record, pid_record = found
+        if exit_record is not None:
+            return NOT_STARTED if exit_record.get("abandoned") else _outcome(exit_record)
+        handle = Handle(exp.id, attempt.number, log, exp.name, pgid=(pid_record or {}).get("pid"))
+        conn = self._connect(attempt.reaper) if attempt.reaper else None
         if conn is not None:
             handle.source = conn.fileno()
         else:  # its reaper is gone: the experiment may still run, orphaned
-            pidfd = _pidfd_of(files["pid"])
+            pidfd = self._orphan(handle, found)
             if pidfd is None:
-                return read_exit(files["exit"]) or Outcome(None, time.time())
+                return exit_outcome(log) or Outcome(None, time.time())
             handle.source = self._watch_source(pidfd)
-        outcome = read_exit(files["exit"])  # it may have ended while we connected
+        outcome = exit_outcome(log)  # it may have ended while we connected
         if outcome is not None:
             if conn is None:
                 self._forget_source(handle.source)
@@ -235,11 +261,8 @@ class LocalBackend:
     def _connect(self, address: str) -> socket.socket | None:
         if address in self.adopted:
             return self.adopted[address]
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            conn.connect(address)
-        except OSError:
-            conn.close()
+        conn = reaper.connect(address)
+        if conn is None:
             return None
         self.adopted[address] = conn
         self._watch_source(conn)
@@ -250,7 +273,8 @@ class LocalBackend:
     def signal(self, handle: Handle, sig: int) -> bool:
         """Signal the experiment's process group; False if it has not started yet."""
         if handle.pgid is None:
-            handle.pgid = _read_pid(handle.pid_file)[0]
+            found = reaper.read_records(handle.log)
+            handle.pgid = found[1].get("pid") if found and found[1] else None
         if handle.pgid is None:
             return False
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -267,42 +291,26 @@ class LocalBackend:
                 os.waitpid(self.reaper_pid, os.WNOHANG)
 
 
-# --------------------------------------------------------------------------- files
+# --------------------------------------------------------------------------- records and processes
 
 
-def read_exit(path: Path) -> Outcome | None:
+def exit_outcome(log: str) -> Outcome | None:
+    """The outcome the log's exit record holds, if it is written (and not an abandon)."""
+    found = reaper.read_records(log)
+    record = found[0] if found else None
+    return None if record is None or record.get("abandoned") else _outcome(record)
+
+
+def _outcome(record: dict) -> Outcome | None:
     try:
-        data = json.loads(path.read_bytes())
-        return Outcome(int(data["returncode"]), float(data["ended_at"]), data.get("pid"))
-    except (OSError, ValueError, KeyError, TypeError):
+        return Outcome(int(record["returncode"]), float(record["ended_at"]), record.get("pid"))
+    except (KeyError, TypeError, ValueError):
         return None
 
 
-def read_claim(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _abandon(start: Path) -> bool:
-    return reaper.claim(str(start), {"abandoned": True, "at": time.time()})
-
-
-def _read_pid(pid_file: Path) -> tuple[int | None, int | None]:
-    """The experiment's pid (also its process group) and start time, once the reaper wrote them."""
-    try:
-        pid, start = pid_file.read_text().split()
-        return int(pid), (None if start == "None" else int(start))
-    except (OSError, ValueError):
-        return None, None
-
-
-def _pidfd_of(pid_file: Path) -> int | None:
-    """A pidfd on the experiment if it still runs (pid and start time both match)."""
-    pid, start = _read_pid(pid_file)
-    if pid is None or start is None or process_start_time(pid) != start:
+def _pidfd(pid: object, start: object) -> int | None:
+    """A pidfd on process ``pid`` if it still runs and started at ``start`` (not a recycled pid)."""
+    if not isinstance(pid, int) or start is None or process_start_time(pid) != start:
         return None
     try:
         pidfd = os.pidfd_open(pid)
@@ -312,6 +320,23 @@ def _pidfd_of(pid_file: Path) -> int | None:
         os.close(pidfd)
         return None
     return pidfd
+
+
+def _pidfd_by_environ(markers: tuple[bytes, ...]) -> int | None:
+    """A pidfd on the process-group leader whose environment holds every marker, if any."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = set(f.read().split(b"\0"))
+        except OSError:
+            continue
+        pid = int(name)
+        with contextlib.suppress(OSError):
+            if all(m in env for m in markers) and os.getpgid(pid) == pid:
+                return _pidfd(pid, process_start_time(pid))
+    return None
 
 
 def _header(exp: Experiment, attempt: Attempt, cwd: str) -> str:

@@ -9,11 +9,19 @@ a few system calls (experiments start with ``posix_spawn``, which does not copy 
 Protocol: messages are JSON over ``SOCK_SEQPACKET`` unix sockets. The scheduler that forked the
 reaper (its *owner*) sends ``launch`` requests; every connected client (the owner, or a resumed
 scheduler adopting experiments) receives ``started``, ``ended`` and ``failed`` events. The reaper
-outlives its owner: it keeps reaping and recording until its last experiment has ended.
+outlives its owner: it keeps reaping and recording until its last experiment has ended. Its
+socket has an abstract address (no file): a client that can connect knows the reaper is alive.
 
-Launch claim: before spawning, the reaper creates ``<log>.start`` with ``link(2)``, which fails
-if the file exists; ``resume``, finding an attempt recorded as running with no claim, creates it
-itself, marked abandoned. Exactly one of them wins, so no experiment ever starts twice.
+One file per attempt, its log, which is also the attempt's launch claim and its records. The
+reaper creates it exclusively (``O_EXCL``) before it spawns anything; ``resume``, finding an
+attempt recorded as running with no log, creates it itself, marked abandoned: exactly one of them
+wins, so no experiment ever starts twice. The log starts with two fixed-width records the reaper
+fills in place (no new file, no new disk space: they are written even on a full disk)::
+
+    # pbtrun exit: {"ended_at": 1796350085.8, "pid": 2825, "returncode": 0}
+    # pbtrun pid: {"pid": 2825, "reaper": 2801, "start": 3456789}
+
+then a header for people (name, attempt, cwd, GPUs, argv), then the experiment's own output.
 """
 
 from __future__ import annotations
@@ -33,10 +41,18 @@ from typing import Any
 
 from pbtrun.proc import process_start_time
 
-EXIT_RECORD_BYTES = 256
 MAX_MESSAGE = 1 << 20
 _IGNORED = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 _RESET = (*_IGNORED, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD, signal.SIGXFSZ)
+
+# The records at the top of every log: a prefix, a payload padded with spaces, a newline.
+EXIT_PREFIX = b"# pbtrun exit: "
+EXIT_WIDTH = 120
+PID_PREFIX = b"# pbtrun pid: "
+PID_WIDTH = 64
+PID_OFFSET = len(EXIT_PREFIX) + EXIT_WIDTH + 1
+RECORDS_BYTES = PID_OFFSET + len(PID_PREFIX) + PID_WIDTH + 1
+NONE_YET = b"-"
 
 
 def send(sock: socket.socket, message: dict[str, Any]) -> bool:
@@ -75,19 +91,70 @@ def receive_all(sock: socket.socket) -> Iterator[dict[str, Any] | None]:
         flags = socket.MSG_DONTWAIT
 
 
-# --------------------------------------------------------------------------- the launch claim
+def connect(address: str) -> socket.socket | None:
+    """A connection to the reaper listening at ``address``, or None if it is gone."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        conn.connect("\0" + address)
+    except OSError:
+        conn.close()
+        return None
+    return conn
 
 
-def claim(path: str, content: dict[str, Any]) -> bool:
-    """Create ``path`` with ``content`` unless it exists: atomic and exclusive (``link(2)``)."""
-    tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.{os.getpid()}.tmp"
+# --------------------------------------------------------------------------- the log's records
+
+
+def records(exit_payload: bytes = NONE_YET, pid_payload: bytes = NONE_YET) -> bytes:
+    """The two fixed-width records that open every log."""
+    return (
+        EXIT_PREFIX
+        + exit_payload.ljust(EXIT_WIDTH)[:EXIT_WIDTH]
+        + b"\n"
+        + PID_PREFIX
+        + pid_payload.ljust(PID_WIDTH)[:PID_WIDTH]
+        + b"\n"
+    )
+
+
+def read_records(log: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None] | None:
+    """The exit and pid records of a log: each a dict, or None while not written (or torn, as
+    seen by a reader racing the writer: the JSON is then incomplete). None if there is no log."""
+    try:
+        with open(log, "rb") as f:
+            head = f.read(RECORDS_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return (None, None)
+    return _payload(head, 0, EXIT_PREFIX, EXIT_WIDTH), _payload(head, PID_OFFSET, PID_PREFIX, PID_WIDTH)
+
+
+def _payload(head: bytes, offset: int, prefix: bytes, width: int) -> dict[str, Any] | None:
+    start = offset + len(prefix)
+    if head[offset:start] != prefix or len(head) < start + width:
+        return None
+    try:
+        value = json.loads(head[start : start + width])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def abandon(log: str) -> bool:
+    """Claim an attempt for resume, as never started: create its log, with its exit record
+    saying so, atomically and exclusively (``link(2)`` fails if the log exists). False if the
+    reaper claimed it first."""
+    record = json.dumps({"abandoned": True, "at": time.time()}).encode()
+    note = b"# pbtrun: never started: the scheduler that launched it was gone, and resume abandoned it\n"
+    tmp = f"{os.path.dirname(log)}/.{os.path.basename(log)}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, json.dumps(content).encode())
+        os.write(fd, records(record) + note)
     finally:
         os.close(fd)
     try:
-        os.link(tmp, path)
+        os.link(tmp, log)
         return True
     except FileExistsError:
         return False
@@ -98,18 +165,18 @@ def claim(path: str, content: dict[str, Any]) -> bool:
 # --------------------------------------------------------------------------- starting the reaper
 
 
-def start(cwd: str) -> tuple[socket.socket, int, str]:
-    """Fork a reaper for experiments that run in ``cwd``: (owner socket, its pid, its address)."""
-    address = f"\0pbtrun-reaper-{os.getpid()}-{os.urandom(6).hex()}"  # abstract: no file to clean up
+def start() -> tuple[socket.socket, int, str]:
+    """Fork a reaper: (owner socket, its pid, its address)."""
+    address = f"pbtrun-reaper-{os.getpid()}-{os.urandom(6).hex()}"  # abstract: no file to clean up
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    listener.bind(address)
+    listener.bind("\0" + address)
     listener.listen(16)
     owner, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
         code = 70
         try:
-            code = Reaper(theirs, listener, address, cwd).run()
+            code = Reaper(theirs, listener).run()
         finally:
             os._exit(code)
     theirs.close()
@@ -124,22 +191,20 @@ class Child:
 
     exp_id: str
     attempt: int
-    exit_file: str
-    reserved: int | None  # an fd on the pre-allocated exit record, or None
+    log: str
 
 
 class Reaper:
     """The reaper process's main loop."""
 
-    def __init__(self, owner: socket.socket, listener: socket.socket, address: str, cwd: str) -> None:
+    def __init__(self, owner: socket.socket, listener: socket.socket) -> None:
         self.owner: socket.socket | None = owner
         self.listener = listener
-        self.address = address
-        self.cwd = cwd
         self.clients: list[socket.socket] = [owner]
         self.children: dict[int, Child] = {}
         self.me = os.getpid()
         self.base_env = dict(os.environ)  # launch requests carry only what differs from it
+        self.cwd: str | None = None
         self.cwd_error: OSError | None = None
 
     def run(self) -> int:
@@ -151,7 +216,6 @@ class Reaper:
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(wake_read, selectors.EVENT_READ, "child")
         self.selector.register(self.owner, selectors.EVENT_READ, "client")  # type: ignore[arg-type]
-        self.me_start = process_start_time(self.me)
         while self.owner is not None or self.children:
             for key, _ in self.selector.select():
                 if key.data == "accept":
@@ -166,7 +230,7 @@ class Reaper:
         return 0
 
     def _detach(self) -> None:
-        """A session of its own (no terminal signals), no inherited fds, the sweep's cwd."""
+        """A session of its own (no terminal signals), no inherited fds."""
         gc.disable()  # nothing cyclic is made here; a collection would copy the parent's heap
         signal.set_wakeup_fd(-1)
         for sig in _RESET:
@@ -180,10 +244,16 @@ class Reaper:
             if int(name) > 2 and int(name) not in keep:
                 with contextlib.suppress(OSError):
                     os.close(int(name))
-        try:
-            os.chdir(self.cwd)
-        except OSError as exc:
-            self.cwd_error = exc
+
+    def _enter(self, cwd: str) -> None:
+        """Move to the directory experiments run in (once: a sweep has one)."""
+        if cwd != self.cwd:
+            self.cwd = cwd
+            try:
+                os.chdir(cwd)
+                self.cwd_error = None
+            except OSError as exc:
+                self.cwd_error = exc
 
     def _accept(self) -> None:
         with contextlib.suppress(OSError):
@@ -219,56 +289,62 @@ class Reaper:
     # ---------------------------------------------------------------- launching
 
     def _launch(self, req: dict[str, Any]) -> None:
+        """Claim the attempt by creating its log, write its header, spawn, record the pid."""
         ident = {"id": req["id"], "attempt": req["attempt"]}
+        self._enter(req["cwd"])
         try:
-            log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            self._broadcast({"op": "failed", **ident, "errno": exc.errno, "started": False})
-            return
-        try:
-            self._claim_and_spawn(req, log, ident)
-        finally:
-            os.close(log)  # the experiment has its own copy (or never started)
-
-    def _claim_and_spawn(self, req: dict[str, Any], log: int, ident: dict[str, Any]) -> None:
-        reserved = None
-        try:
-            os.write(log, req["header"].encode())
-            reserved = _reserve(req["exit"])
-            mine = {"waiter_pid": self.me, "waiter_start": self.me_start, "socket": self.address}
-            claimed = claim(req["start"], {**mine, "started_at": time.time()})
-        except OSError as exc:
-            _discard(reserved, req["exit"])
-            self._broadcast({"op": "failed", **ident, "errno": exc.errno, "started": False})
-            return
-        if not claimed:  # resume declared this attempt abandoned first: it must never run
-            _discard(reserved, req["exit"])
+            log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:  # resume declared this attempt abandoned first: it must never run
             self._broadcast({"op": "abandoned", **ident})
             return
-        child = Child(req["id"], req["attempt"], req["exit"], reserved)
+        except OSError as exc:
+            self._broadcast({"op": "failed", **ident, "errno": exc.errno, "started": False})
+            return
         try:
-            pid = self._posix_spawn(req, log)
+            self._header_and_spawn(req, log, ident)
+        finally:
+            os.close(log)
+
+    def _header_and_spawn(self, req: dict[str, Any], log: int, ident: dict[str, Any]) -> None:
+        child = Child(req["id"], req["attempt"], req["log"])
+        try:
+            os.write(log, records() + req["header"].encode())
+            output = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except OSError as exc:  # (a full disk) undo the claim: nothing started
+            with contextlib.suppress(OSError):
+                os.unlink(req["log"])
+            self._broadcast({"op": "failed", **ident, "errno": exc.errno, "started": False})
+            return
+        try:
+            pid = self._posix_spawn(req, output)
         except OSError as exc:
             code = 126 if exc.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR) else 127
             what = f"cannot enter {self.cwd!r}" if exc is self.cwd_error else f"cannot run {req['argv'][0]!r}"
             with contextlib.suppress(OSError):
-                os.write(log, f"pbtrun: {what}: {exc.strerror}\n".encode())
+                os.write(output, f"pbtrun: {what}: {exc.strerror}\n".encode())
             self._record(child, code, None)
             return
+        finally:
+            os.close(output)  # the experiment has its own copy (or never started)
         with contextlib.suppress(OSError):
-            _write_small(req["pid"], f"{pid} {process_start_time(pid)}")
+            _fill(log, PID_OFFSET + len(PID_PREFIX), PID_WIDTH, self._pid_record(pid))
         self.children[pid] = child
         self._broadcast({"op": "started", **ident, "pid": pid})
 
-    def _posix_spawn(self, req: dict[str, Any], log: int | None) -> int:
+    def _pid_record(self, pid: int) -> dict[str, Any]:
+        return {"pid": pid, "start": process_start_time(pid), "reaper": self.me}
+
+    def _posix_spawn(self, req: dict[str, Any], output: int) -> int:
         if self.cwd_error is not None:
             raise self.cwd_error
         env = {**self.base_env, **req["env"]}
         if "PATH" in env:
             os.environ["PATH"] = env["PATH"]  # posix_spawnp searches the caller's PATH
-        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
-        if log is not None:
-            actions += [(os.POSIX_SPAWN_DUP2, log, 1), (os.POSIX_SPAWN_DUP2, log, 2)]
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, output, 1),
+            (os.POSIX_SPAWN_DUP2, output, 2),
+        ]
         return os.posix_spawnp(req["argv"][0], req["argv"], env, file_actions=actions, setpgroup=0, setsigdef=_RESET)
 
     # ---------------------------------------------------------------- reaping
@@ -286,72 +362,24 @@ class Reaper:
                 self._record(child, os.waitstatus_to_exitcode(status), pid)
 
     def _record(self, child: Child, code: int, pid: int | None) -> None:
-        """Write the exit record next to the log, then tell every client."""
+        """Fill the log's exit record in place, then tell every client."""
+        ident = {"id": child.exp_id, "attempt": child.attempt}
         result = {"returncode": code, "ended_at": time.time(), "pid": pid}
-        data = json.dumps(result).encode()
-        if child.reserved is None or not _fill(child.reserved, child.exit_file, data):
+        try:
+            log = os.open(child.log, os.O_WRONLY | os.O_CLOEXEC)
             try:
-                _write_small(child.exit_file, data.decode(), atomic=True)
-            except OSError as exc:
-                self._broadcast(
-                    {"op": "failed", "id": child.exp_id, "attempt": child.attempt, "errno": exc.errno, "started": True}
-                )
-                return
-        self._broadcast({"op": "ended", "id": child.exp_id, "attempt": child.attempt, **result})
+                _fill(log, len(EXIT_PREFIX), EXIT_WIDTH, result)
+            finally:
+                os.close(log)
+        except OSError as exc:
+            self._broadcast({"op": "failed", **ident, "errno": exc.errno, "started": True})
+            return
+        self._broadcast({"op": "ended", **ident, **result})
 
 
-# --------------------------------------------------------------------------- exit records
-
-
-def _reserve(exit_file: str) -> int | None:
-    """Allocate the exit record's bytes before the experiment starts, so a disk that fills up
-    meanwhile (often by the experiment itself) cannot stop its exit status from being recorded.
-
-    No fsync: the record matters while the machine is up (a killed scheduler). After a machine
-    crash a missing or empty record reads as "lost" and the experiment runs again, the safe
-    direction; the state journal, which is fsync'd, stays the durable record of transitions.
-    """
-    try:
-        fd = os.open(_reserved_path(exit_file), os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    except OSError:
-        return None
-    try:
-        os.write(fd, b" " * EXIT_RECORD_BYTES)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _fill(fd: int, exit_file: str, data: bytes) -> bool:
-    """Overwrite the reserved bytes in place (JSON, then spaces) and rename into place."""
-    try:
-        os.pwrite(fd, data.ljust(EXIT_RECORD_BYTES), 0)
-        os.rename(_reserved_path(exit_file), exit_file)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def _reserved_path(exit_file: str) -> str:
-    return f"{os.path.dirname(exit_file)}/.{os.path.basename(exit_file)}.reserved"
-
-
-def _discard(reserved: int | None, exit_file: str) -> None:
-    if reserved is not None:
-        os.close(reserved)
-        with contextlib.suppress(OSError):
-            os.unlink(_reserved_path(exit_file))
-
-
-def _write_small(path: str, text: str, atomic: bool = False) -> None:
-    target = f"{path}.{os.getpid()}.tmp" if atomic else path
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    if atomic:
-        os.replace(target, path)
+def _fill(fd: int, offset: int, width: int, value: dict[str, Any]) -> None:
+    """Write a record's payload in place: bytes that exist already, so no disk space is needed."""
+    data = json.dumps(value, sort_keys=True).encode()
+    if len(data) > width:
+        raise OSError(errno.EOVERFLOW, f"record too long: {data!r}")
+    os.pwrite(fd, data.ljust(width), offset)
