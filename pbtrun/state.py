@@ -368,33 +368,34 @@ def sweep_from(data: Any) -> Sweep:
 
 def experiment_from(raw: Mapping[str, Any], shared: dict | None = None) -> Experiment:
     """An experiment from its persisted shape. ``shared`` (a dict kept across calls) lets
-    experiments share equal strings and env mappings: 100,000 experiments parsed from JSON
-    would otherwise each hold their own copy of the same command words."""
+    experiments share equal env mappings, and command words are interned: 100,000 experiments
+    parsed from JSON would otherwise each hold their own copy of the same strings. A value of
+    the wrong type raises (TypeError, ValueError), which readers report as a malformed file."""
     status = raw["status"]
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r} for {raw.get('name')}")
-    env = {_intern(str(k)): _intern(str(v)) for k, v in raw["env"].items()}
+    env = {sys.intern(k): sys.intern(v) for k, v in raw["env"].items()}
     if shared is not None:
         env = shared.setdefault(tuple(env.items()), env)
+    params = raw["params"]
+    if not isinstance(params, dict):
+        raise TypeError(f"params of {raw.get('name')} is not a table")
+    timeout = raw.get("timeout_min")
     return Experiment(
         id=str(raw["id"]),
-        group=_intern(str(raw["group"])),
+        group=sys.intern(raw["group"]),
         index=int(raw["index"]),
         name=str(raw["name"]),
-        argv=tuple(_intern(str(a)) for a in raw["argv"]),
+        argv=tuple(map(sys.intern, raw["argv"])),
         env=env,
-        params={_intern(k): v for k, v in raw["params"].items()},
+        params=params,
         name_arg=raw.get("name_arg"),
         status=status,
-        attempts=tuple(_attempt_from(a) for a in raw["attempts"]),
+        attempts=tuple(map(_attempt_from, raw["attempts"])) if raw["attempts"] else (),
         removed=bool(raw.get("removed", False)),
         max_retries=int(raw.get("max_retries", 0)),
-        timeout_min=None if raw.get("timeout_min") is None else float(raw["timeout_min"]),
+        timeout_min=None if timeout is None else float(timeout),
     )
-
-
-def _intern(text: str) -> str:
-    return sys.intern(text) if len(text) < 64 else text
 
 
 def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
@@ -404,7 +405,7 @@ def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
         started_at=float(raw["started_at"]),
         log=str(raw["log"]),
         gpus=None if gpus is None else tuple(int(g) for g in gpus),
-        host=_intern(str(raw.get("host", ""))),
+        host=sys.intern(str(raw.get("host", ""))),
         pid=raw.get("pid"),
         ended_at=raw.get("ended_at"),
         returncode=raw.get("returncode"),

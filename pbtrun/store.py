@@ -240,10 +240,10 @@ def _parse_rows(data: bytes) -> Sweep | None:
     """Read pbtrun's own layout (see ``dump_chunks``) chunk by chunk: the whole file is never one
     tree of dicts in memory. None if the file has another layout (then it is read whole)."""
     start = data.find(_BODY_START)
-    if start < 0 or not data.endswith(_BODY_END) or start + len(_BODY_START) > len(data) - len(_BODY_END):
+    if start < 1 or not data.endswith(_BODY_END) or start + len(_BODY_START) > len(data) - len(_BODY_END):
         return None
     try:
-        head = json.loads(data[:start] + b"\n}")
+        head = json.loads(data[: start - 1] + b"\n}")  # without the comma before the body
         sweep = sweep_from(head)
         shared: dict = {}
         for rows, expected in _row_chunks(data, start + len(_BODY_START), len(data) - len(_BODY_END)):
