@@ -243,6 +243,11 @@ def _run(paths: store.SweepPaths, kw: dict[str, Any]) -> None:
 
     view = make_view(paths, True if kw["plain"] else None)
     scheduler = Scheduler(paths, view, grace_s=kw["grace"], retry_failed=kw["retry_failed"])
+    try:
+        scheduler.prepare()  # adopt and record first: the view starts from the true state
+    except BaseException:
+        scheduler.close()
+        raise
     view.begin(scheduler.sweep)
     try:
         code = scheduler.run()

@@ -133,6 +133,10 @@ class Tracker:
                 last = render.last_attempt(exp)
                 if last is not None and last.duration_s is not None:
                     self._took(last.duration_s, exp.status == SUCCEEDED)
+                if exp.status == RUNNING and exp.last is not None:  # adopted from an earlier scheduler
+                    self.running[exp.id] = Running(
+                        exp.name, exp.last.gpus, exp.last.started_at, self.paths.dir / exp.last.log
+                    )
 
     def _recount(self, sweep: Sweep) -> None:
         self._status = {e.id: e.status for e in sweep.experiments.values() if not e.removed}

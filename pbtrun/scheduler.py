@@ -48,6 +48,7 @@ from pbtrun.state import (
 KILL_AFTER_TERM_S = 5.0
 RETRY_SIGNAL_S = 0.02
 EXIT_INTERRUPTED = 130
+MAX_WAIT_S = 86400.0  # a far deadline (timeout_min = 1e6) is waited for a day at a time: epoll's limit is ~25 days
 
 
 class Listener(Protocol):
@@ -94,8 +95,11 @@ class Scheduler:
         self.stopping = False
         self.escalations: dict[str, list[tuple[float, int]]] = {}  # exp id -> (monotonic time, signal)
         self.deadlines: dict[str, float] = {}  # exp id -> monotonic time its timeout_min runs out
-        self.timed_out: set[str] = set()
+        self.reasons: dict[str, str] = {}  # exp id -> why pbtrun is stopping it: "stop" or "timeout"
         self.failure: PbtrunError | None = None
+        self.signalled: dict[str, tuple[float, str]] = {}  # exp id -> (time.time() of the first signal, why)
+        self.notes: list[str] = []  # what reconciling found, told once the view is up
+        self._stack: contextlib.ExitStack | None = None
 
     # ---------------------------------------------------------------- the loop
 
@@ -103,11 +107,22 @@ class Scheduler:
     def sweep(self) -> Sweep:
         return self.writer.sweep
 
-    def run(self) -> int:
-        """Run until every experiment has ended or a stop completes; return the exit code."""
-        with self._signals(), self._control():
+    def prepare(self) -> None:
+        """Take over the sweep: catch stop signals, open the control channel, and settle what a
+        previous scheduler left (so that what a view shows next is already true)."""
+        if self._stack is None:
+            self._stack = contextlib.ExitStack()
+            self._stack.enter_context(self._signals())
+            self._stack.enter_context(self._control())
             self._reconcile()
             self._requeue()
+
+    def run(self) -> int:
+        """Run until every experiment has ended or a stop completes; return the exit code."""
+        try:
+            self.prepare()
+            for note in self.notes:
+                self.listener.message(note)
             ended: list[tuple[str, Outcome]] = []
             while True:
                 self._step(ended)
@@ -116,13 +131,21 @@ class Scheduler:
                 ended = self._wait(self._timeout())
                 self._advance()
                 self._fold_if_due()
+        finally:
+            self.close()
+        if self.failure is not None:
+            raise self.failure
+        return self._exit_code()
+
+    def close(self) -> None:
+        """Let go of everything (the experiments keep running if any still do: their reaper
+        records them). Called by :meth:`run`; call it yourself after a failed :meth:`prepare`."""
+        if self._stack is not None:
+            self._stack.close()
         self.backend.close()
         self.selector.close()
         with contextlib.suppress(PbtrunError):
             self.writer.close()
-        if self.failure is not None:
-            raise self.failure
-        return self._exit_code()
 
     def _fold_if_due(self) -> None:
         """Keep pbtrun.json itself current while the scheduler waits (the journal is exact anyway)."""
@@ -160,7 +183,7 @@ class Scheduler:
         deadlines += self.deadlines.values()
         if not self.stopping and self.next_launch_at and self._launchable():
             deadlines.append(self.next_launch_at)
-        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        return min(MAX_WAIT_S, max(0.0, min(deadlines) - time.monotonic())) if deadlines else None
 
     def _wait(self, timeout: float | None) -> list[tuple[str, Outcome]]:
         """Block until something happens; return the attempts that ended, with their outcomes."""
@@ -196,6 +219,7 @@ class Scheduler:
     def _reconcile(self) -> None:
         """Settle what a previous scheduler left: adopt survivors, record ended ones, requeue."""
         adopted: list[Handle] = []
+        recorded: list[str] = []
 
         def change(sweep: Sweep) -> None:
             for exp in sweep.running():
@@ -208,6 +232,7 @@ class Scheduler:
                     sweep.update(exp.to(PENDING, last))
                 else:
                     sweep.update(_ended(exp, found, stopped=False))  # type: ignore[arg-type]
+                    recorded.append(exp.id)
             if self.retry_failed:
                 for exp in list(sweep.experiments.values()):
                     if exp.status == FAILED and not exp.removed:
@@ -215,10 +240,14 @@ class Scheduler:
 
         self._transact(change)
         for handle in adopted:
-            self._watch(handle, self.sweep.experiments[handle.exp_id])
-            self.listener.message(
-                f"adopted {self.sweep.experiments[handle.exp_id].name} (still running, pid {handle.pgid})"
-            )
+            exp = self.sweep.experiments[handle.exp_id]
+            self._watch(handle, exp)
+            self.notes.append(f"adopted {exp.name} (still running, pid {handle.pgid})")
+        for exp_id in recorded:
+            exp = self.sweep.experiments[exp_id]
+            code = exp.attempts[-1].returncode
+            how = "its outcome is lost" if code is None else f"exit status {code}"
+            self.notes.append(f"recorded {exp.name}, which ended while no scheduler ran: {how}")
 
     def _step(self, ended: list[tuple[str, Outcome]]) -> None:
         """Record what ended and what launches now in ONE durable commit, then start the launches.
@@ -237,10 +266,9 @@ class Scheduler:
 
         def change(sweep: Sweep) -> None:
             for exp_id, outcome in outcomes:
-                timed_out = exp_id in self.timed_out
-                self.timed_out.discard(exp_id)
+                why = self._why_ended(exp_id, outcome)
                 exp = sweep.experiments[exp_id]
-                exp = _ended(exp, outcome, stopped=self.stopping and not timed_out, timed_out=timed_out)
+                exp = _ended(exp, outcome, stopped=why == "stop", timed_out=why == "timeout")
                 sweep.update(exp)
                 done.append(exp)
             for exp_id, gpus in chosen:
@@ -269,6 +297,19 @@ class Scheduler:
         if launched and self.sweep.settings.pause_between_s > 0:
             self.next_launch_at = time.monotonic() + self.sweep.settings.pause_between_s
 
+    def _why_ended(self, exp_id: str, outcome: Outcome) -> str | None:
+        """ "stop" or "timeout" if pbtrun's signal ended the attempt, None if it ended by itself.
+
+        An attempt that ended after pbtrun signalled it counts as stopped whatever its exit
+        status: many training scripts save a checkpoint and exit 0 on SIGINT, and such a run is
+        interrupted, not finished; resuming it is the safe side. One that ended before the
+        signal went out (its end was on its way) keeps its own outcome.
+        """
+        signalled = self.signalled.pop(exp_id, None)
+        if signalled is None or outcome.ended_at < signalled[0]:
+            return None
+        return signalled[1]
+
     def _choose(self) -> Iterator[tuple[str, tuple[int, ...]]]:
         """Experiments to launch now and their GPUs: in spec order, least busy GPU first."""
         load: dict[int, int] = {}
@@ -295,6 +336,7 @@ class Scheduler:
             self.gpus_of.pop(exp_id, None)
             self.escalations.pop(exp_id, None)
             self.deadlines.pop(exp_id, None)
+            self.reasons.pop(exp_id, None)
             if outcome.error and self.failure is None:
                 name = self.sweep.experiments[exp_id].name
                 advice = (
@@ -338,16 +380,17 @@ class Scheduler:
             again = "" if now else "; Ctrl-C again to kill them at once"
             self.listener.message(f"stopping {len(self.handles)} running experiment(s) {how}{again}")
         for exp_id in self.handles:
-            self._escalate(exp_id, now)
+            self._escalate(exp_id, now, "stop")
         self._advance()
 
-    def _escalate(self, exp_id: str, now: bool) -> None:
+    def _escalate(self, exp_id: str, now: bool, why: str) -> None:
         """SIGINT to the experiment's process group, SIGTERM after the grace, SIGKILL 5 s later.
 
         ``now`` (a second Ctrl-C, ``stop --now``) skips the grace. A graceful stop already under
         way keeps its schedule.
         """
         start = time.monotonic()
+        self.reasons.setdefault(exp_id, why)
         if now:
             self.escalations[exp_id] = [(start, signal.SIGKILL)]
         elif exp_id not in self.escalations:
@@ -364,15 +407,16 @@ class Scheduler:
         for exp_id, deadline in list(self.deadlines.items()):
             if deadline <= now:
                 del self.deadlines[exp_id]
-                self.timed_out.add(exp_id)
                 exp = self.sweep.experiments[exp_id]
                 self.listener.message(f"{exp.name} ran longer than timeout_min = {exp.timeout_min:g}; stopping it")
-                self._escalate(exp_id, now=False)
+                self._escalate(exp_id, now=False, why="timeout")
         for exp_id, steps in self.escalations.items():
             while steps and steps[0][0] <= now:
+                sent_at = time.time()
                 if not self.backend.signal(self.handles[exp_id], steps[0][1]):
                     steps[0] = (now + RETRY_SIGNAL_S, steps[0][1])  # not exec'd yet: try again shortly
                     break
+                self.signalled.setdefault(exp_id, (sent_at, self.reasons[exp_id]))
                 steps.pop(0)
 
     @contextlib.contextmanager

@@ -19,6 +19,11 @@ from pbtrun.spec import ExperimentSpec
 
 FORMAT = 1
 
+
+class NewerState(StateError):
+    """The state was written by a newer pbtrun, in a format this one does not know."""
+
+
 PENDING = "pending"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
@@ -341,13 +346,15 @@ def sweep_from(data: Any) -> Sweep:
         raise StateError('it is not a pbtrun state file (no "format" number)')
     if data["format"] > FORMAT:
         version = data.get("pbtrun_version") or "a newer version"
-        raise StateError(
+        raise NewerState(
             f"it was written by pbtrun {version} (state format {data['format']}), newer than this "
             f"pbtrun understands (format {FORMAT}). Upgrade pbtrun (pip install -U pbtrun) to read it"
         )
     try:
         head = data["sweep"]
         settings = head["settings"]
+        if int(settings["max_parallel"]) < 1:
+            raise ValueError(f"max_parallel is {settings['max_parallel']}, it must be at least 1")
         return Sweep(
             name=head["name"],
             cwd=head["cwd"],
@@ -381,6 +388,8 @@ def experiment_from(raw: Mapping[str, Any], shared: dict | None = None) -> Exper
     if not isinstance(params, dict):
         raise TypeError(f"params of {raw.get('name')} is not a table")
     timeout = raw.get("timeout_min")
+    if not raw["argv"]:
+        raise ValueError(f"the argv of {raw.get('name')} is empty")
     return Experiment(
         id=str(raw["id"]),
         group=sys.intern(raw["group"]),

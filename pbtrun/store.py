@@ -33,7 +33,16 @@ from pbtrun import __version__
 from pbtrun.errors import StateError, SweepBusy
 from pbtrun.naming import safe_file_name
 from pbtrun.proc import process_start_time
-from pbtrun.state import Experiment, Sweep, experiment_from, experiment_json, from_json, head_json, sweep_from
+from pbtrun.state import (
+    Experiment,
+    NewerState,
+    Sweep,
+    experiment_from,
+    experiment_json,
+    from_json,
+    head_json,
+    sweep_from,
+)
 
 STATE_LOCK_TIMEOUT_S = 60
 FOLD_MIN_ENTRIES = 256  # fold the journal after max(this, half the sweep) entries: O(1) amortized
@@ -214,8 +223,12 @@ def replay(paths: SweepPaths, sweep: Sweep) -> int:
             sweep.journal_seq = entry["seq"]
         except (ValueError, KeyError, TypeError) as exc:
             raise StateError(
-                f"{paths.journal}, line {number}: the journal is damaged ({exc}). pbtrun leaves it "
-                f"untouched; {paths.state.name} holds the state as of the last fold."
+                f"{paths.journal}, line {number}: the journal is damaged ({type(exc).__name__}: {exc}). "
+                f"pbtrun leaves it untouched; {paths.state.name} holds the state as of the last fold "
+                "(at most about a second before the journal's last line). To go on from there, make "
+                "sure no experiment of this sweep still runs, move the journal aside (mv "
+                f"{paths.journal} {paths.journal}.damaged) and resume: experiments recorded as running "
+                "are settled from their logs, the others run again."
             ) from None
     return end
 
@@ -232,6 +245,8 @@ def parse(paths: SweepPaths, data: bytes) -> Sweep:
         return _parse_rows(data) or from_json(json.loads(data))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StateError(_damaged(paths, f"it is not valid JSON ({exc})")) from None
+    except NewerState as exc:  # not damaged: the backup is no better, an upgrade is the answer
+        raise StateError(f"{paths.state}: {exc.message}.") from None
     except StateError as exc:
         raise StateError(_damaged(paths, exc.message)) from None
 
@@ -311,9 +326,12 @@ def write_summary(paths: SweepPaths, sweep: Sweep) -> None:
     """Best effort: a stale or missing summary only makes listing slower, never wrong."""
     summary = {"name": sweep.name, "counts": sweep.counts(), "updated_at": time.time()}
     tmp = paths.summary.with_name(f".{paths.summary.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(OSError):
+    try:
         tmp.write_text(json.dumps(summary))
         os.replace(tmp, paths.summary)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def read_summary(paths: SweepPaths) -> dict[str, Any] | None:
@@ -585,7 +603,12 @@ def _keep_backup(paths: SweepPaths) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
     os.link(paths.state, tmp)
-    os.replace(tmp, paths.backup)
+    try:
+        os.replace(tmp, paths.backup)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def create(paths: SweepPaths, sweep: Sweep, spec_text: str) -> None:

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from pbtrun import store
-from pbtrun.backends.local import NOT_STARTED, LocalBackend
+from pbtrun.backends import reaper
+from pbtrun.backends.local import NOT_STARTED, Handle, LocalBackend
 from pbtrun.backends.reaper import read_records
 from pbtrun.spec import expand, parse
 from pbtrun.state import RUNNING, Attempt, Settings, Sweep, from_json, new_experiment
@@ -82,12 +83,13 @@ def _check_promises(project) -> None:
         # Never twice at the same time.
         for (_, end, _), (start, _, _) in itertools.pairwise(spans):
             assert start >= end, f"{name} ran twice at the same time"
-        # Never again after it succeeded.
-        for (_, _, s1), (_, _, s2) in itertools.pairwise(spans):
-            first_end = ends.get((name, s1["attempt"]))
-            assert not (first_end and first_end["returncode"] == 0), f"{name} ran again after it succeeded ({s2})"
     for exp in state["experiments"]:
         assert exp["status"] == "succeeded", exp
+        # Never again after it succeeded: only the last attempt ended by itself with 0. (An
+        # attempt pbtrun stopped is interrupted whatever its exit status, and runs again.)
+        assert [a["number"] for a in exp["attempts"] if a["outcome"] == "exited" and a["returncode"] == 0] == [
+            exp["attempts"][-1]["number"]
+        ], exp
         for attempt in exp["attempts"]:
             key = (exp["name"], str(attempt["number"]))
             # A stopped attempt may have died of SIGINT before the recorder could record anything.
@@ -242,6 +244,58 @@ def test_a_killed_reaper_never_leads_to_a_second_start(tmp_path):
     assert time.monotonic() - started > 0.5
     assert outcome.returncode is None and outcome.started and "reaper" in outcome.error
     backend.close()
+
+
+def test_an_experiment_spawned_as_its_reaper_died_is_found_and_never_started_twice(tmp_path):
+    """The reaper killed between spawning an experiment and writing its pid record: the log is
+    claimed, no pid is recorded, the reaper is gone. Resume must find the orphan (by its
+    PBTRUN_* environment) and wait for it, not declare the attempt lost and start it again."""
+    paths, sweep = _running_sweep(tmp_path, "sleep 30")
+    exp = next(iter(sweep.experiments.values()))
+    selector = selectors.DefaultSelector()
+    backend = LocalBackend(paths, str(tmp_path), selector)
+    log = backend.log(exp, 1)
+    Path(log).write_bytes(reaper.records() + b"# pbtrun: header\n")  # what the reaper writes before spawning
+    env = {
+        **os.environ,
+        "PBTRUN_SWEEP_DIR": str(paths.dir.resolve()),
+        "PBTRUN_EXPERIMENT": exp.name,
+        "PBTRUN_ATTEMPT": "1",
+    }
+    orphan = subprocess.Popen(["sleep", "0.8"], env=env, start_new_session=True)
+    try:
+        found = backend.inspect(exp, replace(exp.last, reaper="pbtrun-reaper-that-is-gone"))
+        assert isinstance(found, Handle), found
+        started = time.monotonic()
+        ((exp_id, outcome),) = _pump(backend, selector, bool)
+        assert exp_id == exp.id and time.monotonic() - started > 0.4  # watched until it really ended
+        assert outcome.returncode is None and outcome.started  # lost: its reaper could not record it
+    finally:
+        orphan.kill()
+        orphan.wait()
+        backend.close()
+
+
+def test_an_experiment_that_exits_0_after_the_stop_signal_is_interrupted_and_runs_again(project):
+    """Training scripts often save a checkpoint and exit 0 on SIGINT: that run is interrupted."""
+    script = project.root / "graceful.py"
+    script.write_text(
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGINT, lambda *_: sys.exit(0))\n"
+        "open(os.environ['PBTRUN_ATTEMPT'], 'w').close()\n"
+        "time.sleep(0 if os.environ['PBTRUN_ATTEMPT'] != '1' else 30)\n"
+    )
+    project.spec(f'name = "g"\ncommand = "{sys.executable} {script}"\n[[experiments]]\nname = "a"\n')
+    proc = project.start("up", "sweep.toml")
+    project.wait_for((project.root / "1").exists)
+    os.kill(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    (exp,) = project.status_json("g")["experiments"]
+    assert (exp["status"], exp["outcome"], exp["returncode"]) == ("interrupted", "stopped", 0)
+    assert project.run("resume", "train_dir/g").returncode == 0
+    (exp,) = project.status_json("g")["experiments"]
+    assert (exp["status"], exp["attempts"]) == ("succeeded", 2)
 
 
 # --------------------------------------------------------------------------- the state file
