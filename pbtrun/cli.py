@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -162,10 +163,35 @@ def init(path: Path, force: bool) -> None:
     """Write a commented starter spec to PATH (default ./sweep.toml)."""
     from importlib.resources import files
 
-    if path.exists() and not force:
-        raise PbtrunError(f"{path} already exists; pbtrun leaves it alone. Give another path, or --force.")
-    path.write_text(files("pbtrun").joinpath("starter.toml").read_text())
+    _write_new(path, files("pbtrun").joinpath("starter.toml").read_text(), force)
     click.echo(f"wrote {path}; edit it, then: pbtrun plan {path}  and  pbtrun up {path}")
+
+
+def _write_new(path: Path, text: str, force: bool) -> None:
+    """Write the file ``init`` or ``import`` makes, never over an existing one unless ``force``.
+
+    Opening with ``x`` checks and creates in one step; a path that cannot be written (no such
+    directory, a name too long, no permission, a full disk) is a user error, never a traceback.
+    """
+    try:
+        with open(path, "w" if force else "x", encoding="utf-8") as f:
+            f.write(text)
+    except FileExistsError:
+        raise PbtrunError(f"{path} already exists; pbtrun leaves it alone. Give another path, or --force.") from None
+    except OSError as exc:
+        raise PbtrunError(_cannot_write(path, exc)) from None
+
+
+def _cannot_write(path: Path, exc: OSError) -> str:
+    parent = path.parent
+    if isinstance(exc, FileNotFoundError) and not os.path.isdir(parent):  # isdir never raises
+        return (
+            f"{path}: cannot write it: the directory {parent} does not exist. "
+            f"Create it first (mkdir -p {shlex.quote(str(parent))}), or give another path."
+        )
+    if isinstance(exc, NotADirectoryError):
+        return f"{path}: cannot write it: {parent} is not a directory. Give another path."
+    return f"{path}: cannot write it: {exc.strerror or exc}. Give a path you can write to."
 
 
 @cli.command()
@@ -189,9 +215,7 @@ def import_(target: str, output: Path | None, experiment_suffix: str | None, for
     if output is None:
         click.echo(text, nl=False)
         return
-    if output.exists() and not force:
-        raise PbtrunError(f"{output} already exists; pbtrun leaves it alone. Give another path, or --force.")
-    output.write_text(text)
+    _write_new(output, text, force)
     click.echo(f"wrote {output}; check it with: pbtrun plan {output}", err=True)
 
 

@@ -663,3 +663,15 @@ def test_cli_import(tmp_path: Path, expected: dict[str, Any]) -> None:
     )
     assert bad.returncode == 2
     assert "missing.py: no such file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_import_to_a_missing_directory_says_so(tmp_path: Path) -> None:
+    module = write_module(tmp_path, "param_list", MODULES["param_list"])
+    args = [sys.executable, "-m", "pbtrun", "import", str(module), "-o", "nodir/sweep.toml"]
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "pbtrun: error: nodir/sweep.toml: cannot write it: the directory nodir does not exist. "
+        "Create it first (mkdir -p nodir), or give another path.\n"
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.name != "__pycache__"] == ["param_list.py"]

@@ -164,6 +164,25 @@ def test_init_writes_a_starter_that_plans_and_never_overwrites(project):
     assert "[[experiments]]" in starter.read_text()
 
 
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ("sub/dir/sweep.toml", "the directory sub/dir does not exist. Create it first (mkdir -p sub/dir)"),
+        ("a_file/sweep.toml", "a_file is not a directory"),
+        ("x" * 300 + ".toml", "File name too long"),
+    ],
+    ids=["missing-dir", "parent-is-a-file", "name-too-long"],
+)
+def test_init_where_it_cannot_write_says_why(project, target, said):
+    (project.root / "a_file").write_text("")
+    result = project.run("init", target)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"pbtrun: error: {target}: cannot write it: "), result.stderr
+    assert said in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1  # one paragraph
+    assert sorted(p.name for p in project.root.iterdir()) == ["a_file"]
+
+
 @pytest.fixture(scope="module")
 def schema() -> dict:
     from importlib.resources import files
