@@ -434,7 +434,7 @@ def _train_dir_status(train_dir: Path, as_json: bool) -> None:
     "-n", "--lines", type=click.IntRange(min=1), default=20, show_default=True, help="Lines per log (--failed)."
 )
 def logs(path: Path, experiment: str | None, follow: bool, attempt: int | None, failed: bool, lines: int) -> None:
-    """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index)."""
+    """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index: the # of status)."""
     from pbtrun import logs as logs_mod
 
     paths = store.resolve_sweep(path)

@@ -18,22 +18,35 @@ FOLLOW_POLL_S = 0.2  # `logs -f` is a person watching a file; a short poll is th
 
 
 def find(sweep: Sweep, key: str) -> Experiment:
-    """An experiment by exact name, by unique name prefix, or by index (its row in ``status``)."""
+    """An experiment by exact name, by index (the ``#`` column of ``status``), or by unique prefix.
+
+    Names always begin with ``NN_``, so a key made only of digits is never a whole name: it is
+    an index, the position in the sweep's experiment order (``status`` rows, ``status --json``).
+    Reading it as a prefix first would make ``0`` always ambiguous and let ``10`` pick ``10_b``.
+    """
     experiments = list(sweep.experiments.values())
     exact = [e for e in experiments if e.name == key]
     if exact:
         return exact[0]
+    if key.isascii() and key.isdigit():
+        if int(key) < len(experiments):
+            return experiments[int(key)]
+        raise PbtrunError(
+            f"no experiment #{int(key)} in sweep {sweep.name!r}: its indexes go from 0 to {len(experiments) - 1} "
+            "(the # column of `pbtrun status`). Give an index in that range, or a name."
+        )
     matches = [e for e in experiments if e.name.startswith(key)]
     if len(matches) == 1:
         return matches[0]
-    if not matches and key.isdigit() and int(key) < len(experiments):
-        return experiments[int(key)]
     if matches:
         listing = ", ".join(e.name for e in matches[:10]) + (", ..." if len(matches) > 10 else "")
-        raise PbtrunError(f"{key!r} matches {len(matches)} experiments ({listing}); give more of the name.")
+        raise PbtrunError(
+            f"{key!r} matches {len(matches)} experiments ({listing}); give more of the name, or its index "
+            "(the # column of `pbtrun status`)."
+        )
     raise PbtrunError(
         f"no experiment {key!r} in sweep {sweep.name!r}: give a name, a unique prefix of one, or an index "
-        f"from 0 to {len(experiments) - 1} (see `pbtrun status`)."
+        f"from 0 to {len(experiments) - 1} (the # column of `pbtrun status`)."
     )
 
 

@@ -133,16 +133,48 @@ def test_logs_by_name_prefix_and_index(finished):
     assert by_name.returncode == 0 and "01_ok_i_2 step 2" in by_name.stdout
     assert finished.run("logs", "train_dir/lg", "01_ok").stdout == by_name.stdout
     assert finished.run("logs", "train_dir/lg", "1").stdout == by_name.stdout  # second row of status
+    assert "# pbtrun: 00_ok_i_1," in finished.run("logs", "train_dir/lg", "0").stdout  # digits: an index, not a prefix
     assert "# pbtrun: 01_ok_i_2, attempt 1" in by_name.stdout
 
 
 def test_logs_explain_ambiguous_and_unknown_names(finished):
-    ambiguous = finished.run("logs", "train_dir/lg", "0")
-    assert ambiguous.returncode == 2 and "matches 3 experiments" in ambiguous.stderr
+    ambiguous = finished.run("logs", "train_dir/lg", "00_")
+    assert ambiguous.returncode == 2 and "matches 2 experiments (00_ok_i_1, 00_bad_exi_3)" in ambiguous.stderr
+    past_the_end = finished.run("logs", "train_dir/lg", "3")
+    assert past_the_end.returncode == 2 and "no experiment #3" in past_the_end.stderr
+    assert "from 0 to 2 (the # column of `pbtrun status`)" in past_the_end.stderr
     unknown = finished.run("logs", "train_dir/lg", "nope")
     assert unknown.returncode == 2 and "no experiment 'nope'" in unknown.stderr and "Traceback" not in unknown.stderr
     attempt = finished.run("logs", "train_dir/lg", "00_bad", "--attempt", "2")
     assert attempt.returncode == 2 and "no attempt 2" in attempt.stderr
+
+
+def test_logs_by_index_is_the_status_row_even_where_a_name_starts_with_those_digits(project):
+    project.spec(
+        """
+        name = "ix"
+        command = "echo"
+        experiment_dir_arg_name = ""
+        [[experiments]]
+        name = "a"
+        grid = { i = [0, 1, 2] }
+        [[experiments]]
+        name = "b"
+        grid = { j = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10] }
+        """
+    )
+    assert project.run("up", "sweep.toml").returncode == 0
+    table = project.run("status", "train_dir/ix")
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:2] == ["#", "EXPERIMENT"]
+    index = {cells[1]: cells[0] for cells in (row.split() for row in rows[:14])}
+    assert index["07_b_j_7"] == "10" and index["10_b_j_10"] == "13"
+    names = [e["name"] for e in project.status_json("ix")["experiments"]]
+    assert [index[name] for name in names] == [str(n) for n in range(14)]  # the order of status --json too
+    tenth = project.run("logs", "train_dir/ix", "10")
+    assert tenth.returncode == 0 and "--experiment=07_b_j_7" in tenth.stdout  # not 10_b_j_10
+    assert "--experiment=10_b_j_10" in project.run("logs", "train_dir/ix", "13").stdout
+    assert "--experiment=10_b_j_10" in project.run("logs", "train_dir/ix", "10_").stdout  # a prefix still works
 
 
 def test_logs_attempt_and_failed_tails(finished):
@@ -192,11 +224,11 @@ def test_ls_lists_sweeps_from_their_summaries(finished):
 
 def test_status_filters(finished):
     failed = finished.run("status", "train_dir/lg", "--failed")
-    rows = [line for line in failed.stdout.splitlines() if line.startswith(("00_", "01_"))]
-    assert [r.split()[0] for r in rows] == ["00_bad_exi_3"]
+    rows = [line.split() for line in failed.stdout.splitlines() if "_bad_" in line or "_ok_" in line]
+    assert [r[:2] for r in rows] == [["2", "00_bad_exi_3"]]  # its index in the whole sweep
     assert "failed (3)" in failed.stdout
     grep = finished.run("status", "train_dir/lg", "--grep", "OK_I_2")
-    assert [r.split()[0] for r in grep.stdout.splitlines() if r.startswith("0")] == ["01_ok_i_2"]
+    assert [r.split()[1] for r in grep.stdout.splitlines() if "_ok_" in r] == ["01_ok_i_2"]
     assert "--retry-failed" in finished.run("status", "train_dir/lg").stdout  # the footer's next command
 
 
