@@ -447,10 +447,10 @@ def logs(path: Path, experiment: str | None, follow: bool, attempt: int | None, 
     if experiment is None:
         raise PbtrunError("name an experiment (a name, a unique prefix or an index), or give --failed.")
     exp = logs_mod.find(sweep, experiment)
-    log = logs_mod.log_path(paths, exp, attempt)
-    logs_mod.copy(
-        log, sys.stdout.buffer, follow=follow, until=paths.exit_file(exp, logs_mod.attempt_number(exp, attempt))
-    )
+    number = logs_mod.attempt_number(exp, attempt)
+    follow = follow and not logs_mod.attempt_ended(sweep, exp.id, number)  # an ended attempt writes no more
+    ended = logs_mod.EndWatch(paths, exp, number)
+    logs_mod.copy(paths.log(exp, number), sys.stdout.buffer, follow=follow, ended=ended)
 
 
 def main() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -205,6 +207,38 @@ def test_logs_follow_prints_until_the_experiment_ends(project):
     assert "00_slow_ste_8_s.s_0.15 step 7" in follow.stdout  # the last line, written after -f began
     assert time.monotonic() - started < TIMEOUT
     runner.communicate(timeout=TIMEOUT)
+
+
+def _reboot(project, proc) -> None:
+    """What a reboot leaves: the scheduler, its reaper and the experiment gone, with no exit record."""
+    os.kill(proc.pid, signal.SIGKILL)
+    claim = next((project.root / "train_dir/rb/logs").glob("*.start"))
+    os.kill(json.loads(claim.read_text())["waiter_pid"], signal.SIGKILL)
+    pid = project.records()[0]["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    project.wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=10)
+
+
+def test_logs_follow_ends_when_the_state_ends_an_attempt_that_has_no_exit_record(project, recorder):
+    project.spec(f'name = "rb"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\nlist = [{{ sleep = 30 }}]\n')
+    runner = project.start("up", "sweep.toml")
+    project.wait_for(project.records, timeout=TIMEOUT)
+    _reboot(project, runner)
+    assert not list((project.root / "train_dir/rb/logs").glob("*.exit"))
+    follow = project.start("logs", "train_dir/rb", "00_a", "-f")
+    ready, _, _ = select.select([follow.stdout], [], [], TIMEOUT)
+    assert ready and follow.stdout.readline().startswith("# pbtrun: 00_a_sle_30, attempt 1")  # it follows
+    assert follow.poll() is None  # the state still says "running"
+    resumed = project.start("resume", "train_dir/rb")  # records attempt 1 as lost, runs attempt 2
+    project.wait_for(lambda: project.status_json("rb")["experiments"][0]["attempts"] == 2, timeout=TIMEOUT)
+    out, err = follow.communicate(timeout=TIMEOUT)  # ends by itself: no exit record will ever come
+    assert follow.returncode == 0, err
+    assert "attempt 2" not in out
+    # An attempt that has already ended is printed, not followed.
+    again = project.run("logs", "train_dir/rb", "00_a", "-f", "--attempt", "1", timeout=TIMEOUT)
+    assert again.returncode == 0 and again.stdout.startswith("# pbtrun: 00_a_sle_30, attempt 1")
+    os.kill(resumed.pid, signal.SIGINT)
+    resumed.communicate(timeout=TIMEOUT)
 
 
 # --------------------------------------------------------------------------- ls and filters
