@@ -98,9 +98,9 @@ class Project:
             proc.communicate(timeout=10)
         # Experiments live in sessions of their own: kill any the test left behind, by the
         # process groups and waiters their launch claims name.
-        for pid_file in self.root.rglob("*.pid"):
-            with contextlib.suppress(OSError, ValueError, ProcessLookupError, PermissionError):
-                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        for pid_file in self.root.rglob("*.pid"):  # "<pid> <start time>": the pid is its group's id
+            with contextlib.suppress(OSError, ValueError, IndexError, ProcessLookupError, PermissionError):
+                os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
         for claim in self.root.rglob("*.start"):
             try:
                 data = json.loads(claim.read_text())
