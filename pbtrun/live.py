@@ -183,27 +183,50 @@ class Tracker:
         total, n = self._took_s if self._took_s[1] else self._any_took_s
         return total / n if n else None
 
+    def typical_s(self, running: Sequence[Running], now: float) -> float | None:
+        """How long an experiment is expected to take: the succeeded ones' mean duration.
+
+        While none has succeeded, the mean of those that ended (failures), but never less than
+        the longest a running one has lasted so far: a quick early crash says little about how
+        long a run that works takes, and every running experiment already outlasts it.
+        """
+        mean = self.mean_s()
+        if mean is None or self._took_s[1]:
+            return mean
+        return max([mean, *(now - r.started_at for r in running)])
+
     def snapshot(self, now: float) -> Snapshot:
         with self._lock:
             counts = dict(self.counts)
             running = sorted(self.running.values(), key=lambda r: r.started_at)
             failures = list(self.failures)
-            mean = self.mean_s()
+            typical = self.typical_s(running, now)
         total = sum(counts.values())
         done = counts[SUCCEEDED] + counts[FAILED]
         return Snapshot(
-            self.name, counts, total, done, running, failures, _eta(mean, total - done, running, self.slots, now)
+            self.name, counts, total, done, running, failures, _eta(typical, total - done, running, self.slots, now)
         )
 
 
-def _eta(mean_s: float | None, left: int, running: Sequence[Running], slots: int, now: float) -> float | None:
-    """Work left, in experiment-seconds, spread over the slots: waiting ones take the mean
-    duration, running ones what the mean leaves them (at least nothing)."""
-    if mean_s is None or left <= 0:
+def _eta(typical_s: float | None, left: int, running: Sequence[Running], slots: int, now: float) -> float | None:
+    """Seconds until the sweep is done, or None where no honest figure exists.
+
+    The work left (waiting experiments take ``typical_s`` each, running ones what it leaves
+    them) spread over the slots, but never less than what is plainly still to come: the
+    longest remainder of a running experiment, and, while some wait, the time until a slot
+    frees plus one whole experiment. Where only experiments that outlast the estimate are
+    left, when they end is anyone's guess: no ETA rather than ``ETA 0.0s``.
+    """
+    if typical_s is None or left <= 0:
         return None
     waiting = max(0, left - len(running))
-    work = waiting * mean_s + sum(max(0.0, mean_s - (now - r.started_at)) for r in running)
-    return work / slots
+    remaining = [max(0.0, typical_s - (now - r.started_at)) for r in running]
+    floor = max(remaining, default=0.0)
+    if waiting:
+        slot_free_in = min(remaining) if len(running) >= slots else 0.0
+        floor = max(floor, slot_free_in + typical_s)
+    eta = max((waiting * typical_s + sum(remaining)) / slots, floor)
+    return eta if eta > 0 else None
 
 
 def _failure(exp: Experiment, last: Attempt, paths: SweepPaths) -> Failure | None:

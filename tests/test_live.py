@@ -124,7 +124,8 @@ def test_live_view_shows_progress_running_rows_and_failures(run: Run) -> None:
     view.refresh()
     text = frame_text(view)
     lines = text.splitlines()
-    assert lines[0].startswith("ant ━") and lines[0].endswith("2/8 done, 4 running, 1 failed, ETA 25.0s")
+    # 30 s per experiment: two still wait, and every slot is busy until one overdue run ends.
+    assert lines[0].startswith("ant ━") and lines[0].endswith("2/8 done, 4 running, 1 failed, ETA 30.0s")
     assert lines[1].split() == ["RUNNING", "GPU", "ELAPSED", "LAST", "LOG", "LINE"]
     rows = {line.split()[0]: line.split() for line in lines[2:6]}
     assert rows["03_ant"][1:] == ["1", "40.0s", "epoch", "2", "reward=12.5"]  # the last line of its log
@@ -135,6 +136,52 @@ def test_live_view_shows_progress_running_rows_and_failures(run: Run) -> None:
     assert "01_ant" not in text  # ended, and not a failure
     assert all(len(line) <= 80 for line in lines)
     assert "2/8 done" in console.export_text()  # the real Live drew it too
+
+
+def eta_words(view: LiveView) -> str:
+    header = frame_text(view).splitlines()[0]
+    return header[header.index("done") :]
+
+
+def test_eta_after_a_quick_early_failure_is_not_the_failure_s_duration(tmp_path: Path) -> None:
+    run = Run(tmp_path, [f"{i:02d}_ant" for i in range(6)])  # 4 slots
+    view, _, _ = live(run)
+    try:
+        for i in range(4):
+            run.start(f"{i:02d}_ant", i % 2)
+        run.clock.now += 0.1
+        run.end("00_ant", 1)  # a crash at once: no run has succeeded yet
+        run.start("04_ant", 0)
+        run.clock.now += 2
+        # Not 0.1 s per experiment: the running ones have lasted 2 s already, and one still waits.
+        assert eta_words(view) == "done, 4 running, 1 failed, ETA 2.1s"
+        run.clock.now += 10
+        assert eta_words(view) == "done, 4 running, 1 failed, ETA 12.1s"  # a lower bound that grows
+        run.end("01_ant", 0)  # 12.1 s: from now on the estimate is the succeeded runs' mean
+        run.start("05_ant", 1)
+        assert eta_words(view) == "done, 4 running, 1 failed, ETA 12.1s"  # 05_ant runs a whole one
+    finally:
+        view.close()
+
+
+def test_eta_ignores_failures_once_runs_succeed_and_never_shows_zero(tmp_path: Path) -> None:
+    run = Run(tmp_path, ["a", "b", "c", "d"], Settings(max_parallel=2))
+    view, _, _ = live(run)
+    try:
+        run.start("a")
+        run.start("b")
+        run.clock.now += 10
+        run.end("a", 0)
+        run.start("c")
+        run.clock.now += 90
+        run.end("b", 1)
+        run.start("d")
+        # 10 s per run that works (not 55 s with the 100 s failure): d needs 10 s more.
+        assert eta_words(view) == "done, 2 running, 1 failed, ETA 10.0s"
+        run.clock.now += 20
+        assert eta_words(view) == "done, 2 running, 1 failed"  # both outlast the estimate: no figure is honest
+    finally:
+        view.close()
 
 
 def test_live_view_truncates_to_the_terminal_width(run: Run) -> None:
