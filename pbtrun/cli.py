@@ -98,14 +98,20 @@ def _flags(kw: dict[str, Any]) -> SchedulerSettings:
 @click.option("--train-dir", "--train_dir", "train_dir", help="Train dir (overrides the spec's train_dir).")
 @click.option("--force", is_flag=True, help="Re-queue experiments whose command changed in the spec.")
 @click.option("--dry-run", is_flag=True, help="Print every experiment's command, env and GPU; run nothing.")
-def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, **kw: Any) -> None:
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON (as `plan --json`).")
+def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_json: bool, **kw: Any) -> None:
     """Compile SPEC_FILE and run the sweep; continue it if it already exists."""
+    if as_json and not dry_run:
+        raise click.UsageError(
+            "--json goes with --dry-run: `pbtrun up SPEC --dry-run --json` prints the plan as JSON. "
+            "A running sweep's progress as JSON is `pbtrun status SWEEP --json`."
+        )
     spec = load(spec_file)
     settings = resolve(spec.scheduler, _flags(kw), spec_file)
     train_dir = train_dir if train_dir is not None else spec.train_dir
     compiled = expand(spec, train_dir)
     if dry_run:
-        _print_plan(spec.name, Path(train_dir) / spec.name, compiled, settings, as_json=False)
+        _print_plan(spec.name, Path(train_dir) / spec.name, compiled, settings, as_json)
         return
     cwd = os.getcwd()
     paths = store.SweepPaths(Path(cwd) / train_dir / spec.name)

@@ -150,6 +150,20 @@ def test_plan_json_is_complete_for_scripts(project):
     assert doc["experiments"][1]["first_slot"] is None
 
 
+def test_up_dry_run_json_is_the_plan_json(project):
+    project.spec('name = "p"\ncommand = "run"\n[[experiments]]\nname = "a"\ngrid = { lr = [1, 2] }\n')
+    before = sorted(project.root.rglob("*"))
+    dry = project.run("up", "sweep.toml", "--dry-run", "--json", "--max-parallel", "1")
+    assert dry.returncode == 0, dry.stderr
+    planned = project.run("plan", "sweep.toml", "--json", "--max-parallel", "1")
+    assert json.loads(dry.stdout) == json.loads(planned.stdout)
+    assert [e["name"] for e in json.loads(dry.stdout)["experiments"]] == ["00_a_lr_1", "01_a_lr_2"]
+    alone = project.run("up", "sweep.toml", "--json")  # it would run the sweep: refused before anything
+    assert alone.returncode == 2 and "Traceback" not in alone.stderr
+    assert "--json goes with --dry-run: `pbtrun up SPEC --dry-run --json`" in alone.stderr
+    assert sorted(project.root.rglob("*")) == before
+
+
 def test_init_writes_a_starter_that_plans_and_never_overwrites(project):
     result = project.run("init")
     assert result.returncode == 0, result.stderr
