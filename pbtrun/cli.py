@@ -340,7 +340,8 @@ def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filt
     if store.is_sweep(path) or path.name == "pbtrun.json":
         _sweep_status(store.resolve_sweep(path), as_json, watch, None if show_all else STATUS_ROWS, filters)
     elif path.is_dir():
-        _train_dir_status(path, as_json)
+        _refuse_filters(path, filters)
+        _train_dir_status(path, as_json, watch)
     else:
         raise PbtrunError(f"{path}: no such sweep or train dir. Run `pbtrun up SPEC.toml` to start a sweep.")
 
@@ -401,7 +402,46 @@ def _watch(console: Any, frame: Callable[[int], Any]) -> None:
             time.sleep(3600)
 
 
-def _train_dir_status(train_dir: Path, as_json: bool) -> None:
+def _refuse_filters(train_dir: Path, filters: dict[str, Any]) -> None:
+    """The filters select experiments, which a train dir's listing does not show: say where they work."""
+    given = [f"--{name}" for name in ("failed", "running", "pending") if filters[name]]
+    given += [f"--grep {shlex.quote(filters['grep'])}"] if filters["grep"] is not None else []
+    if given:
+        flags = " ".join(given)
+        names = [p.name for p in store.find_sweeps(train_dir)]
+        here = f" (sweeps here: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" if names else ""
+        raise PbtrunError(
+            f"{flags} applies to one sweep: pbtrun status {shlex.quote(str(train_dir / 'NAME'))} {flags}{here}."
+        )
+
+
+def _train_dir_status(train_dir: Path, as_json: bool, watch: bool = False) -> None:
+    if as_json:
+        docs = [
+            {"name": s["name"], "dir": str(d.resolve()), "counts": s["counts"], "running": h is not None}
+            for d, s, h, _ in _sweep_rows(train_dir)
+            if s is not None
+        ]
+        click.echo(json.dumps({"train_dir": str(train_dir.resolve()), "sweeps": docs}, indent=2))
+    elif watch:
+        _watch(_console(), lambda _rows: _train_dir_view(train_dir))
+    else:
+        _console().print(_train_dir_view(train_dir))
+
+
+def _train_dir_view(train_dir: Path) -> Any:
+    from rich.text import Text
+
+    from pbtrun.tables import sweeps_table
+
+    rows = _sweep_rows(train_dir)
+    if not rows:
+        return Text(f"no sweeps under {train_dir}. Start one with: pbtrun up SPEC.toml")
+    return sweeps_table(rows, symbols=sys.stdout.isatty())
+
+
+def _sweep_rows(train_dir: Path) -> list[tuple]:
+    """Per sweep under ``train_dir``: its dir, its summary (or None), its scheduler, an error."""
     rows: list[tuple] = []
     for sweep_dir in store.find_sweeps(train_dir):
         paths = store.SweepPaths(sweep_dir)
@@ -415,19 +455,7 @@ def _train_dir_status(train_dir: Path, as_json: bool) -> None:
                 continue
             summary = {"name": sweep.name, "counts": sweep.counts()}
         rows.append((sweep_dir, summary, holder, ""))
-    if as_json:
-        docs = [
-            {"name": s["name"], "dir": str(d.resolve()), "counts": s["counts"], "running": h is not None}
-            for d, s, h, _ in rows
-            if s is not None
-        ]
-        click.echo(json.dumps({"train_dir": str(train_dir.resolve()), "sweeps": docs}, indent=2))
-    elif rows:
-        from pbtrun.tables import sweeps_table
-
-        _console().print(sweeps_table(rows, symbols=sys.stdout.isatty()))
-    else:
-        click.echo(f"no sweeps under {train_dir}. Start one with: pbtrun up SPEC.toml")
+    return rows
 
 
 @cli.command()

@@ -305,3 +305,33 @@ def test_status_watch_refreshes_in_place_and_quits_on_ctrl_c(project, tmux):
     ended = _wait_screen(tmux, lambda s: "watch-ended-" in s, 5)
     assert "watch-ended-0" in ended and "Traceback" not in ended
     runner.communicate(timeout=TIMEOUT)
+
+
+def test_status_watch_on_a_train_dir_refreshes_the_listing_in_place(project, tmux):
+    _sweep(project, "tw", '[[experiments]]\nname = "a"\ngrid = { steps = [10], step_s = [0.1], i = [1, 2, 3] }\n')
+    runner = project.start("up", "sweep.toml", "--max-parallel", "1")
+    project.wait_for((project.root / "train_dir/tw/pbtrun.json").exists, timeout=TIMEOUT)
+    tmux.start(f"{sys.executable} -m pbtrun status train_dir --watch; echo watch-ended-$?")
+    first = _wait_screen(tmux, lambda s: "SWEEP" in s and "running (pid" in s)
+    final = _wait_screen(tmux, lambda s: "3/3" in s and "not running" in s)
+    assert final != first and final.count("SWEEP") == 1  # redrawn in place, not appended
+    tmux("send-keys", "-t", "t", "C-c", "")
+    ended = _wait_screen(tmux, lambda s: "watch-ended-" in s, 5)
+    assert "watch-ended-0" in ended and "Traceback" not in ended
+    runner.communicate(timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (("--failed",), "--failed applies to one sweep: pbtrun status train_dir/NAME --failed (sweeps here: lg)."),
+        (("--running", "--pending"), "--running --pending applies to one sweep"),
+        (("--grep", "ok i"), "--grep 'ok i' applies to one sweep: pbtrun status train_dir/NAME --grep 'ok i'"),
+    ],
+)
+def test_status_filters_on_a_train_dir_say_where_they_apply(finished, flags, said):
+    for args in (("status", *flags), ("status", "train_dir", *flags)):
+        result = finished.run(*args)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith("pbtrun: error: ") and said in result.stderr
+        assert "Traceback" not in result.stderr
