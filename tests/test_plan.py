@@ -238,6 +238,7 @@ def test_every_shipped_spec_validates_against_the_schema(schema, path):
         'name = "a"\n[[experiments]]\nname = "x"\ngrid = { lr = 1 }\n',
         'name = "a"\n[[experiments]]\nname = "x"\ngrid = { lr = [1] }\nlist = [{ lr = 1 }]\n',
         'name = "a"\nexperiments = []\n',
+        'name = "a"\n[[experiments]]\nname = "x"\nseed_base = 100\n',  # seed_base needs seeds
     ],
 )
 def test_schema_rejects_what_pbtrun_rejects(schema, text):
@@ -245,3 +246,9 @@ def test_schema_rejects_what_pbtrun_rejects(schema, text):
         jsonschema.validate(tomllib.loads(text), schema)
     with pytest.raises(SpecError):
         expand(parse(text, Path("x.toml")))
+
+
+def test_schema_accepts_seed_base_with_seeds(schema):
+    text = 'name = "a"\ncommand = "t"\n[[experiments]]\nname = "x"\nseeds = 2\nseed_base = 100\n'
+    jsonschema.validate(tomllib.loads(text), schema)
+    assert [e.params["seed"] for e in expand(parse(text, Path("x.toml")))] == [100, 101]
