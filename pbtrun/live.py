@@ -42,26 +42,53 @@ _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\
 
 
 def tail_lines(path: Path, count: int) -> list[str]:
-    """The last ``count`` non-blank lines of a file, reading only its end.
+    """The last ``count`` non-blank lines an experiment wrote to its log, reading only its end.
 
     A days-long run's log can be gigabytes; only its end matters here, so at most
-    ``TAIL_BYTES_PER_LINE * count`` bytes are read. A carriage return (a progress bar redrawing
-    its line) ends a line too, and terminal escape codes are removed so a training script's
-    colours cannot garble the view. A missing or unreadable file has no lines.
+    ``TAIL_BYTES_PER_LINE * count`` bytes are read. pbtrun's own header at the top of the log
+    (``# pbtrun:``, ``# cwd:``, ``# gpus:``, ``# argv:``) is left out: for a run that printed
+    little, it would fill the tail and hide the one line that says what went wrong. A carriage
+    return (a progress bar redrawing its line) ends a line too, and terminal escape codes are
+    removed so a training script's colours cannot garble the view. A missing or unreadable file
+    has no lines.
     """
     limit = TAIL_BYTES_PER_LINE * max(count, 1)
     try:
         with open(path, "rb") as f:
+            skip = _header_end(f)
             size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - limit))
+            at = max(skip, size - limit)
+            whole = at == skip  # the read begins at the start of a line
+            if not whole:
+                f.seek(at - 1)
+                whole = f.read(1) in (b"\n", b"\r")
+            f.seek(at)
             data = f.read(limit)
     except OSError:
         return []
     pieces = re.split(r"[\r\n]", data.decode(errors="replace"))
-    if size > limit:
-        pieces = pieces[1:]  # the first piece is most likely the end of a longer line
+    if not whole:
+        pieces = pieces[1:]  # the end of a longer line
     lines = [clean for piece in pieces if (clean := _CONTROL.sub("", piece.replace("\t", " ")).strip())]
     return lines[-count:] if count else []
+
+
+# What backends/local.py writes at the top of every attempt's log, one line each, in this order.
+_HEADER_PREFIXES = (b"# pbtrun: ", b"# cwd: ", b"# gpus: ", b"# argv: ")
+_HEADER_LINE_MAX = 1 << 20
+
+
+def _header_end(f: IO[bytes]) -> int:
+    """Where pbtrun's header ends in a log: after its first four lines if they are the header's,
+    each with its prefix in order, else 0. The program's own lines starting with ``#`` stay."""
+    f.seek(0)
+    end = 0
+    for prefix in _HEADER_PREFIXES:
+        line = f.readline(_HEADER_LINE_MAX)
+        if not (line.startswith(prefix) and line.endswith(b"\n")):
+            return 0
+        end += len(line)
+    return end
 
 
 def slots(settings: Settings) -> int:

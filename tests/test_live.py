@@ -419,6 +419,44 @@ def test_tail_of_missing_and_empty_logs(tmp_path: Path) -> None:
     assert tail_lines(tmp_path / "short.log", 5) == ["one", "two"]
 
 
+HEADER = (
+    "# pbtrun: 00_ant, attempt 1, started 2026-01-01 00:00:00 on gpu7\n"
+    "# cwd: /work\n# gpus: 0\n# argv: python train.py --lr=0.1\n"
+)
+
+
+def test_tail_leaves_out_pbtrun_s_header_but_not_the_program_s_own_hash_lines(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(HEADER)
+    assert tail_lines(log, 5) == []  # nothing printed yet
+    log.write_text(HEADER + "# argv: the program's own line\nTraceback\nValueError: lr\n")
+    assert tail_lines(log, 5) == ["# argv: the program's own line", "Traceback", "ValueError: lr"]
+    log.write_text("# pbtrun: notes\n# cwd: x\nboom\n")  # not the whole header: every line is the program's
+    assert tail_lines(log, 5) == ["# pbtrun: notes", "# cwd: x", "boom"]
+    log.write_text(HEADER.replace("# gpus: 0\n", "") + "boom\n")
+    assert tail_lines(log, 2) == ["# argv: python train.py --lr=0.1", "boom"]
+
+
+def test_tail_of_a_long_log_with_a_header(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(HEADER + "".join(f"step {i}\n" for i in range(5000)))
+    assert tail_lines(log, 3) == ["step 4997", "step 4998", "step 4999"]
+    log.write_text(HEADER + "x" * 100 + "\nlast\n")  # the read starts on a line boundary: that line is whole
+    assert tail_lines(log, 2) == ["x" * 100, "last"]
+
+
+def test_summary_and_running_rows_show_the_program_s_lines_not_the_header(run: Run) -> None:
+    view, _, _ = live(run)
+    run.start("01_ant", 0, log=HEADER)
+    assert frame_text(view).splitlines()[2].split() == ["01_ant", "0", "0.0s"]  # no "# argv: ..." as its last line
+    run.clock.now += 1
+    run.end("01_ant", 2, log=HEADER + "cannot open data.csv\n")
+    lines = [line.text for line in summary_lines(run.paths, run.sweep, 1)]
+    failed = lines.index("✘ 01_ant failed (2) after 1.0s")
+    assert lines[failed + 1 : failed + 3] == [f"  log: {run.log_path('01_ant')}", "  | cannot open data.csv"]
+    assert not any(line.startswith("  | # ") for line in lines)
+
+
 class CountingStream(io.StringIO):
     def __init__(self) -> None:
         super().__init__()

@@ -191,6 +191,25 @@ def test_logs_attempt_and_failed_tails(finished):
     assert "00_ok" not in tails.stdout
 
 
+def test_failed_tails_show_what_the_program_printed_not_pbtrun_s_header(project):
+    (project.root / "terse.py").write_text("import sys\nprint('# config: lr=0.1')\nsys.exit('cannot open data.csv')\n")
+    project.spec(
+        f"""
+        name = "terse"
+        command = "{sys.executable} terse.py"
+        [[experiments]]
+        name = "a"
+        """
+    )
+    up = project.run("up", "sweep.toml", "--plain")
+    assert up.returncode == 1
+    summary = [line.split("| ", 1)[1] for line in up.stdout.splitlines() if "  | " in line]
+    assert summary == ["# config: lr=0.1", "cannot open data.csv"]  # a "#" line of its own stays
+    tails = project.run("logs", "train_dir/terse", "--failed")
+    assert tails.stdout.splitlines()[1:] == ["    # config: lr=0.1", "    cannot open data.csv"]
+    assert project.run("logs", "train_dir/terse", "0").stdout.startswith("# pbtrun: 00_a, attempt 1")  # the whole log
+
+
 def test_logs_follow_prints_until_the_experiment_ends(project):
     _sweep(project, "fw", '[[experiments]]\nname = "slow"\ngrid = { steps = [8], step_s = [0.15] }\n')
     runner = project.start("up", "sweep.toml")
