@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -97,14 +98,20 @@ def _flags(kw: dict[str, Any]) -> SchedulerSettings:
 @click.option("--train-dir", "--train_dir", "train_dir", help="Train dir (overrides the spec's train_dir).")
 @click.option("--force", is_flag=True, help="Re-queue experiments whose command changed in the spec.")
 @click.option("--dry-run", is_flag=True, help="Print every experiment's command, env and GPU; run nothing.")
-def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, **kw: Any) -> None:
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON (as `plan --json`).")
+def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_json: bool, **kw: Any) -> None:
     """Compile SPEC_FILE and run the sweep; continue it if it already exists."""
+    if as_json and not dry_run:
+        raise click.UsageError(
+            "--json goes with --dry-run: `pbtrun up SPEC --dry-run --json` prints the plan as JSON. "
+            "A running sweep's progress as JSON is `pbtrun status SWEEP --json`."
+        )
     spec = load(spec_file)
     settings = resolve(spec.scheduler, _flags(kw), spec_file)
     train_dir = train_dir if train_dir is not None else spec.train_dir
     compiled = expand(spec, train_dir)
     if dry_run:
-        _print_plan(spec.name, Path(train_dir) / spec.name, compiled, settings, as_json=False)
+        _print_plan(spec.name, Path(train_dir) / spec.name, compiled, settings, as_json)
         return
     cwd = os.getcwd()
     paths = store.SweepPaths(Path(cwd) / train_dir / spec.name)
@@ -162,10 +169,35 @@ def init(path: Path, force: bool) -> None:
     """Write a commented starter spec to PATH (default ./sweep.toml)."""
     from importlib.resources import files
 
-    if path.exists() and not force:
-        raise PbtrunError(f"{path} already exists; pbtrun leaves it alone. Give another path, or --force.")
-    path.write_text(files("pbtrun").joinpath("starter.toml").read_text())
+    _write_new(path, files("pbtrun").joinpath("starter.toml").read_text(), force)
     click.echo(f"wrote {path}; edit it, then: pbtrun plan {path}  and  pbtrun up {path}")
+
+
+def _write_new(path: Path, text: str, force: bool) -> None:
+    """Write the file ``init`` or ``import`` makes, never over an existing one unless ``force``.
+
+    Opening with ``x`` checks and creates in one step; a path that cannot be written (no such
+    directory, a name too long, no permission, a full disk) is a user error, never a traceback.
+    """
+    try:
+        with open(path, "w" if force else "x", encoding="utf-8") as f:
+            f.write(text)
+    except FileExistsError:
+        raise PbtrunError(f"{path} already exists; pbtrun leaves it alone. Give another path, or --force.") from None
+    except OSError as exc:
+        raise PbtrunError(_cannot_write(path, exc)) from None
+
+
+def _cannot_write(path: Path, exc: OSError) -> str:
+    parent = path.parent
+    if isinstance(exc, FileNotFoundError) and not os.path.isdir(parent):  # isdir never raises
+        return (
+            f"{path}: cannot write it: the directory {parent} does not exist. "
+            f"Create it first (mkdir -p {shlex.quote(str(parent))}), or give another path."
+        )
+    if isinstance(exc, NotADirectoryError):
+        return f"{path}: cannot write it: {parent} is not a directory. Give another path."
+    return f"{path}: cannot write it: {exc.strerror or exc}. Give a path you can write to."
 
 
 @cli.command()
@@ -189,9 +221,7 @@ def import_(target: str, output: Path | None, experiment_suffix: str | None, for
     if output is None:
         click.echo(text, nl=False)
         return
-    if output.exists() and not force:
-        raise PbtrunError(f"{output} already exists; pbtrun leaves it alone. Give another path, or --force.")
-    output.write_text(text)
+    _write_new(output, text, force)
     click.echo(f"wrote {output}; check it with: pbtrun plan {output}", err=True)
 
 
@@ -315,7 +345,8 @@ def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filt
     if store.is_sweep(path) or path.name == "pbtrun.json":
         _sweep_status(store.resolve_sweep(path), as_json, watch, None if show_all else STATUS_ROWS, filters)
     elif path.is_dir():
-        _train_dir_status(path, as_json)
+        _refuse_filters(path, filters)
+        _train_dir_status(path, as_json, watch)
     else:
         raise PbtrunError(f"{path}: no such sweep or train dir. Run `pbtrun up SPEC.toml` to start a sweep.")
 
@@ -376,7 +407,46 @@ def _watch(console: Any, frame: Callable[[int], Any]) -> None:
             time.sleep(3600)
 
 
-def _train_dir_status(train_dir: Path, as_json: bool) -> None:
+def _refuse_filters(train_dir: Path, filters: dict[str, Any]) -> None:
+    """The filters select experiments, which a train dir's listing does not show: say where they work."""
+    given = [f"--{name}" for name in ("failed", "running", "pending") if filters[name]]
+    given += [f"--grep {shlex.quote(filters['grep'])}"] if filters["grep"] is not None else []
+    if given:
+        flags = " ".join(given)
+        names = [p.name for p in store.find_sweeps(train_dir)]
+        here = f" (sweeps here: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" if names else ""
+        raise PbtrunError(
+            f"{flags} applies to one sweep: pbtrun status {shlex.quote(str(train_dir / 'NAME'))} {flags}{here}."
+        )
+
+
+def _train_dir_status(train_dir: Path, as_json: bool, watch: bool = False) -> None:
+    if as_json:
+        docs = [
+            {"name": s["name"], "dir": str(d.resolve()), "counts": s["counts"], "running": h is not None}
+            for d, s, h, _ in _sweep_rows(train_dir)
+            if s is not None
+        ]
+        click.echo(json.dumps({"train_dir": str(train_dir.resolve()), "sweeps": docs}, indent=2))
+    elif watch:
+        _watch(_console(), lambda _rows: _train_dir_view(train_dir))
+    else:
+        _console().print(_train_dir_view(train_dir))
+
+
+def _train_dir_view(train_dir: Path) -> Any:
+    from rich.text import Text
+
+    from pbtrun.tables import sweeps_table
+
+    rows = _sweep_rows(train_dir)
+    if not rows:
+        return Text(f"no sweeps under {train_dir}. Start one with: pbtrun up SPEC.toml")
+    return sweeps_table(rows, symbols=sys.stdout.isatty())
+
+
+def _sweep_rows(train_dir: Path) -> list[tuple]:
+    """Per sweep under ``train_dir``: its dir, its summary (or None), its scheduler, an error."""
     rows: list[tuple] = []
     for sweep_dir in store.find_sweeps(train_dir):
         paths = store.SweepPaths(sweep_dir)
@@ -390,19 +460,7 @@ def _train_dir_status(train_dir: Path, as_json: bool) -> None:
                 continue
             summary = {"name": sweep.name, "counts": sweep.counts()}
         rows.append((sweep_dir, summary, holder, ""))
-    if as_json:
-        docs = [
-            {"name": s["name"], "dir": str(d.resolve()), "counts": s["counts"], "running": h is not None}
-            for d, s, h, _ in rows
-            if s is not None
-        ]
-        click.echo(json.dumps({"train_dir": str(train_dir.resolve()), "sweeps": docs}, indent=2))
-    elif rows:
-        from pbtrun.tables import sweeps_table
-
-        _console().print(sweeps_table(rows, symbols=sys.stdout.isatty()))
-    else:
-        click.echo(f"no sweeps under {train_dir}. Start one with: pbtrun up SPEC.toml")
+    return rows
 
 
 @cli.command()
@@ -415,7 +473,7 @@ def _train_dir_status(train_dir: Path, as_json: bool) -> None:
     "-n", "--lines", type=click.IntRange(min=1), default=20, show_default=True, help="Lines per log (--failed)."
 )
 def logs(path: Path, experiment: str | None, follow: bool, attempt: int | None, failed: bool, lines: int) -> None:
-    """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index)."""
+    """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index: the # of status)."""
     from pbtrun import logs as logs_mod
 
     paths = store.resolve_sweep(path)
@@ -428,10 +486,10 @@ def logs(path: Path, experiment: str | None, follow: bool, attempt: int | None, 
     if experiment is None:
         raise PbtrunError("name an experiment (a name, a unique prefix or an index), or give --failed.")
     exp = logs_mod.find(sweep, experiment)
-    from pbtrun.backends.local import exit_outcome
-
-    log = logs_mod.log_path(paths, exp, attempt)
-    logs_mod.copy(log, sys.stdout.buffer, follow=follow, until=lambda: exit_outcome(str(log)) is not None)
+    number = logs_mod.attempt_number(exp, attempt)
+    follow = follow and not logs_mod.attempt_ended(sweep, exp.id, number)  # an ended attempt writes no more
+    ended = logs_mod.EndWatch(paths, exp, number)
+    logs_mod.copy(paths.log(exp, number), sys.stdout.buffer, follow=follow, ended=ended)
 
 
 def main() -> None:

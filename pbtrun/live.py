@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pbtrun import render
+from pbtrun.backends.reaper import LOG_HEADER_PREFIXES
 from pbtrun.state import FAILED, INTERRUPTED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
 from pbtrun.store import SweepPaths
 from pbtrun.tables import STYLES, SYMBOLS, Column, FittedTable, active_counts, resume_hint
@@ -42,26 +43,51 @@ _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\
 
 
 def tail_lines(path: Path, count: int) -> list[str]:
-    """The last ``count`` non-blank lines of a file, reading only its end.
+    """The last ``count`` non-blank lines an experiment wrote to its log, reading only its end.
 
     A days-long run's log can be gigabytes; only its end matters here, so at most
-    ``TAIL_BYTES_PER_LINE * count`` bytes are read. A carriage return (a progress bar redrawing
-    its line) ends a line too, and terminal escape codes are removed so a training script's
-    colours cannot garble the view. A missing or unreadable file has no lines.
+    ``TAIL_BYTES_PER_LINE * count`` bytes are read. pbtrun's own header at the top of the log
+    (its exit and pid records, ``# pbtrun:``, ``# cwd:``, ``# gpus:``, ``# argv:``) is left out: for a run that printed
+    little, it would fill the tail and hide the one line that says what went wrong. A carriage
+    return (a progress bar redrawing its line) ends a line too, and terminal escape codes are
+    removed so a training script's colours cannot garble the view. A missing or unreadable file
+    has no lines.
     """
     limit = TAIL_BYTES_PER_LINE * max(count, 1)
     try:
         with open(path, "rb") as f:
+            skip = _header_end(f)
             size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - limit))
+            at = max(skip, size - limit)
+            whole = at == skip  # the read begins at the start of a line
+            if not whole:
+                f.seek(at - 1)
+                whole = f.read(1) in (b"\n", b"\r")
+            f.seek(at)
             data = f.read(limit)
     except OSError:
         return []
     pieces = re.split(r"[\r\n]", data.decode(errors="replace"))
-    if size > limit:
-        pieces = pieces[1:]  # the first piece is most likely the end of a longer line
+    if not whole:
+        pieces = pieces[1:]  # the end of a longer line
     lines = [clean for piece in pieces if (clean := _CONTROL.sub("", piece.replace("\t", " ")).strip())]
     return lines[-count:] if count else []
+
+
+_HEADER_LINE_MAX = 1 << 20
+
+
+def _header_end(f: IO[bytes]) -> int:
+    """Where pbtrun's header ends in a log: after its first lines if they are the header's,
+    each with its prefix in order, else 0. The program's own lines starting with ``#`` stay."""
+    f.seek(0)
+    end = 0
+    for prefix in LOG_HEADER_PREFIXES:
+        line = f.readline(_HEADER_LINE_MAX)
+        if not (line.startswith(prefix) and line.endswith(b"\n")):
+            return 0
+        end += len(line)
+    return end
 
 
 def slots(settings: Settings) -> int:
@@ -187,27 +213,50 @@ class Tracker:
         total, n = self._took_s if self._took_s[1] else self._any_took_s
         return total / n if n else None
 
+    def typical_s(self, running: Sequence[Running], now: float) -> float | None:
+        """How long an experiment is expected to take: the succeeded ones' mean duration.
+
+        While none has succeeded, the mean of those that ended (failures), but never less than
+        the longest a running one has lasted so far: a quick early crash says little about how
+        long a run that works takes, and every running experiment already outlasts it.
+        """
+        mean = self.mean_s()
+        if mean is None or self._took_s[1]:
+            return mean
+        return max([mean, *(now - r.started_at for r in running)])
+
     def snapshot(self, now: float) -> Snapshot:
         with self._lock:
             counts = dict(self.counts)
             running = sorted(self.running.values(), key=lambda r: r.started_at)
             failures = list(self.failures)
-            mean = self.mean_s()
+            typical = self.typical_s(running, now)
         total = sum(counts.values())
         done = counts[SUCCEEDED] + counts[FAILED]
         return Snapshot(
-            self.name, counts, total, done, running, failures, _eta(mean, total - done, running, self.slots, now)
+            self.name, counts, total, done, running, failures, _eta(typical, total - done, running, self.slots, now)
         )
 
 
-def _eta(mean_s: float | None, left: int, running: Sequence[Running], slots: int, now: float) -> float | None:
-    """Work left, in experiment-seconds, spread over the slots: waiting ones take the mean
-    duration, running ones what the mean leaves them (at least nothing)."""
-    if mean_s is None or left <= 0:
+def _eta(typical_s: float | None, left: int, running: Sequence[Running], slots: int, now: float) -> float | None:
+    """Seconds until the sweep is done, or None where no honest figure exists.
+
+    The work left (waiting experiments take ``typical_s`` each, running ones what it leaves
+    them) spread over the slots, but never less than what is plainly still to come: the
+    longest remainder of a running experiment, and, while some wait, the time until a slot
+    frees plus one whole experiment. Where only experiments that outlast the estimate are
+    left, when they end is anyone's guess: no ETA rather than ``ETA 0.0s``.
+    """
+    if typical_s is None or left <= 0:
         return None
     waiting = max(0, left - len(running))
-    work = waiting * mean_s + sum(max(0.0, mean_s - (now - r.started_at)) for r in running)
-    return work / slots
+    remaining = [max(0.0, typical_s - (now - r.started_at)) for r in running]
+    floor = max(remaining, default=0.0)
+    if waiting:
+        slot_free_in = min(remaining) if len(running) >= slots else 0.0
+        floor = max(floor, slot_free_in + typical_s)
+    eta = max((waiting * typical_s + sum(remaining)) / slots, floor)
+    return eta if eta > 0 else None
 
 
 def _failure(exp: Experiment, last: Attempt, paths: SweepPaths) -> Failure | None:

@@ -142,15 +142,29 @@ class _Source:
         return SpecError(message)
 
     def find_line(self, where: Sequence[str | int]) -> int | None:
-        """Best-effort line of a key: search the table it lives in, then the whole file."""
+        """Best-effort line of a key: a table header naming it (``[sheduler]``, ``[experiments.grd]``)
+        or its ``key =`` in the table it lives in, then such a header anywhere in the file."""
         keys = [k for k in where if isinstance(k, str)]
         start, end = self._block(where)
+        header = self._header_line(keys, start, end)
+        if header is not None:
+            return header
         for key in reversed(keys):
             pattern = re.compile(rf'(^|[{{,\s.])("{re.escape(key)}"|{re.escape(key)})\s*=')
             for number in range(start, end):
                 if pattern.search(self.lines[number]):
                     return number + 1
+        header = self._header_line(keys, 0, len(self.lines))
+        if header is not None:
+            return header
         return start + 1 if where and start > 0 else None
+
+    def _header_line(self, keys: Sequence[str], start: int, end: int) -> int | None:
+        """The first line in ``start..end`` of a ``[a.b]`` or ``[[a.b]]`` header whose key path is ``keys``."""
+        for number in range(start, end):
+            if keys and _header_keys(self.lines[number]) == list(keys):
+                return number + 1
+        return None
 
     def _block(self, where: Sequence[str | int]) -> tuple[int, int]:
         """The line range of the table a key path points into (0-based, end exclusive)."""
@@ -175,6 +189,25 @@ class _Source:
                 later = [m for m, _ in headers if m > n]
                 return n, min(later, default=len(self.lines))
         return 0, len(self.lines)
+
+
+_HEADER_RE = re.compile(r"^\s*\[\[?(?P<path>[^\]]+)\]\]?\s*(#.*)?$")
+_HEADER_KEY_RE = re.compile(r'\s*("(?:[^"\\]|\\.)*"|\'[^\']*\'|[A-Za-z0-9_-]+)\s*(\.|$)')
+
+
+def _header_keys(line: str) -> list[str] | None:
+    """The key path of a table header line (``[experiments."grd"]`` gives experiments, grd), else None."""
+    match = _HEADER_RE.match(line)
+    if match is None:
+        return None
+    path, keys, at = match.group("path"), [], 0
+    while at < len(path):
+        key = _HEADER_KEY_RE.match(path, at)
+        if key is None:
+            return None
+        keys.append(key.group(1).strip("\"'"))
+        at = key.end()
+    return keys
 
 
 def _describe(where: Sequence[str | int]) -> str:

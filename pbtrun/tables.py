@@ -122,12 +122,12 @@ def sweep_table(
     and says how many were left out.
     """
     filters = filters or Filters()
-    shown = [e for e in sweep.experiments.values() if filters.match(e)]
+    shown = [(n, e) for n, e in enumerate(sweep.experiments.values()) if filters.match(e)]
     footer = sweep_footer(paths, sweep, holder, shown=len(shown) if filters.active else None)
     if not shown:
         return Group(Text("no experiment matches the filters", style="dim"), footer)
     cut = shown[:limit] if limit is not None else shown
-    rows = [_row(e, now) for e in cut]
+    rows = [_row(n, e, now) for n, e in cut]
     keep = _visible(rows)
     columns = [c for i, c in enumerate(_EXPERIMENT_COLUMNS) if i in keep]
     table = FittedTable(columns, [[cell for i, cell in enumerate(row) if i in keep] for row in rows])
@@ -152,22 +152,26 @@ class Column:
     min_width: int | None = None
 
 
+# ``#`` is the experiment's index in the whole sweep (also under filters), what ``pbtrun logs
+# SWEEP N`` takes: a few digits, so it is never dropped.
 _EXPERIMENT_COLUMNS = (
+    Column("#", "right"),
     Column("EXPERIMENT", min_width=12),
     Column("STATUS"),
     Column("GPU", drop_rank=2),
     Column("ATTEMPTS", "right", drop_rank=3),
     Column("DURATION", "right", drop_rank=1),
 )
-_ATTEMPTS = 3
+_ATTEMPTS = 4
 
 
-def _row(exp: Experiment, now: float) -> list[RenderableType]:
+def _row(index: int, exp: Experiment, now: float) -> list[RenderableType]:
     last = render.last_attempt(exp)
     gpus = "" if last is None or last.gpus is None else ",".join(map(str, last.gpus))
     took = None if last is None else (last.ended_at or now) - last.started_at
     attempts = len(render.real_attempts(exp))
     return [
+        Text(str(index), style="dim"),
         Text(exp.name, style="dim" if exp.removed else ""),
         status_text(exp),
         Text(gpus),
@@ -181,7 +185,7 @@ def _visible(rows: Sequence[Sequence[RenderableType]]) -> set[int]:
     keep = {i for i in range(len(_EXPERIMENT_COLUMNS)) if any(_plain(row[i]) for row in rows)}
     if all(_plain(row[_ATTEMPTS]) in ("", "1") for row in rows):
         keep.discard(_ATTEMPTS)
-    return keep | {0, 1}
+    return keep | {0, 1, 2}
 
 
 def _plain(cell: RenderableType) -> str:

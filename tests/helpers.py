@@ -18,3 +18,12 @@ def colour_codes(raw: str) -> list[str]:
         if any(30 <= n <= 49 or 90 <= n <= 107 for n in numbers):
             found.append(params)
     return found
+
+
+def reaper_of(logs: Path) -> int:
+    """The pid of the reaper that started the (first) experiment logged in ``logs``, from its
+    log's pid record."""
+    from pbtrun.backends.reaper import read_records
+
+    log = next(logs.glob("*.log"))
+    return read_records(str(log))[1]["reaper"]

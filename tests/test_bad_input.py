@@ -40,6 +40,21 @@ CASES = [
     case("unknown-experiments", BASE + GROUP + "max_paralel = 4  # <-\n", "max_paralel", "max_parallel"),
     case("unknown-experiments-typo", BASE + GROUP + "gird = { x = [1] }  # <-\n", "gird", "grid"),
     case("unknown-top-typo", BASE + "experiment_sufix = 'v2'  # <-\n" + GROUP, "experiment_sufix", "experiment_suffix"),
+    # --------------------------------------------------------------- mistyped table headers
+    case("header-top-typo", BASE + GROUP + "\n[sheduler]  # <-\nnum_gpus = 1\n", "sheduler", "scheduler"),
+    case(
+        "header-group-subtable",
+        BASE + GROUP + "\n[experiments.grd]  # <-\nlr = [1, 2]\n",
+        "experiments[1].grd",
+        "grid",
+    ),
+    case(
+        "header-second-group-quoted",
+        BASE + GROUP + 'grid = { x = [1] }\n[[experiments]]\nname = "h"\n[experiments."grd"]  # <-\nlr = [1]\n',
+        "experiments[2].grd",
+    ),
+    case("header-scheduler-subtable", BASE + "[scheduler]\nnum_gpus = 1\n[scheduler.extra]  # <-\n" + GROUP, "extra"),
+    case("header-env-value-table", BASE + GROUP + "[experiments.env.A]  # <-\nx = 1\n", "env.A", "string"),
     # --------------------------------------------------------------- wrong types
     case("type-name", 'name = 5  # <-\ncommand = "prog"\n' + GROUP, "name", "string"),
     case("type-train_dir", BASE + "train_dir = 1  # <-\n" + GROUP, "train_dir", "string"),
@@ -232,6 +247,19 @@ def test_bad_spec_is_refused_cleanly(
     line = _marked_line(text)
     if line is not None:
         assert f"line {line}" in err, f"message does not point at line {line}:\n{err}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["[sheduler]", "[experiments.grd]", "[[experiments.grd]]", "[ experiments . 'grd' ]"],
+)
+def test_a_mistyped_header_is_shown_at_its_line(project, header: str) -> None:
+    line = 6  # below the group's [[experiments]] (line 3), which must not be the one shown
+    project.spec(BASE + GROUP + "\n" + header + "\nx = 1\n")
+    before = _files(project.root)
+    err = assert_refused(project.run("up", "sweep.toml", "--num-gpus", "0"), project.root, before, "sweep.toml")
+    assert f"sweep.toml, line {line}: " in err
+    assert err.endswith(f"\n    {line} | {header}\n"), err  # the header itself, not the [[experiments]] above
 
 
 def test_missing_spec_file(project) -> None:

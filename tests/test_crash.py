@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import reaper_of
 
 from pbtrun import store
 from pbtrun.backends import reaper
@@ -480,8 +481,7 @@ def test_attempts_lost_to_a_reboot_run_again_and_show_as_lost(project, recorder)
     project.wait_for(project.records, timeout=20)
     # The reboot: the scheduler, the reaper and the experiment all vanish at once.
     os.kill(proc.pid, signal.SIGKILL)
-    log = next((project.root / "train_dir/rb/logs").glob("*.log"))
-    os.kill(read_records(str(log))[1]["reaper"], signal.SIGKILL)
+    os.kill(reaper_of(project.root / "train_dir/rb/logs"), signal.SIGKILL)
     os.killpg(project.records()[0]["pid"], signal.SIGKILL)
     project.wait_for(lambda: not Path(f"/proc/{project.records()[0]['pid']}").exists(), timeout=10)
     status = project.run("status", "train_dir/rb")

@@ -411,6 +411,42 @@ def test_param_list_comes_out_as_list(tmp_path: Path) -> None:
     assert [list(c) for c in group["list"]] == [["lr", "batch_size", "normalize"]] * 3
 
 
+def test_param_list_whose_rows_form_a_product_comes_out_as_grid(tmp_path: Path) -> None:
+    source = """
+        from sample_factory.launcher.run_description import Experiment, ParamList, RunDescription
+
+        _rows = ParamList([{"lr": 1, "bs": 8}, {"lr": 1, "bs": 16}, {"lr": 2, "bs": 8}, {"lr": 2, "bs": 16}])
+        RUN_DESCRIPTION = RunDescription("plist", experiments=[
+            Experiment("g", "python t.py", _rows.generate_params(randomize=False)),
+        ])
+    """
+    text = assert_equivalent(str(write_module(tmp_path, "plist_product", source)))  # the same experiments
+    (group,) = tomllib.loads(text)["experiments"]
+    assert group["grid"] == {"lr": [1, 2], "bs": [8, 16]} and "list" not in group
+
+
+def test_empty_arg_names_pass_nothing_where_the_old_launcher_passed_a_stray_argument(tmp_path: Path) -> None:
+    source = """
+        from sample_factory.launcher.run_description import Experiment, ParamGrid, RunDescription
+
+        RUN_DESCRIPTION = RunDescription(
+            "bare",
+            experiments=[Experiment("g", "python t.py", ParamGrid([("lr", [1])]).generate_params(randomize=False))],
+            experiment_arg_name="",
+            experiment_dir_arg_name="",
+        )
+    """
+    target = str(write_module(tmp_path, "bare_args", source))
+    text = to_toml(target)
+    assert '# Note: experiment_arg_name is "": the old launcher still passed "=<value>"; pbtrun passes nothing.' in text
+    assert '# Note: experiment_dir_arg_name is ""' in text
+    (old,) = _old(target)
+    (new,) = _new(text)
+    assert old["argv"] == ["python", "t.py", "--lr=1", "=00_g_lr_1", "=train_dir/bare/g_"]  # as the README says
+    assert new["argv"] == ["python", "t.py", "--lr=1"]
+    assert (old["name"], old["env"]) == (new["name"], new["env"])
+
+
 def test_irregular_params_come_out_as_list_and_products_as_grid(tmp_path: Path) -> None:
     groups = {g["name"]: g for g in _imported(tmp_path, "not_a_grid")["experiments"]}
     assert groups["corners"]["list"] == [{"lr": 0.001, "bs": 64}, {"lr": 0.001, "bs": 128}, {"lr": 0.0003, "bs": 64}]
@@ -663,3 +699,15 @@ def test_cli_import(tmp_path: Path, expected: dict[str, Any]) -> None:
     )
     assert bad.returncode == 2
     assert "missing.py: no such file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_import_to_a_missing_directory_says_so(tmp_path: Path) -> None:
+    module = write_module(tmp_path, "param_list", MODULES["param_list"])
+    args = [sys.executable, "-m", "pbtrun", "import", str(module), "-o", "nodir/sweep.toml"]
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "pbtrun: error: nodir/sweep.toml: cannot write it: the directory nodir does not exist. "
+        "Create it first (mkdir -p nodir), or give another path.\n"
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.name != "__pycache__"] == ["param_list.py"]

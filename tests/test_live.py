@@ -16,6 +16,7 @@ import pytest
 from helpers import colour_codes
 from rich.console import Console
 
+from pbtrun.backends import reaper
 from pbtrun.live import FLUSH_EVERY_S, LiveView, PlainView, make_view, summary_lines, tail_lines
 from pbtrun.state import EXITED, FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
 from pbtrun.store import SweepPaths
@@ -124,7 +125,8 @@ def test_live_view_shows_progress_running_rows_and_failures(run: Run) -> None:
     view.refresh()
     text = frame_text(view)
     lines = text.splitlines()
-    assert lines[0].startswith("ant ━") and lines[0].endswith("2/8 done, 4 running, 1 failed, ETA 25.0s")
+    # 30 s per experiment: two still wait, and every slot is busy until one overdue run ends.
+    assert lines[0].startswith("ant ━") and lines[0].endswith("2/8 done, 4 running, 1 failed, ETA 30.0s")
     assert lines[1].split() == ["RUNNING", "GPU", "ELAPSED", "LAST", "LOG", "LINE"]
     rows = {line.split()[0]: line.split() for line in lines[2:6]}
     assert rows["03_ant"][1:] == ["1", "40.0s", "epoch", "2", "reward=12.5"]  # the last line of its log
@@ -135,6 +137,52 @@ def test_live_view_shows_progress_running_rows_and_failures(run: Run) -> None:
     assert "01_ant" not in text  # ended, and not a failure
     assert all(len(line) <= 80 for line in lines)
     assert "2/8 done" in console.export_text()  # the real Live drew it too
+
+
+def eta_words(view: LiveView) -> str:
+    header = frame_text(view).splitlines()[0]
+    return header[header.index("done") :]
+
+
+def test_eta_after_a_quick_early_failure_is_not_the_failure_s_duration(tmp_path: Path) -> None:
+    run = Run(tmp_path, [f"{i:02d}_ant" for i in range(6)])  # 4 slots
+    view, _, _ = live(run)
+    try:
+        for i in range(4):
+            run.start(f"{i:02d}_ant", i % 2)
+        run.clock.now += 0.1
+        run.end("00_ant", 1)  # a crash at once: no run has succeeded yet
+        run.start("04_ant", 0)
+        run.clock.now += 2
+        # Not 0.1 s per experiment: the running ones have lasted 2 s already, and one still waits.
+        assert eta_words(view) == "done, 4 running, 1 failed, ETA 2.1s"
+        run.clock.now += 10
+        assert eta_words(view) == "done, 4 running, 1 failed, ETA 12.1s"  # a lower bound that grows
+        run.end("01_ant", 0)  # 12.1 s: from now on the estimate is the succeeded runs' mean
+        run.start("05_ant", 1)
+        assert eta_words(view) == "done, 4 running, 1 failed, ETA 12.1s"  # 05_ant runs a whole one
+    finally:
+        view.close()
+
+
+def test_eta_ignores_failures_once_runs_succeed_and_never_shows_zero(tmp_path: Path) -> None:
+    run = Run(tmp_path, ["a", "b", "c", "d"], Settings(max_parallel=2))
+    view, _, _ = live(run)
+    try:
+        run.start("a")
+        run.start("b")
+        run.clock.now += 10
+        run.end("a", 0)
+        run.start("c")
+        run.clock.now += 90
+        run.end("b", 1)
+        run.start("d")
+        # 10 s per run that works (not 55 s with the 100 s failure): d needs 10 s more.
+        assert eta_words(view) == "done, 2 running, 1 failed, ETA 10.0s"
+        run.clock.now += 20
+        assert eta_words(view) == "done, 2 running, 1 failed"  # both outlast the estimate: no figure is honest
+    finally:
+        view.close()
 
 
 def test_live_view_truncates_to_the_terminal_width(run: Run) -> None:
@@ -370,6 +418,44 @@ def test_tail_of_missing_and_empty_logs(tmp_path: Path) -> None:
     assert tail_lines(tmp_path / "empty.log", 3) == []
     (tmp_path / "short.log").write_text("one\ntwo")
     assert tail_lines(tmp_path / "short.log", 5) == ["one", "two"]
+
+
+HEADER = reaper.records(b'{"ended_at": 1.0, "pid": 7, "returncode": 0}', b'{"pid": 7}').decode() + (
+    "# pbtrun: 00_ant, attempt 1, started 2026-01-01 00:00:00 on gpu7\n"
+    "# cwd: /work\n# gpus: 0\n# argv: python train.py --lr=0.1\n"
+)
+
+
+def test_tail_leaves_out_pbtrun_s_header_but_not_the_program_s_own_hash_lines(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(HEADER)
+    assert tail_lines(log, 5) == []  # nothing printed yet
+    log.write_text(HEADER + "# argv: the program's own line\nTraceback\nValueError: lr\n")
+    assert tail_lines(log, 5) == ["# argv: the program's own line", "Traceback", "ValueError: lr"]
+    log.write_text("# pbtrun: notes\n# cwd: x\nboom\n")  # not the whole header: every line is the program's
+    assert tail_lines(log, 5) == ["# pbtrun: notes", "# cwd: x", "boom"]
+    log.write_text(HEADER.replace("# gpus: 0\n", "") + "boom\n")
+    assert tail_lines(log, 2) == ["# argv: python train.py --lr=0.1", "boom"]
+
+
+def test_tail_of_a_long_log_with_a_header(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(HEADER + "".join(f"step {i}\n" for i in range(5000)))
+    assert tail_lines(log, 3) == ["step 4997", "step 4998", "step 4999"]
+    log.write_text(HEADER + "x" * 100 + "\nlast\n")  # the read starts on a line boundary: that line is whole
+    assert tail_lines(log, 2) == ["x" * 100, "last"]
+
+
+def test_summary_and_running_rows_show_the_program_s_lines_not_the_header(run: Run) -> None:
+    view, _, _ = live(run)
+    run.start("01_ant", 0, log=HEADER)
+    assert frame_text(view).splitlines()[2].split() == ["01_ant", "0", "0.0s"]  # no "# argv: ..." as its last line
+    run.clock.now += 1
+    run.end("01_ant", 2, log=HEADER + "cannot open data.csv\n")
+    lines = [line.text for line in summary_lines(run.paths, run.sweep, 1)]
+    failed = lines.index("✘ 01_ant failed (2) after 1.0s")
+    assert lines[failed + 1 : failed + 3] == [f"  log: {run.log_path('01_ant')}", "  | cannot open data.csv"]
+    assert not any(line.startswith("  | # ") for line in lines)
 
 
 class CountingStream(io.StringIO):

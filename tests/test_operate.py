@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import reaper_of
 
 TIMEOUT = 20
 
@@ -133,16 +136,48 @@ def test_logs_by_name_prefix_and_index(finished):
     assert by_name.returncode == 0 and "01_ok_i_2 step 2" in by_name.stdout
     assert finished.run("logs", "train_dir/lg", "01_ok").stdout == by_name.stdout
     assert finished.run("logs", "train_dir/lg", "1").stdout == by_name.stdout  # second row of status
+    assert "# pbtrun: 00_ok_i_1," in finished.run("logs", "train_dir/lg", "0").stdout  # digits: an index, not a prefix
     assert "# pbtrun: 01_ok_i_2, attempt 1" in by_name.stdout
 
 
 def test_logs_explain_ambiguous_and_unknown_names(finished):
-    ambiguous = finished.run("logs", "train_dir/lg", "0")
-    assert ambiguous.returncode == 2 and "matches 3 experiments" in ambiguous.stderr
+    ambiguous = finished.run("logs", "train_dir/lg", "00_")
+    assert ambiguous.returncode == 2 and "matches 2 experiments (00_ok_i_1, 00_bad_exi_3)" in ambiguous.stderr
+    past_the_end = finished.run("logs", "train_dir/lg", "3")
+    assert past_the_end.returncode == 2 and "no experiment #3" in past_the_end.stderr
+    assert "from 0 to 2 (the # column of `pbtrun status`)" in past_the_end.stderr
     unknown = finished.run("logs", "train_dir/lg", "nope")
     assert unknown.returncode == 2 and "no experiment 'nope'" in unknown.stderr and "Traceback" not in unknown.stderr
     attempt = finished.run("logs", "train_dir/lg", "00_bad", "--attempt", "2")
     assert attempt.returncode == 2 and "no attempt 2" in attempt.stderr
+
+
+def test_logs_by_index_is_the_status_row_even_where_a_name_starts_with_those_digits(project):
+    project.spec(
+        """
+        name = "ix"
+        command = "echo"
+        experiment_dir_arg_name = ""
+        [[experiments]]
+        name = "a"
+        grid = { i = [0, 1, 2] }
+        [[experiments]]
+        name = "b"
+        grid = { j = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10] }
+        """
+    )
+    assert project.run("up", "sweep.toml").returncode == 0
+    table = project.run("status", "train_dir/ix")
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:2] == ["#", "EXPERIMENT"]
+    index = {cells[1]: cells[0] for cells in (row.split() for row in rows[:14])}
+    assert index["07_b_j_7"] == "10" and index["10_b_j_10"] == "13"
+    names = [e["name"] for e in project.status_json("ix")["experiments"]]
+    assert [index[name] for name in names] == [str(n) for n in range(14)]  # the order of status --json too
+    tenth = project.run("logs", "train_dir/ix", "10")
+    assert tenth.returncode == 0 and "--experiment=07_b_j_7" in tenth.stdout  # not 10_b_j_10
+    assert "--experiment=10_b_j_10" in project.run("logs", "train_dir/ix", "13").stdout
+    assert "--experiment=10_b_j_10" in project.run("logs", "train_dir/ix", "10_").stdout  # a prefix still works
 
 
 def test_logs_attempt_and_failed_tails(finished):
@@ -155,6 +190,26 @@ def test_logs_attempt_and_failed_tails(finished):
     assert tails.stdout.startswith("== 00_bad_exi_3: failed (3),")
     assert tails.stdout.count("    ") == 2 and "00_bad_exi_3 step 2" in tails.stdout
     assert "00_ok" not in tails.stdout
+
+
+def test_failed_tails_show_what_the_program_printed_not_pbtrun_s_header(project):
+    (project.root / "terse.py").write_text("import sys\nprint('# config: lr=0.1')\nsys.exit('cannot open data.csv')\n")
+    project.spec(
+        f"""
+        name = "terse"
+        command = "{sys.executable} terse.py"
+        [[experiments]]
+        name = "a"
+        """
+    )
+    up = project.run("up", "sweep.toml", "--plain")
+    assert up.returncode == 1
+    summary = [line.split("| ", 1)[1] for line in up.stdout.splitlines() if "  | " in line]
+    assert summary == ["# config: lr=0.1", "cannot open data.csv"]  # a "#" line of its own stays
+    tails = project.run("logs", "train_dir/terse", "--failed")
+    assert tails.stdout.splitlines()[1:] == ["    # config: lr=0.1", "    cannot open data.csv"]
+    whole = project.run("logs", "train_dir/terse", "0").stdout.splitlines()  # the whole log, records and header too
+    assert whole[0].startswith("# pbtrun exit: {") and whole[2].startswith("# pbtrun: 00_a, attempt 1")
 
 
 def test_logs_follow_prints_until_the_experiment_ends(project):
@@ -175,6 +230,39 @@ def test_logs_follow_prints_until_the_experiment_ends(project):
     runner.communicate(timeout=TIMEOUT)
 
 
+def _reboot(project, proc) -> None:
+    """What a reboot leaves: the scheduler, its reaper and the experiment gone, with no exit record."""
+    os.kill(proc.pid, signal.SIGKILL)
+    os.kill(reaper_of(project.root / "train_dir/rb/logs"), signal.SIGKILL)
+    pid = project.records()[0]["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    project.wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=10)
+
+
+def test_logs_follow_ends_when_the_state_ends_an_attempt_that_has_no_exit_record(project, recorder):
+    project.spec(f'name = "rb"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\nlist = [{{ sleep = 30 }}]\n')
+    runner = project.start("up", "sweep.toml")
+    project.wait_for(project.records, timeout=TIMEOUT)
+    _reboot(project, runner)
+    assert not list((project.root / "train_dir/rb/logs").glob("*.exit"))
+    follow = project.start("logs", "train_dir/rb", "00_a", "-f")
+    ready, _, _ = select.select([follow.stdout], [], [], TIMEOUT)
+    assert ready and follow.stdout.readline().startswith("# pbtrun exit: -")  # it follows
+    assert follow.stdout.readline().startswith("# pbtrun pid: {")
+    assert follow.stdout.readline().startswith("# pbtrun: 00_a_sle_30, attempt 1")
+    assert follow.poll() is None  # the state still says "running"
+    resumed = project.start("resume", "train_dir/rb")  # records attempt 1 as lost, runs attempt 2
+    project.wait_for(lambda: project.status_json("rb")["experiments"][0]["attempts"] == 2, timeout=TIMEOUT)
+    out, err = follow.communicate(timeout=TIMEOUT)  # ends by itself: no exit record will ever come
+    assert follow.returncode == 0, err
+    assert "attempt 2" not in out
+    # An attempt that has already ended is printed, not followed.
+    again = project.run("logs", "train_dir/rb", "00_a", "-f", "--attempt", "1", timeout=TIMEOUT)
+    assert again.returncode == 0 and "\n# pbtrun: 00_a_sle_30, attempt 1" in again.stdout
+    os.kill(resumed.pid, signal.SIGINT)
+    resumed.communicate(timeout=TIMEOUT)
+
+
 # --------------------------------------------------------------------------- ls and filters
 
 
@@ -192,11 +280,11 @@ def test_ls_lists_sweeps_from_their_summaries(finished):
 
 def test_status_filters(finished):
     failed = finished.run("status", "train_dir/lg", "--failed")
-    rows = [line for line in failed.stdout.splitlines() if line.startswith(("00_", "01_"))]
-    assert [r.split()[0] for r in rows] == ["00_bad_exi_3"]
+    rows = [line.split() for line in failed.stdout.splitlines() if "_bad_" in line or "_ok_" in line]
+    assert [r[:2] for r in rows] == [["2", "00_bad_exi_3"]]  # its index in the whole sweep
     assert "failed (3)" in failed.stdout
     grep = finished.run("status", "train_dir/lg", "--grep", "OK_I_2")
-    assert [r.split()[0] for r in grep.stdout.splitlines() if r.startswith("0")] == ["01_ok_i_2"]
+    assert [r.split()[1] for r in grep.stdout.splitlines() if "_ok_" in r] == ["01_ok_i_2"]
     assert "--retry-failed" in finished.run("status", "train_dir/lg").stdout  # the footer's next command
 
 
@@ -239,3 +327,33 @@ def test_status_watch_refreshes_in_place_and_quits_on_ctrl_c(project, tmux):
     ended = _wait_screen(tmux, lambda s: "watch-ended-" in s, 5)
     assert "watch-ended-0" in ended and "Traceback" not in ended
     runner.communicate(timeout=TIMEOUT)
+
+
+def test_status_watch_on_a_train_dir_refreshes_the_listing_in_place(project, tmux):
+    _sweep(project, "tw", '[[experiments]]\nname = "a"\ngrid = { steps = [10], step_s = [0.1], i = [1, 2, 3] }\n')
+    runner = project.start("up", "sweep.toml", "--max-parallel", "1")
+    project.wait_for((project.root / "train_dir/tw/pbtrun.json").exists, timeout=TIMEOUT)
+    tmux.start(f"{sys.executable} -m pbtrun status train_dir --watch; echo watch-ended-$?")
+    first = _wait_screen(tmux, lambda s: "SWEEP" in s and "running (pid" in s)
+    final = _wait_screen(tmux, lambda s: "3/3" in s and "not running" in s)
+    assert final != first and final.count("SWEEP") == 1  # redrawn in place, not appended
+    tmux("send-keys", "-t", "t", "C-c", "")
+    ended = _wait_screen(tmux, lambda s: "watch-ended-" in s, 5)
+    assert "watch-ended-0" in ended and "Traceback" not in ended
+    runner.communicate(timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (("--failed",), "--failed applies to one sweep: pbtrun status train_dir/NAME --failed (sweeps here: lg)."),
+        (("--running", "--pending"), "--running --pending applies to one sweep"),
+        (("--grep", "ok i"), "--grep 'ok i' applies to one sweep: pbtrun status train_dir/NAME --grep 'ok i'"),
+    ],
+)
+def test_status_filters_on_a_train_dir_say_where_they_apply(finished, flags, said):
+    for args in (("status", *flags), ("status", "train_dir", *flags)):
+        result = finished.run(*args)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith("pbtrun: error: ") and said in result.stderr
+        assert "Traceback" not in result.stderr

@@ -150,6 +150,20 @@ def test_plan_json_is_complete_for_scripts(project):
     assert doc["experiments"][1]["first_slot"] is None
 
 
+def test_up_dry_run_json_is_the_plan_json(project):
+    project.spec('name = "p"\ncommand = "run"\n[[experiments]]\nname = "a"\ngrid = { lr = [1, 2] }\n')
+    before = sorted(project.root.rglob("*"))
+    dry = project.run("up", "sweep.toml", "--dry-run", "--json", "--max-parallel", "1")
+    assert dry.returncode == 0, dry.stderr
+    planned = project.run("plan", "sweep.toml", "--json", "--max-parallel", "1")
+    assert json.loads(dry.stdout) == json.loads(planned.stdout)
+    assert [e["name"] for e in json.loads(dry.stdout)["experiments"]] == ["00_a_lr_1", "01_a_lr_2"]
+    alone = project.run("up", "sweep.toml", "--json")  # it would run the sweep: refused before anything
+    assert alone.returncode == 2 and "Traceback" not in alone.stderr
+    assert "--json goes with --dry-run: `pbtrun up SPEC --dry-run --json`" in alone.stderr
+    assert sorted(project.root.rglob("*")) == before
+
+
 def test_init_writes_a_starter_that_plans_and_never_overwrites(project):
     result = project.run("init")
     assert result.returncode == 0, result.stderr
@@ -162,6 +176,25 @@ def test_init_writes_a_starter_that_plans_and_never_overwrites(project):
     assert starter.read_text() == "# mine\n"
     assert project.run("init", "--force").returncode == 0
     assert "[[experiments]]" in starter.read_text()
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ("sub/dir/sweep.toml", "the directory sub/dir does not exist. Create it first (mkdir -p sub/dir)"),
+        ("a_file/sweep.toml", "a_file is not a directory"),
+        ("x" * 300 + ".toml", "File name too long"),
+    ],
+    ids=["missing-dir", "parent-is-a-file", "name-too-long"],
+)
+def test_init_where_it_cannot_write_says_why(project, target, said):
+    (project.root / "a_file").write_text("")
+    result = project.run("init", target)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"pbtrun: error: {target}: cannot write it: "), result.stderr
+    assert said in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1  # one paragraph
+    assert sorted(p.name for p in project.root.iterdir()) == ["a_file"]
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +238,7 @@ def test_every_shipped_spec_validates_against_the_schema(schema, path):
         'name = "a"\n[[experiments]]\nname = "x"\ngrid = { lr = 1 }\n',
         'name = "a"\n[[experiments]]\nname = "x"\ngrid = { lr = [1] }\nlist = [{ lr = 1 }]\n',
         'name = "a"\nexperiments = []\n',
+        'name = "a"\n[[experiments]]\nname = "x"\nseed_base = 100\n',  # seed_base needs seeds
     ],
 )
 def test_schema_rejects_what_pbtrun_rejects(schema, text):
@@ -212,3 +246,9 @@ def test_schema_rejects_what_pbtrun_rejects(schema, text):
         jsonschema.validate(tomllib.loads(text), schema)
     with pytest.raises(SpecError):
         expand(parse(text, Path("x.toml")))
+
+
+def test_schema_accepts_seed_base_with_seeds(schema):
+    text = 'name = "a"\ncommand = "t"\n[[experiments]]\nname = "x"\nseeds = 2\nseed_base = 100\n'
+    jsonschema.validate(tomllib.loads(text), schema)
+    assert [e.params["seed"] for e in expand(parse(text, Path("x.toml")))] == [100, 101]

@@ -488,7 +488,7 @@ def test_status_lists_sweeps_and_shows_one_in_detail(project: Project, recorder:
     assert "EXPERIMENT" in rows[0]
     assert "STATUS" in rows[0]
     for exp in exps:
-        (row,) = [r for r in rows if r.startswith(exp["name"] + " ")]
+        (row,) = [r for r in rows if r.split()[1:2] == [exp["name"]]]
         assert exp["status"] in row
     assert "live: 2 experiments" in table.stdout
     assert f"scheduler pid {proc.pid}" in table.stdout

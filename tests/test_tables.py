@@ -95,8 +95,9 @@ PATHS = SweepPaths(Path("train_dir/my sweep"))
 def test_columns_symbols_and_status_words() -> None:
     text, raw = show(sweep_table(PATHS, mixed_sweep(), NOW, holder=None))
     header = lines_of(text)[0].split()
-    assert header == ["EXPERIMENT", "STATUS", "GPU", "ATTEMPTS", "DURATION"]
-    rows = {line.split()[0]: line for line in lines_of(text)[1:8]}
+    assert header == ["#", "EXPERIMENT", "STATUS", "GPU", "ATTEMPTS", "DURATION"]
+    rows = {line.split()[1]: line for line in lines_of(text)[1:8]}
+    assert [row.split()[0] for row in rows.values()] == [str(n) for n in range(7)]  # what `logs SWEEP N` takes
     assert "✔ succeeded" in rows["00_ant_ok"] and "1m40s" in rows["00_ant_ok"]
     assert "✘ failed (3)" in rows["01_ant_rc"]
     assert "✘ failed (SIGKILL)" in rows["02_ant_kill"] and rows["02_ant_kill"].split()[-2] == "2"  # attempts
@@ -110,18 +111,19 @@ def test_columns_symbols_and_status_words() -> None:
 def test_columns_empty_in_every_row_are_hidden() -> None:
     pending = make_sweep(experiment(0, "00_a"), experiment(1, "01_a"))
     text, _ = show(sweep_table(PATHS, pending, NOW, holder=None))
-    assert lines_of(text)[0].split() == ["EXPERIMENT", "STATUS"]
+    assert lines_of(text)[0].split() == ["#", "EXPERIMENT", "STATUS"]
 
     unpinned = make_sweep(experiment(0, "00_a", SUCCEEDED, attempt(took=5.0)), experiment(1, "01_a"))
     text, _ = show(sweep_table(PATHS, unpinned, NOW, holder=None))
-    assert lines_of(text)[0].split() == ["EXPERIMENT", "STATUS", "DURATION"]  # no GPU, one attempt each
+    assert lines_of(text)[0].split() == ["#", "EXPERIMENT", "STATUS", "DURATION"]  # no GPU, one attempt each
 
 
 def test_hidden_columns_follow_the_rows_shown() -> None:
     only_pending = Filters(pending=True, grep="wait")
     text, _ = show(sweep_table(PATHS, mixed_sweep(), NOW, only_pending, holder=None))
-    assert lines_of(text)[0].split() == ["EXPERIMENT", "STATUS"]
+    assert lines_of(text)[0].split() == ["#", "EXPERIMENT", "STATUS"]
     assert "04_ant_wait" in text and "01_ant_rc" not in text
+    assert lines_of(text)[1].split()[:2] == ["4", "04_ant_wait"]  # its index in the sweep, not among those shown
 
 
 @pytest.mark.parametrize(
@@ -139,7 +141,7 @@ def test_hidden_columns_follow_the_rows_shown() -> None:
 )
 def test_filters_combine(filters: Filters, expected: set[str]) -> None:
     text, _ = show(sweep_table(PATHS, mixed_sweep(), NOW, filters, holder=None))
-    shown = {line.split()[0] for line in lines_of(text) if "_ant_" in line}
+    shown = {line.split()[1] for line in lines_of(text) if "_ant_" in line}
     assert shown == expected
     if not expected:
         assert "no experiment matches the filters" in text
@@ -188,13 +190,13 @@ def test_long_names_are_cut_with_an_ellipsis_at_80_columns() -> None:
     assert all(len(line) <= 80 for line in lines_of(text))
     assert "00_ant_pbt_see_1111_lr" in text and "…" in text
     assert "✘ failed (SIGKILL)" in text  # the status is never cut for the name
-    assert lines_of(text)[0].split() == ["EXPERIMENT", "STATUS", "GPU", "ATTEMPTS", "DURATION"]
+    assert lines_of(text)[0].split() == ["#", "EXPERIMENT", "STATUS", "GPU", "ATTEMPTS", "DURATION"]
 
 
 def test_a_narrow_terminal_drops_optional_columns_before_the_status() -> None:
     text, _ = show(sweep_table(PATHS, mixed_sweep(), NOW, holder=None), width=40)
     assert all(len(line) <= 40 for line in lines_of(text))
-    assert lines_of(text)[0].split() == ["EXPERIMENT", "STATUS"]
+    assert lines_of(text)[0].split() == ["#", "EXPERIMENT", "STATUS"]
     assert "✘ failed (timed out)" in text and "00_ant_ok" in text
 
 
@@ -247,7 +249,7 @@ def test_an_empty_train_dir_names_the_next_command() -> None:
 
 def test_limit_caps_the_rows_and_says_how_many_are_left_out() -> None:
     text, _ = show(sweep_table(PATHS, mixed_sweep(), NOW, holder=None, limit=3))
-    assert [line.split()[0] for line in lines_of(text)[1:4]] == ["00_ant_ok", "01_ant_rc", "02_ant_kill"]
+    assert [line.split()[1] for line in lines_of(text)[1:4]] == ["00_ant_ok", "01_ant_rc", "02_ant_kill"]
     assert "… and 4 more; narrow with --failed, --running, --pending or --grep" in text
     assert "03_ant_run" not in text
     assert "7 experiments:" in text  # the footer still counts them all

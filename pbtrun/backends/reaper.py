@@ -53,6 +53,8 @@ PID_WIDTH = 64
 PID_OFFSET = len(EXIT_PREFIX) + EXIT_WIDTH + 1
 RECORDS_BYTES = PID_OFFSET + len(PID_PREFIX) + PID_WIDTH + 1
 NONE_YET = b"-"
+# Every log's first lines, in this order: the records, then the header local.py composes.
+LOG_HEADER_PREFIXES = (EXIT_PREFIX, PID_PREFIX, b"# pbtrun: ", b"# cwd: ", b"# gpus: ", b"# argv: ")
 
 
 def send(sock: socket.socket, message: dict[str, Any]) -> bool:
