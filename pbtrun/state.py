@@ -12,10 +12,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pbtrun.errors import SpecError, StateError
-from pbtrun.spec import ExperimentSpec
+
+if TYPE_CHECKING:  # only for annotations: readers of the state need not load the spec layer
+    from pbtrun.spec import ExperimentSpec
 
 FORMAT = 1
 

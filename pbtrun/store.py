@@ -5,7 +5,7 @@ Guarantees:
   ``fsync``, ``os.replace``, ``fsync`` of the directory): after a crash at any instant it is
   either the old or the new version, never a torn one, so readers need no lock.
 - The version it replaces is kept as ``pbtrun.json.bak``, so a hand-broken file can be recovered.
-- Writers read-modify-write inside one ``filelock.FileLock``, so no writer loses another's update.
+- Writers read-modify-write inside one lock (``flock``), so no writer loses another's update.
 - One scheduler per sweep: a separate lifetime lock (``flock``: it vanishes with its process, so
   a crash leaves no stale lock) plus a holder record naming pid and host for the refusal message.
 """
@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-
-from filelock import FileLock, Timeout
 
 from pbtrun import __version__
 from pbtrun.errors import StateError, SweepBusy
@@ -110,10 +108,12 @@ class SweepPaths:
 # --------------------------------------------------------------------------- atomic files
 
 
-def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
+def write_atomic(path: Path, data: bytes | Iterable[bytes], durable: bool = True) -> None:
     """Replace ``path`` with ``data`` (bytes, or chunks of them) so that a crash leaves the old
     or the new content, never a mix: a temporary file in the same directory (``os.replace`` is
-    atomic only within one file system), ``fsync``, rename, ``fsync`` of the directory.
+    atomic only within one file system), ``fsync``, rename, ``fsync`` of the directory. Without
+    ``durable``, no fsync: atomic for every process, but a power cut may keep the old content
+    (for files that only inform, such as the spec copy and the scheduler's holder record).
 
     If anything fails the temporary file is removed, so a full disk leaves the old file intact.
     """
@@ -123,7 +123,8 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
         try:
             for chunk in [data] if isinstance(data, bytes) else data:
                 _write_all(fd, chunk)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -131,7 +132,8 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def _write_all(fd: int, data: bytes, offset: int | None = None) -> None:
@@ -361,7 +363,7 @@ class StateWriter:
 
     def __init__(self, paths: SweepPaths) -> None:
         self.paths = paths
-        self.lock = HeldLock(paths.state_lock)
+        self.lock = Flock(paths.state_lock)  # kept open: the scheduler takes it for every commit
         self.journal = Journal(paths.journal)
         self.generation = 0  # bumped on every reload, so callers can rebuild what they derive
         self.entries = 0
@@ -615,68 +617,65 @@ def create(paths: SweepPaths, sweep: Sweep, spec_text: str) -> None:
     """Create a new sweep directory with its state and a copy of the spec it came from."""
     try:
         paths.logs.mkdir(parents=True, exist_ok=True)
-        write_atomic(paths.spec_copy, spec_text.encode())
+        write_atomic(paths.spec_copy, spec_text.encode(), durable=False)
     except OSError as exc:
         raise StateError(f"{paths.dir}: cannot create the sweep directory: {exc.strerror or exc}.") from None
     with state_lock(paths):
         save(paths, sweep)
 
 
-@contextlib.contextmanager
-def state_lock(paths: SweepPaths) -> Iterator[None]:
-    """Hold the state lock, for a one-off read-modify-write."""
-    lock = FileLock(paths.state_lock, timeout=STATE_LOCK_TIMEOUT_S)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise StateError(_held_too_long(paths.state_lock)) from None
-    except OSError as exc:
-        raise _lock_error(paths.state_lock, exc) from None
-    try:
-        yield
-    finally:
-        lock.release()
+class Flock:
+    """An exclusive ``flock(2)`` on a lock file that is never deleted, so that every process
+    locks the same inode. The lock belongs to the open descriptor: it is released when the
+    descriptor closes, so when its process dies, and a crash leaves no stale lock.
 
-
-def _held_too_long(path: Path) -> str:
-    return (
-        f"{path}: another pbtrun process has held the state lock for more than "
-        f"{STATE_LOCK_TIMEOUT_S} s; check for a hung pbtrun process."
-    )
-
-
-class HeldLock:
-    """The state lock for the scheduler, which takes it for every commit: the same ``flock(2)``
-    lock that ``filelock.FileLock`` takes on the same file (its Unix backend is flock, and it
-    never deletes the file), on a descriptor kept open. FileLock re-opens and re-checks the file
-    and its directories on each acquisition: ~0.2 ms here, which was a fifth of the scheduler's
-    time per experiment. Uncontended, this is two system calls."""
-
-    WAIT_S = 0.002
+    pbtrun used ``filelock.FileLock`` for this, which takes the same lock (its Unix backend is
+    flock too). Its import cost 20 ms of every command's start-up, and each acquisition
+    re-opened and re-checked the file and its directories, 0.2 ms: a fifth of the scheduler's
+    time per experiment, which takes the state lock for every commit. This keeps the
+    descriptor open; uncontended, an acquisition is one system call.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd: int | None = None
 
-    def __enter__(self) -> None:
+    def acquire(self, timeout_s: float | None) -> bool:
+        """Take the lock: wait up to ``timeout_s`` (None: as long as it takes, 0: try once)."""
         try:
             if self.fd is None:
                 self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-            deadline = time.monotonic() + STATE_LOCK_TIMEOUT_S
+            if timeout_s is None:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+                return True
+            deadline, pause_s = time.monotonic() + timeout_s, 0.001
             while not _try_flock(self.fd):
-                if time.monotonic() > deadline:
-                    raise StateError(_held_too_long(self.path))
-                time.sleep(self.WAIT_S)  # contended: another pbtrun holds it for one transaction
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(pause_s)  # contended: another pbtrun holds it, for one transaction
+                pause_s = min(2 * pause_s, 0.05)
+            return True
         except OSError as exc:
             raise _lock_error(self.path, exc) from None
 
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+    def __enter__(self) -> None:
+        if not self.acquire(STATE_LOCK_TIMEOUT_S):
+            raise StateError(
+                f"{self.path}: another pbtrun process has held the state lock for more than "
+                f"{STATE_LOCK_TIMEOUT_S} s; check for a hung pbtrun process."
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _try_flock(fd: int) -> bool:
@@ -685,6 +684,17 @@ def _try_flock(fd: int) -> bool:
         return True
     except BlockingIOError:
         return False
+
+
+@contextlib.contextmanager
+def state_lock(paths: SweepPaths) -> Iterator[None]:
+    """Hold the state lock, for a one-off read-modify-write."""
+    lock = Flock(paths.state_lock)
+    try:
+        with lock:
+            yield
+    finally:
+        lock.close()
 
 
 @contextlib.contextmanager
@@ -697,7 +707,7 @@ def transaction(paths: SweepPaths) -> Iterator[Sweep]:
 
 
 def write_spec_copy(paths: SweepPaths, text: str) -> None:
-    write_atomic(paths.spec_copy, text.encode())
+    write_atomic(paths.spec_copy, text.encode(), durable=False)  # a copy for people; the state is the truth
 
 
 # --------------------------------------------------------------------------- finding sweeps
@@ -759,13 +769,10 @@ def holder_alive(paths: SweepPaths) -> dict[str, Any] | None:
 @contextlib.contextmanager
 def scheduler_lock(paths: SweepPaths) -> Iterator[None]:
     """Hold the sweep's lifetime lock, or raise :class:`SweepBusy` naming who holds it."""
-    lock = FileLock(paths.scheduler_lock, timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise SweepBusy(_busy_message(paths)) from None
-    except OSError as exc:
-        raise _lock_error(paths.scheduler_lock, exc) from None
+    lock = Flock(paths.scheduler_lock)
+    if not lock.acquire(timeout_s=0):
+        lock.close()
+        raise SweepBusy(_busy_message(paths))
     try:
         holder = {
             "pid": os.getpid(),
@@ -773,29 +780,32 @@ def scheduler_lock(paths: SweepPaths) -> Iterator[None]:
             "proc_start": process_start_time(os.getpid()),
             "started_at": time.time(),
         }
-        write_atomic(paths.holder, json.dumps(holder).encode())
+        write_atomic(paths.holder, json.dumps(holder).encode(), durable=False)  # for messages only
         yield
     finally:
         with contextlib.suppress(OSError):
             os.unlink(paths.holder)
-        lock.release()
+        lock.close()
 
 
 def _lock_error(path: Path, exc: OSError) -> StateError:
-    return StateError(
-        f"{path}: cannot take the lock: {exc.strerror or exc}. pbtrun needs to write in the sweep "
-        "directory; fix its permissions or free space there, then run the command again."
-    )
+    if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        advice = (
+            "this file system does not support flock locks (some network file systems need a "
+            "mount option for them, e.g. Lustre's -o flock); put the train dir on one that does"
+        )
+    else:
+        advice = "pbtrun needs to write in the sweep directory; fix its permissions or free space there"
+    return StateError(f"{path}: cannot take the lock: {exc.strerror or exc}. {advice}, then run the command again.")
 
 
 def wait_for_scheduler(paths: SweepPaths) -> None:
     """Block until the sweep's scheduler has exited (its lifetime lock becomes free)."""
-    lock = FileLock(paths.scheduler_lock, timeout=-1)
+    lock = Flock(paths.scheduler_lock)
     try:
-        with lock:
-            pass
-    except OSError as exc:
-        raise _lock_error(paths.scheduler_lock, exc) from None
+        lock.acquire(timeout_s=None)
+    finally:
+        lock.close()
 
 
 def _busy_message(paths: SweepPaths) -> str:

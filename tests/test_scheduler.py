@@ -577,7 +577,7 @@ def test_scheduler_neither_starts_processes_itself_nor_parses_toml():
 def test_state_and_naming_do_no_io_or_locking():
     for module in ("state.py", "naming.py"):
         names = imported(modules()[module], module)
-        assert not tops(names) & {"filelock", "os", "shutil", "tempfile"}, module
+        assert not tops(names) & {"fcntl", "os", "shutil", "tempfile"}, module
         assert not names & {"pbtrun.store", "pbtrun.scheduler", "pbtrun.backends"}, module
         calls = {
             n.func.id for n in ast.walk(modules()[module]) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
@@ -588,4 +588,4 @@ def test_state_and_naming_do_no_io_or_locking():
 def test_spec_layer_never_reaches_the_state_file_or_backends():
     names = imported(modules()["spec.py"], "spec.py")
     assert not names & {"pbtrun.store", "pbtrun.state", "pbtrun.scheduler", "pbtrun.backends", "pbtrun.backends.local"}
-    assert "filelock" not in tops(names)
+    assert "fcntl" not in tops(names)
