@@ -44,11 +44,16 @@ def shorthands(param_names: Iterable[str]) -> list[str]:
     return taken
 
 
-def experiment_name(group: str, index: int, params: Mapping[str, Any], customize: bool) -> str:
-    """The launcher's experiment name: ``NN_group`` plus ``_short_value`` per parameter."""
+def experiment_name(
+    group: str, index: int, params: Mapping[str, Any], customize: bool, shorts: list[str] | None = None
+) -> str:
+    """The launcher's experiment name: ``NN_group`` plus ``_short_value`` per parameter.
+
+    ``shorts``: the parameters' shorthands, if the caller has them (they depend only on the
+    parameter names, which a group's experiments share)."""
     tokens = [group]
     if customize:
-        shorts = shorthands(params)
+        shorts = shorthands(params) if shorts is None else shorts
         tokens += [f"{s}_{render_value(v)}" for s, v in zip(shorts, params.values(), strict=True)]
     return f"{index:02d}_" + "_".join(tokens)
 
@@ -59,8 +64,13 @@ def experiment_id(group: str, params: Mapping[str, Any], occurrence: int) -> str
     ``occurrence`` tells apart experiments of one group with identical parameters (repeats), so
     re-compiling an edited spec recognises every experiment it already has.
     """
-    canonical = json.dumps([group, dict(params), occurrence], sort_keys=True, default=str)
+    canonical = _ID_JSON.encode([group, dict(params), occurrence])
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# json.dumps(..., sort_keys=True, default=str), made once: ids must never change, and a 100,000
+# experiment sweep makes as many.
+_ID_JSON = json.JSONEncoder(sort_keys=True, default=str)
 
 
 def safe_file_name(name: str, exp_id: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtrun.errors import SpecError
-from pbtrun.naming import experiment_id, experiment_name, render_value
+from pbtrun.naming import experiment_id, experiment_name, render_value, shorthands
 
 MAX_EXPERIMENTS = 1_000_000
 
@@ -660,8 +660,13 @@ def expand(spec: Spec, train_dir: str | None = None) -> list[ExperimentSpec]:
 def _expand_group(spec: Spec, group: GroupSpec, train_dir: str) -> Iterator[ExperimentSpec]:
     group_dir = os.path.join(train_dir, spec.name, f"{group.name}_{spec.experiment_suffix}")
     occurrences: dict[str, int] = {}
+    env = {**spec.env, **group.env}  # one mapping, shared by the group's experiments
+    shorts: dict[tuple[str, ...], list[str]] = {}  # shorthands by parameter names
     for index, params in enumerate(group.combinations):
-        name = experiment_name(group.name, index, params, spec.customize_experiment_name)
+        names = tuple(params)
+        if names not in shorts:
+            shorts[names] = shorthands(names)
+        name = experiment_name(group.name, index, params, spec.customize_experiment_name, shorts[names])
         argv = [*group.argv, *(f"{spec.param_prefix}{k}={render_value(v)}" for k, v in params.items())]
         name_arg = None
         if spec.experiment_arg_name:
@@ -678,7 +683,7 @@ def _expand_group(spec: Spec, group: GroupSpec, train_dir: str) -> Iterator[Expe
             index=index,
             name=name,
             argv=tuple(argv),
-            env={**spec.env, **group.env},
+            env=env,
             params=params,
             name_arg=name_arg,
             max_retries=group.max_retries if group.max_retries is not None else spec.max_retries,
