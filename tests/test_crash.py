@@ -312,6 +312,15 @@ def test_state_from_the_first_release_still_loads():
     assert first.name == "00_toy_see_1_lr_0.1" and first.last.returncode == 0 and first.last.gpus == (0,)
 
 
+def test_experiment_ids_never_change():
+    """The first release's state (from examples/quickstart.toml) must still match what this
+    pbtrun compiles from the same spec, or `pbtrun up` would no longer recognise the experiments
+    an existing sweep has."""
+    old = json.loads((DATA / "state-format-1" / "pbtrun.json").read_text())
+    spec = parse((DATA.parents[1] / "examples" / "quickstart.toml").read_text(), DATA / "quickstart.toml")
+    assert sorted((e.name, e.id) for e in expand(spec)) == sorted((e["name"], e["id"]) for e in old["experiments"])
+
+
 def test_old_state_file_shows_in_status(project):
     import shutil
 
