@@ -43,6 +43,7 @@ PER_GPU = 2
 STARTUP_SAMPLES = 10
 STATUS_SAMPLES = 3
 DRAIN_GRACE_S = 5.0
+SETTLE_S = 1.0  # after a run is removed and synced, before the next starts
 STDERR = "runner.stderr"  # a runner's stderr, in its run dir
 PR_SET_CHILD_SUBREAPER = 36
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -398,12 +399,18 @@ def measure(inv: Invocation, timeout_s: float, job_comm: str = "", sample_s: flo
 
 @contextlib.contextmanager
 def run_dir() -> Iterator[Path]:
-    """A fresh directory under the system temp dir (so train dirs share /tmp's filesystem)."""
+    """A fresh directory under the system temp dir (so train dirs share /tmp's filesystem).
+
+    Removed afterwards, then the file system is synced: deleting a run's thousands of files
+    leaves the file system work to do (journal commits, discards) that would otherwise slow
+    whichever runner comes next, by several times on this kind of virtual disk."""
     path = Path(tempfile.mkdtemp(prefix="pbtrun-bench-"))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        os.sync()
+        time.sleep(SETTLE_S)
 
 
 def lines_file(path: Path, lines: Iterable[str]) -> Path:

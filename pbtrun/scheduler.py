@@ -48,6 +48,7 @@ from pbtrun.state import (
 KILL_AFTER_TERM_S = 5.0
 RETRY_SIGNAL_S = 0.02
 EXIT_INTERRUPTED = 130
+REAPERS = min(2, os.cpu_count() or 1)  # see LocalBackend.start: they start experiments side by side
 MAX_WAIT_S = 86400.0  # a far deadline (timeout_min = 1e6) is waited for a day at a time: epoll's limit is ~25 days
 
 
@@ -79,7 +80,7 @@ class Scheduler:
         # The reaper is forked first: before the sweep is loaded (a small process to copy) and
         # before the state writer starts its thread (forking a threaded process is unsafe).
         self.backend = LocalBackend(paths, "", self.selector)
-        self.backend.start()
+        self.backend.start(reapers=REAPERS)
         self.writer = store.StateWriter(paths)
         self.backend.cwd = self.sweep.cwd
         self.placement = Placement(self.sweep.settings)
@@ -174,6 +175,8 @@ class Scheduler:
         return False
 
     def _timeout(self) -> float | None:
+        if self.backend.failed_launches:
+            return 0.0
         if self.again:
             self.again = False
             return 0.0
@@ -187,7 +190,7 @@ class Scheduler:
 
     def _wait(self, timeout: float | None) -> list[tuple[str, Outcome]]:
         """Block until something happens; return the attempts that ended, with their outcomes."""
-        ended: list[tuple[str, Outcome]] = []
+        ended = self.backend.take_failed_launches()
         for key, _ in self.selector.select(timeout):
             kind, payload = key.data
             if kind == "backend":
@@ -277,7 +280,7 @@ class Scheduler:
                     continue  # another writer changed it since we looked
                 number = 1 + max((a.number for a in exp.attempts), default=0)
                 pinned = gpus if self.placement.pins else None
-                attempt = Attempt(number, now, self._log(exp, number), pinned, self.host, reaper=self.backend.address)
+                attempt = Attempt(number, now, self._log(exp, number), pinned, self.host, reaper=self.backend.assign())
                 exp = exp.to(RUNNING, attempt)
                 sweep.update(exp)
                 launched.append((exp, attempt))

@@ -62,8 +62,18 @@ def resolve_argv(argv: Sequence[str]) -> list[str]:
     return argv
 
 
+@dataclass
+class ReaperLink:
+    """One of our reapers, as the scheduler's side knows it."""
+
+    owner: socket.socket | None  # None once it died
+    pid: int
+    address: str  # abstract socket address: each attempt records its reaper's, to be adopted
+    running: int = 0  # our attempts it has been sent and not yet reported ended
+
+
 class LocalBackend:
-    """Starts, adopts, signals and reaps experiments as local processes, through a reaper.
+    """Starts, adopts, signals and reaps experiments as local processes, through reapers.
 
     Its file descriptors are registered on the scheduler's selector with ``("backend", fd)``;
     the scheduler hands them back to :meth:`on_ready`, which returns the attempts that ended.
@@ -72,34 +82,67 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, paths: SweepPaths, cwd: str, selector: selectors.BaseSelector) -> None:
-        self.paths = SweepPaths(paths.dir.resolve())  # the reaper runs elsewhere: absolute paths
+        self.paths = SweepPaths(paths.dir.resolve())  # the reapers run elsewhere: absolute paths
         self.sweep_dir = str(self.paths.dir)
         self.cwd = cwd
         self.selector = selector
-        self.owner: socket.socket | None = None
-        self.reaper_pid: int | None = None
-        self.address: str | None = None  # our reaper's; each attempt records it, to be adopted
+        self.links: dict[str, ReaperLink] = {}  # by address
         self.handles: dict[str, Handle] = {}
         self.sources: dict[int, socket.socket | int] = {}
-        self.adopted: dict[str, socket.socket] = {}  # reaper address -> connection
+        self.adopted: dict[str, socket.socket] = {}  # another scheduler's reaper address -> connection
         self.base_env: dict[str, str] = {}
+        self.failed_launches: list[tuple[str, Outcome]] = []  # launches no reaper could take
 
-    def start(self) -> None:
-        """Fork the reaper now, rather than at the first launch. The scheduler calls this before
-        it loads the sweep and before it starts any thread: the copy is small, and safe."""
-        if self.owner is None and self.reaper_pid is None:
-            self.owner, self.reaper_pid, self.address = reaper.start()
-            self.base_env = dict(os.environ)  # the reaper has this already: send only differences
-            self._watch_source(self.owner)
+    def start(self, reapers: int = 1) -> None:
+        """Fork the reapers now, rather than at the first launch. The scheduler calls this
+        before it loads the sweep and before it starts any thread: the copy is small, and safe.
+
+        Why more than one: a reaper is blocked in ``posix_spawn`` until its child has exec'd
+        (about half a millisecond here), so one reaper starts at most ~2,000 experiments a
+        second; two spawn side by side on two cores."""
+        if not self.links:
+            for _ in range(max(1, reapers)):
+                owner, pid, address = reaper.start()
+                self.links[address] = ReaperLink(owner, pid, address)
+                self._watch_source(owner)
+            self.base_env = dict(os.environ)  # the reapers have this already: send only differences
+
+    @property
+    def address(self) -> str | None:
+        """The first reaper's address (one-reaper callers and tests)."""
+        return next(iter(self.links), None)
+
+    @property
+    def reaper_pid(self) -> int | None:
+        link = next(iter(self.links.values()), None)
+        return None if link is None else link.pid
+
+    def assign(self) -> str | None:
+        """The reaper the next launch goes to (the live one with the fewest running, counting
+        this one from now), to be recorded in the attempt before it is launched; None if every
+        reaper died."""
+        self.start()
+        live = [link for link in self.links.values() if link.owner is not None]
+        if not live:
+            return None
+        link = min(live, key=lambda link: link.running)
+        link.running += 1
+        return link.address
 
     # ---------------------------------------------------------------- launching
 
     def launch(self, exp: Experiment, attempt: Attempt, env: Mapping[str, str]) -> Handle:
+        """Send the launch to the attempt's reaper (``attempt.reaper``, from :meth:`assign`)."""
         self.start()
         log = self.log(exp, attempt.number)
-        if self.owner is None:  # our reaper died: report the launch as failed, never start another
-            handle = Handle(exp.id, attempt.number, log, exp.name)
-            self.handles[exp.id] = handle
+        link = self.links.get(attempt.reaper or "")
+        if link is None and (address := self.assign()) is not None:
+            link = self.links[address]
+        handle = Handle(exp.id, attempt.number, log, exp.name)
+        self.handles[exp.id] = handle
+        if link is None or link.owner is None:  # our reapers died: never start another, report it
+            error = "no reaper is left to start {name} (they died); pbtrun stops launching"
+            self.failed_launches.append((exp.id, Outcome(None, time.time(), error=error, started=False)))
             return handle
         base = self.base_env
         request = {
@@ -112,10 +155,14 @@ class LocalBackend:
             "header": _header(exp, attempt, self.cwd),
             "log": log,
         }
-        handle = Handle(exp.id, attempt.number, log, exp.name, self.owner.fileno())
-        self.handles[exp.id] = handle
-        reaper.send(self.owner, request)  # if the reaper is gone, its end of stream says so
+        handle.source = link.owner.fileno()
+        reaper.send(link.owner, request)  # if the reaper is gone, its end of stream says so
         return handle
+
+    def take_failed_launches(self) -> list[tuple[str, Outcome]]:
+        """Launches that could not even be sent (see :meth:`launch`): they ended at once."""
+        failed, self.failed_launches = self.failed_launches, []
+        return self._pop(failed)
 
     def log(self, exp: Experiment, number: int) -> str:
         return f"{self.sweep_dir}/{self.paths.log_name(exp, number)}"
@@ -134,8 +181,9 @@ class LocalBackend:
             os.close(source)
         elif source is not None:
             source.close()
-        if self.owner is not None and self.owner.fileno() == -1:
-            self.owner = None
+        for link in self.links.values():
+            if link.owner is not None and link.owner.fileno() == -1:
+                link.owner = None
 
     # ---------------------------------------------------------------- events
 
@@ -178,23 +226,34 @@ class LocalBackend:
 
     def _pop(self, ended: list[tuple[str, Outcome]]) -> list[tuple[str, Outcome]]:
         for exp_id, _ in ended:
-            self.handles.pop(exp_id, None)
+            handle = self.handles.pop(exp_id, None)
+            link = self._link_of(handle.source) if handle is not None else None
+            if link is not None:
+                link.running -= 1
         return ended
+
+    def _link_of(self, fd: int | None) -> ReaperLink | None:
+        for link in self.links.values():
+            if link.owner is not None and link.owner.fileno() == fd:
+                return link
+        return None
 
     def _source_gone(self, fd: int) -> list[tuple[str, Outcome]]:
         """A reaper's connection closed. Normally it has nothing left to report; if it died with
         experiments still ours, record what their exit records say, or keep watching the ones
         that still run (orphans) so they are never started a second time."""
-        own = self.owner is not None and fd == self.owner.fileno()
-        self._forget_source(fd)
+        own = self._link_of(fd)
+        mine = [h for h in self.handles.values() if h.source == fd]
         error = None
-        if own:  # our reaper died: never start another in a loop; stop launching instead
-            self.owner = None
+        if own is not None:  # our reaper died: never start another in a loop; stop launching instead
+            own.running -= len(mine)
+            own.owner = None
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.reaper_pid, os.WNOHANG)  # type: ignore[arg-type]
-            error = f"the reaper (pid {self.reaper_pid}) that runs the experiments died; pbtrun lost track of {{name}}"
+                os.waitpid(own.pid, os.WNOHANG)
+            error = f"the reaper (pid {own.pid}) that runs the experiments died; pbtrun lost track of {{name}}"
+        self._forget_source(fd)
         ended = []
-        for handle in [h for h in self.handles.values() if h.source == fd]:
+        for handle in mine:
             found = reaper.read_records(handle.log)
             outcome = exit_outcome(handle.log)
             pidfd = None if outcome is not None else self._orphan(handle, found)
@@ -286,9 +345,9 @@ class LocalBackend:
         for fd in list(self.sources):
             self._forget_source(fd)
         self.adopted.clear()
-        if self.reaper_pid is not None:
+        for link in self.links.values():
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.reaper_pid, os.WNOHANG)
+                os.waitpid(link.pid, os.WNOHANG)
 
 
 # --------------------------------------------------------------------------- records and processes
