@@ -89,7 +89,6 @@ class Scheduler:
         self.handles: dict[str, Handle] = {}
         self.gpus_of: dict[str, tuple[int, ...]] = {}
         self.host = socket.gethostname()
-        self.base_env = dict(os.environ)  # copied once: experiments inherit pbtrun's environment
         self.sweep_dir = str(paths.dir.resolve())
         self.next_launch_at = 0.0
         self.again = False  # a step queued work it could not launch yet: step again without waiting
@@ -365,7 +364,8 @@ class Scheduler:
         return self.paths.log_name(exp, number)
 
     def _env(self, exp: Experiment, attempt: Attempt) -> dict[str, str]:
-        env = {**self.base_env, **exp.env}
+        """What the experiment's environment adds to pbtrun's own, which it inherits."""
+        env = dict(exp.env)
         env["PBTRUN_EXPERIMENT"] = exp.name
         env["PBTRUN_SWEEP_DIR"] = self.sweep_dir
         env["PBTRUN_ATTEMPT"] = str(attempt.number)

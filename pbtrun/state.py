@@ -129,7 +129,7 @@ class Sweep:
     pbtrun_version: str = ""
     journal_seq: int = 0  # the last journal entry folded into pbtrun.json
     experiments: dict[str, Experiment] = field(default_factory=dict, init=False)
-    dirty: set[str] = field(default_factory=set, init=False, repr=False)
+    dirty: dict[str, Experiment | None] = field(default_factory=dict, init=False, repr=False)  # id -> before
     _counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0), init=False, repr=False)
 
     def counts(self) -> dict[str, int]:
@@ -147,7 +147,7 @@ class Sweep:
             self._counts[old.status] -= 1
         self._counts[exp.status] += 1
         self.experiments[exp.id] = exp
-        self.dirty.add(exp.id)
+        self.dirty.setdefault(exp.id, old)
 
     def replace_all(self, experiments: Iterable[Experiment]) -> None:
         """Swap in a whole new set of experiments (a merge); everything counts as changed."""
@@ -294,6 +294,47 @@ def head_json(sweep: Sweep) -> dict[str, Any]:
             },
         },
     }
+
+
+def change_json(before: Experiment | None, exp: Experiment) -> dict[str, Any] | None:
+    """A transition as the journal records it, if it is one: the status, and the last attempt
+    if it is new or changed; None if anything else changed (the full record is written then).
+    Most of a record (argv, env, params) never changes; leaving it out makes journal lines
+    several times smaller."""
+    if before is None or not _same_definition(before, exp):
+        return None
+    old, new = before.attempts, exp.attempts
+    if new == old:
+        attempt = None
+    elif len(new) - len(old) in (0, 1) and new[:-1] == old[: len(new) - 1]:  # the last replaced, or one added
+        attempt = _attempt_json(new[-1])
+    else:
+        return None
+    return {"id": exp.id, "status": exp.status, "attempt": attempt}
+
+
+def _same_definition(a: Experiment, b: Experiment) -> bool:
+    return (
+        a.argv is b.argv
+        and a.env is b.env
+        and a.params is b.params
+        and (a.name, a.index, a.group, a.name_arg, a.removed, a.max_retries, a.timeout_min)
+        == (b.name, b.index, b.group, b.name_arg, b.removed, b.max_retries, b.timeout_min)
+    )
+
+
+def apply_change(sweep: Sweep, change: Mapping[str, Any]) -> None:
+    """Replay one journal change (see :func:`change_json`)."""
+    exp = sweep.experiments[change["id"]]
+    status = change["status"]
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r} for {exp.name}")
+    attempts = exp.attempts
+    if change["attempt"] is not None:
+        attempt = _attempt_from(change["attempt"])
+        same = attempts and attempts[-1].number == attempt.number
+        attempts = (*attempts[:-1], attempt) if same else (*attempts, attempt)
+    sweep.update(replace(exp, status=status, attempts=attempts))
 
 
 def experiment_json(exp: Experiment) -> dict[str, Any]:

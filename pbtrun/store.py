@@ -35,6 +35,8 @@ from pbtrun.state import (
     Experiment,
     NewerState,
     Sweep,
+    apply_change,
+    change_json,
     experiment_from,
     experiment_json,
     from_json,
@@ -161,6 +163,7 @@ _BODY_START = b'\n "experiments": [\n'
 _BODY_END = b"\n ]\n}\n"
 _ROW_SEP = b",\n"
 CHUNK_ROWS = 2000
+_JOURNAL_JSON = json.JSONEncoder(sort_keys=True)
 
 
 def dump_chunks(sweep: Sweep) -> Iterator[bytes]:
@@ -220,8 +223,10 @@ def replay(paths: SweepPaths, sweep: Sweep) -> int:
             entry = json.loads(line)
             if entry["seq"] <= sweep.journal_seq:
                 continue
-            for raw in entry["experiments"]:
+            for raw in entry.get("experiments", ()):
                 sweep.update(experiment_from(raw))
+            for change in entry.get("changes", ()):
+                apply_change(sweep, change)
             sweep.journal_seq = entry["seq"]
         except (ValueError, KeyError, TypeError) as exc:
             raise StateError(
@@ -450,8 +455,15 @@ class StateWriter:
             self._fold(sweep)
             return
         seq = sweep.journal_seq + 1
-        changed = [experiment_json(sweep.experiments[i]) for i in sorted(sweep.dirty)]
-        line = (json.dumps({"seq": seq, "experiments": changed}, sort_keys=True) + "\n").encode()
+        entry: dict[str, Any] = {"seq": seq}
+        for exp_id, before in sweep.dirty.items():
+            exp = sweep.experiments[exp_id]
+            change = change_json(before, exp)
+            if change is not None:
+                entry.setdefault("changes", []).append(change)
+            else:
+                entry.setdefault("experiments", []).append(experiment_json(exp))
+        line = (_JOURNAL_JSON.encode(entry) + "\n").encode()
         self.journal.append(line)
         sweep.journal_seq = seq
         sweep.dirty.clear()

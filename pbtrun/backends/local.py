@@ -90,7 +90,6 @@ class LocalBackend:
         self.handles: dict[str, Handle] = {}
         self.sources: dict[int, socket.socket | int] = {}
         self.adopted: dict[str, socket.socket] = {}  # another scheduler's reaper address -> connection
-        self.base_env: dict[str, str] = {}
         self.failed_launches: list[tuple[str, Outcome]] = []  # launches no reaper could take
 
     def start(self, reapers: int = 1) -> None:
@@ -105,7 +104,6 @@ class LocalBackend:
                 owner, pid, address = reaper.start()
                 self.links[address] = ReaperLink(owner, pid, address)
                 self._watch_source(owner)
-            self.base_env = dict(os.environ)  # the reapers have this already: send only differences
 
     @property
     def address(self) -> str | None:
@@ -132,7 +130,8 @@ class LocalBackend:
     # ---------------------------------------------------------------- launching
 
     def launch(self, exp: Experiment, attempt: Attempt, env: Mapping[str, str]) -> Handle:
-        """Send the launch to the attempt's reaper (``attempt.reaper``, from :meth:`assign`)."""
+        """Send the launch to the attempt's reaper (``attempt.reaper``, from :meth:`assign`).
+        ``env`` is what the experiment's environment adds to pbtrun's own."""
         self.start()
         log = self.log(exp, attempt.number)
         link = self.links.get(attempt.reaper or "")
@@ -144,14 +143,13 @@ class LocalBackend:
             error = "no reaper is left to start {name} (they died); pbtrun stops launching"
             self.failed_launches.append((exp.id, Outcome(None, time.time(), error=error, started=False)))
             return handle
-        base = self.base_env
         request = {
             "op": "launch",
             "id": exp.id,
             "attempt": attempt.number,
             "argv": resolve_argv(exp.argv),
             "cwd": self.cwd,
-            "env": {k: v for k, v in env.items() if base.get(k) != v},
+            "env": env,  # the reaper has pbtrun's environment already: only what it adds
             "header": _header(exp, attempt, self.cwd),
             "log": log,
         }

@@ -1,0 +1,128 @@
+"""The state on disk: pbtrun.json's layout, the journal, and what a reader makes of them."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pbtrun import store
+from pbtrun.spec import expand, parse
+from pbtrun.state import FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Settings, Sweep, new_experiment, to_json
+
+DATA = Path(__file__).parent / "data"
+
+
+def _sweep(tmp_path: Path, count: int = 3) -> tuple[store.SweepPaths, Sweep]:
+    spec = parse(
+        f'name = "s"\ncommand = "run --flag"\n[[experiments]]\nname = "g"\ngrid = {{ i = {list(range(count))} }}\n',
+        tmp_path / "s.toml",
+    )
+    sweep = Sweep("s", str(tmp_path), "train_dir", 1.0, Settings(max_parallel=2))
+    sweep.replace_all(new_experiment(e) for e in expand(spec))
+    paths = store.SweepPaths(tmp_path / "train_dir" / "s")
+    store.create(paths, sweep, "")
+    return paths, sweep
+
+
+def test_pbtrun_json_has_one_experiment_per_line_and_reads_back_in_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "CHUNK_ROWS", 2)  # several chunks, one of them short
+    paths, sweep = _sweep(tmp_path, count=5)
+    data = paths.state.read_bytes()
+    lines = data.decode().splitlines()
+    body = lines[lines.index(' "experiments": [') + 1 : -2]
+    assert len(body) == 5 and all(json.loads(line.strip().rstrip(",")).get("argv") for line in body)
+    parsed = store._parse_rows(data)
+    assert parsed is not None  # pbtrun's own layout is read row by row, not as one tree
+    assert to_json(parsed) == to_json(sweep) == json.loads(data)
+
+
+def test_any_other_layout_of_the_same_json_is_read_whole(tmp_path):
+    paths, sweep = _sweep(tmp_path)
+    paths.state.write_text(json.dumps(to_json(sweep), indent=4))  # as a person or a tool might
+    assert store._parse_rows(paths.state.read_bytes()) is None
+    assert to_json(store.load(paths)) == to_json(sweep)
+    assert store.load(store.SweepPaths(DATA / "state-format-1")).name == "quickstart"  # the old layout
+
+
+def test_a_damaged_row_is_reported_by_the_whole_file_reader(tmp_path):
+    paths, _ = _sweep(tmp_path)
+    data = paths.state.read_bytes()
+    paths.state.write_bytes(data.replace(b'"status": "pending"', b'"status": pending', 1))
+    with pytest.raises(store.StateError, match=r"pbtrun\.json: cannot use the state file: it is not valid JSON"):
+        store.load(paths)
+
+
+def _transitions(writer: store.StateWriter) -> None:
+    """Start two experiments, end one succeeded and one failed, re-queue the failed one."""
+    ids = list(writer.sweep.experiments)
+
+    def start(sweep: Sweep) -> None:
+        for exp_id in ids[:2]:
+            exp = sweep.experiments[exp_id]
+            sweep.update(exp.to(RUNNING, Attempt(1, time.time(), f"logs/{exp.name}.1.log", (0,), "host", reaper="r")))
+
+    def end(sweep: Sweep) -> None:
+        for exp_id, status, code in ((ids[0], SUCCEEDED, 0), (ids[1], FAILED, 3)):
+            exp = sweep.experiments[exp_id]
+            sweep.update(exp.to(status, replace(exp.last, ended_at=time.time(), returncode=code, outcome="exited")))
+
+    writer.commit(start)
+    writer.commit(end)
+    writer.commit(lambda sweep: sweep.update(sweep.experiments[ids[1]].to(PENDING)))
+
+
+def test_the_journal_records_transitions_compactly_and_readers_replay_them(tmp_path):
+    paths, _ = _sweep(tmp_path)
+    writer = store.StateWriter(paths)
+    _transitions(writer)
+    entries = [json.loads(line) for line in paths.journal.read_bytes().rstrip(b"\0").splitlines()]
+    assert [len(e["changes"]) for e in entries] == [2, 2, 1]
+    assert all("experiments" not in e and "argv" not in e["changes"][0] for e in entries)  # no full records
+    assert to_json(store.load(paths)) == to_json(writer.sweep)  # pbtrun.json + the journal, without a lock
+    writer.close()
+    assert to_json(store.load(paths)) == to_json(writer.sweep)
+    assert json.loads(paths.state.read_bytes())["journal_seq"] == 3  # folded in on close
+
+
+def test_a_changed_definition_is_journaled_as_a_full_record(tmp_path):
+    paths, _ = _sweep(tmp_path)
+    writer = store.StateWriter(paths)
+    exp_id = next(iter(writer.sweep.experiments))
+    writer.commit(lambda sweep: sweep.update(replace(sweep.experiments[exp_id], argv=("other",))))
+    (entry,) = [json.loads(line) for line in paths.journal.read_bytes().rstrip(b"\0").splitlines()]
+    assert "changes" not in entry and entry["experiments"][0]["argv"] == ["other"]
+    assert store.load(paths).experiments[exp_id].argv == ("other",)
+    writer.close()
+
+
+def test_the_journal_is_allocated_ahead_and_a_torn_last_line_is_ignored(tmp_path):
+    paths, _ = _sweep(tmp_path)
+    writer = store.StateWriter(paths)
+    _transitions(writer)
+    writer.journal.sync()
+    data = paths.journal.read_bytes()
+    used = data.index(b"\0")
+    assert len(data) >= store.Journal.GROW_BYTES and set(data[used:]) == {0}  # zeros after the lines
+    expected = to_json(store.load(paths))
+    with open(paths.journal, "r+b") as f:  # a crash in the middle of the next line's write
+        f.seek(used)
+        f.write(b'{"changes": [{"id": "')
+    assert to_json(store.load(paths)) == expected
+    writer.close()
+
+
+def test_a_fold_starts_a_fresh_journal_and_keeps_the_previous_state_as_backup(tmp_path, monkeypatch):
+    paths, _ = _sweep(tmp_path)
+    writer = store.StateWriter(paths)
+    _transitions(writer)
+    before = paths.state.read_bytes()
+    monkeypatch.setattr(store, "FOLD_EVERY_S", 0.0)
+    writer.fold_if_due()
+    assert paths.backup.read_bytes() == before
+    assert set(paths.journal.read_bytes()) == {0}  # nothing left to replay
+    assert to_json(store.parse(paths, paths.state.read_bytes())) == to_json(writer.sweep)
+    writer.close()
