@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from pbtrun import __version__, render, store
+from pbtrun import __version__, remnants, render, store
 from pbtrun.errors import PbtrunError, SweepBusy
 from pbtrun.gpus import resolve
 from pbtrun.spec import SchedulerSettings, expand, load
@@ -128,6 +128,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
                 sweep.settings = settings
                 _say_merged(report)
             else:
+                remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
                 sweep = Sweep(spec.name, cwd, train_dir, time.time(), settings, pbtrun_version=__version__)
                 sweep.replace_all(new_experiment(c) for c in compiled)
             store.write_spec_copy(paths, spec.text)
@@ -254,7 +255,7 @@ def _say_merged(report: Any) -> None:
 @scheduler_options
 def resume(path: Path, **kw: Any) -> None:
     """Continue the sweep at PATH (a sweep dir, or a train dir holding one sweep)."""
-    paths = store.resolve_sweep(path)
+    paths = _resolve(path)
     flags = _flags(kw)
     with store.scheduler_lock(paths):
         if any(v is not None for v in vars(flags).values()):
@@ -265,6 +266,24 @@ def resume(path: Path, **kw: Any) -> None:
                 )
                 sweep.settings = resolve(base, flags, paths.state)
         _run(paths, kw)
+
+
+def _resolve(path: Path) -> store.SweepPaths:
+    """The sweep at ``path`` (see ``store.resolve_sweep``); a sweep that lost its pbtrun.json, at
+    ``path`` or as the only one under a train dir, is reported with how to restore it."""
+    target = path.parent if path.name == "pbtrun.json" else path
+    remnants.refuse_lost_state(target)
+    if target.is_dir() and not store.is_sweep(target) and not store.find_sweeps(target):
+        lost = remnants.lost_sweeps(target)
+        if len(lost) == 1:
+            remnants.refuse_lost_state(lost[0])
+        if lost:
+            names = ", ".join(shlex.quote(str(p)) for p in lost)
+            raise PbtrunError(
+                f"{path}: no sweep here, but {len(lost)} sweep directories under it lost their pbtrun.json "
+                f"({names}); `pbtrun status DIR` on one says how to restore it."
+            )
+    return store.resolve_sweep(path)
 
 
 def _run(paths: store.SweepPaths, kw: dict[str, Any]) -> None:
@@ -296,7 +315,7 @@ def _run(paths: store.SweepPaths, kw: dict[str, Any]) -> None:
 @click.option("--no-wait", is_flag=True, help="Ask the scheduler to stop and return at once.")
 def stop(path: Path, now: bool, no_wait: bool) -> None:
     """Ask the scheduler running the sweep at PATH to stop gracefully, and wait for it."""
-    paths = store.resolve_sweep(path)
+    paths = _resolve(path)
     if not store.notify(paths, "stop-now" if now else "stop"):
         click.echo(f"no scheduler is running {paths.dir}; nothing to stop")
         return
@@ -342,6 +361,7 @@ def complete_experiments(ctx: click.Context, param: click.Parameter, incomplete:
 def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filters: Any) -> None:
     """Where every sweep under PATH (default ./train_dir) stands, or one sweep in detail."""
     path = path or Path("train_dir")
+    remnants.refuse_lost_state(path.parent if path.name == "pbtrun.json" else path)
     if store.is_sweep(path) or path.name == "pbtrun.json":
         _sweep_status(store.resolve_sweep(path), as_json, watch, None if show_all else STATUS_ROWS, filters)
     elif path.is_dir():
@@ -446,8 +466,13 @@ def _train_dir_view(train_dir: Path) -> Any:
 
 
 def _sweep_rows(train_dir: Path) -> list[tuple]:
-    """Per sweep under ``train_dir``: its dir, its summary (or None), its scheduler, an error."""
+    """Per sweep under ``train_dir``: its dir, its summary (or None), its scheduler, an error.
+    A sweep that lost its pbtrun.json is listed too, as an error."""
     rows: list[tuple] = []
+    for sweep_dir in remnants.lost_sweeps(train_dir):
+        state = store.SweepPaths(sweep_dir).state.name
+        how = f"pbtrun status {shlex.quote(str(sweep_dir))} says how to restore it"
+        rows.append((sweep_dir, None, store.holder_alive(store.SweepPaths(sweep_dir)), f"{state} missing: {how}"))
     for sweep_dir in store.find_sweeps(train_dir):
         paths = store.SweepPaths(sweep_dir)
         holder = store.holder_alive(paths)
@@ -460,7 +485,7 @@ def _sweep_rows(train_dir: Path) -> list[tuple]:
                 continue
             summary = {"name": sweep.name, "counts": sweep.counts()}
         rows.append((sweep_dir, summary, holder, ""))
-    return rows
+    return sorted(rows, key=lambda row: row[0])
 
 
 @cli.command()
@@ -476,7 +501,7 @@ def logs(path: Path, experiment: str | None, follow: bool, attempt: int | None, 
     """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index: the # of status)."""
     from pbtrun import logs as logs_mod
 
-    paths = store.resolve_sweep(path)
+    paths = _resolve(path)
     sweep = store.load(paths)
     if failed:
         for header, tail in logs_mod.failed_tails(paths, sweep, lines):

@@ -346,6 +346,86 @@ def test_truncated_state_names_the_backup_and_is_left_alone(project, recorder):
     assert from_json(json.loads((state.parent / "pbtrun.json.bak").read_text())).name == "s"
 
 
+def _files_in(root: Path) -> dict[str, bytes]:
+    """Every regular file under ``root`` that pbtrun keeps (lock files and the FIFO aside), with its bytes."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+def test_a_deleted_state_file_is_refused_naming_the_backup_and_nothing_is_touched(project, recorder):
+    """Without pbtrun.json but with its backup and logs, a sweep directory still holds a sweep's
+    history: ``up`` must not start a new sweep over it (running succeeded experiments again and
+    replacing the backup), and every command that reads it says how to restore it."""
+    project.spec(f'name = "s"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\ngrid = {{ x = [1, 2] }}\n')
+    assert project.run("up", "sweep.toml").returncode == 0
+    sweep_dir = project.root / "train_dir/s"
+    (sweep_dir / "pbtrun.json").unlink()
+    before = _files_in(sweep_dir)
+    assert "pbtrun.json.bak" in before
+    messages = []
+    for args in (
+        ("up", "sweep.toml"),
+        ("resume", "train_dir/s"),
+        ("resume", "train_dir"),  # a train dir whose only sweep lost its state
+        ("status", "train_dir/s"),
+        ("status", "train_dir/s", "--json"),
+        ("stop", "train_dir/s"),
+        ("logs", "train_dir/s", "0"),
+    ):
+        result = project.run(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert result.stderr.startswith("pbtrun: error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == "", args
+        messages.append(result.stderr)
+    assert len(project.records()) == 4  # the first run's two starts and two ends: nothing ran again
+    assert _files_in(sweep_dir) == before, "a remnant of the sweep was changed"
+    message = messages[0]
+    assert "pbtrun.json" in message and "missing" in message and "2 attempt logs" in message
+    assert f"cp {sweep_dir}/pbtrun.json.bak {sweep_dir}/pbtrun.json" in message
+    assert f"rm -r {sweep_dir}" in message
+
+    listing = project.run("status", "train_dir")
+    assert listing.returncode == 0 and "pbtrun.json missing" in listing.stdout, listing.stdout
+
+    # The command the message gives restores the sweep: it continues, the history is back.
+    restore = message.split("To restore the backup: ", 1)[1].split(", then", 1)[0]
+    subprocess.run(restore, shell=True, check=True, cwd=project.root)
+    resumed = project.run("resume", "train_dir/s")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert project.status_json("s")["counts"]["succeeded"] == 2
+    assert (sweep_dir / "logs").is_dir() and all(name in _files_in(sweep_dir) for name in before if "logs/" in name)
+
+
+def test_a_sweep_directory_with_only_its_logs_left_has_no_backup_to_offer(project, recorder):
+    project.spec(f'name = "s"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
+    assert project.run("up", "sweep.toml").returncode == 0
+    sweep_dir = project.root / "train_dir/s"
+    for name in ("pbtrun.json", "pbtrun.json.bak"):
+        (sweep_dir / name).unlink()
+    result = project.run("up", "sweep.toml")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "1 attempt log in logs/" in result.stderr and "No backup (pbtrun.json.bak)" in result.stderr
+    assert "cp " not in result.stderr and f"rm -r {sweep_dir}" in result.stderr
+    assert len(project.records()) == 2  # nothing ran again
+    assert not (sweep_dir / "pbtrun.json").exists()
+
+
+def test_an_empty_or_foreign_directory_is_no_lost_sweep(project, recorder):
+    """A directory with nothing of a sweep in it (a crash before the first save, another tool's
+    logs) is no reason to refuse: ``up`` starts the sweep there."""
+    logs = project.root / "train_dir/s/logs"
+    logs.mkdir(parents=True)
+    (logs / "other_tool.log").write_text("not pbtrun's\n")
+    (logs.parent / "pbtrun.journal").write_bytes(bytes(4096))  # preallocated, never written
+    project.spec(f'name = "s"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
+    result = project.run("up", "sweep.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert project.status_json("s")["counts"]["succeeded"] == 1
+
+
 # --------------------------------------------------------------------------- a full disk
 
 
