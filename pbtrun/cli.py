@@ -20,10 +20,11 @@ import click
 from pbtrun import __version__, remnants, render, store
 from pbtrun.errors import PbtrunError, SweepBusy
 from pbtrun.gpus import resolve
-from pbtrun.spec import SchedulerSettings, expand, load
+from pbtrun.spec import MAX_GPUS, MAX_PAUSE_S, SchedulerSettings, expand, load
 from pbtrun.state import Sweep, merge, new_experiment
 
 STATUS_ROWS = 1000  # a person reads no more; rendering 100k rows takes rich half a minute
+MAX_GRACE_S = 86_400.0  # a day: scripts checkpoint on SIGINT in minutes; a stop that waits longer never ends
 
 
 class _Group(click.Group):
@@ -44,11 +45,35 @@ def cli() -> None:
     """Run experiment sweeps from one TOML file, on the GPUs of this machine, resumably."""
 
 
+class Seconds(click.ParamType):
+    """A number of seconds from 0 to ``max_s``. ``click.FloatRange(min=0)`` lets ``nan`` and
+    ``inf`` through, which turn a timer into one that never fires or never ends."""
+
+    name = "seconds"
+
+    def __init__(self, max_s: float, what: str) -> None:
+        self.max_s = max_s
+        self.what = what  # the maximum in words
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        if not 0 <= seconds <= self.max_s:  # also false for nan
+            self.fail(f"must be 0 to {self.max_s:g} seconds ({self.what}), not {value}.", param, ctx)
+        return seconds
+
+
 def scheduler_options(func: Callable) -> Callable:
     """Flags that override ``[scheduler]``; the old launcher's underscore spellings work too."""
     options = [
         click.option(
-            "--num-gpus", "--num_gpus", "num_gpus", type=click.IntRange(min=0), help="GPUs to use (ids 0..N-1)."
+            "--num-gpus",
+            "--num_gpus",
+            "num_gpus",
+            type=click.IntRange(min=0, max=MAX_GPUS),
+            help="GPUs to use (ids 0..N-1).",
         ),
         click.option("--max-parallel", "--max_parallel", "max_parallel", type=int, help="Experiments at once."),
         click.option(
@@ -62,12 +87,12 @@ def scheduler_options(func: Callable) -> Callable:
             "--pause-between",
             "--pause_between",
             "pause_between",
-            type=click.FloatRange(min=0),
+            type=Seconds(MAX_PAUSE_S, "a day"),
             help="Seconds between two launches.",
         ),
         click.option(
             "--grace",
-            type=click.FloatRange(min=0),
+            type=Seconds(MAX_GRACE_S, "a day"),
             default=30.0,
             show_default=True,
             help="Seconds between SIGINT and SIGTERM when stopping.",

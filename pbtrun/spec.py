@@ -25,6 +25,11 @@ from pbtrun.errors import SpecError
 from pbtrun.naming import experiment_id, experiment_name, render_value
 
 MAX_EXPERIMENTS = 1_000_000
+# Upper bounds on numbers that become waits or lists. Beyond them a value is a typo, not a plan,
+# and it would only fail later, far from the line that caused it (or never end: nan and inf).
+MAX_TIMEOUT_MIN = 1_000_000  # about two years: longer than any training run
+MAX_PAUSE_S = 86_400.0  # a day between two launches; the scheduler waits at most a day at a time anyway
+MAX_GPUS = 1024  # more than any one machine has; every GPU id is kept in the state, so 1e7 costs gigabytes
 
 TOP_KEYS = (
     "name",
@@ -413,16 +418,16 @@ def settings_problems(s: SchedulerSettings) -> list[tuple[str, str]]:
     """Value problems shared by ``[scheduler]`` and the command-line flags that override it,
     as (key, what is wrong) so each caller can say where the value came from."""
     problems = []
-    if s.num_gpus is not None and s.num_gpus < 0:
-        problems.append(("num_gpus", f"must be 0 or more, not {s.num_gpus}."))
+    if s.num_gpus is not None and not 0 <= s.num_gpus <= MAX_GPUS:
+        problems.append(("num_gpus", f"must be 0 to {MAX_GPUS} (more than any machine has), not {s.num_gpus}."))
     if s.max_parallel is not None and s.max_parallel < 1:
         problems.append(("max_parallel", f"must be at least 1, not {s.max_parallel}."))
     epg = s.experiments_per_gpu
     if epg is not None and (epg == 0 or epg < -1):
         problems.append(("experiments_per_gpu", f"must be -1 (do not pin GPUs) or at least 1, not {epg}."))
     pause = s.pause_between_s
-    if pause is not None and (pause < 0 or math.isnan(pause)):
-        problems.append(("pause_between", f"must be 0 or more seconds, not {pause}."))
+    if pause is not None and not 0 <= pause <= MAX_PAUSE_S:  # also false for nan
+        problems.append(("pause_between", f"must be 0 to {MAX_PAUSE_S:g} seconds (a day), not {pause:g}."))
     return problems
 
 
@@ -531,8 +536,14 @@ def _timeout_min(src: _Source, table: Mapping, where: tuple) -> float | None:
     value = table.get("timeout_min")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or math.isinf(value):
-        raise src.error((*where, "timeout_min"), f"must be a positive number of minutes, not {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise src.error((*where, "timeout_min"), f"must be a number of minutes, not {_type_name(value)}.")
+    if not 0 < value <= MAX_TIMEOUT_MIN:  # also false for nan
+        raise src.error(
+            (*where, "timeout_min"),
+            f"must be more than 0 and at most {MAX_TIMEOUT_MIN:,} minutes (about two years), not {value:g}; "
+            "for no timeout, leave timeout_min out.",
+        )
     return float(value)
 
 

@@ -207,7 +207,43 @@ CASES = [
     ),
     case("num_gpus-negative", BASE + "[scheduler]\nnum_gpus = -1  # <-\n" + GROUP, "num_gpus"),
     case("pause-negative", BASE + "[scheduler]\npause_between = -1  # <-\n" + GROUP, "pause_between"),
+    # --------------------------------------------------------------- numbers too big, or not numbers at all
+    case("pause-inf", BASE + "[scheduler]\npause_between = inf  # <-\n" + GROUP, "pause_between", "86400"),
+    case("pause-nan", BASE + "[scheduler]\npause_between = nan  # <-\n" + GROUP, "pause_between", "86400"),
+    case("pause-huge", BASE + "[scheduler]\npause_between = 1e9  # <-\n" + GROUP, "pause_between", "a day"),
+    case("num_gpus-huge", BASE + "[scheduler]\nnum_gpus = 10000000  # <-\n" + GROUP, "num_gpus", "1024"),
+    case("timeout-huge", BASE + "timeout_min = 1e300  # <-\n" + GROUP, "timeout_min", "1,000,000", "1e+300"),
+    case("timeout-inf", BASE + "timeout_min = inf  # <-\n" + GROUP, "timeout_min", "1,000,000"),
+    case("timeout-nan", BASE + "timeout_min = nan  # <-\n" + GROUP, "timeout_min", "nan"),
+    case("timeout-zero", BASE + "timeout_min = 0  # <-\n" + GROUP, "timeout_min", "more than 0"),
+    case("timeout-type", BASE + 'timeout_min = "1h"  # <-\n' + GROUP, "timeout_min", "number of minutes"),
+    case("group-timeout-huge", BASE + GROUP + "timeout_min = 2e6  # <-\n", "experiments[1].timeout_min", "2e+06"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--grace", "inf", "86400"),
+        ("--grace", "nan", "86400"),
+        ("--grace", "-1", "86400"),
+        ("--grace", "soon", "number of seconds"),
+        ("--pause-between", "inf", "86400"),
+        ("--pause_between", "nan", "86400"),
+        ("--pause-between", "1e9", "a day"),
+        ("--num-gpus", "10000000", "1024"),
+    ],
+)
+@pytest.mark.parametrize("command", ["up", "resume"])
+def test_flags_that_are_not_finite_or_too_big_are_refused(project, command: str, flag: str, value: str, said: str):
+    """click.FloatRange(min=0) let nan and inf through, to crash or hang much later."""
+    project.spec(BASE + GROUP)
+    before = _files(project.root)
+    result = project.run(command, "sweep.toml" if command == "up" else "train_dir/s", flag, value)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert f"'{flag}'" in result.stderr and said in result.stderr, result.stderr
+    assert _files(project.root) == before
 
 
 def _files(root: Path) -> set[str]:
