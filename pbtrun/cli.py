@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from pbtrun import __version__, remnants, render, store
-from pbtrun.errors import PbtrunError, SweepBusy
+from pbtrun.errors import CWD_GONE, PbtrunError, SweepBusy
 from pbtrun.gpus import resolve
 from pbtrun.spec import MAX_GPUS, MAX_PAUSE_S, SchedulerSettings, expand, load
 from pbtrun.state import Sweep, merge, new_experiment
@@ -32,7 +32,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except PbtrunError as exc:
-            click.echo(f"pbtrun: error: {exc.message}", err=True)
+            message = exc.message
+            if CWD_GONE not in message and not _cwd_exists():  # a relative path then names nothing
+                message += f" Note: {CWD_GONE}, so relative paths cannot be found; cd to one that exists."
+            click.echo(f"pbtrun: error: {message}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("pbtrun: interrupted", err=True)
@@ -63,6 +66,25 @@ class Seconds(click.ParamType):
         if not 0 <= seconds <= self.max_s:  # also false for nan
             self.fail(f"must be 0 to {self.max_s:g} seconds ({self.what}), not {value}.", param, ctx)
         return seconds
+
+
+def _cwd() -> str:
+    """The directory pbtrun runs in: experiments run there, and the state records it."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        raise PbtrunError(
+            f"{CWD_GONE}, and experiments run in the directory `pbtrun up` is run from. cd to a "
+            'directory that exists (cd "$PWD" if it was made again) and run the command again.'
+        ) from None
+
+
+def _cwd_exists() -> bool:
+    try:
+        os.getcwd()
+    except OSError:
+        return False
+    return True
 
 
 def scheduler_options(func: Callable) -> Callable:
@@ -131,6 +153,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
             "--json goes with --dry-run: `pbtrun up SPEC --dry-run --json` prints the plan as JSON. "
             "A running sweep's progress as JSON is `pbtrun status SWEEP --json`."
         )
+    cwd = _cwd()  # first: in a deleted directory, a relative spec path names nothing either
     spec = load(spec_file)
     settings = resolve(spec.scheduler, _flags(kw), spec_file)
     train_dir = train_dir if train_dir is not None else spec.train_dir
@@ -138,7 +161,6 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
     if dry_run:
         _print_plan(spec.name, Path(train_dir) / spec.name, compiled, settings, as_json)
         return
-    cwd = os.getcwd()
     paths = store.SweepPaths(Path(cwd) / train_dir / spec.name)
     try:
         paths.logs.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,9 @@ message must point at.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -352,6 +355,50 @@ def test_dry_run_refuses_bad_specs_too(project) -> None:
     before = _files(project.root)
     result = project.run("up", "sweep.toml", "--num-gpus", "0", "--dry-run")
     assert_refused(result, project.root, before, "sweep.toml", ("grid.lr",))
+
+
+def _run_in_a_deleted_directory(project, *args: str) -> subprocess.CompletedProcess:
+    """``pbtrun ARGS`` from a working directory that was deleted after the process entered it."""
+    gone = project.root / "gone"
+    gone.mkdir()
+    enter_delete_exec = (
+        "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'pbtrun', *sys.argv[2:]])"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", enter_delete_exec, str(gone), *args],
+        capture_output=True,
+        text=True,
+        env=project.env(),
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("spec", ["absolute", "relative"])
+def test_up_in_a_deleted_working_directory_says_so(project, spec: str) -> None:
+    path = project.spec(BASE + GROUP)
+    result = _run_in_a_deleted_directory(project, "up", str(path) if spec == "absolute" else "sweep.toml")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.startswith("pbtrun: error: the current directory no longer exists"), result.stderr
+    assert result.stderr.count("\n") == 1 and "cd to a directory that exists" in result.stderr
+    assert not (project.root / "train_dir").exists()
+
+
+def test_other_commands_in_a_deleted_working_directory_explain_their_relative_paths(project) -> None:
+    path = project.spec(BASE.replace('"prog"', '"true"') + GROUP)
+    assert project.run("up", str(path), "--num-gpus", "0").returncode == 0
+    relative = _run_in_a_deleted_directory(project, "resume", "train_dir/s")
+    assert relative.returncode == 2 and "Traceback" not in relative.stderr
+    assert "train_dir/s: no such directory" in relative.stderr
+    assert "current directory no longer exists" in relative.stderr
+    dotted = _run_in_a_deleted_directory(project, "import", "my_project.runs.ant")
+    assert dotted.returncode == 2 and "Traceback" not in dotted.stderr, dotted.stderr
+    assert "current directory no longer exists" in dotted.stderr
+    absolute = _run_in_a_deleted_directory(project, "status", str(project.root / "train_dir" / "s"), "--json")
+    assert absolute.returncode == 0, absolute.stderr  # a command that needs no relative path still works
+    assert json.loads(absolute.stdout)["counts"]["succeeded"] == 1
 
 
 def test_missing_program_is_not_a_spec_error(project) -> None:
