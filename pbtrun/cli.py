@@ -35,10 +35,12 @@ class _Group(click.Group):
             message = exc.message
             if CWD_GONE not in message and not _cwd_exists():  # a relative path then names nothing
                 message += f" Note: {CWD_GONE}, so relative paths cannot be found; cd to one that exists."
-            click.echo(f"pbtrun: error: {message}", err=True)
+            with contextlib.suppress(OSError):  # a closed terminal: the exit code still tells
+                click.echo(f"pbtrun: error: {message}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("pbtrun: interrupted", err=True)
+            with contextlib.suppress(OSError):
+                click.echo("pbtrun: interrupted", err=True)
             ctx.exit(130)
 
 
@@ -286,12 +288,17 @@ def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str
 
 
 def _say_merged(report: Any) -> None:
+    """Said inside the state lock, before the merge is saved: a closed stdout must not stop it."""
+    from pbtrun.live import guarded
+
+    out = guarded(sys.stdout)
     if report.added:
-        click.echo(f"added {len(report.added)} new experiment(s) to the existing sweep")
+        click.echo(f"added {len(report.added)} new experiment(s) to the existing sweep", file=out)
     if report.changed:
-        click.echo(f"re-queued {len(report.changed)} experiment(s) whose command changed (--force)")
+        click.echo(f"re-queued {len(report.changed)} experiment(s) whose command changed (--force)", file=out)
     if report.removed:
-        click.echo(f"{len(report.removed)} experiment(s) no longer in the spec are kept for their history, not run")
+        removed = len(report.removed)
+        click.echo(f"{removed} experiment(s) no longer in the spec are kept for their history, not run", file=out)
 
 
 # --------------------------------------------------------------------------- resume
