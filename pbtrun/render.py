@@ -164,6 +164,7 @@ def plan_json(name: str, sweep_dir: Path, experiments: Sequence[ExperimentSpec],
 
 def sweep_json(paths: SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -> dict[str, Any]:
     """The ``status --json`` document for one sweep."""
+    base = paths.dir.resolve()
     return {
         "sweep": {
             "name": sweep.name,
@@ -173,12 +174,16 @@ def sweep_json(paths: SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -
             "scheduler": None if holder is None else {"pid": holder.get("pid"), "host": holder.get("host")},
         },
         "counts": sweep.counts(),
-        "experiments": [experiment_json(paths, e) for e in sweep.experiments.values()],
+        "experiments": [experiment_json(paths, e, base) for e in sweep.experiments.values()],
     }
 
 
-def experiment_json(paths: SweepPaths, exp: Experiment) -> dict[str, Any]:
-    last = last_attempt(exp)
+def experiment_json(paths: SweepPaths, exp: Experiment, base: Path | None = None) -> dict[str, Any]:
+    """One experiment of ``status --json``; ``base`` is the sweep directory, resolved (once per
+    sweep: resolving every log's path costs a system call per component)."""
+    base = paths.dir.resolve() if base is None else base
+    attempts = real_attempts(exp)
+    last = attempts[-1] if attempts else None
     return {
         "name": exp.name,
         "id": exp.id,
@@ -187,12 +192,31 @@ def experiment_json(paths: SweepPaths, exp: Experiment) -> dict[str, Any]:
         "outcome": None if last is None else last.outcome,
         "returncode": None if last is None else last.returncode,
         "gpus": None if last is None or last.gpus is None else list(last.gpus),
-        "attempts": len(real_attempts(exp)),
+        "attempts": len(attempts),
         "argv": list(exp.argv),
         "env": dict(exp.env),
         "params": dict(exp.params),
-        "log": None if last is None else str((paths.dir / last.log).resolve()),
+        "log": None if last is None else str(base / last.log),
         "started_at": None if last is None else last.started_at,
         "ended_at": None if last is None else last.ended_at,
         "removed": exp.removed,
+        "history": [attempt_json(a, base) for a in attempts],
     }
+
+
+def attempt_json(attempt: Attempt, base: Path) -> dict[str, Any]:
+    """One attempt that started a process, as ``history`` lists it: a lost one stays visible."""
+    return {
+        "number": attempt.number,
+        "outcome": attempt.outcome,
+        "returncode": attempt.returncode,
+        "started_at": attempt.started_at,
+        "ended_at": attempt.ended_at,
+        "gpus": None if attempt.gpus is None else list(attempt.gpus),
+        "log": str(base / attempt.log),
+    }
+
+
+def lost_attempts(exp: Experiment) -> int:
+    """How many of its attempts were lost (their fate unknowable: the machine rebooted)."""
+    return sum(1 for a in exp.attempts if a.outcome == LOST)

@@ -170,18 +170,20 @@ def _row(index: int, exp: Experiment, now: float) -> list[RenderableType]:
     gpus = "" if last is None or last.gpus is None else ",".join(map(str, last.gpus))
     took = None if last is None else (last.ended_at or now) - last.started_at
     attempts = len(render.real_attempts(exp))
+    lost = render.lost_attempts(exp)
     return [
         Text(str(index), style="dim"),
         Text(exp.name, style="dim" if exp.removed else ""),
         status_text(exp),
         Text(gpus),
-        Text(str(attempts) if attempts else ""),
+        Text((f"{attempts} ({lost} lost)" if lost else str(attempts)) if attempts else ""),
         Text(render.duration(took), style="cyan" if exp.status == RUNNING else ""),
     ]
 
 
 def _visible(rows: Sequence[Sequence[RenderableType]]) -> set[int]:
-    """Columns worth showing: not empty in every row; ATTEMPTS only once something was retried."""
+    """Columns worth showing: not empty in every row; ATTEMPTS only once something was retried
+    or lost (``2 (1 lost)``: status shows the attempts a reboot took, not only the last one)."""
     keep = {i for i in range(len(_EXPERIMENT_COLUMNS)) if any(_plain(row[i]) for row in rows)}
     if all(_plain(row[_ATTEMPTS]) in ("", "1") for row in rows):
         keep.discard(_ATTEMPTS)

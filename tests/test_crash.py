@@ -572,5 +572,12 @@ def test_attempts_lost_to_a_reboot_run_again_and_show_as_lost(project, recorder)
     (exp,) = project.state("rb")["experiments"]
     assert exp["attempts"][0]["outcome"] == "lost" and exp["attempts"][0]["returncode"] is None
     assert exp["status"] == "running" and exp["attempts"][1]["number"] == 2
+    # status shows that an attempt was lost, not only the new one: in its history, and in the table.
+    (shown,) = project.status_json("rb")["experiments"]
+    history = [(h["number"], h["outcome"], h["returncode"]) for h in shown["history"]]
+    assert history == [(1, "lost", None), (2, None, None)]
+    assert shown["attempts"] == 2 and shown["outcome"] is None
+    table = project.run("status", "train_dir/rb").stdout
+    assert "2 (1 lost)" in table and "ATTEMPTS" in table, table
     os.kill(resumed.pid, signal.SIGINT)
     resumed.communicate(timeout=20)

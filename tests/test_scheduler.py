@@ -355,6 +355,16 @@ def test_attempt_number_counts_retries(project, recorder):
     (stored,) = project.state(SWEEP)["experiments"]
     logs = [a["log"] for a in stored["attempts"]]
     assert len(set(logs)) == 2, f"each attempt gets its own log: {logs}"
+    # status --json's history: every attempt that started, in order, the last one as the top level says.
+    history = exp["history"]
+    assert [h["number"] for h in history] == [1, 2]
+    assert {tuple(sorted(h)) for h in history} == {
+        ("ended_at", "gpus", "log", "number", "outcome", "returncode", "started_at")
+    }
+    assert [(h["outcome"], h["returncode"], h["gpus"]) for h in history] == [("exited", 3, None), ("exited", 3, None)]
+    assert history[-1]["log"] == exp["log"] and history[0]["log"] != exp["log"]
+    assert all(Path(h["log"]).is_file() and h["started_at"] <= h["ended_at"] for h in history)
+    assert (history[-1]["started_at"], history[-1]["ended_at"]) == (exp["started_at"], exp["ended_at"])
 
 
 def test_param_with_spaces_and_quotes_is_one_argument(project, recorder):

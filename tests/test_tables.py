@@ -108,6 +108,18 @@ def test_columns_symbols_and_status_words() -> None:
     assert "32m" in raw and "31m" in raw  # green and red on a colour terminal
 
 
+def test_an_attempt_lost_earlier_shows_in_the_attempts_column() -> None:
+    sweep = make_sweep(
+        experiment(0, "00_a", SUCCEEDED, attempt(took=5.0)),
+        experiment(1, "01_a", RUNNING, attempt(1, 50.0, None, outcome=LOST), attempt(2, None, None, start=NOW - 10)),
+    )
+    text, _ = show(sweep_table(PATHS, sweep, NOW, holder={"pid": 1, "host": "h"}))
+    assert lines_of(text)[0].split() == ["#", "EXPERIMENT", "STATUS", "ATTEMPTS", "DURATION"]
+    rows = lines_of(text)[1:3]
+    assert "● running" in rows[1] and "2 (1 lost)" in rows[1] and "10.0s" in rows[1], text
+    assert rows[0].split()[-2] == "1"
+
+
 def test_columns_empty_in_every_row_are_hidden() -> None:
     pending = make_sweep(experiment(0, "00_a"), experiment(1, "01_a"))
     text, _ = show(sweep_table(PATHS, pending, NOW, holder=None))
