@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shlex
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -446,20 +447,36 @@ def _sweep_status(
 
     filters = Filters(**options)
     if as_json:
-        sweep = store.load(paths)
-        click.echo(json.dumps(render.sweep_json(paths, sweep, store.holder_alive(paths)), indent=2))
-        return
-    console = _console()
-    if not watch:
         sweep, holder = store.load(paths), store.holder_alive(paths)
-        console.print(sweep_table(paths, sweep, time.time(), filters, holder=holder, limit=limit))
+        document = render.sweep_json(paths, sweep, holder, _observed(paths, sweep, holder))
+        click.echo(json.dumps(document, indent=2))
         return
-    _watch(
-        console,
-        lambda limit: sweep_table(
-            paths, store.load(paths), time.time(), filters, holder=store.holder_alive(paths), limit=limit
-        ),
-    )
+
+    def frame(limit: int | None) -> Any:
+        sweep, holder = store.load(paths), store.holder_alive(paths)
+        observed = _observed(paths, sweep, holder)
+        return sweep_table(paths, sweep, time.time(), filters, holder=holder, limit=limit, observed=observed)
+
+    console = _console()
+    if watch:
+        _watch(console, frame)
+    else:
+        console.print(frame(limit))
+
+
+def _observed(paths: store.SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -> dict[str, Any]:
+    """While no scheduler runs, the state's "running" is only what the last one recorded: look
+    at those attempts' logs and processes (read-only) to show what they really are."""
+    if holder is not None:
+        return {}
+    from pbtrun.backends.local import observe
+
+    host = socket.gethostname()
+    return {
+        exp.id: observe(str(paths.dir / exp.last.log), same_host=exp.last.host in ("", host))
+        for exp in sweep.running()
+        if exp.last is not None
+    }
 
 
 def _watch(console: Any, frame: Callable[[int], Any]) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import shlex
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pbtrun.backends.local import SEEN_ENDED, SEEN_LOST, SEEN_NOT_STARTED, SEEN_RUNNING, Observed
 from pbtrun.gpus import Placement
 from pbtrun.spec import ExperimentSpec
 from pbtrun.state import (
@@ -19,7 +20,10 @@ from pbtrun.state import (
     INTERRUPTED,
     LOST,
     NOT_STARTED,
+    PENDING,
+    RUNNING,
     STOPPED,
+    SUCCEEDED,
     TIMED_OUT,
     Attempt,
     Experiment,
@@ -53,6 +57,31 @@ def _status_word(exp: Experiment) -> str:
     if exp.status == INTERRUPTED and last is not None and last.outcome == LOST:
         return "lost"
     return exp.status
+
+
+def observed_word(seen: Observed) -> str:
+    """What an experiment the state calls running really is, while no scheduler runs: the state
+    says so only once a scheduler records it, hence "not yet recorded"."""
+    if seen.state == SEEN_ENDED and seen.returncode is not None:
+        return f"ended ({returncode_word(seen.returncode)}), not yet recorded"
+    return {
+        SEEN_RUNNING: "running (no scheduler)",
+        SEEN_LOST: "lost, not yet recorded",
+        SEEN_NOT_STARTED: "never started, not yet recorded",
+    }.get(seen.state, "unknown (no scheduler)")
+
+
+def observed_status(seen: Observed) -> str:
+    """The status an observation amounts to (its symbol and colour in tables)."""
+    if seen.state == SEEN_ENDED:
+        return SUCCEEDED if seen.returncode == 0 else FAILED
+    return {SEEN_LOST: INTERRUPTED, SEEN_NOT_STARTED: PENDING}.get(seen.state, RUNNING)
+
+
+def observed_json(seen: Observed | None) -> dict[str, Any] | None:
+    if seen is None:
+        return None
+    return {"state": seen.state, "returncode": seen.returncode, "ended_at": seen.ended_at}
 
 
 def attempt_word(attempt: Attempt) -> str:
@@ -162,9 +191,16 @@ def plan_json(name: str, sweep_dir: Path, experiments: Sequence[ExperimentSpec],
 # --------------------------------------------------------------------------- JSON
 
 
-def sweep_json(paths: SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``status --json`` document for one sweep."""
+def sweep_json(
+    paths: SweepPaths,
+    sweep: Sweep,
+    holder: dict[str, Any] | None,
+    observed: Mapping[str, Observed] | None = None,
+) -> dict[str, Any]:
+    """The ``status --json`` document for one sweep; ``observed`` (by experiment id) is what the
+    experiments the state calls running really are, looked at while no scheduler runs."""
     base = paths.dir.resolve()
+    observed = observed or {}
     return {
         "sweep": {
             "name": sweep.name,
@@ -174,11 +210,13 @@ def sweep_json(paths: SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -
             "scheduler": None if holder is None else {"pid": holder.get("pid"), "host": holder.get("host")},
         },
         "counts": sweep.counts(),
-        "experiments": [experiment_json(paths, e, base) for e in sweep.experiments.values()],
+        "experiments": [experiment_json(paths, e, base, observed.get(e.id)) for e in sweep.experiments.values()],
     }
 
 
-def experiment_json(paths: SweepPaths, exp: Experiment, base: Path | None = None) -> dict[str, Any]:
+def experiment_json(
+    paths: SweepPaths, exp: Experiment, base: Path | None = None, observed: Observed | None = None
+) -> dict[str, Any]:
     """One experiment of ``status --json``; ``base`` is the sweep directory, resolved (once per
     sweep: resolving every log's path costs a system call per component)."""
     base = paths.dir.resolve() if base is None else base
@@ -201,6 +239,7 @@ def experiment_json(paths: SweepPaths, exp: Experiment, base: Path | None = None
         "ended_at": None if last is None else last.ended_at,
         "removed": exp.removed,
         "history": [attempt_json(a, base) for a in attempts],
+        "observed": observed_json(observed),
     }
 
 

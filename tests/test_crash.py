@@ -553,6 +553,75 @@ def test_max_retries_per_group_overrides_the_sweep_and_keeps_every_attempt(proje
     assert flaky["status"] == "succeeded" and [a["returncode"] for a in flaky["attempts"]] == [4, 0]
 
 
+GATED = (
+    "import os, sys, time\n"
+    "n = sys.argv[1].split('=')[1]\n"
+    "while not os.path.exists(f'gate{n}'):\n"
+    "    time.sleep(0.01)\n"
+    "sys.exit(int(n))\n"
+)
+
+
+def test_status_without_a_scheduler_shows_what_running_experiments_really_are(project):
+    """The state says "running" until a scheduler records otherwise; with the scheduler killed,
+    status reads each attempt's log records and the process table (touching nothing) and shows
+    the truth: ended with its code, still running, or lost. Resume then records the same."""
+    (project.root / "gated.py").write_text(GATED)
+    project.spec(
+        f'name = "o"\ncommand = "{sys.executable} gated.py"\nexperiment_arg_name = ""\n'
+        'experiment_dir_arg_name = ""\n[[experiments]]\nname = "g"\ngrid = { n = [0, 3, 5] }\n'
+    )
+    proc = project.start("up", "sweep.toml", "--plain")
+    logs = project.root / "train_dir/o/logs"
+    pid_records = project.wait_for(
+        lambda: (
+            (found := [read_records(str(p)) for p in sorted(logs.glob("*.log"))])
+            and len(found) == 3
+            and all(f and f[1] for f in found)
+            and [f[1] for f in found]
+        )
+    )
+    os.kill(proc.pid, signal.SIGKILL)  # the reaper lives on: it records what ends from now on
+    proc.communicate(timeout=20)
+
+    def rows() -> dict[str, str]:
+        out = project.run("status", "train_dir/o").stdout
+        return {line.split()[1]: line for line in out.splitlines()[1:4]} | {"footer": out.splitlines()[-1]}
+
+    assert project.wait_for(
+        lambda: all("running (no scheduler)" in rows()[f"0{n}_g_n_{c}"] for n, c in ((0, 0), (1, 3), (2, 5)))
+    )
+    state_before = (project.root / "train_dir/o/pbtrun.json").read_bytes()
+    (project.root / "gate0").touch()
+    (project.root / "gate3").touch()
+    shown = project.wait_for(
+        lambda: (r := rows()) and "ended (3)" in r["01_g_n_3"] and "ended (0)" in r["00_g_n_0"] and r
+    )
+    assert "✔ ended (0), not yet recorded" in shown["00_g_n_0"]
+    assert "✘ ended (3), not yet recorded" in shown["01_g_n_3"]
+    assert "● running (no scheduler)" in shown["02_g_n_5"]
+    assert "3 running; not running; 2 of the running have ended, not yet recorded" in shown["footer"]
+    assert "resume with: pbtrun resume train_dir/o" in shown["footer"]
+    observed = {e["name"]: e["observed"] for e in project.status_json("o")["experiments"]}
+    assert observed["01_g_n_3"]["state"] == "ended" and observed["01_g_n_3"]["returncode"] == 3
+    assert observed["02_g_n_5"] == {"state": "running", "returncode": None, "ended_at": None}
+
+    # The reaper and the last experiment vanish at once, as in a reboot: no exit record, no process.
+    os.kill(pid_records[2]["reaper"], signal.SIGKILL)
+    os.killpg(pid_records[2]["pid"], signal.SIGKILL)
+    assert project.wait_for(lambda: "⏸ lost, not yet recorded" in rows()["02_g_n_5"])
+    assert (project.root / "train_dir/o/pbtrun.json").read_bytes() == state_before  # status only looked
+
+    (project.root / "gate5").touch()  # the lost one runs again on resume, and exits 5 this time
+    resumed = project.run("resume", "train_dir/o", "--plain")
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    after = {e["name"]: e for e in project.status_json("o")["experiments"]}
+    assert (after["00_g_n_0"]["status"], after["00_g_n_0"]["returncode"]) == ("succeeded", 0)
+    assert (after["01_g_n_3"]["status"], after["01_g_n_3"]["returncode"]) == ("failed", 3)
+    assert [h["outcome"] for h in after["02_g_n_5"]["history"]] == ["lost", "exited"]
+    assert all(e["observed"] is None for e in after.values())
+
+
 def test_attempts_lost_to_a_reboot_run_again_and_show_as_lost(project, recorder):
     """A reboot leaves the state saying "running", with no process and no exit record: resume
     records those attempts as lost and runs the experiments again."""
