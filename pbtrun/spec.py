@@ -15,7 +15,7 @@ import random
 import re
 import shlex
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -65,6 +65,8 @@ _TABLES = {"the top level": TOP_KEYS, "[scheduler]": SCHEDULER_KEYS, "[[experime
 
 # A name becomes a directory under the train dir: one path component, nothing hidden.
 _NAME_RE = re.compile(r"^\w[\w.+=,@-]*$")
+# A grid, not yet expanded: per key, its parameter names (several: tied) and their rows of values.
+_Axes = list[tuple[tuple[str, ...], list[tuple]]]
 
 
 @dataclass(frozen=True)
@@ -302,7 +304,6 @@ def parse(text: str, path: Path) -> Spec:
         random_seed=_int(src, raw, (), "random_seed") or 0,
         text=text,
     )
-    _check_size(src, spec)
     return spec
 
 
@@ -446,22 +447,32 @@ def _groups(src: _Source, raw: Mapping, top_argv: tuple[str, ...] | None) -> tup
         raise src.error(("experiments",), "must be an array of tables: write each one as [[experiments]].")
     if not tables:
         raise src.error(("experiments",), "is empty: add at least one [[experiments]] table.")
-    groups: list[GroupSpec] = []
+    builds: list[Callable[[], GroupSpec]] = []
     seen: dict[str, int] = {}
-    for i, table in enumerate(tables):
-        group = _group(src, table, i, top_argv)
-        if group.name in seen:
+    total = 0
+    for i, table in enumerate(tables):  # every group is checked and counted before any is expanded
+        name, count, build = _group(src, table, i, top_argv)
+        if name in seen:
             raise src.error(
                 ("experiments", i, "name"),
-                f"{group.name!r} is used by experiment group #{seen[group.name] + 1} too; "
-                "each [[experiments]] needs its own name.",
+                f"{name!r} is used by experiment group #{seen[name] + 1} too; each [[experiments]] needs its own name.",
             )
-        seen[group.name] = i
-        groups.append(group)
-    return tuple(groups)
+        seen[name] = i
+        _check_count(src, ("experiments", i), count, total)
+        total += count
+        builds.append(build)
+    return tuple(build() for build in builds)
 
 
-def _group(src: _Source, table: Mapping, i: int, top_argv: tuple[str, ...] | None) -> GroupSpec:
+def _group(
+    src: _Source, table: Mapping, i: int, top_argv: tuple[str, ...] | None
+) -> tuple[str, int, Callable[[], GroupSpec]]:
+    """One group, checked: its name, how many experiments it gives, and how to expand them.
+
+    The count comes from the grid's axes, the list's length, ``seeds`` and ``repeat``, so that a
+    spec over the limit (three groups of a million) is refused in milliseconds, before anything is
+    expanded, never after seconds and gigabytes.
+    """
     where = ("experiments", i)
     _check_keys(src, table, where, EXPERIMENT_KEYS)
     name = _name(src, table, (*where, "name"), required=True)
@@ -474,47 +485,77 @@ def _group(src: _Source, table: Mapping, i: int, top_argv: tuple[str, ...] | Non
             (*where, "name"),
             f"experiment group {name!r} has no command: set `command` in it or at the top level.",
         )
+    axes, combos, size = _parameters(src, table, where)
+    seeds, repeat = _seeds_and_repeat(src, table, where)
+    env = _env(src, table.get("env", {}), (*where, "env"))
+    retries, timeout_min = _retries(src, table, where), _timeout_min(src, table, where)
+    seed_base = _int(src, table, where, "seed_base") or 0
+
+    def build() -> GroupSpec:
+        if axes is not None:
+            params = tuple(_combine(axes, choice) for choice in product(*(rows for _, rows in axes)))
+        else:
+            params = combos
+        return GroupSpec(
+            name=name,
+            argv=argv,
+            combinations=_seeded_and_repeated(params, seeds, seed_base, repeat),
+            env=env,
+            max_retries=retries,
+            timeout_min=timeout_min,
+        )
+
+    return name, size * (seeds or 1) * repeat, build
+
+
+def _parameters(src: _Source, table: Mapping, where: tuple) -> tuple[_Axes | None, tuple[dict[str, Any], ...], int]:
+    """A group's grid axes (expanded later) or its list of combinations, and how many they give."""
     if "grid" in table and "list" in table:
         raise src.error((*where, "list"), "a group takes a grid or a list, not both: split it into two groups.")
     if "grid" in table:
-        combos = _grid_combinations(src, table["grid"], (*where, "grid"))
-    elif "list" in table:
-        combos = _list_combinations(src, table["list"], (*where, "list"))
+        axes = _grid_axes(src, table["grid"], (*where, "grid"))
+        names: set[str] = {n for axis, _ in axes for n in axis}
+        size = _grid_size(src, axes, (*where, "grid"))
+        combos: tuple[dict[str, Any], ...] = ()
     else:
-        combos = ({},)
-    combos = _seeded_and_repeated(src, table, where, combos)
-    env = _env(src, table.get("env", {}), (*where, "env"))
-    return GroupSpec(
-        name=name,
-        argv=argv,
-        combinations=combos,
-        env=env,
-        max_retries=_retries(src, table, where),
-        timeout_min=_timeout_min(src, table, where),
-    )
+        axes = None
+        combos = _list_combinations(src, table["list"], (*where, "list")) if "list" in table else ({},)
+        names = {n for c in combos for n in c}
+        size = len(combos)
+    if "seed" in names and table.get("seeds") is not None:
+        raise src.error((*where, "seeds"), "the group already has a 'seed' parameter; use one or the other.")
+    return axes, combos, size
+
+
+def _seeds_and_repeat(src: _Source, table: Mapping, where: tuple) -> tuple[int | None, int]:
+    seeds = _positive(src, table, where, "seeds")
+    repeat = _positive(src, table, where, "repeat") or 1
+    if _int(src, table, where, "seed_base") is not None and seeds is None:
+        raise src.error((*where, "seed_base"), "only works with seeds = N: add it, or remove seed_base.")
+    return seeds, repeat
+
+
+def _check_count(src: _Source, where: tuple, count: int, before: int) -> None:
+    """The group's ``count`` experiments, and the sweep's so far with them, within the limit."""
+    limit = f"more than the {MAX_EXPERIMENTS:,} pbtrun accepts"
+    if count > MAX_EXPERIMENTS:
+        raise src.error(where, f"this group gives {count:,} experiments, {limit}.")
+    if before + count > MAX_EXPERIMENTS:
+        raise src.error(
+            where,
+            f"this group gives {count:,} experiments and the groups before it {before:,}: "
+            f"{before + count:,} in all, {limit}. Split the sweep into several specs.",
+        )
 
 
 def _seeded_and_repeated(
-    src: _Source, table: Mapping, where: tuple, combos: tuple[dict[str, Any], ...]
+    combos: tuple[dict[str, Any], ...], seeds: int | None, seed_base: int, repeat: int
 ) -> tuple[dict[str, Any], ...]:
     """``seeds = N`` adds a ``seed`` parameter (``seed_base`` .. ``seed_base + N - 1``, slowest
     varying, as seeds are written first in launcher grids); ``repeat = N`` runs the whole group N
     times over (each run an experiment of its own, with its own name and id)."""
-    seeds = _positive(src, table, where, "seeds")
-    repeat = _positive(src, table, where, "repeat") or 1
-    base = _int(src, table, where, "seed_base")
-    if base is not None and seeds is None:
-        raise src.error((*where, "seed_base"), "only works with seeds = N: add it, or remove seed_base.")
-    total = len(combos) * (seeds or 1) * repeat
-    if total > MAX_EXPERIMENTS:
-        raise src.error(
-            where, f"this group gives {total:,} experiments, more than the {MAX_EXPERIMENTS:,} pbtrun accepts."
-        )
     if seeds is not None:
-        if any("seed" in c for c in combos):
-            raise src.error((*where, "seeds"), "the group already has a 'seed' parameter; use one or the other.")
-        first = base or 0
-        combos = tuple({"seed": first + k, **c} for k in range(seeds) for c in combos)
+        combos = tuple({"seed": seed_base + k, **c} for k in range(seeds) for c in combos)
     return combos * repeat
 
 
@@ -572,7 +613,7 @@ def _param_name(src: _Source, where: tuple, name: str) -> str:
     return name
 
 
-def _grid_axes(src: _Source, grid: Any, where: tuple) -> list[tuple[tuple[str, ...], list[tuple]]]:
+def _grid_axes(src: _Source, grid: Any, where: tuple) -> _Axes:
     """Each grid key becomes an axis: a tuple of names and a list of value tuples (tied keys)."""
     if not isinstance(grid, dict):
         raise src.error(where, f"must be a table of parameter = [values], not {_type_name(grid)}.")
@@ -612,14 +653,14 @@ def _tied_row(src: _Source, where: tuple, names: tuple[str, ...], value: Any) ->
     return tuple(value)
 
 
-def _grid_combinations(src: _Source, grid: Any, where: tuple) -> tuple[dict[str, Any], ...]:
-    axes = _grid_axes(src, grid, where)
+def _grid_size(src: _Source, axes: _Axes, where: tuple) -> int:
+    """How many experiments the grid gives: the product of its axes, computed, not expanded."""
     total = math.prod(len(rows) for _, rows in axes)
     if total > MAX_EXPERIMENTS:
         raise src.error(
             where, f"this grid gives {total:,} experiments, more than the {MAX_EXPERIMENTS:,} pbtrun accepts."
         )
-    return tuple(_combine(axes, choice) for choice in product(*(rows for _, rows in axes)))
+    return total
 
 
 def _combine(axes: Sequence[tuple[tuple[str, ...], list[tuple]]], choice: Sequence[tuple]) -> dict[str, Any]:
@@ -643,12 +684,6 @@ def _list_combinations(src: _Source, value: Any, where: tuple) -> tuple[dict[str
         if not combo:
             raise src.error(where, f"combination #{k + 1} is empty; remove it or give its parameters.")
     return tuple(dict(c) for c in value)
-
-
-def _check_size(src: _Source, spec: Spec) -> None:
-    total = sum(len(g.combinations) for g in spec.groups)
-    if total > MAX_EXPERIMENTS:
-        raise src.error(("experiments",), f"gives {total:,} experiments in all, more than {MAX_EXPERIMENTS:,}.")
 
 
 # --------------------------------------------------------------------------- expansion

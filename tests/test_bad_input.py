@@ -7,6 +7,7 @@ message must point at.
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -339,6 +340,53 @@ def test_huge_grid_is_refused_before_expanding(project, values_per_key: int) -> 
     err = assert_refused(result, project.root, before, "sweep.toml", ("grid", "1,000,000"))
     assert f"{values_per_key**3:,}" in err
     assert took_s < 10, f"took {took_s:.1f} s to refuse"
+
+
+ADDRESS_SPACE_MB = 160  # pbtrun starts in less; a million experiments need more than that
+
+
+def _run_in_little_memory(project, *args: str) -> subprocess.CompletedProcess:
+    """``pbtrun ARGS`` with its address space capped: whatever would expand a million
+    experiments fails with MemoryError instead of taking its seconds and hundreds of MB."""
+    limit = ADDRESS_SPACE_MB << 20
+    return subprocess.run(
+        [sys.executable, "-m", "pbtrun", *args],
+        cwd=project.root,
+        env=project.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("groups", "said"),
+    [
+        ([(1000, 1000), (1000, 1000), (1000, 1000)], "2,000,000 in all"),  # the second group tips it over
+        ([(1000, 1000), (1, 1)], "1,000,001 in all"),
+        ([(10, 10), (1000, 1000)], "1,000,100 in all"),
+    ],
+)
+def test_groups_adding_up_past_the_limit_are_refused_before_any_is_expanded(project, groups, said) -> None:
+    """Each group within the limit, their sum over it: refused from the counts alone. Proven
+    without a clock: with too little memory to expand a million experiments, the refusal still
+    comes, clean; expanding first would die of MemoryError."""
+    project.spec(BASE + "[[experiments]]\nname = 'small'\n")
+    assert _run_in_little_memory(project, "plan", "sweep.toml", "--num-gpus", "0").returncode == 0, (
+        f"pbtrun needs more than {ADDRESS_SPACE_MB} MB of address space here just to start"
+    )
+    tables = "".join(
+        f"[[experiments]]\nname = 'g{n}'\n[experiments.grid]\na = {list(range(a))}\nb = {list(range(b))}\n"
+        for n, (a, b) in enumerate(groups)
+    )
+    project.spec(BASE + tables)
+    before = _files(project.root)
+    result = _run_in_little_memory(project, "up", "sweep.toml", "--num-gpus", "0")
+    err = assert_refused(result, project.root, before, "sweep.toml", ("1,000,000", said))
+    assert "MemoryError" not in err
+    assert "sweep.toml, line 8: experiments[2]:" in err  # the second group's [[experiments]] (5 lines each)
 
 
 def test_grid_hint_keeps_the_value_type(project) -> None:
