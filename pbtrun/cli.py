@@ -19,9 +19,9 @@ from typing import Any
 import click
 
 from pbtrun import __version__, remnants, render, store
-from pbtrun.errors import CWD_GONE, PbtrunError, SweepBusy
+from pbtrun.errors import CWD_GONE, PbtrunError, SpecError, SweepBusy
 from pbtrun.gpus import resolve
-from pbtrun.spec import MAX_GPUS, MAX_PAUSE_S, SchedulerSettings, expand, load
+from pbtrun.spec import MAX_GPUS, MAX_PAUSE_S, SchedulerSettings, Spec, expand, load
 from pbtrun.state import Sweep, merge, new_experiment
 
 STATUS_ROWS = 1000  # a person reads no more; rendering 100k rows takes rich half a minute
@@ -159,7 +159,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
     cwd = _cwd()  # first: in a deleted directory, a relative spec path names nothing either
     spec = load(spec_file)
     settings = resolve(spec.scheduler, _flags(kw), spec_file)
-    train_dir = train_dir if train_dir is not None else spec.train_dir
+    train_dir = _train_dir(train_dir, spec)
     compiled = expand(spec, train_dir)
     if dry_run:
         _print_plan(spec.name, Path(train_dir) / spec.name, compiled, settings, as_json)
@@ -193,6 +193,18 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
         raise SweepBusy(f"{busy.message} {added}") from None
 
 
+def _train_dir(flag: str | None, spec: Spec) -> str:
+    """``--train-dir`` wins over the spec's ``train_dir``; empty is refused, as in the spec."""
+    if flag is None:
+        return spec.train_dir
+    if not flag:
+        raise SpecError(
+            "command line: --train-dir must not be empty: give a directory, or leave the flag out "
+            f"to use the spec's train_dir ({spec.train_dir!r})."
+        )
+    return flag
+
+
 def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(render.plan_json(name, sweep_dir, compiled, settings), indent=2))
@@ -209,7 +221,7 @@ def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> No
     """Print the experiments SPEC_FILE would run (command, env, GPU slot); create and run nothing."""
     spec = load(spec_file)
     settings = resolve(spec.scheduler, _flags(kw), spec_file)
-    train_dir = train_dir if train_dir is not None else spec.train_dir
+    train_dir = _train_dir(train_dir, spec)
     _print_plan(spec.name, Path(train_dir) / spec.name, expand(spec, train_dir), settings, as_json)
 
 

@@ -152,6 +152,8 @@ CASES = [
     case("sweep-name-slash", 'name = "a/b"  # <-\ncommand = "prog"\n' + GROUP, "name", "'a/b'"),
     case("suffix-escapes", BASE + 'experiment_suffix = "/../../x"  # <-\n' + GROUP, "experiment_suffix"),
     case("train-dir-empty", BASE + 'train_dir = ""  # <-\n' + GROUP, "train_dir", "empty"),
+    case("train-dir-flag-empty", BASE + GROUP, "empty", args=("--train-dir", ""), where="--train-dir"),
+    case("train-dir-flag-empty-underscore", BASE + GROUP, "empty", args=("--train_dir=",), where="--train-dir"),
     # --------------------------------------------------------------- scheduler values
     case("max_parallel-0", BASE + "[scheduler]\nmax_parallel = 0  # <-\n" + GROUP, "max_parallel", "at least 1"),
     case("max_parallel-negative", BASE + "[scheduler]\nmax_parallel = -3  # <-\n" + GROUP, "max_parallel"),
@@ -396,6 +398,13 @@ def test_grid_hint_keeps_the_value_type(project) -> None:
     result = project.run("up", "sweep.toml", "--num-gpus", "0")
     err = assert_refused(result, project.root, before, "sweep.toml", ("grid.lr",))
     assert "lr = [0.1]" in err, err
+
+
+def test_plan_refuses_an_empty_train_dir_flag_too(project) -> None:
+    project.spec(BASE + GROUP)
+    before = _files(project.root)
+    result = project.run("plan", "sweep.toml", "--train-dir", "")
+    assert_refused(result, project.root, before, "--train-dir", ("empty", "'train_dir'"))
 
 
 def test_dry_run_refuses_bad_specs_too(project) -> None:
