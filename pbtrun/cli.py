@@ -322,7 +322,7 @@ def _say_merged(report: Any) -> None:
 @scheduler_options
 def resume(path: Path, **kw: Any) -> None:
     """Continue the sweep at PATH (a sweep dir, or a train dir holding one sweep)."""
-    paths = _resolve(path)
+    paths = _resolve(path, "resume")
     flags = _flags(kw)
     with store.scheduler_lock(paths):
         if any(v is not None for v in vars(flags).values()):
@@ -335,9 +335,27 @@ def resume(path: Path, **kw: Any) -> None:
         _run(paths, kw)
 
 
-def _resolve(path: Path) -> store.SweepPaths:
+def _refuse_a_spec_file(path: Path, command: str) -> None:
+    """A file given where a sweep directory goes: most likely the spec the sweep came from."""
+    if path.name == "pbtrun.json" or not path.is_file():
+        return
+    if path.suffix != ".toml":
+        raise PbtrunError(f"{path} is a file, not a sweep directory: give a sweep directory (train_dir/NAME).")
+    try:
+        spec = load(path)
+        where = f", {shlex.quote(str(Path(spec.train_dir) / spec.name))} by the spec's train_dir"
+    except PbtrunError:
+        where = ""
+    raise PbtrunError(
+        f"{path} is a sweep spec, not a sweep directory: `pbtrun up {shlex.quote(str(path))}` runs the "
+        f"sweep it describes, or continues it; `pbtrun {command}` takes the sweep's directory{where}."
+    )
+
+
+def _resolve(path: Path, command: str) -> store.SweepPaths:
     """The sweep at ``path`` (see ``store.resolve_sweep``); a sweep that lost its pbtrun.json, at
     ``path`` or as the only one under a train dir, is reported with how to restore it."""
+    _refuse_a_spec_file(path, command)
     target = path.parent if path.name == "pbtrun.json" else path
     remnants.refuse_lost_state(target)
     if target.is_dir() and not store.is_sweep(target) and not store.find_sweeps(target):
@@ -382,7 +400,7 @@ def _run(paths: store.SweepPaths, kw: dict[str, Any]) -> None:
 @click.option("--no-wait", is_flag=True, help="Ask the scheduler to stop and return at once.")
 def stop(path: Path, now: bool, no_wait: bool) -> None:
     """Ask the scheduler running the sweep at PATH to stop gracefully, and wait for it."""
-    paths = _resolve(path)
+    paths = _resolve(path, "stop")
     if not store.notify(paths, "stop-now" if now else "stop"):
         click.echo(f"no scheduler is running {paths.dir}; nothing to stop")
         return
@@ -428,6 +446,7 @@ def complete_experiments(ctx: click.Context, param: click.Parameter, incomplete:
 def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filters: Any) -> None:
     """Where every sweep under PATH (default ./train_dir) stands, or one sweep in detail."""
     path = path or Path("train_dir")
+    _refuse_a_spec_file(path, "status")
     remnants.refuse_lost_state(path.parent if path.name == "pbtrun.json" else path)
     if store.is_sweep(path) or path.name == "pbtrun.json":
         _sweep_status(store.resolve_sweep(path), as_json, watch, None if show_all else STATUS_ROWS, filters)
@@ -584,7 +603,7 @@ def logs(path: Path, experiment: str | None, follow: bool, attempt: int | None, 
     """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index: the # of status)."""
     from pbtrun import logs as logs_mod
 
-    paths = _resolve(path)
+    paths = _resolve(path, "logs")
     sweep = store.load(paths)
     if failed:
         for header, tail in logs_mod.failed_tails(paths, sweep, lines):

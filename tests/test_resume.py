@@ -234,6 +234,21 @@ def test_resume_from_another_directory_runs_experiments_where_up_ran(
     assert f"# cwd: {project.root}\n" in Path(exp["log"]).read_text()
 
 
+@pytest.mark.parametrize("command", [("resume",), ("status",), ("stop",), ("logs", "0")])
+def test_a_spec_file_given_for_a_sweep_directory_points_to_up(project: Project, recorder: str, command) -> None:
+    project.spec(sweep_toml("sp", recorder, '[[experiments]]\nname = "a"\n'))
+    for ran in (False, True):  # before the sweep exists, and after
+        result = project.run(command[0], "sweep.toml", *command[1:], timeout=TIMEOUT)
+        assert result.returncode == 2, result.stdout + result.stderr
+        no_traceback(result)
+        message = result.stderr
+        assert message.startswith("pbtrun: error: sweep.toml is a sweep spec, not a sweep directory"), message
+        assert "`pbtrun up sweep.toml`" in message and "train_dir/sp by the spec's train_dir" in message
+        assert len(starts(project.records())) == int(ran)  # the command ran nothing
+        if not ran:
+            assert project.run("up", "sweep.toml", timeout=TIMEOUT).returncode == 0
+
+
 def test_resume_of_a_train_dir_with_several_sweeps_lists_them(project: Project, recorder: str) -> None:
     body = '[[experiments]]\nname = "a"\ngrid = { seed = [1] }\n'
     project.spec(sweep_toml("one", recorder, body), "one.toml")
