@@ -255,7 +255,7 @@ def toml_literal(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(toml_literal(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items()) + " }" if value else "{}"
     return str(value)
 
 
@@ -588,16 +588,32 @@ def _timeout_min(src: _Source, table: Mapping, where: tuple) -> float | None:
     return float(value)
 
 
-_DOTTED_HINT = (
-    "is a table, not a list of values: a dotted key inside {{ }} makes nested tables in TOML. "
-    'Quote the parameter name: "{key}.{sub}" = [...].'
-)
+def _dotted_hint(key: str, table: dict, what: str) -> str:
+    """For ``a.b = ...`` written inside ``{ }``, which TOML reads as a table ``a`` holding ``b``:
+    the quoted key that was meant, with the value found at the end of the path."""
+    path, leaf = [key], table
+    while isinstance(leaf, dict) and leaf:
+        sub = next(iter(leaf))
+        path.append(sub)
+        leaf = leaf[sub]
+    return (
+        f"is a table, not {what}: a dotted key inside {{ }} makes nested tables in TOML. "
+        f"Quote the parameter name: {json.dumps('.'.join(path))} = {toml_literal(leaf)}."
+    )
 
 
-def _check_value(src: _Source, where: tuple, value: Any) -> None:
-    """Parameter values must survive JSON (the state file) and render with ``str()``."""
-    if isinstance(value, dict) and where and isinstance(where[-1], str):
-        raise src.error(where, _DOTTED_HINT.format(key=where[-1], sub=next(iter(value), "x")))
+def _check_value(src: _Source, where: tuple, value: Any, dotted: bool = False) -> None:
+    """Parameter values must survive JSON (the state file) and render with ``str()``. ``dotted``:
+    ``value`` is what a key of a ``list`` combination holds, so a table there is a dotted key."""
+    if isinstance(value, dict):
+        if dotted and value:
+            raise src.error(where, _dotted_hint(str(where[-1]), value, "a value"))
+        raise src.error(
+            where,
+            f"holds a table ({toml_literal(value)}), which is not a parameter value: values are strings, "
+            "numbers, booleans, or lists of them. Quote it as a string if your program parses it, "
+            "or give each of its keys as a parameter of its own.",
+        )
     if isinstance(value, dt.date | dt.time | dt.datetime):
         raise src.error(where, "dates and times are not supported as parameter values; quote them as a string.")
     if isinstance(value, float) and not math.isfinite(value):
@@ -626,12 +642,11 @@ def _grid_axes(src: _Source, grid: Any, where: tuple) -> _Axes:
             if n in seen:
                 raise src.error(here, f"parameter {n!r} appears twice in this grid.")
             seen.add(n)
-        if isinstance(values, dict):
-            raise src.error(here, _DOTTED_HINT.format(key=key, sub=next(iter(values), "x")))
+        if isinstance(values, dict) and values:
+            raise src.error(here, _dotted_hint(key, values, "a list of values"))
         if not isinstance(values, list):
-            raise src.error(
-                here, f"must be a list of values, like {key} = [{toml_literal(values)}], not {_type_name(values)}."
-            )
+            example = "1, 2" if isinstance(values, dict) else toml_literal(values)
+            raise src.error(here, f"must be a list of values, like {key} = [{example}], not {_type_name(values)}.")
         if not values:
             raise src.error(here, "is an empty list, which gives no experiments: give at least one value.")
         rows = [_tied_row(src, here, names, v) for v in values]
@@ -680,7 +695,7 @@ def _list_combinations(src: _Source, value: Any, where: tuple) -> tuple[dict[str
     for k, combo in enumerate(value):
         for name, item in combo.items():
             _param_name(src, (*where, name), name)
-            _check_value(src, (*where, name), item)
+            _check_value(src, (*where, name), item, dotted=True)
         if not combo:
             raise src.error(where, f"combination #{k + 1} is empty; remove it or give its parameters.")
     return tuple(dict(c) for c in value)

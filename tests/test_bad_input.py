@@ -103,7 +103,13 @@ CASES = [
     case("no-group-name", BASE + "[[experiments]]  # <-\ngrid = { x = [1] }\n", "experiments[1]", "name"),
     case("no-sweep-name", 'command = "prog"\n' + GROUP, "name", "required"),
     case("grid-value-not-list", BASE + GROUP + "grid = { lr = 0.1 }  # <-\n", "grid.lr", "list"),
-    case("grid-dotted-bare-key", BASE + GROUP + "grid = { train.lr = [1] }  # <-\n", "grid.train", "list"),
+    case("grid-dotted-bare-key", BASE + GROUP + "grid = { train.lr = [1] }  # <-\n", "grid.train", '"train.lr" = [1]'),
+    case("grid-dotted-deeper", BASE + GROUP + "grid = { a.b.c = [1, 2] }  # <-\n", "grid.a", '"a.b.c" = [1, 2]'),
+    case("grid-empty-table", BASE + GROUP + "grid = { a = {} }  # <-\n", "grid.a", "a = [1, 2]", "not a table"),
+    case("grid-table-in-values", BASE + GROUP + "grid = { a = [{ b = 1 }] }  # <-\n", "grid.a", "{ b = 1 }", "not a"),
+    case("grid-table-in-tied", BASE + GROUP + 'grid = { "x,y" = [[1, { b = 1 }]] }  # <-\n', "grid.x,y", "not a"),
+    case("list-dotted-key", BASE + GROUP + "list = [{ a.b = 1 }]  # <-\n", "list.a", '"a.b" = 1'),
+    case("list-table-in-values", BASE + GROUP + "list = [{ a = [{ b = 1 }] }]  # <-\n", "list.a", "not a"),
     case("grid-empty-values", BASE + GROUP + "grid = { lr = [] }  # <-\n", "grid.lr", "empty"),
     case("grid-and-list", BASE + GROUP + "grid = { x = [1] }\nlist = [ { x = 2 } ]  # <-\n", "list", "grid"),
     case("grid-param-twice", BASE + GROUP + 'grid = { "a,b" = [[1, 2]], a = [3] }  # <-\n', "'a'", "twice"),
@@ -389,6 +395,19 @@ def test_groups_adding_up_past_the_limit_are_refused_before_any_is_expanded(proj
     err = assert_refused(result, project.root, before, "sweep.toml", ("1,000,000", said))
     assert "MemoryError" not in err
     assert "sweep.toml, line 8: experiments[2]:" in err  # the second group's [[experiments]] (5 lines each)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["grid = { a = [{ b = 1 }] }", 'grid = { "x,y" = [[1, { b = 1 }]] }', "list = [{ a = [{ b = 1 }] }]"],
+)
+def test_a_table_inside_a_list_gets_no_dotted_key_hint(project, text: str) -> None:
+    """A table among the values is no dotted key: quoting a name (``"a.b" = [...]``) cannot fix it."""
+    project.spec(BASE + GROUP + text + "\n")
+    before = _files(project.root)
+    err = assert_refused(project.run("up", "sweep.toml", "--num-gpus", "0"), project.root, before, "sweep.toml")
+    assert "dotted key" not in err and '"a.b"' not in err and '"x,y.b"' not in err, err
+    assert "is not a parameter value" in err and "strings, numbers, booleans" in err
 
 
 def test_grid_hint_keeps_the_value_type(project) -> None:
