@@ -543,11 +543,16 @@ def _refuse_filters(train_dir: Path, filters: dict[str, Any]) -> None:
 
 
 def _train_dir_status(train_dir: Path, as_json: bool, watch: bool = False) -> None:
-    if as_json:
+    if as_json:  # an unreadable sweep is listed with its error, never silently left out
         docs = [
-            {"name": s["name"], "dir": str(d.resolve()), "counts": s["counts"], "running": h is not None}
-            for d, s, h, _ in _sweep_rows(train_dir)
-            if s is not None
+            {
+                "name": d.name if s is None else s["name"],
+                "dir": str(d.resolve()),
+                "counts": None if s is None else s["counts"],
+                "running": h is not None,
+                "error": error or None,
+            }
+            for d, s, h, error in _sweep_rows(train_dir, full_errors=True)
         ]
         click.echo(json.dumps({"train_dir": str(train_dir.resolve()), "sweeps": docs}, indent=2))
     elif watch:
@@ -567,14 +572,18 @@ def _train_dir_view(train_dir: Path) -> Any:
     return sweeps_table(rows, symbols=sys.stdout.isatty())
 
 
-def _sweep_rows(train_dir: Path) -> list[tuple]:
+def _sweep_rows(train_dir: Path, full_errors: bool = False) -> list[tuple]:
     """Per sweep under ``train_dir``: its dir, its summary (or None), its scheduler, an error.
-    A sweep that lost its pbtrun.json is listed too, as an error."""
+    A sweep that lost its pbtrun.json is listed too, as an error. ``full_errors``: each error as
+    `pbtrun status DIR` gives it, not shortened for a table cell."""
     rows: list[tuple] = []
     for sweep_dir in remnants.lost_sweeps(train_dir):
-        state = store.SweepPaths(sweep_dir).state.name
-        how = f"pbtrun status {shlex.quote(str(sweep_dir))} says how to restore it"
-        rows.append((sweep_dir, None, store.holder_alive(store.SweepPaths(sweep_dir)), f"{state} missing: {how}"))
+        paths = store.SweepPaths(sweep_dir)
+        if full_errors:
+            error = remnants.lost_state_message(sweep_dir, remnants.remnants(sweep_dir))
+        else:
+            error = f"{paths.state.name} missing: pbtrun status {shlex.quote(str(sweep_dir))} says how to restore it"
+        rows.append((sweep_dir, None, store.holder_alive(paths), error))
     for sweep_dir in store.find_sweeps(train_dir):
         paths = store.SweepPaths(sweep_dir)
         holder = store.holder_alive(paths)
@@ -583,7 +592,7 @@ def _sweep_rows(train_dir: Path) -> list[tuple]:
             try:
                 sweep = store.load(paths)
             except PbtrunError as exc:
-                rows.append((sweep_dir, None, None, f"unreadable: {exc.message}"))
+                rows.append((sweep_dir, None, holder, exc.message if full_errors else f"unreadable: {exc.message}"))
                 continue
             summary = {"name": sweep.name, "counts": sweep.counts()}
         rows.append((sweep_dir, summary, holder, ""))

@@ -399,6 +399,30 @@ def test_a_deleted_state_file_is_refused_naming_the_backup_and_nothing_is_touche
     assert (sweep_dir / "logs").is_dir() and all(name in _files_in(sweep_dir) for name in before if "logs/" in name)
 
 
+@pytest.mark.parametrize("command", ["status", "ls"])
+def test_train_dir_json_lists_unreadable_sweeps_with_their_error(project, recorder, command):
+    """A script reading a train dir's listing must see every sweep, also one it cannot use."""
+    for name in ("fine", "broken", "lost"):
+        project.spec(f'name = "{name}"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n', f"{name}.toml")
+        assert project.run("up", f"{name}.toml").returncode == 0
+    broken = project.root / "train_dir/broken/pbtrun.json"
+    broken.write_bytes(broken.read_bytes()[:50])
+    (project.root / "train_dir/lost/pbtrun.json").unlink()
+    result = project.run(command, "train_dir", "--json")
+    assert result.returncode == 0, result.stderr
+    sweeps = {s["name"]: s for s in json.loads(result.stdout)["sweeps"]}
+    assert sorted(sweeps) == ["broken", "fine", "lost"]
+    assert sweeps["fine"]["error"] is None and sweeps["fine"]["counts"]["succeeded"] == 1
+    for name in ("broken", "lost"):
+        entry = sweeps[name]
+        assert entry["counts"] is None and entry["running"] is False
+        assert entry["dir"] == str(project.root / "train_dir" / name)
+        said = project.run("status", f"train_dir/{name}").stderr
+        assert entry["error"] == said.removeprefix("pbtrun: error: ").strip()  # as status of that sweep says it
+    assert "not valid JSON" in sweeps["broken"]["error"] and "pbtrun.json.bak" in sweeps["broken"]["error"]
+    assert "cp " in sweeps["lost"]["error"]
+
+
 def test_a_sweep_directory_with_only_its_logs_left_has_no_backup_to_offer(project, recorder):
     project.spec(f'name = "s"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
     assert project.run("up", "sweep.toml").returncode == 0
