@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shlex
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -17,13 +18,14 @@ from typing import Any
 
 import click
 
-from pbtrun import __version__, render, store
-from pbtrun.errors import PbtrunError, SweepBusy
+from pbtrun import __version__, remnants, render, store
+from pbtrun.errors import CWD_GONE, PbtrunError, SpecError, SweepBusy
 from pbtrun.gpus import resolve
-from pbtrun.spec import SchedulerSettings, expand, load
+from pbtrun.spec import MAX_GPUS, MAX_PAUSE_S, SchedulerSettings, Spec, expand, load
 from pbtrun.state import Sweep, merge, new_experiment
 
 STATUS_ROWS = 1000  # a person reads no more; rendering 100k rows takes rich half a minute
+MAX_GRACE_S = 86_400.0  # a day: scripts checkpoint on SIGINT in minutes; a stop that waits longer never ends
 
 
 class _Group(click.Group):
@@ -31,10 +33,15 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except PbtrunError as exc:
-            click.echo(f"pbtrun: error: {exc.message}", err=True)
+            message = exc.message
+            if CWD_GONE not in message and not _cwd_exists():  # a relative path then names nothing
+                message += f" Note: {CWD_GONE}, so relative paths cannot be found; cd to one that exists."
+            with contextlib.suppress(OSError):  # a closed terminal: the exit code still tells
+                click.echo(f"pbtrun: error: {message}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("pbtrun: interrupted", err=True)
+            with contextlib.suppress(OSError):
+                click.echo("pbtrun: interrupted", err=True)
             ctx.exit(130)
 
 
@@ -44,11 +51,54 @@ def cli() -> None:
     """Run experiment sweeps from one TOML file, on the GPUs of this machine, resumably."""
 
 
+class Seconds(click.ParamType):
+    """A number of seconds from 0 to ``max_s``. ``click.FloatRange(min=0)`` lets ``nan`` and
+    ``inf`` through, which turn a timer into one that never fires or never ends."""
+
+    name = "seconds"
+
+    def __init__(self, max_s: float, what: str) -> None:
+        self.max_s = max_s
+        self.what = what  # the maximum in words
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        if not 0 <= seconds <= self.max_s:  # also false for nan
+            self.fail(f"must be 0 to {self.max_s:g} seconds ({self.what}), not {value}.", param, ctx)
+        return seconds
+
+
+def _cwd() -> str:
+    """The directory pbtrun runs in: experiments run there, and the state records it."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        raise PbtrunError(
+            f"{CWD_GONE}, and experiments run in the directory `pbtrun up` is run from. cd to a "
+            'directory that exists (cd "$PWD" if it was made again) and run the command again.'
+        ) from None
+
+
+def _cwd_exists() -> bool:
+    try:
+        os.getcwd()
+    except OSError:
+        return False
+    return True
+
+
 def scheduler_options(func: Callable) -> Callable:
     """Flags that override ``[scheduler]``; the old launcher's underscore spellings work too."""
     options = [
         click.option(
-            "--num-gpus", "--num_gpus", "num_gpus", type=click.IntRange(min=0), help="GPUs to use (ids 0..N-1)."
+            "--num-gpus",
+            "--num_gpus",
+            "num_gpus",
+            type=click.IntRange(min=0, max=MAX_GPUS),
+            help="GPUs to use (ids 0..N-1).",
         ),
         click.option("--max-parallel", "--max_parallel", "max_parallel", type=int, help="Experiments at once."),
         click.option(
@@ -62,12 +112,12 @@ def scheduler_options(func: Callable) -> Callable:
             "--pause-between",
             "--pause_between",
             "pause_between",
-            type=click.FloatRange(min=0),
+            type=Seconds(MAX_PAUSE_S, "a day"),
             help="Seconds between two launches.",
         ),
         click.option(
             "--grace",
-            type=click.FloatRange(min=0),
+            type=Seconds(MAX_GRACE_S, "a day"),
             default=30.0,
             show_default=True,
             help="Seconds between SIGINT and SIGTERM when stopping.",
@@ -106,14 +156,14 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
             "--json goes with --dry-run: `pbtrun up SPEC --dry-run --json` prints the plan as JSON. "
             "A running sweep's progress as JSON is `pbtrun status SWEEP --json`."
         )
+    cwd = _cwd()  # first: in a deleted directory, a relative spec path names nothing either
     spec = load(spec_file)
     settings = resolve(spec.scheduler, _flags(kw), spec_file)
-    train_dir = train_dir if train_dir is not None else spec.train_dir
+    train_dir = _train_dir(train_dir, spec)
     compiled = expand(spec, train_dir)
     if dry_run:
         _print_plan(spec.name, Path(train_dir) / spec.name, compiled, settings, as_json)
         return
-    cwd = os.getcwd()
     paths = store.SweepPaths(Path(cwd) / train_dir / spec.name)
     try:
         paths.logs.mkdir(parents=True, exist_ok=True)
@@ -128,6 +178,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
                 sweep.settings = settings
                 _say_merged(report)
             else:
+                remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
                 sweep = Sweep(spec.name, cwd, train_dir, time.time(), settings, pbtrun_version=__version__)
                 sweep.replace_all(new_experiment(c) for c in compiled)
             store.write_spec_copy(paths, spec.text)
@@ -140,6 +191,18 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
     except SweepBusy as busy:
         added = _add_to_running(paths, compiled, force)
         raise SweepBusy(f"{busy.message} {added}") from None
+
+
+def _train_dir(flag: str | None, spec: Spec) -> str:
+    """``--train-dir`` wins over the spec's ``train_dir``; empty is refused, as in the spec."""
+    if flag is None:
+        return spec.train_dir
+    if not flag:
+        raise SpecError(
+            "command line: --train-dir must not be empty: give a directory, or leave the flag out "
+            f"to use the spec's train_dir ({spec.train_dir!r})."
+        )
+    return flag
 
 
 def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_json: bool) -> None:
@@ -158,7 +221,7 @@ def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> No
     """Print the experiments SPEC_FILE would run (command, env, GPU slot); create and run nothing."""
     spec = load(spec_file)
     settings = resolve(spec.scheduler, _flags(kw), spec_file)
-    train_dir = train_dir if train_dir is not None else spec.train_dir
+    train_dir = _train_dir(train_dir, spec)
     _print_plan(spec.name, Path(train_dir) / spec.name, expand(spec, train_dir), settings, as_json)
 
 
@@ -238,12 +301,17 @@ def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str
 
 
 def _say_merged(report: Any) -> None:
+    """Said inside the state lock, before the merge is saved: a closed stdout must not stop it."""
+    from pbtrun.live import guarded
+
+    out = guarded(sys.stdout)
     if report.added:
-        click.echo(f"added {len(report.added)} new experiment(s) to the existing sweep")
+        click.echo(f"added {len(report.added)} new experiment(s) to the existing sweep", file=out)
     if report.changed:
-        click.echo(f"re-queued {len(report.changed)} experiment(s) whose command changed (--force)")
+        click.echo(f"re-queued {len(report.changed)} experiment(s) whose command changed (--force)", file=out)
     if report.removed:
-        click.echo(f"{len(report.removed)} experiment(s) no longer in the spec are kept for their history, not run")
+        removed = len(report.removed)
+        click.echo(f"{removed} experiment(s) no longer in the spec are kept for their history, not run", file=out)
 
 
 # --------------------------------------------------------------------------- resume
@@ -254,7 +322,7 @@ def _say_merged(report: Any) -> None:
 @scheduler_options
 def resume(path: Path, **kw: Any) -> None:
     """Continue the sweep at PATH (a sweep dir, or a train dir holding one sweep)."""
-    paths = store.resolve_sweep(path)
+    paths = _resolve(path, "resume")
     flags = _flags(kw)
     with store.scheduler_lock(paths):
         if any(v is not None for v in vars(flags).values()):
@@ -265,6 +333,42 @@ def resume(path: Path, **kw: Any) -> None:
                 )
                 sweep.settings = resolve(base, flags, paths.state)
         _run(paths, kw)
+
+
+def _refuse_a_spec_file(path: Path, command: str) -> None:
+    """A file given where a sweep directory goes: most likely the spec the sweep came from."""
+    if path.name == "pbtrun.json" or not path.is_file():
+        return
+    if path.suffix != ".toml":
+        raise PbtrunError(f"{path} is a file, not a sweep directory: give a sweep directory (train_dir/NAME).")
+    try:
+        spec = load(path)
+        where = f", {shlex.quote(str(Path(spec.train_dir) / spec.name))} by the spec's train_dir"
+    except PbtrunError:
+        where = ""
+    raise PbtrunError(
+        f"{path} is a sweep spec, not a sweep directory: `pbtrun up {shlex.quote(str(path))}` runs the "
+        f"sweep it describes, or continues it; `pbtrun {command}` takes the sweep's directory{where}."
+    )
+
+
+def _resolve(path: Path, command: str) -> store.SweepPaths:
+    """The sweep at ``path`` (see ``store.resolve_sweep``); a sweep that lost its pbtrun.json, at
+    ``path`` or as the only one under a train dir, is reported with how to restore it."""
+    _refuse_a_spec_file(path, command)
+    target = path.parent if path.name == "pbtrun.json" else path
+    remnants.refuse_lost_state(target)
+    if target.is_dir() and not store.is_sweep(target) and not store.find_sweeps(target):
+        lost = remnants.lost_sweeps(target)
+        if len(lost) == 1:
+            remnants.refuse_lost_state(lost[0])
+        if lost:
+            names = ", ".join(shlex.quote(str(p)) for p in lost)
+            raise PbtrunError(
+                f"{path}: no sweep here, but {len(lost)} sweep directories under it lost their pbtrun.json "
+                f"({names}); `pbtrun status DIR` on one says how to restore it."
+            )
+    return store.resolve_sweep(path)
 
 
 def _run(paths: store.SweepPaths, kw: dict[str, Any]) -> None:
@@ -296,7 +400,7 @@ def _run(paths: store.SweepPaths, kw: dict[str, Any]) -> None:
 @click.option("--no-wait", is_flag=True, help="Ask the scheduler to stop and return at once.")
 def stop(path: Path, now: bool, no_wait: bool) -> None:
     """Ask the scheduler running the sweep at PATH to stop gracefully, and wait for it."""
-    paths = store.resolve_sweep(path)
+    paths = _resolve(path, "stop")
     if not store.notify(paths, "stop-now" if now else "stop"):
         click.echo(f"no scheduler is running {paths.dir}; nothing to stop")
         return
@@ -342,6 +446,8 @@ def complete_experiments(ctx: click.Context, param: click.Parameter, incomplete:
 def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filters: Any) -> None:
     """Where every sweep under PATH (default ./train_dir) stands, or one sweep in detail."""
     path = path or Path("train_dir")
+    _refuse_a_spec_file(path, "status")
+    remnants.refuse_lost_state(path.parent if path.name == "pbtrun.json" else path)
     if store.is_sweep(path) or path.name == "pbtrun.json":
         _sweep_status(store.resolve_sweep(path), as_json, watch, None if show_all else STATUS_ROWS, filters)
     elif path.is_dir():
@@ -372,20 +478,36 @@ def _sweep_status(
 
     filters = Filters(**options)
     if as_json:
-        sweep = store.load(paths)
-        click.echo(json.dumps(render.sweep_json(paths, sweep, store.holder_alive(paths)), indent=2))
-        return
-    console = _console()
-    if not watch:
         sweep, holder = store.load(paths), store.holder_alive(paths)
-        console.print(sweep_table(paths, sweep, time.time(), filters, holder=holder, limit=limit))
+        document = render.sweep_json(paths, sweep, holder, _observed(paths, sweep, holder))
+        click.echo(json.dumps(document, indent=2))
         return
-    _watch(
-        console,
-        lambda limit: sweep_table(
-            paths, store.load(paths), time.time(), filters, holder=store.holder_alive(paths), limit=limit
-        ),
-    )
+
+    def frame(limit: int | None) -> Any:
+        sweep, holder = store.load(paths), store.holder_alive(paths)
+        observed = _observed(paths, sweep, holder)
+        return sweep_table(paths, sweep, time.time(), filters, holder=holder, limit=limit, observed=observed)
+
+    console = _console()
+    if watch:
+        _watch(console, frame)
+    else:
+        console.print(frame(limit))
+
+
+def _observed(paths: store.SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -> dict[str, Any]:
+    """While no scheduler runs, the state's "running" is only what the last one recorded: look
+    at those attempts' logs and processes (read-only) to show what they really are."""
+    if holder is not None:
+        return {}
+    from pbtrun.backends.local import observe
+
+    host = socket.gethostname()
+    return {
+        exp.id: observe(str(paths.dir / exp.last.log), same_host=exp.last.host in ("", host))
+        for exp in sweep.running()
+        if exp.last is not None
+    }
 
 
 def _watch(console: Any, frame: Callable[[int], Any]) -> None:
@@ -421,11 +543,16 @@ def _refuse_filters(train_dir: Path, filters: dict[str, Any]) -> None:
 
 
 def _train_dir_status(train_dir: Path, as_json: bool, watch: bool = False) -> None:
-    if as_json:
+    if as_json:  # an unreadable sweep is listed with its error, never silently left out
         docs = [
-            {"name": s["name"], "dir": str(d.resolve()), "counts": s["counts"], "running": h is not None}
-            for d, s, h, _ in _sweep_rows(train_dir)
-            if s is not None
+            {
+                "name": d.name if s is None else s["name"],
+                "dir": str(d.resolve()),
+                "counts": None if s is None else s["counts"],
+                "running": h is not None,
+                "error": error or None,
+            }
+            for d, s, h, error in _sweep_rows(train_dir, full_errors=True)
         ]
         click.echo(json.dumps({"train_dir": str(train_dir.resolve()), "sweeps": docs}, indent=2))
     elif watch:
@@ -445,9 +572,18 @@ def _train_dir_view(train_dir: Path) -> Any:
     return sweeps_table(rows, symbols=sys.stdout.isatty())
 
 
-def _sweep_rows(train_dir: Path) -> list[tuple]:
-    """Per sweep under ``train_dir``: its dir, its summary (or None), its scheduler, an error."""
+def _sweep_rows(train_dir: Path, full_errors: bool = False) -> list[tuple]:
+    """Per sweep under ``train_dir``: its dir, its summary (or None), its scheduler, an error.
+    A sweep that lost its pbtrun.json is listed too, as an error. ``full_errors``: each error as
+    `pbtrun status DIR` gives it, not shortened for a table cell."""
     rows: list[tuple] = []
+    for sweep_dir in remnants.lost_sweeps(train_dir):
+        paths = store.SweepPaths(sweep_dir)
+        if full_errors:
+            error = remnants.lost_state_message(sweep_dir, remnants.remnants(sweep_dir))
+        else:
+            error = f"{paths.state.name} missing: pbtrun status {shlex.quote(str(sweep_dir))} says how to restore it"
+        rows.append((sweep_dir, None, store.holder_alive(paths), error))
     for sweep_dir in store.find_sweeps(train_dir):
         paths = store.SweepPaths(sweep_dir)
         holder = store.holder_alive(paths)
@@ -456,11 +592,11 @@ def _sweep_rows(train_dir: Path) -> list[tuple]:
             try:
                 sweep = store.load(paths)
             except PbtrunError as exc:
-                rows.append((sweep_dir, None, None, f"unreadable: {exc.message}"))
+                rows.append((sweep_dir, None, holder, exc.message if full_errors else f"unreadable: {exc.message}"))
                 continue
             summary = {"name": sweep.name, "counts": sweep.counts()}
         rows.append((sweep_dir, summary, holder, ""))
-    return rows
+    return sorted(rows, key=lambda row: row[0])
 
 
 @cli.command()
@@ -476,7 +612,7 @@ def logs(path: Path, experiment: str | None, follow: bool, attempt: int | None, 
     """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index: the # of status)."""
     from pbtrun import logs as logs_mod
 
-    paths = store.resolve_sweep(path)
+    paths = _resolve(path, "logs")
     sweep = store.load(paths)
     if failed:
         for header, tail in logs_mod.failed_tails(paths, sweep, lines):

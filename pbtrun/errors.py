@@ -6,6 +6,9 @@ Every error carries a message written for the person at the terminal: what is wr
 
 from __future__ import annotations
 
+# Said by every error that a deleted working directory explains, so the CLI does not add it again.
+CWD_GONE = "the current directory no longer exists (it was deleted or moved after the shell entered it)"
+
 
 class PbtrunError(Exception):
     """Base of every error pbtrun reports to a user."""

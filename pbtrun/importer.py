@@ -43,7 +43,7 @@ from typing import Any
 import tomli_w
 
 from pbtrun import launcher_compat
-from pbtrun.errors import SpecError
+from pbtrun.errors import CWD_GONE, SpecError
 from pbtrun.spec import _NAME_RE, expand, parse
 
 LAUNCHER_MODULES = ("sample_factory.launcher.run_description", "isaacgymenvs.pbt.launcher.run_description")
@@ -161,7 +161,14 @@ def _load(target: str) -> tuple[str, Any]:
                 "for example runs/ant_pbt.py or my_project.runs.ant_pbt."
             )
         label = f"module {target}"
-        with _importing(last=os.getcwd()):  # as `python -m` would find it, without shadowing packages
+        try:
+            cwd = os.getcwd()
+        except FileNotFoundError:
+            raise SpecError(
+                f"{target}: a dotted module name is looked up from the current directory, but {CWD_GONE}. "
+                "cd to the directory it is found from and run the command again."
+            ) from None
+        with _importing(last=cwd):  # as `python -m` would find it, without shadowing packages
             module = _guarded(lambda: importlib.import_module(target), label, None, target)
     if not hasattr(module, "RUN_DESCRIPTION"):
         raise SpecError(

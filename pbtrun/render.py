@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import shlex
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pbtrun.backends.local import SEEN_ENDED, SEEN_LOST, SEEN_NOT_STARTED, SEEN_RUNNING, Observed
 from pbtrun.gpus import Placement
 from pbtrun.spec import ExperimentSpec
 from pbtrun.state import (
@@ -19,7 +20,10 @@ from pbtrun.state import (
     INTERRUPTED,
     LOST,
     NOT_STARTED,
+    PENDING,
+    RUNNING,
     STOPPED,
+    SUCCEEDED,
     TIMED_OUT,
     Attempt,
     Experiment,
@@ -53,6 +57,31 @@ def _status_word(exp: Experiment) -> str:
     if exp.status == INTERRUPTED and last is not None and last.outcome == LOST:
         return "lost"
     return exp.status
+
+
+def observed_word(seen: Observed) -> str:
+    """What an experiment the state calls running really is, while no scheduler runs: the state
+    says so only once a scheduler records it, hence "not yet recorded"."""
+    if seen.state == SEEN_ENDED and seen.returncode is not None:
+        return f"ended ({returncode_word(seen.returncode)}), not yet recorded"
+    return {
+        SEEN_RUNNING: "running (no scheduler)",
+        SEEN_LOST: "lost, not yet recorded",
+        SEEN_NOT_STARTED: "never started, not yet recorded",
+    }.get(seen.state, "unknown (no scheduler)")
+
+
+def observed_status(seen: Observed) -> str:
+    """The status an observation amounts to (its symbol and colour in tables)."""
+    if seen.state == SEEN_ENDED:
+        return SUCCEEDED if seen.returncode == 0 else FAILED
+    return {SEEN_LOST: INTERRUPTED, SEEN_NOT_STARTED: PENDING}.get(seen.state, RUNNING)
+
+
+def observed_json(seen: Observed | None) -> dict[str, Any] | None:
+    if seen is None:
+        return None
+    return {"state": seen.state, "returncode": seen.returncode, "ended_at": seen.ended_at}
 
 
 def attempt_word(attempt: Attempt) -> str:
@@ -162,8 +191,16 @@ def plan_json(name: str, sweep_dir: Path, experiments: Sequence[ExperimentSpec],
 # --------------------------------------------------------------------------- JSON
 
 
-def sweep_json(paths: SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``status --json`` document for one sweep."""
+def sweep_json(
+    paths: SweepPaths,
+    sweep: Sweep,
+    holder: dict[str, Any] | None,
+    observed: Mapping[str, Observed] | None = None,
+) -> dict[str, Any]:
+    """The ``status --json`` document for one sweep; ``observed`` (by experiment id) is what the
+    experiments the state calls running really are, looked at while no scheduler runs."""
+    base = paths.dir.resolve()
+    observed = observed or {}
     return {
         "sweep": {
             "name": sweep.name,
@@ -173,12 +210,18 @@ def sweep_json(paths: SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -
             "scheduler": None if holder is None else {"pid": holder.get("pid"), "host": holder.get("host")},
         },
         "counts": sweep.counts(),
-        "experiments": [experiment_json(paths, e) for e in sweep.experiments.values()],
+        "experiments": [experiment_json(paths, e, base, observed.get(e.id)) for e in sweep.experiments.values()],
     }
 
 
-def experiment_json(paths: SweepPaths, exp: Experiment) -> dict[str, Any]:
-    last = last_attempt(exp)
+def experiment_json(
+    paths: SweepPaths, exp: Experiment, base: Path | None = None, observed: Observed | None = None
+) -> dict[str, Any]:
+    """One experiment of ``status --json``; ``base`` is the sweep directory, resolved (once per
+    sweep: resolving every log's path costs a system call per component)."""
+    base = paths.dir.resolve() if base is None else base
+    attempts = real_attempts(exp)
+    last = attempts[-1] if attempts else None
     return {
         "name": exp.name,
         "id": exp.id,
@@ -187,12 +230,32 @@ def experiment_json(paths: SweepPaths, exp: Experiment) -> dict[str, Any]:
         "outcome": None if last is None else last.outcome,
         "returncode": None if last is None else last.returncode,
         "gpus": None if last is None or last.gpus is None else list(last.gpus),
-        "attempts": len(real_attempts(exp)),
+        "attempts": len(attempts),
         "argv": list(exp.argv),
         "env": dict(exp.env),
         "params": dict(exp.params),
-        "log": None if last is None else str((paths.dir / last.log).resolve()),
+        "log": None if last is None else str(base / last.log),
         "started_at": None if last is None else last.started_at,
         "ended_at": None if last is None else last.ended_at,
         "removed": exp.removed,
+        "history": [attempt_json(a, base) for a in attempts],
+        "observed": observed_json(observed),
     }
+
+
+def attempt_json(attempt: Attempt, base: Path) -> dict[str, Any]:
+    """One attempt that started a process, as ``history`` lists it: a lost one stays visible."""
+    return {
+        "number": attempt.number,
+        "outcome": attempt.outcome,
+        "returncode": attempt.returncode,
+        "started_at": attempt.started_at,
+        "ended_at": attempt.ended_at,
+        "gpus": None if attempt.gpus is None else list(attempt.gpus),
+        "log": str(base / attempt.log),
+    }
+
+
+def lost_attempts(exp: Experiment) -> int:
+    """How many of its attempts were lost (their fate unknowable: the machine rebooted)."""
+    return sum(1 for a in exp.attempts if a.outcome == LOST)

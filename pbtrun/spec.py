@@ -15,7 +15,7 @@ import random
 import re
 import shlex
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -25,6 +25,11 @@ from pbtrun.errors import SpecError
 from pbtrun.naming import experiment_id, experiment_name, render_value, shorthands
 
 MAX_EXPERIMENTS = 1_000_000
+# Upper bounds on numbers that become waits or lists. Beyond them a value is a typo, not a plan,
+# and it would only fail later, far from the line that caused it (or never end: nan and inf).
+MAX_TIMEOUT_MIN = 1_000_000  # about two years: longer than any training run
+MAX_PAUSE_S = 86_400.0  # a day between two launches; the scheduler waits at most a day at a time anyway
+MAX_GPUS = 1024  # more than any one machine has; every GPU id is kept in the state, so 1e7 costs gigabytes
 
 TOP_KEYS = (
     "name",
@@ -60,6 +65,8 @@ _TABLES = {"the top level": TOP_KEYS, "[scheduler]": SCHEDULER_KEYS, "[[experime
 
 # A name becomes a directory under the train dir: one path component, nothing hidden.
 _NAME_RE = re.compile(r"^\w[\w.+=,@-]*$")
+# A grid, not yet expanded: per key, its parameter names (several: tied) and their rows of values.
+_Axes = list[tuple[tuple[str, ...], list[tuple]]]
 
 
 @dataclass(frozen=True)
@@ -248,7 +255,7 @@ def toml_literal(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(toml_literal(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items()) + " }" if value else "{}"
     return str(value)
 
 
@@ -297,7 +304,6 @@ def parse(text: str, path: Path) -> Spec:
         random_seed=_int(src, raw, (), "random_seed") or 0,
         text=text,
     )
-    _check_size(src, spec)
     return spec
 
 
@@ -413,16 +419,16 @@ def settings_problems(s: SchedulerSettings) -> list[tuple[str, str]]:
     """Value problems shared by ``[scheduler]`` and the command-line flags that override it,
     as (key, what is wrong) so each caller can say where the value came from."""
     problems = []
-    if s.num_gpus is not None and s.num_gpus < 0:
-        problems.append(("num_gpus", f"must be 0 or more, not {s.num_gpus}."))
+    if s.num_gpus is not None and not 0 <= s.num_gpus <= MAX_GPUS:
+        problems.append(("num_gpus", f"must be 0 to {MAX_GPUS} (more than any machine has), not {s.num_gpus}."))
     if s.max_parallel is not None and s.max_parallel < 1:
         problems.append(("max_parallel", f"must be at least 1, not {s.max_parallel}."))
     epg = s.experiments_per_gpu
     if epg is not None and (epg == 0 or epg < -1):
         problems.append(("experiments_per_gpu", f"must be -1 (do not pin GPUs) or at least 1, not {epg}."))
     pause = s.pause_between_s
-    if pause is not None and (pause < 0 or math.isnan(pause)):
-        problems.append(("pause_between", f"must be 0 or more seconds, not {pause}."))
+    if pause is not None and not 0 <= pause <= MAX_PAUSE_S:  # also false for nan
+        problems.append(("pause_between", f"must be 0 to {MAX_PAUSE_S:g} seconds (a day), not {pause:g}."))
     return problems
 
 
@@ -441,22 +447,32 @@ def _groups(src: _Source, raw: Mapping, top_argv: tuple[str, ...] | None) -> tup
         raise src.error(("experiments",), "must be an array of tables: write each one as [[experiments]].")
     if not tables:
         raise src.error(("experiments",), "is empty: add at least one [[experiments]] table.")
-    groups: list[GroupSpec] = []
+    builds: list[Callable[[], GroupSpec]] = []
     seen: dict[str, int] = {}
-    for i, table in enumerate(tables):
-        group = _group(src, table, i, top_argv)
-        if group.name in seen:
+    total = 0
+    for i, table in enumerate(tables):  # every group is checked and counted before any is expanded
+        name, count, build = _group(src, table, i, top_argv)
+        if name in seen:
             raise src.error(
                 ("experiments", i, "name"),
-                f"{group.name!r} is used by experiment group #{seen[group.name] + 1} too; "
-                "each [[experiments]] needs its own name.",
+                f"{name!r} is used by experiment group #{seen[name] + 1} too; each [[experiments]] needs its own name.",
             )
-        seen[group.name] = i
-        groups.append(group)
-    return tuple(groups)
+        seen[name] = i
+        _check_count(src, ("experiments", i), count, total)
+        total += count
+        builds.append(build)
+    return tuple(build() for build in builds)
 
 
-def _group(src: _Source, table: Mapping, i: int, top_argv: tuple[str, ...] | None) -> GroupSpec:
+def _group(
+    src: _Source, table: Mapping, i: int, top_argv: tuple[str, ...] | None
+) -> tuple[str, int, Callable[[], GroupSpec]]:
+    """One group, checked: its name, how many experiments it gives, and how to expand them.
+
+    The count comes from the grid's axes, the list's length, ``seeds`` and ``repeat``, so that a
+    spec over the limit (three groups of a million) is refused in milliseconds, before anything is
+    expanded, never after seconds and gigabytes.
+    """
     where = ("experiments", i)
     _check_keys(src, table, where, EXPERIMENT_KEYS)
     name = _name(src, table, (*where, "name"), required=True)
@@ -469,47 +485,77 @@ def _group(src: _Source, table: Mapping, i: int, top_argv: tuple[str, ...] | Non
             (*where, "name"),
             f"experiment group {name!r} has no command: set `command` in it or at the top level.",
         )
+    axes, combos, size = _parameters(src, table, where)
+    seeds, repeat = _seeds_and_repeat(src, table, where)
+    env = _env(src, table.get("env", {}), (*where, "env"))
+    retries, timeout_min = _retries(src, table, where), _timeout_min(src, table, where)
+    seed_base = _int(src, table, where, "seed_base") or 0
+
+    def build() -> GroupSpec:
+        if axes is not None:
+            params = tuple(_combine(axes, choice) for choice in product(*(rows for _, rows in axes)))
+        else:
+            params = combos
+        return GroupSpec(
+            name=name,
+            argv=argv,
+            combinations=_seeded_and_repeated(params, seeds, seed_base, repeat),
+            env=env,
+            max_retries=retries,
+            timeout_min=timeout_min,
+        )
+
+    return name, size * (seeds or 1) * repeat, build
+
+
+def _parameters(src: _Source, table: Mapping, where: tuple) -> tuple[_Axes | None, tuple[dict[str, Any], ...], int]:
+    """A group's grid axes (expanded later) or its list of combinations, and how many they give."""
     if "grid" in table and "list" in table:
         raise src.error((*where, "list"), "a group takes a grid or a list, not both: split it into two groups.")
     if "grid" in table:
-        combos = _grid_combinations(src, table["grid"], (*where, "grid"))
-    elif "list" in table:
-        combos = _list_combinations(src, table["list"], (*where, "list"))
+        axes = _grid_axes(src, table["grid"], (*where, "grid"))
+        names: set[str] = {n for axis, _ in axes for n in axis}
+        size = _grid_size(src, axes, (*where, "grid"))
+        combos: tuple[dict[str, Any], ...] = ()
     else:
-        combos = ({},)
-    combos = _seeded_and_repeated(src, table, where, combos)
-    env = _env(src, table.get("env", {}), (*where, "env"))
-    return GroupSpec(
-        name=name,
-        argv=argv,
-        combinations=combos,
-        env=env,
-        max_retries=_retries(src, table, where),
-        timeout_min=_timeout_min(src, table, where),
-    )
+        axes = None
+        combos = _list_combinations(src, table["list"], (*where, "list")) if "list" in table else ({},)
+        names = {n for c in combos for n in c}
+        size = len(combos)
+    if "seed" in names and table.get("seeds") is not None:
+        raise src.error((*where, "seeds"), "the group already has a 'seed' parameter; use one or the other.")
+    return axes, combos, size
+
+
+def _seeds_and_repeat(src: _Source, table: Mapping, where: tuple) -> tuple[int | None, int]:
+    seeds = _positive(src, table, where, "seeds")
+    repeat = _positive(src, table, where, "repeat") or 1
+    if _int(src, table, where, "seed_base") is not None and seeds is None:
+        raise src.error((*where, "seed_base"), "only works with seeds = N: add it, or remove seed_base.")
+    return seeds, repeat
+
+
+def _check_count(src: _Source, where: tuple, count: int, before: int) -> None:
+    """The group's ``count`` experiments, and the sweep's so far with them, within the limit."""
+    limit = f"more than the {MAX_EXPERIMENTS:,} pbtrun accepts"
+    if count > MAX_EXPERIMENTS:
+        raise src.error(where, f"this group gives {count:,} experiments, {limit}.")
+    if before + count > MAX_EXPERIMENTS:
+        raise src.error(
+            where,
+            f"this group gives {count:,} experiments and the groups before it {before:,}: "
+            f"{before + count:,} in all, {limit}. Split the sweep into several specs.",
+        )
 
 
 def _seeded_and_repeated(
-    src: _Source, table: Mapping, where: tuple, combos: tuple[dict[str, Any], ...]
+    combos: tuple[dict[str, Any], ...], seeds: int | None, seed_base: int, repeat: int
 ) -> tuple[dict[str, Any], ...]:
     """``seeds = N`` adds a ``seed`` parameter (``seed_base`` .. ``seed_base + N - 1``, slowest
     varying, as seeds are written first in launcher grids); ``repeat = N`` runs the whole group N
     times over (each run an experiment of its own, with its own name and id)."""
-    seeds = _positive(src, table, where, "seeds")
-    repeat = _positive(src, table, where, "repeat") or 1
-    base = _int(src, table, where, "seed_base")
-    if base is not None and seeds is None:
-        raise src.error((*where, "seed_base"), "only works with seeds = N: add it, or remove seed_base.")
-    total = len(combos) * (seeds or 1) * repeat
-    if total > MAX_EXPERIMENTS:
-        raise src.error(
-            where, f"this group gives {total:,} experiments, more than the {MAX_EXPERIMENTS:,} pbtrun accepts."
-        )
     if seeds is not None:
-        if any("seed" in c for c in combos):
-            raise src.error((*where, "seeds"), "the group already has a 'seed' parameter; use one or the other.")
-        first = base or 0
-        combos = tuple({"seed": first + k, **c} for k in range(seeds) for c in combos)
+        combos = tuple({"seed": seed_base + k, **c} for k in range(seeds) for c in combos)
     return combos * repeat
 
 
@@ -531,21 +577,43 @@ def _timeout_min(src: _Source, table: Mapping, where: tuple) -> float | None:
     value = table.get("timeout_min")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or math.isinf(value):
-        raise src.error((*where, "timeout_min"), f"must be a positive number of minutes, not {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise src.error((*where, "timeout_min"), f"must be a number of minutes, not {_type_name(value)}.")
+    if not 0 < value <= MAX_TIMEOUT_MIN:  # also false for nan
+        raise src.error(
+            (*where, "timeout_min"),
+            f"must be more than 0 and at most {MAX_TIMEOUT_MIN:,} minutes (about two years), not {value:g}; "
+            "for no timeout, leave timeout_min out.",
+        )
     return float(value)
 
 
-_DOTTED_HINT = (
-    "is a table, not a list of values: a dotted key inside {{ }} makes nested tables in TOML. "
-    'Quote the parameter name: "{key}.{sub}" = [...].'
-)
+def _dotted_hint(key: str, table: dict, what: str) -> str:
+    """For ``a.b = ...`` written inside ``{ }``, which TOML reads as a table ``a`` holding ``b``:
+    the quoted key that was meant, with the value found at the end of the path."""
+    path, leaf = [key], table
+    while isinstance(leaf, dict) and leaf:
+        sub = next(iter(leaf))
+        path.append(sub)
+        leaf = leaf[sub]
+    return (
+        f"is a table, not {what}: a dotted key inside {{ }} makes nested tables in TOML. "
+        f"Quote the parameter name: {json.dumps('.'.join(path))} = {toml_literal(leaf)}."
+    )
 
 
-def _check_value(src: _Source, where: tuple, value: Any) -> None:
-    """Parameter values must survive JSON (the state file) and render with ``str()``."""
-    if isinstance(value, dict) and where and isinstance(where[-1], str):
-        raise src.error(where, _DOTTED_HINT.format(key=where[-1], sub=next(iter(value), "x")))
+def _check_value(src: _Source, where: tuple, value: Any, dotted: bool = False) -> None:
+    """Parameter values must survive JSON (the state file) and render with ``str()``. ``dotted``:
+    ``value`` is what a key of a ``list`` combination holds, so a table there is a dotted key."""
+    if isinstance(value, dict):
+        if dotted and value:
+            raise src.error(where, _dotted_hint(str(where[-1]), value, "a value"))
+        raise src.error(
+            where,
+            f"holds a table ({toml_literal(value)}), which is not a parameter value: values are strings, "
+            "numbers, booleans, or lists of them. Quote it as a string if your program parses it, "
+            "or give each of its keys as a parameter of its own.",
+        )
     if isinstance(value, dt.date | dt.time | dt.datetime):
         raise src.error(where, "dates and times are not supported as parameter values; quote them as a string.")
     if isinstance(value, float) and not math.isfinite(value):
@@ -561,7 +629,7 @@ def _param_name(src: _Source, where: tuple, name: str) -> str:
     return name
 
 
-def _grid_axes(src: _Source, grid: Any, where: tuple) -> list[tuple[tuple[str, ...], list[tuple]]]:
+def _grid_axes(src: _Source, grid: Any, where: tuple) -> _Axes:
     """Each grid key becomes an axis: a tuple of names and a list of value tuples (tied keys)."""
     if not isinstance(grid, dict):
         raise src.error(where, f"must be a table of parameter = [values], not {_type_name(grid)}.")
@@ -574,12 +642,11 @@ def _grid_axes(src: _Source, grid: Any, where: tuple) -> list[tuple[tuple[str, .
             if n in seen:
                 raise src.error(here, f"parameter {n!r} appears twice in this grid.")
             seen.add(n)
-        if isinstance(values, dict):
-            raise src.error(here, _DOTTED_HINT.format(key=key, sub=next(iter(values), "x")))
+        if isinstance(values, dict) and values:
+            raise src.error(here, _dotted_hint(key, values, "a list of values"))
         if not isinstance(values, list):
-            raise src.error(
-                here, f"must be a list of values, like {key} = [{toml_literal(values)}], not {_type_name(values)}."
-            )
+            example = "1, 2" if isinstance(values, dict) else toml_literal(values)
+            raise src.error(here, f"must be a list of values, like {key} = [{example}], not {_type_name(values)}.")
         if not values:
             raise src.error(here, "is an empty list, which gives no experiments: give at least one value.")
         rows = [_tied_row(src, here, names, v) for v in values]
@@ -601,14 +668,14 @@ def _tied_row(src: _Source, where: tuple, names: tuple[str, ...], value: Any) ->
     return tuple(value)
 
 
-def _grid_combinations(src: _Source, grid: Any, where: tuple) -> tuple[dict[str, Any], ...]:
-    axes = _grid_axes(src, grid, where)
+def _grid_size(src: _Source, axes: _Axes, where: tuple) -> int:
+    """How many experiments the grid gives: the product of its axes, computed, not expanded."""
     total = math.prod(len(rows) for _, rows in axes)
     if total > MAX_EXPERIMENTS:
         raise src.error(
             where, f"this grid gives {total:,} experiments, more than the {MAX_EXPERIMENTS:,} pbtrun accepts."
         )
-    return tuple(_combine(axes, choice) for choice in product(*(rows for _, rows in axes)))
+    return total
 
 
 def _combine(axes: Sequence[tuple[tuple[str, ...], list[tuple]]], choice: Sequence[tuple]) -> dict[str, Any]:
@@ -628,16 +695,10 @@ def _list_combinations(src: _Source, value: Any, where: tuple) -> tuple[dict[str
     for k, combo in enumerate(value):
         for name, item in combo.items():
             _param_name(src, (*where, name), name)
-            _check_value(src, (*where, name), item)
+            _check_value(src, (*where, name), item, dotted=True)
         if not combo:
             raise src.error(where, f"combination #{k + 1} is empty; remove it or give its parameters.")
     return tuple(dict(c) for c in value)
-
-
-def _check_size(src: _Source, spec: Spec) -> None:
-    total = sum(len(g.combinations) for g in spec.groups)
-    if total > MAX_EXPERIMENTS:
-        raise src.error(("experiments",), f"gives {total:,} experiments in all, more than {MAX_EXPERIMENTS:,}.")
 
 
 # --------------------------------------------------------------------------- expansion

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pbtrun import render
+from pbtrun.backends.local import SEEN_RUNNING, Observed
 from pbtrun.state import FAILED, INTERRUPTED, PENDING, RUNNING, STATUSES, SUCCEEDED, Experiment, Sweep
 from pbtrun.store import SweepPaths
 
@@ -83,8 +84,12 @@ def resume_hint(paths: SweepPaths, counts: Mapping[str, int]) -> str | None:
     return None
 
 
-def status_text(exp: Experiment) -> Text:
-    """The symbol and the word (``✘ failed (SIGKILL)``), coloured by status."""
+def status_text(exp: Experiment, seen: Observed | None = None) -> Text:
+    """The symbol and the word (``✘ failed (SIGKILL)``), coloured by status; for an experiment the
+    state calls running while no scheduler runs, what it really is (``✘ ended (3), not yet recorded``)."""
+    if seen is not None:
+        status = render.observed_status(seen)
+        return Text(f"{SYMBOLS[status]} {render.observed_word(seen)}", style=STYLES[status])
     style = "dim" if exp.removed else STYLES[exp.status]
     return Text(f"{SYMBOLS[exp.status]} {render.status_word(exp)}", style=style)
 
@@ -113,21 +118,25 @@ def sweep_table(
     *,
     holder: Mapping[str, Any] | None,
     limit: int | None = None,
+    observed: Mapping[str, Observed] | None = None,
 ) -> RenderableType:
     """The experiments ``filters`` selects, then a one-line footer.
 
     ``holder`` is the running scheduler's record (``store.holder_alive``), None when no
     scheduler runs; it is required so that no caller shows "resume with" beside a live sweep.
     ``limit`` caps the rows (``--watch`` must fit the terminal; a 100k-row table helps no one)
-    and says how many were left out.
+    and says how many were left out. ``observed`` (by experiment id, from
+    ``backends.local.observe``) says what experiments the state calls running really are, when
+    no scheduler runs to record it: the caller looks, this function only shows.
     """
     filters = filters or Filters()
+    observed = observed or {}
     shown = [(n, e) for n, e in enumerate(sweep.experiments.values()) if filters.match(e)]
-    footer = sweep_footer(paths, sweep, holder, shown=len(shown) if filters.active else None)
+    footer = sweep_footer(paths, sweep, holder, shown=len(shown) if filters.active else None, observed=observed)
     if not shown:
         return Group(Text("no experiment matches the filters", style="dim"), footer)
     cut = shown[:limit] if limit is not None else shown
-    rows = [_row(n, e, now) for n, e in cut]
+    rows = [_row(n, e, now, observed.get(e.id)) for n, e in cut]
     keep = _visible(rows)
     columns = [c for i, c in enumerate(_EXPERIMENT_COLUMNS) if i in keep]
     table = FittedTable(columns, [[cell for i, cell in enumerate(row) if i in keep] for row in rows])
@@ -165,23 +174,27 @@ _EXPERIMENT_COLUMNS = (
 _ATTEMPTS = 4
 
 
-def _row(index: int, exp: Experiment, now: float) -> list[RenderableType]:
+def _row(index: int, exp: Experiment, now: float, seen: Observed | None = None) -> list[RenderableType]:
     last = render.last_attempt(exp)
     gpus = "" if last is None or last.gpus is None else ",".join(map(str, last.gpus))
     took = None if last is None else (last.ended_at or now) - last.started_at
+    if seen is not None and last is not None and seen.state != SEEN_RUNNING:  # it is not running on
+        took = None if seen.ended_at is None else seen.ended_at - last.started_at
     attempts = len(render.real_attempts(exp))
+    lost = render.lost_attempts(exp)
     return [
         Text(str(index), style="dim"),
         Text(exp.name, style="dim" if exp.removed else ""),
-        status_text(exp),
+        status_text(exp, seen),
         Text(gpus),
-        Text(str(attempts) if attempts else ""),
-        Text(render.duration(took), style="cyan" if exp.status == RUNNING else ""),
+        Text((f"{attempts} ({lost} lost)" if lost else str(attempts)) if attempts else ""),
+        Text(render.duration(took), style="cyan" if exp.status == RUNNING and seen is None else ""),
     ]
 
 
 def _visible(rows: Sequence[Sequence[RenderableType]]) -> set[int]:
-    """Columns worth showing: not empty in every row; ATTEMPTS only once something was retried."""
+    """Columns worth showing: not empty in every row; ATTEMPTS only once something was retried
+    or lost (``2 (1 lost)``: status shows the attempts a reboot took, not only the last one)."""
     keep = {i for i in range(len(_EXPERIMENT_COLUMNS)) if any(_plain(row[i]) for row in rows)}
     if all(_plain(row[_ATTEMPTS]) in ("", "1") for row in rows):
         keep.discard(_ATTEMPTS)
@@ -253,7 +266,11 @@ _GAP = 2
 
 
 def sweep_footer(
-    paths: SweepPaths, sweep: Sweep, holder: Mapping[str, Any] | None, shown: int | None = None
+    paths: SweepPaths,
+    sweep: Sweep,
+    holder: Mapping[str, Any] | None,
+    shown: int | None = None,
+    observed: Mapping[str, Observed] | None = None,
 ) -> RenderableType:
     """``ant: 12 experiments: 3 succeeded, 1 failed, 8 pending; not running · resume with: pbtrun resume DIR``."""
     counts = active_counts(sweep)
@@ -269,6 +286,9 @@ def sweep_footer(
         text.append(f"; running (scheduler pid {holder.get('pid')} on {holder.get('host')})", style="cyan")
         return text
     text.append("; not running")
+    stale = sum(1 for seen in (observed or {}).values() if seen.state != SEEN_RUNNING)
+    if stale:
+        text.append(f"; {stale} of the running have ended, not yet recorded", style="yellow")
     command = resume_hint(paths, counts)
     if command is None:
         return text

@@ -6,6 +6,10 @@ message must point at.
 
 from __future__ import annotations
 
+import json
+import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -99,7 +103,13 @@ CASES = [
     case("no-group-name", BASE + "[[experiments]]  # <-\ngrid = { x = [1] }\n", "experiments[1]", "name"),
     case("no-sweep-name", 'command = "prog"\n' + GROUP, "name", "required"),
     case("grid-value-not-list", BASE + GROUP + "grid = { lr = 0.1 }  # <-\n", "grid.lr", "list"),
-    case("grid-dotted-bare-key", BASE + GROUP + "grid = { train.lr = [1] }  # <-\n", "grid.train", "list"),
+    case("grid-dotted-bare-key", BASE + GROUP + "grid = { train.lr = [1] }  # <-\n", "grid.train", '"train.lr" = [1]'),
+    case("grid-dotted-deeper", BASE + GROUP + "grid = { a.b.c = [1, 2] }  # <-\n", "grid.a", '"a.b.c" = [1, 2]'),
+    case("grid-empty-table", BASE + GROUP + "grid = { a = {} }  # <-\n", "grid.a", "a = [1, 2]", "not a table"),
+    case("grid-table-in-values", BASE + GROUP + "grid = { a = [{ b = 1 }] }  # <-\n", "grid.a", "{ b = 1 }", "not a"),
+    case("grid-table-in-tied", BASE + GROUP + 'grid = { "x,y" = [[1, { b = 1 }]] }  # <-\n', "grid.x,y", "not a"),
+    case("list-dotted-key", BASE + GROUP + "list = [{ a.b = 1 }]  # <-\n", "list.a", '"a.b" = 1'),
+    case("list-table-in-values", BASE + GROUP + "list = [{ a = [{ b = 1 }] }]  # <-\n", "list.a", "not a"),
     case("grid-empty-values", BASE + GROUP + "grid = { lr = [] }  # <-\n", "grid.lr", "empty"),
     case("grid-and-list", BASE + GROUP + "grid = { x = [1] }\nlist = [ { x = 2 } ]  # <-\n", "list", "grid"),
     case("grid-param-twice", BASE + GROUP + 'grid = { "a,b" = [[1, 2]], a = [3] }  # <-\n', "'a'", "twice"),
@@ -148,6 +158,8 @@ CASES = [
     case("sweep-name-slash", 'name = "a/b"  # <-\ncommand = "prog"\n' + GROUP, "name", "'a/b'"),
     case("suffix-escapes", BASE + 'experiment_suffix = "/../../x"  # <-\n' + GROUP, "experiment_suffix"),
     case("train-dir-empty", BASE + 'train_dir = ""  # <-\n' + GROUP, "train_dir", "empty"),
+    case("train-dir-flag-empty", BASE + GROUP, "empty", args=("--train-dir", ""), where="--train-dir"),
+    case("train-dir-flag-empty-underscore", BASE + GROUP, "empty", args=("--train_dir=",), where="--train-dir"),
     # --------------------------------------------------------------- scheduler values
     case("max_parallel-0", BASE + "[scheduler]\nmax_parallel = 0  # <-\n" + GROUP, "max_parallel", "at least 1"),
     case("max_parallel-negative", BASE + "[scheduler]\nmax_parallel = -3  # <-\n" + GROUP, "max_parallel"),
@@ -207,7 +219,43 @@ CASES = [
     ),
     case("num_gpus-negative", BASE + "[scheduler]\nnum_gpus = -1  # <-\n" + GROUP, "num_gpus"),
     case("pause-negative", BASE + "[scheduler]\npause_between = -1  # <-\n" + GROUP, "pause_between"),
+    # --------------------------------------------------------------- numbers too big, or not numbers at all
+    case("pause-inf", BASE + "[scheduler]\npause_between = inf  # <-\n" + GROUP, "pause_between", "86400"),
+    case("pause-nan", BASE + "[scheduler]\npause_between = nan  # <-\n" + GROUP, "pause_between", "86400"),
+    case("pause-huge", BASE + "[scheduler]\npause_between = 1e9  # <-\n" + GROUP, "pause_between", "a day"),
+    case("num_gpus-huge", BASE + "[scheduler]\nnum_gpus = 10000000  # <-\n" + GROUP, "num_gpus", "1024"),
+    case("timeout-huge", BASE + "timeout_min = 1e300  # <-\n" + GROUP, "timeout_min", "1,000,000", "1e+300"),
+    case("timeout-inf", BASE + "timeout_min = inf  # <-\n" + GROUP, "timeout_min", "1,000,000"),
+    case("timeout-nan", BASE + "timeout_min = nan  # <-\n" + GROUP, "timeout_min", "nan"),
+    case("timeout-zero", BASE + "timeout_min = 0  # <-\n" + GROUP, "timeout_min", "more than 0"),
+    case("timeout-type", BASE + 'timeout_min = "1h"  # <-\n' + GROUP, "timeout_min", "number of minutes"),
+    case("group-timeout-huge", BASE + GROUP + "timeout_min = 2e6  # <-\n", "experiments[1].timeout_min", "2e+06"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--grace", "inf", "86400"),
+        ("--grace", "nan", "86400"),
+        ("--grace", "-1", "86400"),
+        ("--grace", "soon", "number of seconds"),
+        ("--pause-between", "inf", "86400"),
+        ("--pause_between", "nan", "86400"),
+        ("--pause-between", "1e9", "a day"),
+        ("--num-gpus", "10000000", "1024"),
+    ],
+)
+@pytest.mark.parametrize("command", ["up", "resume"])
+def test_flags_that_are_not_finite_or_too_big_are_refused(project, command: str, flag: str, value: str, said: str):
+    """click.FloatRange(min=0) let nan and inf through, to crash or hang much later."""
+    project.spec(BASE + GROUP)
+    before = _files(project.root)
+    result = project.run(command, "sweep.toml" if command == "up" else "train_dir/s", flag, value)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert f"'{flag}'" in result.stderr and said in result.stderr, result.stderr
+    assert _files(project.root) == before
 
 
 def _files(root: Path) -> set[str]:
@@ -302,6 +350,66 @@ def test_huge_grid_is_refused_before_expanding(project, values_per_key: int) -> 
     assert took_s < 10, f"took {took_s:.1f} s to refuse"
 
 
+ADDRESS_SPACE_MB = 160  # pbtrun starts in less; a million experiments need more than that
+
+
+def _run_in_little_memory(project, *args: str) -> subprocess.CompletedProcess:
+    """``pbtrun ARGS`` with its address space capped: whatever would expand a million
+    experiments fails with MemoryError instead of taking its seconds and hundreds of MB."""
+    limit = ADDRESS_SPACE_MB << 20
+    return subprocess.run(
+        [sys.executable, "-m", "pbtrun", *args],
+        cwd=project.root,
+        env=project.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("groups", "said"),
+    [
+        ([(1000, 1000), (1000, 1000), (1000, 1000)], "2,000,000 in all"),  # the second group tips it over
+        ([(1000, 1000), (1, 1)], "1,000,001 in all"),
+        ([(10, 10), (1000, 1000)], "1,000,100 in all"),
+    ],
+)
+def test_groups_adding_up_past_the_limit_are_refused_before_any_is_expanded(project, groups, said) -> None:
+    """Each group within the limit, their sum over it: refused from the counts alone. Proven
+    without a clock: with too little memory to expand a million experiments, the refusal still
+    comes, clean; expanding first would die of MemoryError."""
+    project.spec(BASE + "[[experiments]]\nname = 'small'\n")
+    assert _run_in_little_memory(project, "plan", "sweep.toml", "--num-gpus", "0").returncode == 0, (
+        f"pbtrun needs more than {ADDRESS_SPACE_MB} MB of address space here just to start"
+    )
+    tables = "".join(
+        f"[[experiments]]\nname = 'g{n}'\n[experiments.grid]\na = {list(range(a))}\nb = {list(range(b))}\n"
+        for n, (a, b) in enumerate(groups)
+    )
+    project.spec(BASE + tables)
+    before = _files(project.root)
+    result = _run_in_little_memory(project, "up", "sweep.toml", "--num-gpus", "0")
+    err = assert_refused(result, project.root, before, "sweep.toml", ("1,000,000", said))
+    assert "MemoryError" not in err
+    assert "sweep.toml, line 8: experiments[2]:" in err  # the second group's [[experiments]] (5 lines each)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["grid = { a = [{ b = 1 }] }", 'grid = { "x,y" = [[1, { b = 1 }]] }', "list = [{ a = [{ b = 1 }] }]"],
+)
+def test_a_table_inside_a_list_gets_no_dotted_key_hint(project, text: str) -> None:
+    """A table among the values is no dotted key: quoting a name (``"a.b" = [...]``) cannot fix it."""
+    project.spec(BASE + GROUP + text + "\n")
+    before = _files(project.root)
+    err = assert_refused(project.run("up", "sweep.toml", "--num-gpus", "0"), project.root, before, "sweep.toml")
+    assert "dotted key" not in err and '"a.b"' not in err and '"x,y.b"' not in err, err
+    assert "is not a parameter value" in err and "strings, numbers, booleans" in err
+
+
 def test_grid_hint_keeps_the_value_type(project) -> None:
     """'what is valid' for a scalar grid value shows it as a list of the same TOML value."""
     project.spec(BASE + GROUP + "grid = { lr = 0.1 }\n")
@@ -311,11 +419,62 @@ def test_grid_hint_keeps_the_value_type(project) -> None:
     assert "lr = [0.1]" in err, err
 
 
+def test_plan_refuses_an_empty_train_dir_flag_too(project) -> None:
+    project.spec(BASE + GROUP)
+    before = _files(project.root)
+    result = project.run("plan", "sweep.toml", "--train-dir", "")
+    assert_refused(result, project.root, before, "--train-dir", ("empty", "'train_dir'"))
+
+
 def test_dry_run_refuses_bad_specs_too(project) -> None:
     project.spec(BASE + GROUP + "grid = { lr = 0.1 }\n")
     before = _files(project.root)
     result = project.run("up", "sweep.toml", "--num-gpus", "0", "--dry-run")
     assert_refused(result, project.root, before, "sweep.toml", ("grid.lr",))
+
+
+def _run_in_a_deleted_directory(project, *args: str) -> subprocess.CompletedProcess:
+    """``pbtrun ARGS`` from a working directory that was deleted after the process entered it."""
+    gone = project.root / "gone"
+    gone.mkdir()
+    enter_delete_exec = (
+        "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'pbtrun', *sys.argv[2:]])"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", enter_delete_exec, str(gone), *args],
+        capture_output=True,
+        text=True,
+        env=project.env(),
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("spec", ["absolute", "relative"])
+def test_up_in_a_deleted_working_directory_says_so(project, spec: str) -> None:
+    path = project.spec(BASE + GROUP)
+    result = _run_in_a_deleted_directory(project, "up", str(path) if spec == "absolute" else "sweep.toml")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.startswith("pbtrun: error: the current directory no longer exists"), result.stderr
+    assert result.stderr.count("\n") == 1 and "cd to a directory that exists" in result.stderr
+    assert not (project.root / "train_dir").exists()
+
+
+def test_other_commands_in_a_deleted_working_directory_explain_their_relative_paths(project) -> None:
+    path = project.spec(BASE.replace('"prog"', '"true"') + GROUP)
+    assert project.run("up", str(path), "--num-gpus", "0").returncode == 0
+    relative = _run_in_a_deleted_directory(project, "resume", "train_dir/s")
+    assert relative.returncode == 2 and "Traceback" not in relative.stderr
+    assert "train_dir/s: no such directory" in relative.stderr
+    assert "current directory no longer exists" in relative.stderr
+    dotted = _run_in_a_deleted_directory(project, "import", "my_project.runs.ant")
+    assert dotted.returncode == 2 and "Traceback" not in dotted.stderr, dotted.stderr
+    assert "current directory no longer exists" in dotted.stderr
+    absolute = _run_in_a_deleted_directory(project, "status", str(project.root / "train_dir" / "s"), "--json")
+    assert absolute.returncode == 0, absolute.stderr  # a command that needs no relative path still works
+    assert json.loads(absolute.stdout)["counts"]["succeeded"] == 1
 
 
 def test_missing_program_is_not_a_spec_error(project) -> None:

@@ -355,6 +355,110 @@ def test_truncated_state_names_the_backup_and_is_left_alone(project, recorder):
     assert from_json(json.loads((state.parent / "pbtrun.json.bak").read_text())).name == "s"
 
 
+def _files_in(root: Path) -> dict[str, bytes]:
+    """Every regular file under ``root`` that pbtrun keeps (lock files and the FIFO aside), with its bytes."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+def test_a_deleted_state_file_is_refused_naming_the_backup_and_nothing_is_touched(project, recorder):
+    """Without pbtrun.json but with its backup and logs, a sweep directory still holds a sweep's
+    history: ``up`` must not start a new sweep over it (running succeeded experiments again and
+    replacing the backup), and every command that reads it says how to restore it."""
+    project.spec(f'name = "s"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\ngrid = {{ x = [1, 2] }}\n')
+    assert project.run("up", "sweep.toml").returncode == 0
+    sweep_dir = project.root / "train_dir/s"
+    (sweep_dir / "pbtrun.json").unlink()
+    before = _files_in(sweep_dir)
+    assert "pbtrun.json.bak" in before
+    messages = []
+    for args in (
+        ("up", "sweep.toml"),
+        ("resume", "train_dir/s"),
+        ("resume", "train_dir"),  # a train dir whose only sweep lost its state
+        ("status", "train_dir/s"),
+        ("status", "train_dir/s", "--json"),
+        ("stop", "train_dir/s"),
+        ("logs", "train_dir/s", "0"),
+    ):
+        result = project.run(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert result.stderr.startswith("pbtrun: error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == "", args
+        messages.append(result.stderr)
+    assert len(project.records()) == 4  # the first run's two starts and two ends: nothing ran again
+    assert _files_in(sweep_dir) == before, "a remnant of the sweep was changed"
+    message = messages[0]
+    assert "pbtrun.json" in message and "missing" in message and "2 attempt logs" in message
+    assert f"cp {sweep_dir}/pbtrun.json.bak {sweep_dir}/pbtrun.json" in message
+    assert f"rm -r {sweep_dir}" in message
+
+    listing = project.run("status", "train_dir")
+    assert listing.returncode == 0 and "pbtrun.json missing" in listing.stdout, listing.stdout
+
+    # The command the message gives restores the sweep: it continues, the history is back.
+    restore = message.split("To restore the backup: ", 1)[1].split(", then", 1)[0]
+    subprocess.run(restore, shell=True, check=True, cwd=project.root)
+    resumed = project.run("resume", "train_dir/s")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert project.status_json("s")["counts"]["succeeded"] == 2
+    assert (sweep_dir / "logs").is_dir() and all(name in _files_in(sweep_dir) for name in before if "logs/" in name)
+
+
+@pytest.mark.parametrize("command", ["status", "ls"])
+def test_train_dir_json_lists_unreadable_sweeps_with_their_error(project, recorder, command):
+    """A script reading a train dir's listing must see every sweep, also one it cannot use."""
+    for name in ("fine", "broken", "lost"):
+        project.spec(f'name = "{name}"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n', f"{name}.toml")
+        assert project.run("up", f"{name}.toml").returncode == 0
+    broken = project.root / "train_dir/broken/pbtrun.json"
+    broken.write_bytes(broken.read_bytes()[:50])
+    (project.root / "train_dir/lost/pbtrun.json").unlink()
+    result = project.run(command, "train_dir", "--json")
+    assert result.returncode == 0, result.stderr
+    sweeps = {s["name"]: s for s in json.loads(result.stdout)["sweeps"]}
+    assert sorted(sweeps) == ["broken", "fine", "lost"]
+    assert sweeps["fine"]["error"] is None and sweeps["fine"]["counts"]["succeeded"] == 1
+    for name in ("broken", "lost"):
+        entry = sweeps[name]
+        assert entry["counts"] is None and entry["running"] is False
+        assert entry["dir"] == str(project.root / "train_dir" / name)
+        said = project.run("status", f"train_dir/{name}").stderr
+        assert entry["error"] == said.removeprefix("pbtrun: error: ").strip()  # as status of that sweep says it
+    assert "not valid JSON" in sweeps["broken"]["error"] and "pbtrun.json.bak" in sweeps["broken"]["error"]
+    assert "cp " in sweeps["lost"]["error"]
+
+
+def test_a_sweep_directory_with_only_its_logs_left_has_no_backup_to_offer(project, recorder):
+    project.spec(f'name = "s"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
+    assert project.run("up", "sweep.toml").returncode == 0
+    sweep_dir = project.root / "train_dir/s"
+    for name in ("pbtrun.json", "pbtrun.json.bak"):
+        (sweep_dir / name).unlink()
+    result = project.run("up", "sweep.toml")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "1 attempt log in logs/" in result.stderr and "No backup (pbtrun.json.bak)" in result.stderr
+    assert "cp " not in result.stderr and f"rm -r {sweep_dir}" in result.stderr
+    assert len(project.records()) == 2  # nothing ran again
+    assert not (sweep_dir / "pbtrun.json").exists()
+
+
+def test_an_empty_or_foreign_directory_is_no_lost_sweep(project, recorder):
+    """A directory with nothing of a sweep in it (a crash before the first save, another tool's
+    logs) is no reason to refuse: ``up`` starts the sweep there."""
+    logs = project.root / "train_dir/s/logs"
+    logs.mkdir(parents=True)
+    (logs / "other_tool.log").write_text("not pbtrun's\n")
+    (logs.parent / "pbtrun.journal").write_bytes(bytes(4096))  # preallocated, never written
+    project.spec(f'name = "s"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
+    result = project.run("up", "sweep.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert project.status_json("s")["counts"]["succeeded"] == 1
+
+
 # --------------------------------------------------------------------------- a full disk
 
 
@@ -482,6 +586,75 @@ def test_max_retries_per_group_overrides_the_sweep_and_keeps_every_attempt(proje
     assert flaky["status"] == "succeeded" and [a["returncode"] for a in flaky["attempts"]] == [4, 0]
 
 
+GATED = (
+    "import os, sys, time\n"
+    "n = sys.argv[1].split('=')[1]\n"
+    "while not os.path.exists(f'gate{n}'):\n"
+    "    time.sleep(0.01)\n"
+    "sys.exit(int(n))\n"
+)
+
+
+def test_status_without_a_scheduler_shows_what_running_experiments_really_are(project):
+    """The state says "running" until a scheduler records otherwise; with the scheduler killed,
+    status reads each attempt's log records and the process table (touching nothing) and shows
+    the truth: ended with its code, still running, or lost. Resume then records the same."""
+    (project.root / "gated.py").write_text(GATED)
+    project.spec(
+        f'name = "o"\ncommand = "{sys.executable} gated.py"\nexperiment_arg_name = ""\n'
+        'experiment_dir_arg_name = ""\n[[experiments]]\nname = "g"\ngrid = { n = [0, 3, 5] }\n'
+    )
+    proc = project.start("up", "sweep.toml", "--plain")
+    logs = project.root / "train_dir/o/logs"
+    pid_records = project.wait_for(
+        lambda: (
+            (found := [read_records(str(p)) for p in sorted(logs.glob("*.log"))])
+            and len(found) == 3
+            and all(f and f[1] for f in found)
+            and [f[1] for f in found]
+        )
+    )
+    os.kill(proc.pid, signal.SIGKILL)  # the reaper lives on: it records what ends from now on
+    proc.communicate(timeout=20)
+
+    def rows() -> dict[str, str]:
+        out = project.run("status", "train_dir/o").stdout
+        return {line.split()[1]: line for line in out.splitlines()[1:4]} | {"footer": out.splitlines()[-1]}
+
+    assert project.wait_for(
+        lambda: all("running (no scheduler)" in rows()[f"0{n}_g_n_{c}"] for n, c in ((0, 0), (1, 3), (2, 5)))
+    )
+    state_before = (project.root / "train_dir/o/pbtrun.json").read_bytes()
+    (project.root / "gate0").touch()
+    (project.root / "gate3").touch()
+    shown = project.wait_for(
+        lambda: (r := rows()) and "ended (3)" in r["01_g_n_3"] and "ended (0)" in r["00_g_n_0"] and r
+    )
+    assert "✔ ended (0), not yet recorded" in shown["00_g_n_0"]
+    assert "✘ ended (3), not yet recorded" in shown["01_g_n_3"]
+    assert "● running (no scheduler)" in shown["02_g_n_5"]
+    assert "3 running; not running; 2 of the running have ended, not yet recorded" in shown["footer"]
+    assert "resume with: pbtrun resume train_dir/o" in shown["footer"]
+    observed = {e["name"]: e["observed"] for e in project.status_json("o")["experiments"]}
+    assert observed["01_g_n_3"]["state"] == "ended" and observed["01_g_n_3"]["returncode"] == 3
+    assert observed["02_g_n_5"] == {"state": "running", "returncode": None, "ended_at": None}
+
+    # The reaper and the last experiment vanish at once, as in a reboot: no exit record, no process.
+    os.kill(pid_records[2]["reaper"], signal.SIGKILL)
+    os.killpg(pid_records[2]["pid"], signal.SIGKILL)
+    assert project.wait_for(lambda: "⏸ lost, not yet recorded" in rows()["02_g_n_5"])
+    assert (project.root / "train_dir/o/pbtrun.json").read_bytes() == state_before  # status only looked
+
+    (project.root / "gate5").touch()  # the lost one runs again on resume, and exits 5 this time
+    resumed = project.run("resume", "train_dir/o", "--plain")
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    after = {e["name"]: e for e in project.status_json("o")["experiments"]}
+    assert (after["00_g_n_0"]["status"], after["00_g_n_0"]["returncode"]) == ("succeeded", 0)
+    assert (after["01_g_n_3"]["status"], after["01_g_n_3"]["returncode"]) == ("failed", 3)
+    assert [h["outcome"] for h in after["02_g_n_5"]["history"]] == ["lost", "exited"]
+    assert all(e["observed"] is None for e in after.values())
+
+
 def test_attempts_lost_to_a_reboot_run_again_and_show_as_lost(project, recorder):
     """A reboot leaves the state saying "running", with no process and no exit record: resume
     records those attempts as lost and runs the experiments again."""
@@ -501,5 +674,12 @@ def test_attempts_lost_to_a_reboot_run_again_and_show_as_lost(project, recorder)
     (exp,) = project.state("rb")["experiments"]
     assert exp["attempts"][0]["outcome"] == "lost" and exp["attempts"][0]["returncode"] is None
     assert exp["status"] == "running" and exp["attempts"][1]["number"] == 2
+    # status shows that an attempt was lost, not only the new one: in its history, and in the table.
+    (shown,) = project.status_json("rb")["experiments"]
+    history = [(h["number"], h["outcome"], h["returncode"]) for h in shown["history"]]
+    assert history == [(1, "lost", None), (2, None, None)]
+    assert shown["attempts"] == 2 and shown["outcome"] is None
+    table = project.run("status", "train_dir/rb").stdout
+    assert "2 (1 lost)" in table and "ATTEMPTS" in table, table
     os.kill(resumed.pid, signal.SIGINT)
     resumed.communicate(timeout=20)

@@ -89,6 +89,87 @@ def _wait_screen(tmux: Tmux, predicate, timeout: float = TIMEOUT) -> str:
     raise AssertionError(f"the screen never showed what was expected:\n{screen}")
 
 
+# --------------------------------------------------------------------------- when the output goes away
+
+GATED = (
+    "import os, sys, time\n"
+    "args = dict(a[2:].split('=', 1) for a in sys.argv[1:])\n"
+    "while not os.path.exists('gate'):  # opened by the test once the output is gone\n"
+    "    time.sleep(0.01)\n"
+    "print('done', flush=True)\n"
+    "sys.exit(int(args.get('exit', '0')))\n"
+)
+
+
+def _gated_sweep(project, exits: list[int]) -> None:
+    """Experiments that wait for the file ``gate``; two at a time, so most start after it opens."""
+    (project.root / "gated.py").write_text(GATED)
+    combos = ", ".join(f"{{ exit = {code}, n = {n} }}" for n, code in enumerate(exits))
+    project.spec(
+        f'name = "gone"\ncommand = "{sys.executable} gated.py"\nexperiment_arg_name = ""\n'
+        f'experiment_dir_arg_name = ""\n[scheduler]\nmax_parallel = 2\n'
+        f'[[experiments]]\nname = "g"\nlist = [{combos}]\n'
+    )
+
+
+def _sweep_ran_to_the_end(project, exits: list[int], returncode: int, stderr: str) -> None:
+    assert returncode == (1 if any(exits) else 0), stderr
+    assert stderr == "", stderr  # nothing more said, and no traceback
+    status = project.status_json("gone")
+    assert status["counts"] == {
+        "pending": 0,
+        "running": 0,
+        "succeeded": exits.count(0),
+        "failed": len(exits) - exits.count(0),
+        "interrupted": 0,
+    }
+    assert sorted(e["returncode"] for e in status["experiments"]) == sorted(exits)
+
+
+@pytest.mark.parametrize("exits", [[0, 0, 0, 0, 0], [0, 3, 0, 0, 0]], ids=["all-succeed", "one-fails"])
+def test_a_pipe_closed_early_silences_the_output_but_the_sweep_runs_to_the_end(project, exits):
+    """``pbtrun up SPEC | head -1``: the reader is gone after one line; every later write fails
+    with EPIPE. The scheduler must launch and record every experiment anyway, say nothing more,
+    and exit with the code the README promises."""
+    _gated_sweep(project, exits)
+    proc = project.start("up", "sweep.toml", "--plain")
+    first = proc.stdout.readline()
+    assert first.split("  ", 1)[1].startswith("sweep gone: 5 experiments"), first
+    proc.stdout.close()  # as `head -1` does
+    (project.root / "gate").touch()  # experiments end, and their lines meet the closed pipe
+    stderr = proc.stderr.read()
+    proc.wait(timeout=TIMEOUT)
+    _sweep_ran_to_the_end(project, exits, proc.returncode, stderr)
+
+
+def test_a_terminal_closed_under_the_live_view_silences_it_but_the_sweep_runs_to_the_end(project):
+    """The live view on a pseudo-terminal whose other side is closed: writes fail with EIO, on
+    the scheduler's thread and on rich's refresh thread alike."""
+    exits = [0, 0, 0, 4, 0]
+    _gated_sweep(project, exits)
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pbtrun", "up", "sweep.toml"],
+        cwd=project.root,
+        env=project.env(TERM="xterm-256color"),
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,  # the pty is not its controlling terminal: no SIGHUP, only EIO
+    )
+    project.procs.append(proc)
+    os.close(slave)
+    seen = b""
+    while b"sweep gone" not in seen:
+        ready, _, _ = select.select([master], [], [], TIMEOUT)
+        assert ready, f"the live view never began: {seen!r}"
+        seen += os.read(master, 65536)
+    os.close(master)  # the terminal is gone
+    (project.root / "gate").touch()
+    proc.wait(timeout=TIMEOUT)
+    _sweep_ran_to_the_end(project, exits, proc.returncode, "")
+
+
 def test_live_view_appears_updates_and_leaves_a_clean_summary(project, tmux):
     _sweep(project, "tui", '[[experiments]]\nname = "a"\ngrid = { steps = [40], step_s = [0.05], i = [1, 2, 3] }\n')
     tmux.start(f"{sys.executable} -m pbtrun up sweep.toml --num-gpus 0")

@@ -239,6 +239,10 @@ def test_every_shipped_spec_validates_against_the_schema(schema, path):
         'name = "a"\n[[experiments]]\nname = "x"\ngrid = { lr = [1] }\nlist = [{ lr = 1 }]\n',
         'name = "a"\nexperiments = []\n',
         'name = "a"\n[[experiments]]\nname = "x"\nseed_base = 100\n',  # seed_base needs seeds
+        'name = "a"\ncommand = "t"\ntimeout_min = 1e300\n[[experiments]]\nname = "x"\n',
+        'name = "a"\ncommand = "t"\n[[experiments]]\nname = "x"\ntimeout_min = inf\n',
+        'name = "a"\ncommand = "t"\n[scheduler]\npause_between = inf\n[[experiments]]\nname = "x"\n',
+        'name = "a"\ncommand = "t"\n[scheduler]\nnum_gpus = 10000000\n[[experiments]]\nname = "x"\n',
     ],
 )
 def test_schema_rejects_what_pbtrun_rejects(schema, text):

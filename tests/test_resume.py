@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -200,6 +201,52 @@ def test_resume_skips_succeeded_and_retries_failed_only_when_asked(project: Proj
     for name in succeeded:
         assert after[name]["attempts"] == 1
         assert after[name]["log"] == before[name]["log"]
+
+
+@pytest.mark.parametrize("named", ["absolute", "relative"])
+def test_resume_from_another_directory_runs_experiments_where_up_ran(
+    project: Project, recorder: str, named: str
+) -> None:
+    """The state records the directory ``up`` ran in; resume from anywhere runs the experiments
+    there, so their relative paths (the record file, --train_dir) mean what they meant."""
+    body = '[[experiments]]\nname = "a"\nlist = [{ seed = 1 }, { seed = 2, fail_first = 3 }]\n'
+    project.spec(sweep_toml("cw", recorder, body))
+    assert project.run("up", "sweep.toml", timeout=TIMEOUT).returncode == 1
+    elsewhere = project.root / "elsewhere" / "deeper"
+    elsewhere.mkdir(parents=True)
+    sweep = str(project.root / "train_dir/cw") if named == "absolute" else "../../train_dir/cw"
+    result = subprocess.run(
+        [sys.executable, "-m", "pbtrun", "resume", sweep, "--retry-failed"],
+        cwd=elsewhere,
+        env=project.env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    no_traceback(result)
+    retried = [r for r in starts(project.records()) if r["attempt"] == "2"]  # found in up's directory
+    assert [r["name"] for r in retried] == ["01_a_see_2_f.fir_3"], project.records()
+    assert not any(elsewhere.parent.rglob("record.jsonl")), "an experiment ran in resume's directory"
+    exp = by_name(project.status_json("cw"))["01_a_see_2_f.fir_3"]
+    assert (exp["status"], exp["attempts"]) == ("succeeded", 2)
+    assert f"# cwd: {project.root}\n" in Path(exp["log"]).read_text()
+
+
+@pytest.mark.parametrize("command", [("resume",), ("status",), ("stop",), ("logs", "0")])
+def test_a_spec_file_given_for_a_sweep_directory_points_to_up(project: Project, recorder: str, command) -> None:
+    project.spec(sweep_toml("sp", recorder, '[[experiments]]\nname = "a"\n'))
+    for ran in (False, True):  # before the sweep exists, and after
+        result = project.run(command[0], "sweep.toml", *command[1:], timeout=TIMEOUT)
+        assert result.returncode == 2, result.stdout + result.stderr
+        no_traceback(result)
+        message = result.stderr
+        assert message.startswith("pbtrun: error: sweep.toml is a sweep spec, not a sweep directory"), message
+        assert "`pbtrun up sweep.toml`" in message and "train_dir/sp by the spec's train_dir" in message
+        assert len(starts(project.records())) == int(ran)  # the command ran nothing
+        if not ran:
+            assert project.run("up", "sweep.toml", timeout=TIMEOUT).returncode == 0
 
 
 def test_resume_of_a_train_dir_with_several_sweeps_lists_them(project: Project, recorder: str) -> None:

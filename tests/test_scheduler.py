@@ -355,6 +355,16 @@ def test_attempt_number_counts_retries(project, recorder):
     (stored,) = project.state(SWEEP)["experiments"]
     logs = [a["log"] for a in stored["attempts"]]
     assert len(set(logs)) == 2, f"each attempt gets its own log: {logs}"
+    # status --json's history: every attempt that started, in order, the last one as the top level says.
+    history = exp["history"]
+    assert [h["number"] for h in history] == [1, 2]
+    assert {tuple(sorted(h)) for h in history} == {
+        ("ended_at", "gpus", "log", "number", "outcome", "returncode", "started_at")
+    }
+    assert [(h["outcome"], h["returncode"], h["gpus"]) for h in history] == [("exited", 3, None), ("exited", 3, None)]
+    assert history[-1]["log"] == exp["log"] and history[0]["log"] != exp["log"]
+    assert all(Path(h["log"]).is_file() and h["started_at"] <= h["ended_at"] for h in history)
+    assert (history[-1]["started_at"], history[-1]["ended_at"]) == (exp["started_at"], exp["ended_at"])
 
 
 def test_param_with_spaces_and_quotes_is_one_argument(project, recorder):
@@ -393,6 +403,49 @@ def test_pause_between_spaces_out_launches(project, recorder):
     starts = sorted(r["t"] for r in project.records() if r["event"] == "start")
     seen_gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(gap >= pause_s * 0.5 for gap in seen_gaps), seen_gaps  # process start-up jitter
+
+
+@pytest.mark.parametrize("sep", ["_", "-"], ids=["underscores", "dashes"])
+def test_scheduler_flags_in_both_spellings_end_to_end(project, recorder, sep):
+    """The old launcher's underscore spellings (--num_gpus, --train_dir, ...) work as the dashed
+    ones do: on up, which also takes the train dir, and on resume, which changes the settings."""
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", sep)
+
+    project.spec(
+        sweep_spec(
+            recorder,
+            '[[experiments]]\nname = "f"\nlist = [{ n = 1 }, { n = 2 }, { n = 3, fail_first = 3 }, { n = 4 }]\n',
+            scheduler="max_parallel = 4\n",
+        )
+    )
+    first = project.run(
+        "up",
+        "sweep.toml",
+        *(flag("num_gpus"), "2", flag("experiments_per_gpu"), "1", flag("max_parallel"), "2"),
+        *(flag("pause_between"), "0.01", flag("train_dir"), "runs"),
+    )
+    assert first.returncode == 1, first.stdout + first.stderr  # n = 3 fails its first attempt
+    assert not (project.root / "train_dir").exists()
+    settings = project.state(SWEEP, train_dir="runs")["sweep"]["settings"]
+    assert settings == {"gpus": [0, 1], "max_parallel": 2, "experiments_per_gpu": 1, "pause_between_s": 0.01}
+    starts = [r for r in project.records() if r["event"] == "start"]
+    assert len(starts) == 4 and {r["gpus"] for r in starts} <= {"0", "1"}
+    assert all(any(a.startswith(f"--train_dir=runs/{SWEEP}/f_") for a in r["argv"]) for r in starts)
+
+    again = project.run(
+        "resume",
+        f"runs/{SWEEP}",
+        "--retry-failed",
+        *(flag("num_gpus"), "1", flag("experiments_per_gpu"), "1"),
+        *(flag("max_parallel"), "1", flag("pause_between"), "0"),
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    settings = project.state(SWEEP, train_dir="runs")["sweep"]["settings"]
+    assert settings == {"gpus": [0], "max_parallel": 1, "experiments_per_gpu": 1, "pause_between_s": 0.0}
+    (retried,) = [r for r in project.records() if r["event"] == "start"][4:]
+    assert (retried["attempt"], retried["gpus"]) == ("2", "0")
 
 
 def test_pause_between_flag_overrides_spec(project, recorder):

@@ -108,6 +108,42 @@ def test_columns_symbols_and_status_words() -> None:
     assert "32m" in raw and "31m" in raw  # green and red on a colour terminal
 
 
+def test_an_attempt_lost_earlier_shows_in_the_attempts_column() -> None:
+    sweep = make_sweep(
+        experiment(0, "00_a", SUCCEEDED, attempt(took=5.0)),
+        experiment(1, "01_a", RUNNING, attempt(1, 50.0, None, outcome=LOST), attempt(2, None, None, start=NOW - 10)),
+    )
+    text, _ = show(sweep_table(PATHS, sweep, NOW, holder={"pid": 1, "host": "h"}))
+    assert lines_of(text)[0].split() == ["#", "EXPERIMENT", "STATUS", "ATTEMPTS", "DURATION"]
+    rows = lines_of(text)[1:3]
+    assert "● running" in rows[1] and "2 (1 lost)" in rows[1] and "10.0s" in rows[1], text
+    assert rows[0].split()[-2] == "1"
+
+
+def test_what_running_experiments_really_are_when_no_scheduler_runs() -> None:
+    from pbtrun.backends.local import Observed
+
+    running = [attempt(took=None, rc=None, start=NOW - 100, gpus=(0,)) for _ in range(5)]
+    sweep = make_sweep(*(experiment(n, f"0{n}_ant", RUNNING, running[n]) for n in range(5)))
+    observed = {
+        "id0": Observed("ended", 3, NOW - 40),
+        "id1": Observed("ended", -9, NOW - 30),
+        "id2": Observed("running"),
+        "id3": Observed("lost"),
+        "id4": Observed("not_started"),
+    }
+    text, _ = show(sweep_table(PATHS, sweep, NOW, holder=None, observed=observed), width=160)
+    rows = {line.split()[1]: line for line in lines_of(text)[1:6]}
+    assert "✘ ended (3), not yet recorded" in rows["00_ant"] and rows["00_ant"].endswith("1m00s")
+    assert "✘ ended (SIGKILL), not yet recorded" in rows["01_ant"] and rows["01_ant"].endswith("1m10s")
+    assert "● running (no scheduler)" in rows["02_ant"] and rows["02_ant"].endswith("1m40s")
+    assert "⏸ lost, not yet recorded" in rows["03_ant"] and not rows["03_ant"].endswith("s")
+    assert "○ never started, not yet recorded" in rows["04_ant"]
+    footer = lines_of(text)[-1]
+    assert "5 running; not running; 4 of the running have ended, not yet recorded" in footer
+    assert "resume with: pbtrun resume 'train_dir/my sweep'" in footer
+
+
 def test_columns_empty_in_every_row_are_hidden() -> None:
     pending = make_sweep(experiment(0, "00_a"), experiment(1, "01_a"))
     text, _ = show(sweep_table(PATHS, pending, NOW, holder=None))

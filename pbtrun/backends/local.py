@@ -348,6 +348,48 @@ class LocalBackend:
                 os.waitpid(link.pid, os.WNOHANG)
 
 
+# --------------------------------------------------------------------------- looking without a scheduler
+
+# What an attempt the state records as running really is (see ``observe``).
+SEEN_RUNNING = "running"  # its process still runs (the same process: pid and start time)
+SEEN_ENDED = "ended"  # its exit record is written: it ended, with that return code
+SEEN_LOST = "lost"  # its process is gone and left no exit record
+SEEN_NOT_STARTED = "not_started"  # it never started: no log, or resume's abandon record
+SEEN_UNKNOWN = "unknown"  # its log holds no pid yet, or it ran on another host
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What an attempt is, seen from its log's records and the process table."""
+
+    state: str
+    returncode: int | None = None
+    ended_at: float | None = None
+
+
+def observe(log: str, same_host: bool = True) -> Observed:
+    """Read-only: what the attempt logged in ``log`` is now, for ``status`` when no scheduler
+    runs and the state still says "running" (only a scheduler records what became of it).
+    Nothing is written, claimed or signalled: the next scheduler settles it (``inspect``).
+    A pid is only checked on ``same_host``: another machine's pids mean nothing here."""
+    found = reaper.read_records(log)
+    if found is None:
+        return Observed(SEEN_NOT_STARTED)
+    exit_record, pid_record = found
+    if exit_record is not None and exit_record.get("abandoned"):
+        return Observed(SEEN_NOT_STARTED)
+    outcome = exit_outcome(log) if exit_record is not None else None
+    if outcome is not None:
+        return Observed(SEEN_ENDED, outcome.returncode, outcome.ended_at)
+    if pid_record is None or not same_host:
+        return Observed(SEEN_UNKNOWN)
+    pid, start = pid_record.get("pid"), pid_record.get("start")
+    if isinstance(pid, int) and start is not None and process_start_time(pid) == start:
+        return Observed(SEEN_RUNNING)
+    outcome = exit_outcome(log)  # it may have ended just now: its reaper writes the record at once
+    return Observed(SEEN_LOST) if outcome is None else Observed(SEEN_ENDED, outcome.returncode, outcome.ended_at)
+
+
 # --------------------------------------------------------------------------- records and processes
 
 
