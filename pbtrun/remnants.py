@@ -76,8 +76,8 @@ def lost_state_message(sweep_dir: Path, found: list[str]) -> str:
     if paths.backup.is_file():
         restore = (
             f" To restore the backup: cp {shlex.quote(str(paths.backup))} {shlex.quote(str(paths.state))}, "
-            "then run the command again (the backup is one write behind: attempts it calls running are "
-            "settled from their logs, but experiments that ended after it was written may run again)."
+            "then run the command again (the backup is one write behind; what ran after it was "
+            "written is settled from the attempts' logs, not run again)."
         )
     else:
         restore = f" No backup ({paths.backup.name}) is left to restore it from."

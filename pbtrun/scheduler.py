@@ -470,6 +470,8 @@ def _ended(exp: Experiment, outcome: Outcome, stopped: bool, timed_out: bool = F
     last = exp.last
     assert last is not None
     common = {"ended_at": outcome.ended_at, "returncode": outcome.returncode, "pid": outcome.pid or last.pid}
+    if outcome.started_at is not None:  # it ran earlier than this attempt says (a state behind its logs)
+        common["started_at"] = min(outcome.started_at, last.started_at)
     if not outcome.started:
         return exp.to(PENDING, replace(last, outcome=NOT_STARTED_OUTCOME, **common))
     if stopped:  # stopped on purpose: it runs again, whatever its exit status

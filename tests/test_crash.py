@@ -404,7 +404,11 @@ def test_a_deleted_state_file_is_refused_naming_the_backup_and_nothing_is_touche
     subprocess.run(restore, shell=True, check=True, cwd=project.root)
     resumed = project.run("resume", "train_dir/s")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert project.status_json("s")["counts"]["succeeded"] == 2
+    doc = project.status_json("s")
+    assert doc["counts"]["succeeded"] == 2
+    # The backup is older than the logs (the experiments were pending in it): what their logs
+    # say is taken, nothing runs again.
+    assert len(project.records()) == 4 and [e["attempts"] for e in doc["experiments"]] == [1, 1]
     assert (sweep_dir / "logs").is_dir() and all(name in _files_in(sweep_dir) for name in before if "logs/" in name)
 
 

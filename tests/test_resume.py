@@ -118,13 +118,14 @@ def by_name(status: dict) -> dict[str, dict]:
     return {e["name"]: e for e in status["experiments"]}
 
 
-def waiter_pids(project: Project) -> list[int]:
-    pids = []
-    for claim in project.root.rglob("*.start"):
-        data = json.loads(claim.read_text())
-        if isinstance(data.get("waiter_pid"), int):
-            pids.append(data["waiter_pid"])
-    return pids
+def reaper_pids(project: Project) -> list[int]:
+    """The reapers that started the experiments, from their logs' pid records."""
+    from pbtrun.backends.reaper import read_records
+
+    records = [read_records(str(log)) for log in project.root.rglob("*.log")]
+    pids = {r[1]["reaper"] for r in records if r and r[1]}
+    assert pids, "no reaper found in the logs"
+    return sorted(pids)
 
 
 def finish(proc, timeout: float = TIMEOUT) -> tuple[int, str, str]:
@@ -288,8 +289,10 @@ def test_ctrl_c_stops_experiments_gracefully_and_resume_finishes_them(project: P
     got_sigint = {r["name"] for r in records if r["event"] == "signal" and r["signal"] == "SIGINT"}
     assert got_sigint == names
     assert not [r for r in records if r["event"] == "signal" and r["signal"] != "SIGINT"]  # no SIGTERM needed
-    for pid in [r["pid"] for r in starts(records)] + waiter_pids(project):
+    for pid in [r["pid"] for r in starts(records)]:
         assert not alive(pid), f"process {pid} survived Ctrl-C"
+    for pid in reaper_pids(project):  # a reaper leaves once its last experiment is recorded
+        project.wait_for(lambda pid=pid: not alive(pid), timeout=5)
 
     stopped = project.status_json("sw")
     assert stopped["counts"]["interrupted"] == 3
@@ -331,8 +334,8 @@ def test_second_ctrl_c_skips_the_grace_period(project: Project) -> None:
     assert code == 130, out + err
     assert took < 3, f"the second Ctrl-C took {took:.1f} s to kill the experiment"
     assert not alive(start["pid"])
-    for pid in waiter_pids(project):
-        assert not alive(pid)
+    for pid in reaper_pids(project):
+        project.wait_for(lambda pid=pid: not alive(pid), timeout=5)
     signals = [r["signal"] for r in project.records() if r["event"] == "signal"]
     assert signals == ["SIGINT"]  # killed at once: no SIGTERM after the grace
     (exp,) = project.status_json("sw")["experiments"]
@@ -388,8 +391,10 @@ def test_killed_scheduler_leaves_experiments_running_and_resume_adopts_them(proj
     assert codes[long_name] == ("succeeded", 0, 1)
     state = {e["name"]: e for e in project.state("sw")["experiments"]}
     assert state[long_name]["attempts"][0]["pid"] == pids[long_name]
-    for pid in list(pids.values()) + waiter_pids(project):
+    for pid in pids.values():
         assert not alive(pid)
+    for pid in reaper_pids(project):
+        project.wait_for(lambda pid=pid: not alive(pid), timeout=5)
 
 
 def test_attempt_that_ended_while_no_scheduler_ran_keeps_its_pid(project: Project) -> None:

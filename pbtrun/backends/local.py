@@ -52,6 +52,7 @@ class Outcome:
     pid: int | None = None
     error: str | None = None  # the backend could not do its job (disk full, read-only train dir)
     started: bool = True  # False: the experiment never started, so it may simply run again
+    started_at: float | None = None  # when it started, if it is known better than the attempt knows it
 
 
 def resolve_argv(argv: Sequence[str]) -> list[str]:
@@ -216,11 +217,28 @@ class LocalBackend:
         if op == "ended":
             return [(handle.exp_id, Outcome(message["returncode"], message["ended_at"], message["pid"]))]
         if op == "abandoned":
-            return [(handle.exp_id, Outcome(None, time.time(), started=False))]
+            return self._already_there(handle)
         what = "record the exit status of" if message["started"] else "start"
         why = os.strerror(message["errno"] or 0)
         error = f"cannot {what} {{name}}: writing in {self.paths.logs} failed: {why}"
         return [(handle.exp_id, Outcome(None, time.time(), error=error, started=message["started"]))]
+
+    def _already_there(self, handle: Handle) -> list[tuple[str, Outcome]]:
+        """The attempt's log existed when its reaper came to claim it. Usually resume abandoned
+        the attempt (it never starts). But a state restored from its backup, or a journal moved
+        aside, can be behind the logs: then this attempt ran before, and what its log says is
+        taken, its outcome recorded or the process still running adopted, never run again."""
+        self.handles.pop(handle.exp_id, None)
+        link = self._link_of(handle.source)
+        if link is not None:
+            link.running -= 1
+        fresh = Handle(handle.exp_id, handle.attempt, handle.log, handle.name)
+        found = self._settle(fresh, None, claim=False)
+        if isinstance(found, Handle):
+            return []  # adopted: its end will come
+        if isinstance(found, Outcome):
+            return [(handle.exp_id, found)]
+        return [(handle.exp_id, Outcome(None, time.time(), started=False))]
 
     def _pop(self, ended: list[tuple[str, Outcome]]) -> list[tuple[str, Outcome]]:
         for exp_id, _ in ended:
@@ -283,36 +301,45 @@ class LocalBackend:
     def inspect(self, exp: Experiment, attempt: Attempt) -> Handle | Outcome | str:
         """What became of an attempt recorded as running: an adopted handle, its outcome, or
         ``NOT_STARTED`` (in which case this call has made sure it never will start)."""
-        log = self.log(exp, attempt.number)
+        handle = Handle(exp.id, attempt.number, self.log(exp, attempt.number), exp.name)
+        return self._settle(handle, attempt.reaper, claim=True)
+
+    def _settle(self, handle: Handle, address: str | None, claim: bool) -> Handle | Outcome | str:
+        """What became of the attempt logged at ``handle.log``: see :meth:`inspect`. With
+        ``claim``, an attempt with no log is claimed as abandoned; ``address`` is its reaper's
+        (else the one its pid record names)."""
         try:
-            found = reaper.read_records(log)
+            found = reaper.read_records(handle.log)
             if found is None:
-                if reaper.abandon(log):
+                if not claim or reaper.abandon(handle.log):
                     return NOT_STARTED
-                found = reaper.read_records(log) or (None, None)  # the reaper claimed it just now
+                found = reaper.read_records(handle.log) or (None, None)  # the reaper claimed it just now
         except OSError as exc:
             raise BackendError(
-                f"cannot settle {exp.name}: writing in {self.paths.logs} failed: {exc.strerror or exc}. "
+                f"cannot settle {handle.name}: writing in {self.paths.logs} failed: {exc.strerror or exc}. "
                 "Free space or fix permissions there, then resume the sweep."
             ) from None
         exit_record, pid_record = found
         if exit_record is not None:
-            return NOT_STARTED if exit_record.get("abandoned") else _outcome(exit_record)
-        handle = Handle(exp.id, attempt.number, log, exp.name, pgid=(pid_record or {}).get("pid"))
-        conn = self._connect(attempt.reaper) if attempt.reaper else None
+            if exit_record.get("abandoned"):
+                return NOT_STARTED
+            return _outcome(exit_record, pid_record) or Outcome(None, time.time())
+        handle.pgid = (pid_record or {}).get("pid")
+        address = address or (pid_record or {}).get("address")
+        conn = self._connect(address) if address else None
         if conn is not None:
             handle.source = conn.fileno()
         else:  # its reaper is gone: the experiment may still run, orphaned
             pidfd = self._orphan(handle, found)
             if pidfd is None:
-                return exit_outcome(log) or Outcome(None, time.time())
+                return exit_outcome(handle.log) or Outcome(None, time.time())
             handle.source = self._watch_source(pidfd)
-        outcome = exit_outcome(log)  # it may have ended while we connected
+        outcome = exit_outcome(handle.log)  # it may have ended while we connected
         if outcome is not None:
             if conn is None:
                 self._forget_source(handle.source)
             return outcome
-        self.handles[exp.id] = handle
+        self.handles[handle.exp_id] = handle
         return handle
 
     def _connect(self, address: str) -> socket.socket | None:
@@ -396,13 +423,20 @@ def observe(log: str, same_host: bool = True) -> Observed:
 def exit_outcome(log: str) -> Outcome | None:
     """The outcome the log's exit record holds, if it is written (and not an abandon)."""
     found = reaper.read_records(log)
-    record = found[0] if found else None
-    return None if record is None or record.get("abandoned") else _outcome(record)
+    if found is None or found[0] is None or found[0].get("abandoned"):
+        return None
+    return _outcome(*found)
 
 
-def _outcome(record: dict) -> Outcome | None:
+def _outcome(record: dict, pid_record: dict | None = None) -> Outcome | None:
     try:
-        return Outcome(int(record["returncode"]), float(record["ended_at"]), record.get("pid"))
+        started_at = (pid_record or {}).get("at")
+        return Outcome(
+            int(record["returncode"]),
+            float(record["ended_at"]),
+            record.get("pid"),
+            started_at=float(started_at) if started_at is not None else None,
+        )
     except (KeyError, TypeError, ValueError):
         return None
 

@@ -19,7 +19,7 @@ wins, so no experiment ever starts twice. The log starts with two fixed-width re
 fills in place (no new file, no new disk space: they are written even on a full disk)::
 
     # pbtrun exit: {"ended_at": 1796350085.8, "pid": 2825, "returncode": 0}
-    # pbtrun pid: {"pid": 2825, "reaper": 2801, "start": 3456789}
+    # pbtrun pid: {"address": "pbtrun-reaper-…", "at": 1796350085.7, "pid": 2825, "reaper": 2801, "start": 3456789}
 
 then a header for people (name, attempt, cwd, GPUs, argv), then the experiment's own output.
 """
@@ -49,7 +49,7 @@ _RESET = (*_IGNORED, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD, signal.SIGX
 EXIT_PREFIX = b"# pbtrun exit: "
 EXIT_WIDTH = 120
 PID_PREFIX = b"# pbtrun pid: "
-PID_WIDTH = 64
+PID_WIDTH = 160
 PID_OFFSET = len(EXIT_PREFIX) + EXIT_WIDTH + 1
 RECORDS_BYTES = PID_OFFSET + len(PID_PREFIX) + PID_WIDTH + 1
 NONE_YET = b"-"
@@ -178,7 +178,7 @@ def start() -> tuple[socket.socket, int, str]:
     if pid == 0:
         code = 70
         try:
-            code = Reaper(theirs, listener).run()
+            code = Reaper(theirs, listener, address).run()
         finally:
             os._exit(code)
     theirs.close()
@@ -199,9 +199,10 @@ class Child:
 class Reaper:
     """The reaper process's main loop."""
 
-    def __init__(self, owner: socket.socket, listener: socket.socket) -> None:
+    def __init__(self, owner: socket.socket, listener: socket.socket, address: str) -> None:
         self.owner: socket.socket | None = owner
         self.listener = listener
+        self.address = address
         self.clients: list[socket.socket] = [owner]
         self.children: dict[int, Child] = {}
         self.me = os.getpid()
@@ -334,7 +335,15 @@ class Reaper:
         self._broadcast({"op": "started", **ident, "pid": pid})
 
     def _pid_record(self, pid: int) -> dict[str, Any]:
-        return {"pid": pid, "start": process_start_time(pid), "reaper": self.me}
+        """Who runs the attempt: its pid and start time (a recycled pid is never mistaken for it),
+        when it started, and its reaper (pid, and the address to adopt it through)."""
+        return {
+            "pid": pid,
+            "start": process_start_time(pid),
+            "at": time.time(),
+            "reaper": self.me,
+            "address": self.address,
+        }
 
     def _posix_spawn(self, req: dict[str, Any], output: int) -> int:
         if self.cwd_error is not None:
