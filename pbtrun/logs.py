@@ -10,7 +10,7 @@ from typing import BinaryIO
 from pbtrun import render, store
 from pbtrun.backends.local import exit_outcome
 from pbtrun.errors import PbtrunError
-from pbtrun.live import tail_lines
+from pbtrun.progress import tail_lines
 from pbtrun.state import FAILED, Experiment, Sweep
 from pbtrun.store import SweepPaths
 

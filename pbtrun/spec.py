@@ -22,14 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from pbtrun.errors import SpecError
+from pbtrun.limits import MAX_EXPERIMENTS, MAX_GPUS, MAX_PAUSE_S, MAX_TIMEOUT_MIN
 from pbtrun.naming import experiment_id, experiment_name, render_value, shorthands
 
-MAX_EXPERIMENTS = 1_000_000
 # Upper bounds on numbers that become waits or lists. Beyond them a value is a typo, not a plan,
 # and it would only fail later, far from the line that caused it (or never end: nan and inf).
-MAX_TIMEOUT_MIN = 1_000_000  # about two years: longer than any training run
-MAX_PAUSE_S = 86_400.0  # a day between two launches; the scheduler waits at most a day at a time anyway
-MAX_GPUS = 1024  # more than any one machine has; every GPU id is kept in the state, so 1e7 costs gigabytes
 
 TOP_KEYS = (
     "name",

@@ -8,7 +8,6 @@ read the same with ``NO_COLOR`` or in a file.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,10 @@ from rich.text import Text
 
 from pbtrun import render
 from pbtrun.backends.local import SEEN_RUNNING, Observed
+from pbtrun.render import STYLES, SYMBOLS, active_counts, resume_hint
 from pbtrun.state import FAILED, INTERRUPTED, PENDING, RUNNING, STATUSES, SUCCEEDED, Experiment, Sweep
 from pbtrun.store import SweepPaths
 
-SYMBOLS = {SUCCEEDED: "✔", FAILED: "✘", RUNNING: "●", PENDING: "○", INTERRUPTED: "⏸"}
-STYLES = {SUCCEEDED: "green", FAILED: "red", RUNNING: "cyan", PENDING: "dim", INTERRUPTED: "yellow"}
 PROGRESS_BAR_WIDTH = 16
 
 
@@ -59,29 +57,6 @@ class Filters:
         if exp.status not in self.statuses:
             return False
         return not self.grep or self.grep.casefold() in exp.name.casefold()
-
-
-def active_counts(sweep: Sweep) -> dict[str, int]:
-    """Counts by status of the experiments still in the spec (removed ones are history only)."""
-    counts = dict.fromkeys(STATUSES, 0)
-    for exp in sweep.experiments.values():
-        if not exp.removed:
-            counts[exp.status] += 1
-    return counts
-
-
-def resume_hint(paths: SweepPaths, counts: Mapping[str, int]) -> str | None:
-    """The exact command that continues the sweep, or None when nothing is left to do.
-
-    Failed experiments alone stay failed on a plain resume, so for them the command names
-    ``--retry-failed``; the directory is shell-quoted so the line can be pasted as it is.
-    """
-    where = shlex.quote(str(paths.dir))
-    if counts.get(PENDING, 0) + counts.get(INTERRUPTED, 0) + counts.get(RUNNING, 0):
-        return f"pbtrun resume {where}"
-    if counts.get(FAILED, 0):
-        return f"pbtrun resume {where} --retry-failed"
-    return None
 
 
 def status_text(exp: Experiment, seen: Observed | None = None) -> Text:

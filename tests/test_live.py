@@ -17,7 +17,8 @@ from helpers import colour_codes
 from rich.console import Console
 
 from pbtrun.backends import reaper
-from pbtrun.live import FLUSH_EVERY_S, LiveView, PlainView, make_view, summary_lines, tail_lines
+from pbtrun.live import LiveView
+from pbtrun.progress import FLUSH_EVERY_S, PlainView, make_view, summary_lines, tail_lines
 from pbtrun.state import EXITED, FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
 from pbtrun.store import SweepPaths
 

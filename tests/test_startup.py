@@ -1,0 +1,68 @@
+"""What each command loads before it does its work, and the layout of long JSON output.
+
+Start-up time is a target (issue 6: `pbtrun --help` and `pbtrun status` in 150 ms), measured by
+benchmarks/run.py, not here; these tests check the lazy imports that make it possible, on the
+real interpreter's import log (``python -X importtime``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from pbtrun import render
+
+
+def _imported(project, *args: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pbtrun", *args],
+        cwd=project.root,
+        env=project.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    modules = set()
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            modules.add(line.rsplit("|", 1)[1].strip())
+    assert modules, result.stderr
+    return modules
+
+
+def test_help_loads_neither_the_spec_layer_nor_rich(project):
+    loaded = _imported(project, "--help")
+    assert "pbtrun.cli" in loaded
+    assert not loaded & {"rich", "rich.console", "pbtrun.spec", "tomllib", "pbtrun.gpus", "pbtrun.render", "filelock"}
+
+
+def test_plain_output_never_loads_rich(project, recorder):
+    project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
+    loaded = _imported(project, "up", "sweep.toml", "--plain")
+    assert "pbtrun.scheduler" in loaded and "pbtrun.progress" in loaded
+    assert not {m for m in loaded if m == "rich" or m.startswith("rich.")}
+
+
+def test_status_json_does_not_load_the_spec_layer(project, recorder):
+    project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
+    assert project.run("up", "sweep.toml").returncode == 0
+    loaded = _imported(project, "status", "train_dir/p", "--json")
+    assert not loaded & {"pbtrun.spec", "tomllib", "pbtrun.scheduler"}
+
+
+def test_long_lists_come_one_item_per_line_and_parse_as_the_same_document():
+    document = {
+        "sweep": {"name": "s", "dir": "/x"},
+        "experiments": [{"name": f"{i:02d}_a", "n": i} for i in range(2500)],
+    }
+    text = "".join(render.json_lines(document, "experiments"))
+    assert json.loads(text) == document
+    lines = text.splitlines()
+    start = lines.index('  "experiments": [')
+    assert len(lines[start + 1 : -2]) == 2500 and lines[-2:] == ["  ]", "}"]
+    assert json.loads("".join(render.json_lines({"sweep": {}, "experiments": []}, "experiments"))) == {
+        "sweep": {},
+        "experiments": [],
+    }
