@@ -36,6 +36,7 @@ TAIL_LINES = 5
 FAILED_SHOWN = 10
 TAIL_BYTES_PER_LINE = 2048
 FLUSH_EVERY_S = 0.5
+ETA_EVERY_S = 0.5
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?|[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -265,11 +266,16 @@ def _failure(exp: Experiment, last: Attempt, paths: SweepPaths) -> Failure | Non
 
 def progress_words(snap: Snapshot) -> str:
     """``12/40 done, 3 running, 1 failed, ETA 4m10s``: the progress line both views show."""
-    words = [f"{snap.done}/{snap.total} done", f"{snap.counts[RUNNING]} running"]
-    if snap.counts[FAILED]:
-        words.append(f"{snap.counts[FAILED]} failed")
-    if snap.eta_s is not None:
-        words.append(f"ETA {render.duration(snap.eta_s)}")
+    return _words(snap.counts, snap.eta_s)
+
+
+def _words(counts: dict[str, int], eta_s: float | None) -> str:
+    done = counts[SUCCEEDED] + counts[FAILED]
+    words = [f"{done}/{sum(counts.values())} done", f"{counts[RUNNING]} running"]
+    if counts[FAILED]:
+        words.append(f"{counts[FAILED]} failed")
+    if eta_s is not None:
+        words.append(f"ETA {render.duration(eta_s)}")
     return ", ".join(words)
 
 
@@ -439,9 +445,14 @@ class PlainView:
         self._lock = threading.Lock()  # the flush timer writes from its own thread
         self._flushed_at = 0.0
         self._timer: threading.Timer | None = None
+        self._eta_at, self._eta_s = -ETA_EVERY_S, None
+        self._stamp_second, self._stamp = -1, ""
 
     def _line(self, text: str, continued: bool = False) -> None:
-        stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
+        second = int(self.clock())
+        if second != self._stamp_second:
+            self._stamp_second, self._stamp = second, time.strftime("%H:%M:%S", time.localtime(second))
+        stamp = self._stamp
         with self._lock:
             self.out.write(f"{' ' * len(stamp) if continued else stamp}  {text}\n")
             if time.monotonic() - self._flushed_at >= FLUSH_EVERY_S:
@@ -463,7 +474,13 @@ class PlainView:
         self.out.flush()
 
     def _progress(self) -> str:
-        return f"[{progress_words(self.tracker.snapshot(self.clock()))}]"
+        """The progress words for a line. The counts are exact; the ETA, which needs a look at
+        every running experiment, is worked out again at most every ``ETA_EVERY_S``: a line per
+        event must cost next to nothing when a thousand experiments end in a second."""
+        now = self.clock()
+        if now - self._eta_at >= ETA_EVERY_S:
+            self._eta_at, self._eta_s = now, self.tracker.snapshot(now).eta_s
+        return f"[{_words(self.tracker.counts, self._eta_s)}]"
 
     def begin(self, sweep: Sweep) -> None:
         self.began_at = self.clock()

@@ -126,3 +126,18 @@ def test_a_fold_starts_a_fresh_journal_and_keeps_the_previous_state_as_backup(tm
     assert set(paths.journal.read_bytes()) == {0}  # nothing left to replay
     assert to_json(store.parse(paths, paths.state.read_bytes())) == to_json(writer.sweep)
     writer.close()
+
+
+def test_an_experiment_s_copy_for_a_transition_keeps_every_other_field():
+    from dataclasses import fields
+
+    from pbtrun.state import Experiment
+
+    values = {f.name: f"value of {f.name}" for f in fields(Experiment)}
+    exp = Experiment(**values)
+    copy = exp._with("running", ("attempt",))
+    assert {f.name: getattr(copy, f.name) for f in fields(Experiment)} == {
+        **values,
+        "status": "running",
+        "attempts": ("attempt",),
+    }
