@@ -190,6 +190,7 @@ class Scheduler:
     def _wait(self, timeout: float | None) -> list[tuple[str, Outcome]]:
         """Block until something happens; return the attempts that ended, with their outcomes."""
         ended = self.backend.take_failed_launches()
+        self.writer.kick()  # the commits of this round become durable while we wait
         for key, _ in self.selector.select(timeout):
             kind, payload = key.data
             if kind == "backend":
@@ -286,15 +287,16 @@ class Scheduler:
 
         if not self._transact(change):
             return
+        for exp, attempt in launched:  # first: a freed slot is refilled before anything is shown
+            handle = self.backend.launch(exp, attempt, self._env(exp, attempt))
+            self.gpus_of[exp.id] = attempt.gpus or ()
+            self._watch(handle, exp)
         for exp in done:
             if exp.status in (PENDING, INTERRUPTED):  # a retry: back in line, and look again at once
                 self.queue.append(exp.id)
                 self.again = True
             self.listener.ended(exp, self.sweep)
-        for exp, attempt in launched:
-            handle = self.backend.launch(exp, attempt, self._env(exp, attempt))
-            self.gpus_of[exp.id] = attempt.gpus or ()
-            self._watch(handle, exp)
+        for exp, _ in launched:
             self.listener.started(exp, self.sweep)
         if launched and self.sweep.settings.pause_between_s > 0:
             self.next_launch_at = time.monotonic() + self.sweep.settings.pause_between_s

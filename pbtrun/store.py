@@ -425,6 +425,10 @@ class StateWriter:
                 raise
         return sweep
 
+    def kick(self) -> None:
+        """Let the journal's thread make what was committed durable (see :meth:`Journal.kick`)."""
+        self.journal.kick()
+
     def fold_due_at(self) -> float | None:
         """When the journal should next be folded (monotonic time), or None if it is empty."""
         return self.folded_at + max(FOLD_EVERY_S, 20 * self.fold_cost_s) if self.entries else None
@@ -544,8 +548,15 @@ class Journal:
         except OSError as exc:
             raise _write_error(self.path, exc) from None
         self.offset += len(line)
+        self.written += 1  # synced once :meth:`kick` wakes the thread
+
+    def kick(self) -> None:
+        """Have the thread sync what was written. The scheduler calls this just before it
+        waits for events, not at each write: woken at once, the thread would take Python's
+        lock from the scheduler while it launches the experiment the write recorded."""
+        if self.synced == self.written:
+            return
         with self.cond:
-            self.written += 1
             self.cond.notify()
         if self.thread is None:
             self.thread = threading.Thread(target=self._flush, name="pbtrun-journal", daemon=True)
@@ -593,6 +604,7 @@ class Journal:
 
     def sync(self) -> None:
         """Wait until every line written so far is on disk; raise if syncing failed."""
+        self.kick()
         with self.cond:
             while self.synced < self.written:
                 self.cond.wait()

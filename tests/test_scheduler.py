@@ -299,6 +299,48 @@ def test_status_json_fields_and_log_file(project):
 # --------------------------------------------------------------------------- environment
 
 
+def test_a_bare_command_is_found_on_the_experiment_s_own_path(project):
+    """A group's env PATH decides which program runs, as exec would search it; and a program
+    that moves between two experiments is found again where it went."""
+    bins = {}
+    for name in ("first", "second", "third"):
+        bins[name] = project.root / name
+        bins[name].mkdir()
+    (bins["first"] / "tool").write_text('#!/bin/sh\necho first > "$PBTRUN_EXPERIMENT.out"\n')
+    (bins["second"] / "tool").write_text('#!/bin/sh\necho second > "$PBTRUN_EXPERIMENT.out"\n')
+    (bins["second"] / "tool").chmod(0o755)  # first's is not executable: exec would skip it
+    (bins["first"] / "mover").write_text(
+        '#!/bin/sh\necho "moved from $0" > "$PBTRUN_EXPERIMENT.out"\n'
+        'case "$0" in */first/*) mv "$0" third/mover;; esac\n'
+    )
+    (bins["first"] / "mover").chmod(0o755)
+    path = f"{bins['first']}:{bins['second']}:{bins['third']}:/usr/bin:/bin"
+    project.spec(
+        f"""
+        name = "p"
+        experiment_arg_name = ""
+        experiment_dir_arg_name = ""
+        [scheduler]
+        max_parallel = 1
+        [[experiments]]
+        name = "tool"
+        command = "tool"
+        env = {{ PATH = "{path}" }}
+        [[experiments]]
+        name = "mover"
+        command = "mover"
+        env = {{ PATH = "{path}" }}
+        repeat = 2
+        """
+    )
+    result = project.run("up", "sweep.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (project.root / "00_tool.out").read_text() == "second\n"
+    first, second = sorted(p.read_text() for p in project.root.glob("*_mover.out"))
+    assert first == f"moved from {bins['first']}/mover\n"
+    assert second == f"moved from {bins['third']}/mover\n"  # found again where it had gone
+
+
 def test_environment_interpreter_and_argv_reach_the_experiment(project):
     (project.root / "probe.py").write_text(PROBE)
     # A `python` on PATH that is not pbtrun's: if pbtrun ran it, the experiment would fail.

@@ -209,6 +209,8 @@ class Reaper:
         self.base_env = dict(os.environ)  # launch requests carry only what differs from it
         self.cwd: str | None = None
         self.cwd_error: OSError | None = None
+        self.unrecorded: list[tuple[int, Child, float]] = []  # started, pid record not yet written
+        self.found: dict[tuple[str, str], str] = {}  # (program, PATH) -> where it is
 
     def run(self) -> int:
         self._detach()
@@ -229,6 +231,7 @@ class Reaper:
                     self._reap()
                 else:
                     self._serve(key.fileobj)  # type: ignore[arg-type]
+            self._record_pids()
             self._reap()
         return 0
 
@@ -265,15 +268,13 @@ class Reaper:
             self.selector.register(client, selectors.EVENT_READ, "client")
 
     def _serve(self, client: socket.socket) -> None:
-        try:
-            message = receive(client)
-        except (OSError, ValueError):
-            message = None
-        if message is None:
-            self._drop(client)
-            return
-        if client is self.owner and message.get("op") == "launch":
-            self._launch(message)
+        """Every message waiting from ``client`` (launches come in bursts: one wake-up for all)."""
+        for message in receive_all(client):
+            if message is None:
+                self._drop(client)
+                return
+            if client is self.owner and message.get("op") == "launch":
+                self._launch(message)
 
     def _drop(self, client: socket.socket) -> None:
         with contextlib.suppress(KeyError, ValueError):
@@ -329,18 +330,31 @@ class Reaper:
             return
         finally:
             os.close(output)  # the experiment has its own copy (or never started)
-        with contextlib.suppress(OSError):
-            _fill(log, PID_OFFSET + len(PID_PREFIX), PID_WIDTH, self._pid_record(pid))
         self.children[pid] = child
-        self._broadcast({"op": "started", **ident, "pid": pid})
+        self.unrecorded.append((pid, child, time.time()))
 
-    def _pid_record(self, pid: int) -> dict[str, Any]:
+    def _record_pids(self) -> None:
+        """Write the pid records of the experiments just started, and tell the clients. Done
+        once the launches waiting are all started, not after each: a burst of launches is not
+        held up by them. Until its record is written, an experiment whose reaper is killed is
+        still found, by its environment (see ``LocalBackend._orphan``)."""
+        for pid, child, at in self.unrecorded:
+            with contextlib.suppress(OSError):
+                log = os.open(child.log, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    _fill(log, PID_OFFSET + len(PID_PREFIX), PID_WIDTH, self._pid_record(pid, at))
+                finally:
+                    os.close(log)
+            self._broadcast({"op": "started", "id": child.exp_id, "attempt": child.attempt, "pid": pid})
+        self.unrecorded.clear()
+
+    def _pid_record(self, pid: int, at: float) -> dict[str, Any]:
         """Who runs the attempt: its pid and start time (a recycled pid is never mistaken for it),
         when it started, and its reaper (pid, and the address to adopt it through)."""
         return {
             "pid": pid,
             "start": process_start_time(pid),
-            "at": time.time(),
+            "at": at,
             "reaper": self.me,
             "address": self.address,
         }
@@ -349,14 +363,39 @@ class Reaper:
         if self.cwd_error is not None:
             raise self.cwd_error
         env = {**self.base_env, **req["env"]}
-        if "PATH" in env:
-            os.environ["PATH"] = env["PATH"]  # posix_spawnp searches the caller's PATH
+        argv = req["argv"]
+        program = self._which(argv[0], env.get("PATH", os.defpath))
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, output, 1),
             (os.POSIX_SPAWN_DUP2, output, 2),
         ]
-        return os.posix_spawnp(req["argv"][0], req["argv"], env, file_actions=actions, setpgroup=0, setsigdef=_RESET)
+        try:
+            return os.posix_spawnp(program, argv, env, file_actions=actions, setpgroup=0, setsigdef=_RESET)
+        except FileNotFoundError:
+            if "/" in argv[0]:
+                raise
+            self.found.clear()  # moved since it was found: search again
+            program = self._which(argv[0], env.get("PATH", os.defpath))
+            return os.posix_spawnp(program, argv, env, file_actions=actions, setpgroup=0, setsigdef=_RESET)
+
+    def _which(self, name: str, path: str) -> str:
+        """``name`` found on ``path`` once, as exec would find it, then remembered. A search in
+        the child (posix_spawnp) tries every directory before the right one, each a failed
+        exec, while the reaper waits: a tenth of a millisecond a launch here. Nothing found:
+        FileNotFoundError, as exec gives."""
+        if "/" in name:
+            return name
+        key = (name, path)
+        if key not in self.found:
+            for directory in path.split(os.pathsep):
+                candidate = os.path.join(directory or ".", name)
+                if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                    self.found[key] = candidate
+                    break
+            else:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+        return self.found[key]
 
     # ---------------------------------------------------------------- reaping
 
