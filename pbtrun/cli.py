@@ -343,7 +343,7 @@ def resume(path: Path, **kw: Any) -> None:
     paths = _resolve(path, "resume")
     flags = _flags(kw)
     with store.scheduler_lock(paths):
-        if any(v is not None for v in vars(flags).values()):
+        if any(v is not None for v in flags._asdict().values()):
             from pbtrun.gpus import resolve
             from pbtrun.spec import SchedulerSettings
 

@@ -17,9 +17,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 from pbtrun import render
 from pbtrun.backends.reaper import LOG_HEADER_PREFIXES
@@ -98,24 +97,21 @@ def slots(settings: Settings) -> int:
 # --------------------------------------------------------------------------- the tracker
 
 
-@dataclass(frozen=True)
-class Running:
+class Running(NamedTuple):
     name: str
     gpus: tuple[int, ...] | None
     started_at: float
     log: Path
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     name: str
     word: str  # ``failed (3)``, ``timed out``, ``lost``
     log: Path
     retrying: bool
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """What a view shows at one instant, copied out of the tracker so rendering needs no lock."""
 
     name: str
@@ -282,8 +278,7 @@ def _words(counts: dict[str, int], eta_s: float | None) -> str:
 # --------------------------------------------------------------------------- the summary
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
     """One line of the summary: plain text, with a style for terminals.
 
     ``truncate`` lines (log output) end in an ellipsis where they are too long; the others

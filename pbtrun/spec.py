@@ -7,19 +7,16 @@ the state file or processes, so a bad spec can never leave anything behind on di
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import json
 import math
 import os
-import random
 import re
 import shlex
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pbtrun.errors import SpecError
 from pbtrun.limits import MAX_EXPERIMENTS, MAX_GPUS, MAX_PAUSE_S, MAX_TIMEOUT_MIN
@@ -66,8 +63,7 @@ _NAME_RE = re.compile(r"^\w[\w.+=,@-]*$")
 _Axes = list[tuple[tuple[str, ...], list[tuple]]]
 
 
-@dataclass(frozen=True)
-class SchedulerSettings:
+class SchedulerSettings(NamedTuple):
     """What ``[scheduler]`` asks for; ``None`` means "not given" so CLI flags and defaults apply."""
 
     num_gpus: int | None = None
@@ -77,8 +73,7 @@ class SchedulerSettings:
     pause_between_s: float | None = None
 
 
-@dataclass(frozen=True)
-class GroupSpec:
+class GroupSpec(NamedTuple):
     """One ``[[experiments]]`` table: a group of experiments sharing a name and a command."""
 
     name: str
@@ -89,8 +84,7 @@ class GroupSpec:
     timeout_min: float | None = None
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(NamedTuple):
     """A validated ``sweep.toml``."""
 
     path: Path
@@ -108,11 +102,10 @@ class Spec:
     timeout_min: float | None = None
     randomize: bool = False
     random_seed: int = 0
-    text: str = field(repr=False, default="")
+    text: str = ""
 
 
-@dataclass(frozen=True)
-class ExperimentSpec:
+class ExperimentSpec(NamedTuple):
     """One compiled experiment: everything needed to run it, nothing about how it went."""
 
     id: str
@@ -232,6 +225,8 @@ def _type_name(value: Any) -> str:
 
 def _suggest(key: str, valid: Sequence[str]) -> str:
     """Did-you-mean from this table's keys, else from another table's (saying where it goes)."""
+    import difflib  # here: only a mistake needs it
+
     hint = ""
     if close := difflib.get_close_matches(key, valid, n=1, cutoff=0.6):
         hint = f" Did you mean '{close[0]}'?"
@@ -711,6 +706,8 @@ def expand(spec: Spec, train_dir: str | None = None) -> list[ExperimentSpec]:
     experiments = [e for g in spec.groups for e in _expand_group(spec, g, train_dir)]
     _check_unique_names(spec, experiments)
     if spec.randomize:  # launch order only: names and ids stay those of the written order
+        import random  # here: only randomized specs need it
+
         random.Random(spec.random_seed).shuffle(experiments)
     return experiments
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pbtrun.errors import SpecError, StateError
 
@@ -122,8 +122,7 @@ class Experiment:
         )
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """The scheduler settings a sweep runs with, resolved (no "not given" left)."""
 
     gpus: tuple[int, ...] = ()
@@ -179,8 +178,7 @@ class Sweep:
 # --------------------------------------------------------------------------- merge
 
 
-@dataclass(frozen=True)
-class MergeReport:
+class MergeReport(NamedTuple):
     added: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()

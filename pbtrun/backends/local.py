@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pbtrun.backends import reaper
 from pbtrun.errors import BackendError
@@ -30,21 +30,24 @@ _PYTHONS = ("python", "python3")
 NOT_STARTED = "not_started"
 
 
-@dataclass
 class Handle:
     """A running attempt as the backend tracks it. Never persisted."""
 
-    exp_id: str
-    attempt: int
-    log: str  # the attempt's log, which holds its exit and pid records
-    name: str = ""  # the experiment's
-    source: int | None = None  # the fd whose events will report its end
-    pgid: int | None = None  # the experiment's process group, once started
-    error: str | None = None  # why it is watched by pidfd: its reaper died
+    __slots__ = ("attempt", "error", "exp_id", "log", "name", "pgid", "source")
+
+    def __init__(
+        self, exp_id: str, attempt: int, log: str, name: str = "", source: int | None = None, pgid: int | None = None
+    ) -> None:
+        self.exp_id = exp_id
+        self.attempt = attempt
+        self.log = log  # the attempt's log, which holds its exit and pid records
+        self.name = name  # the experiment's
+        self.source = source  # the fd whose events will report its end
+        self.pgid = pgid  # the experiment's process group, once started
+        self.error: str | None = None  # why it is watched by pidfd: its reaper died
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """How an attempt ended; ``returncode`` None means unknowable (the attempt was lost)."""
 
     returncode: int | None
@@ -63,14 +66,16 @@ def resolve_argv(argv: Sequence[str]) -> list[str]:
     return argv
 
 
-@dataclass
 class ReaperLink:
     """One of our reapers, as the scheduler's side knows it."""
 
-    owner: socket.socket | None  # None once it died
-    pid: int
-    address: str  # abstract socket address: each attempt records its reaper's, to be adopted
-    running: int = 0  # our attempts it has been sent and not yet reported ended
+    __slots__ = ("address", "owner", "pid", "running")
+
+    def __init__(self, owner: socket.socket, pid: int, address: str) -> None:
+        self.owner: socket.socket | None = owner  # None once it died
+        self.pid = pid
+        self.address = address  # abstract socket address: each attempt records its reaper's, to be adopted
+        self.running = 0  # our attempts it has been sent and not yet reported ended
 
 
 class LocalBackend:
@@ -385,8 +390,7 @@ SEEN_NOT_STARTED = "not_started"  # it never started: no log, or resume's abando
 SEEN_UNKNOWN = "unknown"  # its log holds no pid yet, or it ran on another host
 
 
-@dataclass(frozen=True)
-class Observed:
+class Observed(NamedTuple):
     """What an attempt is, seen from its log's records and the process table."""
 
     state: str

@@ -36,8 +36,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pbtrun.proc import process_start_time
 
@@ -187,8 +186,7 @@ def start() -> tuple[socket.socket, int, str]:
     return owner, pid, address
 
 
-@dataclass
-class Child:
+class Child(NamedTuple):
     """A running experiment, as the reaper knows it."""
 
     exp_id: str
