@@ -181,7 +181,9 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
     except OSError as exc:
         raise PbtrunError(f"{paths.dir}: cannot create the sweep directory: {exc.strerror}.") from None
 
-    def compile_into_state() -> None:
+    def compile_into_state() -> tuple[Sweep, tuple | None]:
+        """Save the compiled sweep; return it and the saved file's signature, so the scheduler
+        can start from it instead of reading it back (seconds at 100,000 experiments)."""
         with store.state_lock(paths):
             if store.is_sweep(paths.dir):
                 sweep = store.load(paths)
@@ -194,11 +196,13 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
                 sweep.replace_all(new_experiment(c) for c in compiled)
             store.write_spec_copy(paths, spec.text)
             store.save(paths, sweep)
+            return sweep, store.signature(paths)
 
     try:
         with store.scheduler_lock(paths):
-            compile_into_state()
-            _run(paths, kw)
+            saved = compile_into_state()
+            compiled = []  # the sweep holds what it needs of them
+            _run(paths, kw, saved)
     except SweepBusy as busy:
         added = _add_to_running(paths, compiled, force)
         raise SweepBusy(f"{busy.message} {added}") from None
@@ -394,12 +398,12 @@ def _resolve(path: Path, command: str) -> store.SweepPaths:
     return store.resolve_sweep(path)
 
 
-def _run(paths: store.SweepPaths, kw: dict[str, Any]) -> None:
+def _run(paths: store.SweepPaths, kw: dict[str, Any], saved: tuple[Sweep, tuple | None] | None = None) -> None:
     from pbtrun.progress import make_view
     from pbtrun.scheduler import Scheduler
 
     view = make_view(paths, True if kw["plain"] else None)
-    scheduler = Scheduler(paths, view, grace_s=kw["grace"], retry_failed=kw["retry_failed"])
+    scheduler = Scheduler(paths, view, grace_s=kw["grace"], retry_failed=kw["retry_failed"], saved=saved)
     try:
         scheduler.prepare()  # adopt and record first: the view starts from the true state
     except BaseException:

@@ -209,7 +209,7 @@ def sweep_json(
     return {
         "sweep": {
             "name": sweep.name,
-            "dir": str(paths.dir.resolve()),
+            "dir": str(base),
             "cwd": sweep.cwd,
             "running": holder is not None,
             "scheduler": None if holder is None else {"pid": holder.get("pid"), "host": holder.get("host")},
@@ -223,8 +223,10 @@ def experiment_json(
     paths: SweepPaths, exp: Experiment, base: Path | None = None, observed: Observed | None = None
 ) -> dict[str, Any]:
     """One experiment of ``status --json``; ``base`` is the sweep directory, resolved (once per
-    sweep: resolving every log's path costs a system call per component)."""
+    sweep: resolving every log's path costs a system call per component). Log paths are joined
+    as strings: a pathlib join costs more than the rest of the experiment's document."""
     base = paths.dir.resolve() if base is None else base
+    prefix = f"{base}/"
     attempts = real_attempts(exp)
     last = attempts[-1] if attempts else None
     return {
@@ -239,17 +241,18 @@ def experiment_json(
         "argv": list(exp.argv),
         "env": dict(exp.env),
         "params": dict(exp.params),
-        "log": None if last is None else str(base / last.log),
+        "log": None if last is None else prefix + last.log,
         "started_at": None if last is None else last.started_at,
         "ended_at": None if last is None else last.ended_at,
         "removed": exp.removed,
-        "history": [attempt_json(a, base) for a in attempts],
+        "history": [attempt_json(a, prefix) for a in attempts],
         "observed": observed_json(observed),
     }
 
 
-def attempt_json(attempt: Attempt, base: Path) -> dict[str, Any]:
-    """One attempt that started a process, as ``history`` lists it: a lost one stays visible."""
+def attempt_json(attempt: Attempt, prefix: str) -> dict[str, Any]:
+    """One attempt that started a process, as ``history`` lists it: a lost one stays visible.
+    ``prefix``: the sweep directory and a slash, before the attempt's relative log path."""
     return {
         "number": attempt.number,
         "outcome": attempt.outcome,
@@ -257,7 +260,7 @@ def attempt_json(attempt: Attempt, base: Path) -> dict[str, Any]:
         "started_at": attempt.started_at,
         "ended_at": attempt.ended_at,
         "gpus": None if attempt.gpus is None else list(attempt.gpus),
-        "log": str(base / attempt.log),
+        "log": prefix + attempt.log,
     }
 
 

@@ -20,7 +20,6 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import Protocol
 
 from pbtrun import store
@@ -71,7 +70,9 @@ class Scheduler:
         listener: Listener,
         grace_s: float = 30.0,
         retry_failed: bool = False,
+        saved: tuple[Sweep, tuple | None] | None = None,
     ) -> None:
+        """``saved``: the sweep as just saved and the file's signature (see StateWriter)."""
         self.paths = paths
         self.listener = listener
         self.grace_s = grace_s
@@ -81,7 +82,7 @@ class Scheduler:
         # before the state writer starts its thread (forking a threaded process is unsafe).
         self.backend = LocalBackend(paths, "", self.selector)
         self.backend.start(reapers=REAPERS)
-        self.writer = store.StateWriter(paths)
+        self.writer = store.StateWriter(paths, saved)
         self.backend.cwd = self.sweep.cwd
         self.placement = Placement(self.sweep.settings)
         self.queue: deque[str] = deque()  # runnable experiment ids, in launch order
@@ -231,7 +232,7 @@ class Scheduler:
                     adopted.append(found)
                     self.gpus_of[exp.id] = exp.last.gpus or ()  # type: ignore[union-attr]
                 elif found == NOT_STARTED:
-                    last = replace(exp.last, outcome=NOT_STARTED_OUTCOME, ended_at=time.time())  # type: ignore[arg-type]
+                    last = exp.last._replace(outcome=NOT_STARTED_OUTCOME, ended_at=time.time())  # type: ignore[arg-type]
                     sweep.update(exp.to(PENDING, last))
                 else:
                     sweep.update(_ended(exp, found, stopped=False))  # type: ignore[arg-type]
@@ -475,13 +476,13 @@ def _ended(exp: Experiment, outcome: Outcome, stopped: bool, timed_out: bool = F
     if outcome.started_at is not None:  # it ran earlier than this attempt says (a state behind its logs)
         common["started_at"] = min(outcome.started_at, last.started_at)
     if not outcome.started:
-        return exp.to(PENDING, replace(last, outcome=NOT_STARTED_OUTCOME, **common))
+        return exp.to(PENDING, last._replace(outcome=NOT_STARTED_OUTCOME, **common))
     if stopped:  # stopped on purpose: it runs again, whatever its exit status
-        return exp.to(INTERRUPTED, replace(last, outcome=STOPPED, **common))
+        return exp.to(INTERRUPTED, last._replace(outcome=STOPPED, **common))
     if outcome.returncode is None and not timed_out:
-        return exp.to(INTERRUPTED, replace(last, outcome=LOST, **common))
+        return exp.to(INTERRUPTED, last._replace(outcome=LOST, **common))
     if outcome.returncode == 0 and not timed_out:
-        return exp.to(SUCCEEDED, replace(last, outcome=EXITED, **common))
-    exp = exp.to(FAILED, replace(last, outcome=TIMED_OUT if timed_out else EXITED, **common))
+        return exp.to(SUCCEEDED, last._replace(outcome=EXITED, **common))
+    exp = exp.to(FAILED, last._replace(outcome=TIMED_OUT if timed_out else EXITED, **common))
     failures = sum(1 for a in exp.attempts if a.outcome == TIMED_OUT or (a.outcome == EXITED and a.returncode))
     return exp.to(PENDING) if failures <= exp.max_retries else exp

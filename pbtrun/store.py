@@ -353,6 +353,15 @@ def read_summary(paths: SweepPaths) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("counts"), dict) else None
 
 
+def signature(paths: SweepPaths) -> tuple | None:
+    """Identifies one version of ``pbtrun.json`` (every save replaces the file)."""
+    try:
+        st = os.stat(paths.state)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class StateWriter:
     """The scheduler's way to write state.
 
@@ -366,7 +375,9 @@ class StateWriter:
     loses the other's update.
     """
 
-    def __init__(self, paths: SweepPaths) -> None:
+    def __init__(self, paths: SweepPaths, saved: tuple[Sweep, tuple | None] | None = None) -> None:
+        """``saved``: a sweep this process has just saved, with the file's :func:`signature`
+        then; it is used as it is if nobody has written since (else the state is read)."""
         self.paths = paths
         self.lock = Flock(paths.state_lock)  # kept open: the scheduler takes it for every commit
         self.journal = Journal(paths.journal)
@@ -377,7 +388,10 @@ class StateWriter:
         self.fold_cost_s = 0.0
         self._signed: tuple | None = ()
         with self._locked():
-            self._reload()
+            if saved is not None and saved[1] is not None and saved[1] == self._signature():
+                self._adopt(saved[0])
+            else:
+                self._reload()
 
     @property
     def sweep(self) -> Sweep:
@@ -389,11 +403,15 @@ class StateWriter:
     def _signature(self) -> tuple | None:
         """What tells another writer's change: every other writer (``pbtrun up`` adding
         experiments) saves a whole new ``pbtrun.json``; only this one appends to the journal."""
-        try:
-            st = os.stat(self.paths.state)
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+        return signature(self.paths)
+
+    def _adopt(self, sweep: Sweep) -> None:
+        sweep.dirty.clear()
+        self._sweep = sweep
+        self.journal.reopen()
+        self.entries = 0
+        self.generation += 1
+        self._signed = self._signature()
 
     def _reload(self) -> None:
         self._sweep = load(self.paths)

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -221,7 +220,7 @@ def test_a_started_launch_is_adopted_through_its_reaper(tmp_path):
     # A second scheduler (as after a crash) adopts it: same process, not a new one. It finds
     # the reaper by the address the attempt records.
     second = LocalBackend(paths, str(tmp_path), second_selector)
-    adopted = second.inspect(exp, replace(exp.last, reaper=first.address))
+    adopted = second.inspect(exp, exp.last._replace(reaper=first.address))
     assert adopted.pgid == launched.pgid
     ((_, outcome),) = _pump(second, second_selector, bool)
     assert outcome.returncode == 0 and outcome.pid == launched.pgid
@@ -265,7 +264,7 @@ def test_an_experiment_spawned_as_its_reaper_died_is_found_and_never_started_twi
     }
     orphan = subprocess.Popen(["sleep", "30"], env=env, start_new_session=True)
     try:
-        found = backend.inspect(exp, replace(exp.last, reaper="pbtrun-reaper-that-is-gone"))
+        found = backend.inspect(exp, exp.last._replace(reaper="pbtrun-reaper-that-is-gone"))
         assert isinstance(found, Handle), found
         for key, _ in selector.select(0.3):  # watched: no end while it runs
             assert backend.on_ready(key.data[1]) == []

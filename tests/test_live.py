@@ -8,7 +8,6 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +61,7 @@ class Run:
 
     def end(self, name: str, rc: int = 0, log: str | None = None, retry: bool = False) -> None:
         exp = self.sweep.experiments[name]
-        last = replace(exp.last, ended_at=self.clock.now, returncode=rc, outcome=EXITED)
+        last = exp.last._replace(ended_at=self.clock.now, returncode=rc, outcome=EXITED)
         if log is not None:
             (self.paths.dir / last.log).write_text(log)
         exp = exp.to(SUCCEEDED if rc == 0 else FAILED, last)
@@ -319,7 +318,7 @@ def test_summary_numbers(tmp_path: Path) -> None:
     run.start("f", 1)
     run.clock.now += 7
     exp = run.sweep.experiments["f"]
-    stopped = replace(exp.last, ended_at=run.clock.now, returncode=-2, outcome="stopped")
+    stopped = exp.last._replace(ended_at=run.clock.now, returncode=-2, outcome="stopped")
     run.sweep.update(exp.to("interrupted", stopped))
     lines = [line.text for line in summary_lines(run.paths, run.sweep, 130, wall_s=3600)]
     assert lines[0] == "sweep ant stopped after 1h00m: 4 succeeded, 1 failed, 1 interrupted, 1 pending"

@@ -19,7 +19,7 @@ wins, so no experiment ever starts twice. The log starts with two fixed-width re
 fills in place (no new file, no new disk space: they are written even on a full disk)::
 
     # pbtrun exit: {"ended_at": 1796350085.8, "pid": 2825, "returncode": 0}
-    # pbtrun pid: {"address": "pbtrun-reaper-…", "at": 1796350085.7, "pid": 2825, "reaper": 2801, "start": 3456789}
+    # pbtrun pid: {"address": "pbtrun-2801-5f0c9a1e", "at": 1796350085.7, "pid": 2825, "reaper": 2801, "start": 3456789}
 
 then a header for people (name, attempt, cwd, GPUs, argv), then the experiment's own output.
 """
@@ -168,7 +168,7 @@ def abandon(log: str) -> bool:
 
 def start() -> tuple[socket.socket, int, str]:
     """Fork a reaper: (owner socket, its pid, its address)."""
-    address = f"pbtrun-reaper-{os.getpid()}-{os.urandom(6).hex()}"  # abstract: no file to clean up
+    address = f"pbtrun-{os.getpid()}-{os.urandom(4).hex()}"  # abstract: no file to clean up
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener.bind("\0" + address)
     listener.listen(16)
