@@ -78,12 +78,14 @@ class Scheduler:
         self.grace_s = grace_s
         self.retry_failed = retry_failed
         self.selector = selectors.DefaultSelector()
-        # The reaper is forked first: before the sweep is loaded (a small process to copy) and
+        # A reaper is forked first: before the sweep is loaded (a small process to copy) and
         # before the state writer starts its thread (forking a threaded process is unsafe).
         self.backend = LocalBackend(paths, "", self.selector)
-        self.backend.start(reapers=REAPERS)
+        self.backend.start(reapers=1)
         self.writer = store.StateWriter(paths, saved)
         self.backend.cwd = self.sweep.cwd
+        if len(self.sweep.runnable()) > self.sweep.settings.max_parallel:
+            self.backend.start(reapers=REAPERS)  # experiments will follow each other: start them side by side
         self.placement = Placement(self.sweep.settings)
         self.queue: deque[str] = deque()  # runnable experiment ids, in launch order
         self.queue_generation = -1

@@ -99,17 +99,17 @@ class LocalBackend:
         self.failed_launches: list[tuple[str, Outcome]] = []  # launches no reaper could take
 
     def start(self, reapers: int = 1) -> None:
-        """Fork the reapers now, rather than at the first launch. The scheduler calls this
-        before it loads the sweep and before it starts any thread: the copy is small, and safe.
+        """Have ``reapers`` reapers (fork the missing ones now, rather than at the first
+        launch). The scheduler calls this before it starts any thread, which would make
+        forking unsafe; the first one before it even loads the sweep (a smaller copy).
 
         Why more than one: a reaper is blocked in ``posix_spawn`` until its child has exec'd
         (about half a millisecond here), so one reaper starts at most ~2,000 experiments a
         second; two spawn side by side on two cores."""
-        if not self.links:
-            for _ in range(max(1, reapers)):
-                owner, pid, address = reaper.start()
-                self.links[address] = ReaperLink(owner, pid, address)
-                self._watch_source(owner)
+        while len(self.links) < max(1, reapers):
+            owner, pid, address = reaper.start()
+            self.links[address] = ReaperLink(owner, pid, address)
+            self._watch_source(owner)
 
     @property
     def address(self) -> str | None:
