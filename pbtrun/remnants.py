@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pbtrun.backends.reaper import EXIT_PREFIX
 from pbtrun.errors import StateError
-from pbtrun.store import SweepPaths, is_sweep
+from pbtrun.store import SweepPaths, is_sweep, subdirectories
 
 
 def remnants(sweep_dir: Path) -> list[str]:
@@ -97,8 +97,4 @@ def refuse_lost_state(sweep_dir: Path) -> None:
 
 def lost_sweeps(train_dir: Path) -> list[Path]:
     """Directories directly under ``train_dir`` that are sweeps without their state file."""
-    try:
-        entries = sorted(p for p in train_dir.iterdir() if p.is_dir())
-    except OSError:
-        return []
-    return [p for p in entries if remnants(p)]
+    return [p for p in subdirectories(train_dir) if remnants(p)]

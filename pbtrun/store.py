@@ -761,11 +761,15 @@ def is_sweep(path: Path) -> bool:
 
 def find_sweeps(train_dir: Path) -> list[Path]:
     """Sweep directories directly under a train dir, by name."""
+    return [p for p in subdirectories(train_dir) if is_sweep(p)]
+
+
+def subdirectories(train_dir: Path) -> list[Path]:
+    """The directories directly under ``train_dir``, by name; none if it cannot be listed."""
     try:
-        entries = sorted(p for p in train_dir.iterdir() if p.is_dir())
+        return sorted(p for p in train_dir.iterdir() if p.is_dir())
     except OSError:
         return []
-    return [p for p in entries if is_sweep(p)]
 
 
 def resolve_sweep(path: Path) -> SweepPaths:

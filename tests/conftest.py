@@ -12,6 +12,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,14 +40,21 @@ class Project:
 
     def run(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
         """Run ``pbtrun ARGS`` to completion; stdout and stderr are captured as text."""
+        return self.python("-m", "pbtrun", *args, timeout=timeout, env=self.env(**env))
+
+    def python(
+        self, *args: str, timeout: float = 60, env: dict | None = None, **popen: Any
+    ) -> subprocess.CompletedProcess:
+        """Run ``python ARGS`` (this interpreter) in the project to completion, output captured."""
         return subprocess.run(
-            [sys.executable, "-m", "pbtrun", *args],
+            [sys.executable, *args],
             check=False,
             cwd=self.root,
-            env=self.env(**env),
+            env=self.env() if env is None else env,
             capture_output=True,
             text=True,
             timeout=timeout,
+            **popen,
         )
 
     def start(self, *args: str, **env: str) -> subprocess.Popen:

@@ -357,15 +357,8 @@ def _run_in_little_memory(project, *args: str) -> subprocess.CompletedProcess:
     """``pbtrun ARGS`` with its address space capped: whatever would expand a million
     experiments fails with MemoryError instead of taking its seconds and hundreds of MB."""
     limit = ADDRESS_SPACE_MB << 20
-    return subprocess.run(
-        [sys.executable, "-m", "pbtrun", *args],
-        cwd=project.root,
-        env=project.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+    return project.python(
+        "-m", "pbtrun", *args, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     )
 
 

@@ -396,32 +396,44 @@ def test_shell_completion_offers_sweeps_and_experiment_names(finished):
     assert {"up", "resume", "status", "logs"} <= set(complete("pbtrun "))
 
 
-def test_status_watch_refreshes_in_place_and_quits_on_ctrl_c(project, tmux):
-    _sweep(project, "wt", '[[experiments]]\nname = "a"\ngrid = { steps = [10], step_s = [0.1], i = [1, 2, 3] }\n')
+def _watch_a_running_sweep(project, tmux, name: str, target: str, first, final, header: str) -> None:
+    """Run a 3-experiment sweep, watch ``target`` with ``status --watch`` in tmux: the screen
+    shows ``first`` while it runs, then ``final``, redrawn in place; Ctrl-C quits cleanly."""
+    _sweep(project, name, '[[experiments]]\nname = "a"\ngrid = { steps = [10], step_s = [0.1], i = [1, 2, 3] }\n')
     runner = project.start("up", "sweep.toml", "--max-parallel", "1")
-    project.wait_for((project.root / "train_dir/wt/pbtrun.json").exists, timeout=TIMEOUT)
-    tmux.start(f"{sys.executable} -m pbtrun status train_dir/wt --watch; echo watch-ended-$?")
-    first = _wait_screen(tmux, lambda s: "running" in s and "EXPERIMENT" in s)
-    final = _wait_screen(tmux, lambda s: "3 succeeded" in s)
-    assert final != first and final.count("EXPERIMENT") == 1  # redrawn in place, not appended
+    project.wait_for((project.root / f"train_dir/{name}/pbtrun.json").exists, timeout=TIMEOUT)
+    tmux.start(f"{sys.executable} -m pbtrun status {target} --watch; echo watch-ended-$?")
+    shown_first = _wait_screen(tmux, first)
+    shown_final = _wait_screen(tmux, final)
+    assert shown_final != shown_first and shown_final.count(header) == 1  # redrawn in place, not appended
     tmux("send-keys", "-t", "t", "C-c", "")
     ended = _wait_screen(tmux, lambda s: "watch-ended-" in s, 5)
     assert "watch-ended-0" in ended and "Traceback" not in ended
     runner.communicate(timeout=TIMEOUT)
+
+
+def test_status_watch_refreshes_in_place_and_quits_on_ctrl_c(project, tmux):
+    _watch_a_running_sweep(
+        project,
+        tmux,
+        "wt",
+        "train_dir/wt",
+        first=lambda s: "running" in s and "EXPERIMENT" in s,
+        final=lambda s: "3 succeeded" in s,
+        header="EXPERIMENT",
+    )
 
 
 def test_status_watch_on_a_train_dir_refreshes_the_listing_in_place(project, tmux):
-    _sweep(project, "tw", '[[experiments]]\nname = "a"\ngrid = { steps = [10], step_s = [0.1], i = [1, 2, 3] }\n')
-    runner = project.start("up", "sweep.toml", "--max-parallel", "1")
-    project.wait_for((project.root / "train_dir/tw/pbtrun.json").exists, timeout=TIMEOUT)
-    tmux.start(f"{sys.executable} -m pbtrun status train_dir --watch; echo watch-ended-$?")
-    first = _wait_screen(tmux, lambda s: "SWEEP" in s and "running (pid" in s)
-    final = _wait_screen(tmux, lambda s: "3/3" in s and "not running" in s)
-    assert final != first and final.count("SWEEP") == 1  # redrawn in place, not appended
-    tmux("send-keys", "-t", "t", "C-c", "")
-    ended = _wait_screen(tmux, lambda s: "watch-ended-" in s, 5)
-    assert "watch-ended-0" in ended and "Traceback" not in ended
-    runner.communicate(timeout=TIMEOUT)
+    _watch_a_running_sweep(
+        project,
+        tmux,
+        "tw",
+        "train_dir",
+        first=lambda s: "SWEEP" in s and "running (pid" in s,
+        final=lambda s: "3/3" in s and "not running" in s,
+        header="SWEEP",
+    )
 
 
 @pytest.mark.parametrize(

@@ -8,22 +8,12 @@ real interpreter's import log (``python -X importtime``).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from pbtrun import render
 
 
 def _imported(project, *args: str) -> set[str]:
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "pbtrun", *args],
-        cwd=project.root,
-        env=project.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = project.python("-X", "importtime", "-m", "pbtrun", *args)
     modules = set()
     for line in result.stderr.splitlines():
         if line.startswith("import time:") and "|" in line:
