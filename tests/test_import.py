@@ -486,7 +486,6 @@ def test_a_value_with_a_space_stays_one_argument(tmp_path: Path) -> None:
 
 
 def test_numpy_scalars(tmp_path: Path) -> None:
-    pytest.importorskip("numpy")
     source = """
         import numpy as np
         from sample_factory.launcher.run_description import Experiment, ParamGrid, RunDescription
