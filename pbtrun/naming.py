@@ -64,8 +64,19 @@ def experiment_id(group: str, params: Mapping[str, Any], occurrence: int) -> str
     ``occurrence`` tells apart experiments of one group with identical parameters (repeats), so
     re-compiling an edited spec recognises every experiment it already has.
     """
-    canonical = _ID_JSON.encode([group, dict(params), occurrence])
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return id_from_json(canonical_json(group), canonical_json(dict(params)), occurrence)
+
+
+def canonical_json(value: Any) -> str:
+    """``value`` as ids see it: JSON with sorted keys, anything else as its ``str()``."""
+    return _ID_JSON.encode(value)
+
+
+def id_from_json(group_json: str, params_json: str, occurrence: int) -> str:
+    """:func:`experiment_id` from the canonical JSON of its parts (a compile makes the group's
+    once, and the parameters' serve it also to count repeats). The text hashed is exactly
+    ``canonical_json([group, params, occurrence])``, as in the first release: ids never change."""
+    return hashlib.sha256(f"[{group_json}, {params_json}, {occurrence}]".encode()).hexdigest()[:16]
 
 
 # json.dumps(..., sort_keys=True, default=str), made once: ids must never change, and a 100,000

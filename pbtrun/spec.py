@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from pbtrun.errors import SpecError
 from pbtrun.limits import MAX_EXPERIMENTS, MAX_GPUS, MAX_PAUSE_S, MAX_TIMEOUT_MIN
-from pbtrun.naming import experiment_id, experiment_name, render_value, shorthands
+from pbtrun.naming import canonical_json, experiment_name, id_from_json, render_value, shorthands
 
 # Upper bounds on numbers that become waits or lists. Beyond them a value is a typo, not a plan,
 # and it would only fail later, far from the line that caused it (or never end: nan and inf).
@@ -717,6 +717,7 @@ def _expand_group(spec: Spec, group: GroupSpec, train_dir: str) -> Iterator[Expe
     occurrences: dict[str, int] = {}
     env = {**spec.env, **group.env}  # one mapping, shared by the group's experiments
     shorts: dict[tuple[str, ...], list[str]] = {}  # shorthands by parameter names
+    group_json = canonical_json(group.name)
     for index, params in enumerate(group.combinations):
         names = tuple(params)
         if names not in shorts:
@@ -729,11 +730,11 @@ def _expand_group(spec: Spec, group: GroupSpec, train_dir: str) -> Iterator[Expe
             argv.append(f"{spec.experiment_arg_name}={name}")
         if spec.experiment_dir_arg_name:
             argv.append(f"{spec.experiment_dir_arg_name}={group_dir}")
-        key = repr(sorted(params.items(), key=lambda kv: kv[0]))
-        occurrence = occurrences.get(key, 0)
-        occurrences[key] = occurrence + 1
+        params_json = canonical_json(params)  # counts repeats, and makes the id
+        occurrence = occurrences.get(params_json, 0)
+        occurrences[params_json] = occurrence + 1
         yield ExperimentSpec(
-            id=experiment_id(group.name, params, occurrence),
+            id=id_from_json(group_json, params_json, occurrence),
             group=group.name,
             index=index,
             name=name,
