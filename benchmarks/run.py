@@ -115,7 +115,8 @@ ROWS = [
     Row("idle", "idle: pbtrun's CPU ms, {idle_from_s:g} s to {idle_to_s:g} s into `sleep {idle_sleep_s:g}`", "{:.1f}"),
     Row("help", "start-up: `pbtrun --help`, ms (median of 10)", "{:.0f}"),
     Row("status", "start-up: `pbtrun status` (a small train dir), ms (median of 10)", "{:.0f}"),
-    Row("S_plan", "scale: `pbtrun plan --json` of {scale_jobs:,} experiments (the compile), s", "{:.2f}"),
+    Row("S_dry", "scale: `pbtrun up --dry-run` of {scale_jobs:,} experiments (the compile), s", "{:.2f}"),
+    Row("S_plan", "scale: `pbtrun plan --json` of {scale_jobs:,} experiments, s", "{:.2f}"),
     Row("S_up", "scale: W1 at {scale_jobs:,} × `/bin/true`, jobs/s", "{:,.0f}", "wall"),
     Row("S_rss", "scale: pbtrun's peak RSS at {scale_jobs:,}, MB", "{:.0f}"),
     Row("S_status", "scale: `pbtrun status` (train dir summary) at {scale_jobs:,}, s", "{:.2f}"),
@@ -831,8 +832,12 @@ def scale(ctx: Context) -> None:
     for rep in range(1, ctx.scale_reps + 1):
         with run_dir() as where:
             (where / "sweep.toml").write_text(scale_toml(s.scale_jobs))
-            plan_s, error = timed([*PBTRUN, "plan", "sweep.toml", "--json"], where, 1)
-            ctx.add(Result("S_plan", "pbtrun", rep, plan_s, note=error))
+            for row, args in (
+                ("S_dry", ["up", "sweep.toml", "--dry-run"]),
+                ("S_plan", ["plan", "sweep.toml", "--json"]),
+            ):
+                compile_s, error = timed([*PBTRUN, *args], where, 1)
+                ctx.add(Result(row, "pbtrun", rep, compile_s, note=error))
             inv = Invocation([*PBTRUN, "up", "sweep.toml", "--plain"], where)
             m = measure(inv, s.scale_timeout_s, true_job.comm, sample_s=0.5)
             ok = m.ended.ok
