@@ -9,7 +9,7 @@ benchmarks, starts without it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
@@ -119,32 +119,69 @@ class LiveView:
         self.console.print(summary_renderable(summary_lines(self.paths, sweep, code, wall_s)))
 
     def frame(self) -> RenderableType:
-        """One frame of the live display, sized for the console."""
+        """One frame of the live display; it lays itself out for the console it is rendered on."""
         self.renders += 1
-        snap = self.tracker.snapshot(self.clock())
-        parts: list[RenderableType] = [_Header(snap)]
-        room = self.console.size.height - 3 - (2 * len(snap.failures) + 1 if snap.failures else 0)
-        parts.append(self._running(snap, max(1, room)))
-        if snap.failures:
-            parts.append(_failures(snap.failures))
-        return Group(*parts)
+        return _Frame(self.tracker.snapshot(self.clock()), self.clock())
 
-    def _running(self, snap: Snapshot, room: int) -> RenderableType:
-        if not snap.running:
-            return Text("no experiment running", style="dim")
-        shown = snap.running if len(snap.running) <= room else snap.running[: room - 1]
-        rows = [_running_row(r, self.clock()) for r in shown]
-        gpus = any(r.gpus for r in shown)
-        columns = _RUNNING_COLUMNS if gpus else [c for c in _RUNNING_COLUMNS if c.header != "GPU"]
-        table = FittedTable(columns, [row if gpus else [row[0], *row[2:]] for row in rows])
-        if len(shown) == len(snap.running):
-            return table
-        return Group(table, Text(f"… and {len(snap.running) - len(shown)} more running", style="dim"))
+
+class _Frame:
+    """The header, the running experiments and the recent failures, in at most the terminal's
+    height less one line (rich crops a taller frame from the bottom, and the cursor needs a line).
+
+    The header and the failures are measured as rendered at this width, not assumed: on a narrow
+    terminal the header stacks to three lines and a failure's log path folds over several. The
+    running rows get what is left, but never fewer than ``MIN_ROWS``: before that, the failures
+    give up their log paths (the end-of-run summary shows them), then the oldest failures go.
+    """
+
+    MIN_ROWS = 3
+
+    def __init__(self, snap: Snapshot, now: float) -> None:
+        self.snap, self.now = snap, now
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        snap = self.snap
+
+        def height(renderable: RenderableType) -> int:
+            return len(console.render_lines(renderable, options, pad=False))
+
+        header = _Header(snap)
+        left = (options.height or options.size.height) - 1 - height(header)
+        need = 1 + min(len(snap.running), self.MIN_ROWS) if snap.running else 1  # the column header, rows
+        section: RenderableType | None = None
+        for candidate in _failure_sections(snap.failures):
+            used = height(candidate)
+            if used + need <= left:
+                section, left = candidate, left - used
+                break
+        yield header
+        yield _running(snap, self.now, max(2, left))
+        if section is not None:
+            yield section
+
+
+def _running(snap: Snapshot, now: float, room: int) -> RenderableType:
+    """The running experiments in ``room`` lines: the column header, then rows, the last one
+    saying how many more run when they do not all fit."""
+    if not snap.running:
+        return Text("no experiment running", style="dim")
+    rows_room = room - 1
+    shown = snap.running if len(snap.running) <= rows_room else snap.running[: max(0, rows_room - 1)]
+    rows = [_running_row(r, now) for r in shown]
+    gpus = any(r.gpus for r in shown)
+    columns = _RUNNING_COLUMNS if gpus else [c for c in _RUNNING_COLUMNS if c.header != "GPU"]
+    table = FittedTable(columns, [row if gpus else [row[0], *row[2:]] for row in rows])
+    if len(shown) == len(snap.running):
+        return table
+    return Group(table, Text(f"… and {len(snap.running) - len(shown)} more running", style="dim"))
 
 
 class _Header:
-    """The sweep's name, a progress bar and the progress words on one line; on a narrow terminal
-    the words first and the bar under them, so the numbers are never cut."""
+    """The sweep's name, a progress bar and the progress words on one line. Where they do not
+    fit: the name on a line of its own (shortened with an ellipsis, never folded), then the bar
+    and the words; on a narrow terminal the words (wrapped between words, so the numbers are
+    never cut) and the bar on a line of its own. Every line ends, so what follows starts on a
+    line of its own."""
 
     MIN_BAR_WIDTH = 10
 
@@ -154,16 +191,44 @@ class _Header:
         self.bar = ProgressBar(total=max(snap.total, 1), completed=snap.done)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        if self.name.cell_len + self.words.cell_len + self.MIN_BAR_WIDTH + 2 <= options.max_width:
-            grid = Table.grid(padding=(0, 1), expand=True)
-            grid.add_column(no_wrap=True)
-            grid.add_column(ratio=1)
-            grid.add_column(no_wrap=True)
-            grid.add_row(self.name, self.bar, self.words)
-            yield grid
+        width = options.max_width
+        if self.name.cell_len + 1 + self.words.cell_len + 1 + self.MIN_BAR_WIDTH <= width:
+            yield self._grid(self.name, self.bar, self.words)
+        elif self.words.cell_len + 1 + self.MIN_BAR_WIDTH <= width:
+            yield self.name
+            yield self._grid(self.bar, self.words)
         else:
-            yield Text.assemble(self.name, " ", self.words)
-            yield self.bar
+            if self.name.cell_len + 1 + self.words.cell_len <= width:
+                yield Text.assemble(self.name, " ", self.words)
+            else:
+                yield self.name
+                yield from _between_phrases(self.words.plain, width)
+            yield self._grid(self.bar)
+
+    def _grid(self, *cells: RenderableType) -> Table:
+        """One line: the bar takes the width the other cells leave (a grid ends its line; a bare
+        ProgressBar does not)."""
+        grid = Table.grid(padding=(0, 1), expand=True)
+        for cell in cells:
+            if cell is self.bar:
+                grid.add_column(ratio=1)
+            else:
+                grid.add_column(no_wrap=True)
+        grid.add_row(*cells)
+        return grid
+
+
+def _between_phrases(words: str, width: int) -> Iterator[Text]:
+    """``2/8 done, 4 running, ETA 30.0s`` in lines of ``width``, broken only after a comma, so that
+    no phrase (``ETA 30.0s``) is split; a phrase wider than the line folds."""
+    line = ""
+    for phrase in words.split(", "):
+        joined = f"{line}, {phrase}" if line else phrase
+        if line and len(joined) > width:
+            yield Text(f"{line},", overflow="fold")
+            joined = phrase
+        line = joined
+    yield Text(line, overflow="fold")
 
 
 _RUNNING_COLUMNS = (
@@ -185,12 +250,21 @@ def _running_row(r: Running, now: float) -> list[RenderableType]:
     ]
 
 
-def _failures(failures: Sequence[Failure]) -> RenderableType:
+def _failure_sections(failures: Sequence[Failure]) -> Iterator[RenderableType]:
+    """The recent failures, most complete first: with their log paths, without, then fewer."""
+    if failures:
+        yield _failures(failures, logs=True)
+    for first in range(len(failures)):
+        yield _failures(failures[first:], logs=False)
+
+
+def _failures(failures: Sequence[Failure], logs: bool) -> RenderableType:
     lines: list[RenderableType] = [Text("recent failures", style="bold red")]
     for f in reversed(failures):
         retry = ", retrying" if f.retrying else ""
         lines.append(
             Text(f"{SYMBOLS[FAILED]} {f.name} {f.word}{retry}", style=STYLES[FAILED], no_wrap=True, overflow="ellipsis")
         )
-        lines.append(Text(f"  log: {f.log}", overflow="fold"))
+        if logs:
+            lines.append(Text(f"  log: {f.log}", overflow="fold"))
     return Group(*lines)

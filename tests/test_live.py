@@ -213,6 +213,87 @@ def test_live_view_fits_many_running_experiments_in_the_terminal_height(tmp_path
         view.close()
 
 
+COLUMNS = ["RUNNING", "GPU", "ELAPSED", "LAST", "LOG", "LINE"]
+
+
+def test_the_column_header_follows_a_stacked_top_line(tmp_path: Path) -> None:
+    # The bar, on a line of its own, used to leave the line open: the column header was drawn
+    # on it and cut off.
+    run = Run(tmp_path, [f"{i:02d}_ant" for i in range(8)])
+    run.sweep.name = "a_sweep_name_of_fifty_one_characters_" + "x" * 14
+    view, _, _ = live(run)
+    try:
+        play_some_short(run)
+        wide = frame_text(view, 80).splitlines()
+        assert wide[0] == run.sweep.name  # on its own line, whole
+        assert wide[1].startswith("━") and wide[1].endswith("2/8 done, 4 running, 1 failed, ETA 30.0s")
+        assert wide[2].split() == COLUMNS
+        narrow = frame_text(view, 40).splitlines()
+        assert narrow[0] == run.sweep.name[:39] + "…"  # shortened, never folded
+        assert narrow[1] == "2/8 done, 4 running, 1 failed, ETA 30.0s"
+        assert set(narrow[2]) <= set("━╺╸ ")
+        assert narrow[3].split() == COLUMNS
+    finally:
+        view.close()
+
+
+def play_some_short(run: Run) -> None:
+    """As ``play_some`` with short names: four start, one succeeds and one fails 30 s later."""
+    for name, gpu in (("00_ant", 0), ("01_ant", 1), ("02_ant", 0), ("03_ant", 1)):
+        run.start(name, gpu, log="epoch 1\n")
+    run.clock.now += 30
+    run.end("01_ant", 0)
+    run.end("02_ant", 3)
+    run.start("04_ant", 1)
+    run.start("05_ant", 0)
+    run.clock.now += 10
+
+
+def test_the_column_header_and_no_experiment_running_at_40_columns(run: Run) -> None:
+    view, _, _ = live(run)
+    play_some(run)
+    lines = frame_text(view, 40).splitlines()
+    assert lines[0] == "ant"
+    assert lines[3].split() == COLUMNS
+    for name in (LONG, "03_ant", "04_ant", "05_ant"):
+        run.end(name, 1)
+    lines = frame_text(view, 40).splitlines()
+    assert "no experiment running" in lines  # a line of its own, not after the bar
+
+
+def test_a_small_terminal_gets_a_frame_that_fits(tmp_path: Path) -> None:
+    names = [f"{i:02d}_ant" for i in range(12)]
+    run = Run(tmp_path, names, Settings(gpus=(0, 1), max_parallel=9))
+    view, _, _ = live(run, width=40, height=16)
+    try:
+        for i, name in enumerate(names[:9]):
+            run.start(name, i % 2, log="step 1\n")
+        run.clock.now += 10
+        for name in names[:3]:
+            run.end(name, 1)
+        # At 40 columns the top line stacks to 4 lines and each log path folds over 3: a frame
+        # laid out by assuming 1 and 2 was 22 lines, and the terminal cut its bottom off.
+        lines = frame_text(view, 40, 16).splitlines()
+        assert len(lines) <= 15  # and a line for the cursor
+        assert lines[1:3] == ["3/12 done, 6 running, 3 failed,", "ETA 10.0s"]  # broken between phrases
+        assert lines[4].split() == COLUMNS
+        assert [line.split()[0] for line in lines[5:11]] == names[3:9]  # every running one
+        assert lines[11:] == ["recent failures", "✘ 02_ant failed (1)", "✘ 01_ant failed (1)", "✘ 00_ant failed (1)"]
+        # Tall enough, the failures keep their log paths.
+        tall = frame_text(view, 40, 40)
+        assert f"log: {run.log_path('02_ant')}" in tall.replace("\n", "")
+        # Shorter: the failures lose their paths, rows are cut to three lines, the oldest failures go.
+        for height in (14, 12, 10, 9):
+            lines = frame_text(view, 40, height).splitlines()
+            assert len(lines) <= height - 1, (height, lines)
+            assert lines[4].split() == COLUMNS
+        lines = frame_text(view, 40, 12).splitlines()
+        assert [line.split()[0] for line in lines[5:7]] == ["03_ant", "04_ant"]
+        assert lines[7:] == ["… and 4 more running", "recent failures", "✘ 02_ant failed (1)", "✘ 01_ant failed (1)"]
+    finally:
+        view.close()
+
+
 def test_events_do_not_render(tmp_path: Path) -> None:
     names = [f"{i:04d}_ant" for i in range(1000)]
     run = Run(tmp_path, names, Settings(max_parallel=1000))
