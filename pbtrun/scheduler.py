@@ -46,6 +46,7 @@ from pbtrun.state import (
 
 KILL_AFTER_TERM_S = 5.0
 RETRY_SIGNAL_S = 0.02
+LINGER_CHECK_S = 0.1  # how often a stopped experiment's leftover processes are looked for (stops only)
 EXIT_INTERRUPTED = 130
 REAPERS = min(2, os.cpu_count() or 1)  # see LocalBackend.start: they start experiments side by side
 MAX_WAIT_S = 86400.0  # a far deadline (timeout_min = 1e6) is waited for a day at a time: epoll's limit is ~25 days
@@ -101,6 +102,9 @@ class Scheduler:
         self.reasons: dict[str, str] = {}  # exp id -> why pbtrun is stopping it: "stop" or "timeout"
         self.failure: PbtrunError | None = None
         self.signalled: dict[str, tuple[float, str]] = {}  # exp id -> (time.time() of the first signal, why)
+        # Process groups of stopped experiments whose leader has ended while others of the group
+        # live on (a child that ignores SIGINT): the rest of the stop's steps, until it is empty.
+        self.lingering: dict[int, list[tuple[float, int]]] = {}
         self.notes: list[str] = []  # what reconciling found, told once the view is up
         self._stack: contextlib.ExitStack | None = None
 
@@ -129,7 +133,7 @@ class Scheduler:
             ended: list[tuple[str, Outcome]] = []
             while True:
                 self._step(ended)
-                if not self.handles and (self.stopping or self.failure or not self._launchable()):
+                if self._done():
                     break
                 ended = self._wait(self._timeout())
                 self._advance()
@@ -139,6 +143,12 @@ class Scheduler:
         if self.failure is not None:
             raise self.failure
         return self._exit_code()
+
+    def _done(self) -> bool:
+        """Nothing runs (not even what a stopped experiment left behind) and nothing more will."""
+        if self.handles or self.lingering:
+            return False
+        return self.stopping or self.failure is not None or not self._launchable()
 
     def close(self) -> None:
         """Let go of everything (the experiments keep running if any still do: their reaper
@@ -183,6 +193,8 @@ class Scheduler:
             self.again = False
             return 0.0
         deadlines = [steps[0][0] for steps in self.escalations.values() if steps]
+        if self.lingering:
+            deadlines.append(time.monotonic() + LINGER_CHECK_S)
         if (fold_at := self.writer.fold_due_at()) is not None:
             deadlines.append(fold_at)
         deadlines += self.deadlines.values()
@@ -237,7 +249,8 @@ class Scheduler:
                     last = exp.last._replace(outcome=NOT_STARTED_OUTCOME, ended_at=time.time())  # type: ignore[arg-type]
                     sweep.update(exp.to(PENDING, last))
                 else:
-                    sweep.update(_ended(exp, found, stopped=False))  # type: ignore[arg-type]
+                    why = _stopped_by_pbtrun(exp.last, found)  # type: ignore[arg-type]
+                    sweep.update(_ended(exp, found, stopped=why == "stop", timed_out=why == "timeout"))  # type: ignore[arg-type]
                     recorded.append(exp.id)
             if self.retry_failed:
                 for exp in list(sweep.experiments.values()):
@@ -272,8 +285,8 @@ class Scheduler:
 
         def change(sweep: Sweep) -> None:
             for exp_id, outcome in outcomes:
-                why = self._why_ended(exp_id, outcome)
                 exp = sweep.experiments[exp_id]
+                why = self._why_ended(exp, outcome)
                 exp = _ended(exp, outcome, stopped=why == "stop", timed_out=why == "timeout")
                 sweep.update(exp)
                 done.append(exp)
@@ -304,18 +317,15 @@ class Scheduler:
         if launched and self.sweep.settings.pause_between_s > 0:
             self.next_launch_at = time.monotonic() + self.sweep.settings.pause_between_s
 
-    def _why_ended(self, exp_id: str, outcome: Outcome) -> str | None:
-        """ "stop" or "timeout" if pbtrun's signal ended the attempt, None if it ended by itself.
-
-        An attempt that ended after pbtrun signalled it counts as stopped whatever its exit
-        status: many training scripts save a checkpoint and exit 0 on SIGINT, and such a run is
-        interrupted, not finished; resuming it is the safe side. One that ended before the
-        signal went out (its end was on its way) keeps its own outcome.
-        """
-        signalled = self.signalled.pop(exp_id, None)
-        if signalled is None or outcome.ended_at < signalled[0]:
-            return None
-        return signalled[1]
+    def _why_ended(self, exp: Experiment, outcome: Outcome) -> str | None:
+        """ "stop" or "timeout" if pbtrun's signal ended the attempt, None if it ended by itself
+        (see :func:`_stopped_by_pbtrun`). The state records the signal; memory too, in case
+        recording it failed (a full disk)."""
+        signalled = self.signalled.pop(exp.id, None)
+        why = _stopped_by_pbtrun(exp.last, outcome) if exp.last is not None else None
+        if why is None and signalled is not None and outcome.ended_at >= signalled[0]:
+            why = signalled[1]
+        return why
 
     def _choose(self) -> Iterator[tuple[str, tuple[int, ...]]]:
         """Experiments to launch now and their GPUs: in spec order, least busy GPU first."""
@@ -339,9 +349,11 @@ class Scheduler:
     def _finish(self, ended: list[tuple[str, Outcome]]) -> list[tuple[str, Outcome]]:
         """Forget the handles of ended attempts; a backend failure stops launching."""
         for exp_id, outcome in ended:
-            self.handles.pop(exp_id, None)
+            handle = self.handles.pop(exp_id, None)
             self.gpus_of.pop(exp_id, None)
-            self.escalations.pop(exp_id, None)
+            steps = self.escalations.pop(exp_id, None)
+            if steps and handle is not None and handle.pgid is not None and self.backend.group_alive(handle.pgid):
+                self.lingering[handle.pgid] = steps  # its leader is gone, not yet all of it
             self.deadlines.pop(exp_id, None)
             self.reasons.pop(exp_id, None)
             if outcome.error and self.failure is None:
@@ -418,14 +430,45 @@ class Scheduler:
                 exp = self.sweep.experiments[exp_id]
                 self.listener.message(f"{exp.name} ran longer than timeout_min = {exp.timeout_min:g}; stopping it")
                 self._escalate(exp_id, now=False, why="timeout")
+        first = [e for e, steps in self.escalations.items() if steps and steps[0][0] <= now and e not in self.signalled]
+        if first:
+            self._record_stops(first)
         for exp_id, steps in self.escalations.items():
             while steps and steps[0][0] <= now:
-                sent_at = time.time()
                 if not self.backend.signal(self.handles[exp_id], steps[0][1]):
                     steps[0] = (now + RETRY_SIGNAL_S, steps[0][1])  # not exec'd yet: try again shortly
                     break
-                self.signalled.setdefault(exp_id, (sent_at, self.reasons[exp_id]))
                 steps.pop(0)
+        self._advance_lingering(now)
+
+    def _advance_lingering(self, now: float) -> None:
+        """Carry stops on to the processes an experiment's leader left in its group, until the
+        group is empty: no orphan outlives a stop (on resume it would run beside the new attempt)."""
+        for pgid, steps in list(self.lingering.items()):
+            while steps and steps[0][0] <= now:
+                self.backend.signal_group(pgid, steps[0][1])
+                steps.pop(0)
+            if not self.backend.group_alive(pgid):
+                del self.lingering[pgid]
+            elif not steps:  # SIGKILL went out: the group is gone within a moment
+                steps.append((now + LINGER_CHECK_S, signal.SIGKILL))
+
+    def _record_stops(self, exp_ids: list[str]) -> None:
+        """Write down, before their first signal goes out, that pbtrun stops these attempts and
+        why. If this scheduler dies during the grace period (a lost SSH session, kill -9), the
+        one that resumes still knows that their end was pbtrun's doing: a script that saves
+        and exits 0 on SIGINT is interrupted and runs again, not succeeded."""
+        at = time.time()
+        for exp_id in exp_ids:
+            self.signalled[exp_id] = (at, self.reasons[exp_id])
+
+        def change(sweep: Sweep) -> None:
+            for exp_id in exp_ids:
+                exp = sweep.experiments.get(exp_id)
+                if exp is not None and exp.status == RUNNING and exp.last is not None and exp.last.stop_at is None:
+                    sweep.update(exp.to(RUNNING, exp.last._replace(stop_at=at, stop_reason=self.reasons[exp_id])))
+
+        self._transact(change)  # if it fails, the stop goes on: memory still knows (see _why_ended)
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -467,6 +510,19 @@ class Scheduler:
                 elif line == "wake":
                     with contextlib.suppress(PbtrunError):
                         self.writer.refresh()
+
+
+def _stopped_by_pbtrun(attempt: Attempt, outcome: Outcome) -> str | None:
+    """ "stop" or "timeout" if the attempt ended after pbtrun signalled it, else None.
+
+    An attempt that ended after pbtrun signalled it counts as stopped whatever its exit status:
+    many training scripts save a checkpoint and exit 0 on SIGINT, and such a run is interrupted,
+    not finished; resuming it is the safe side. One that ended before the signal went out (its
+    end was on its way) keeps its own outcome.
+    """
+    if attempt.stop_at is None or outcome.ended_at < attempt.stop_at:
+        return None
+    return attempt.stop_reason
 
 
 def _ended(exp: Experiment, outcome: Outcome, stopped: bool, timed_out: bool = False) -> Experiment:

@@ -40,6 +40,7 @@ STOPPED = "stopped"  # pbtrun stopped it (Ctrl-C, SIGTERM); it runs again on res
 LOST = "lost"  # it was running but its fate is unknowable (the machine rebooted)
 NOT_STARTED = "not_started"  # recorded as launching, but the process was never started
 OUTCOMES = (EXITED, TIMED_OUT, STOPPED, LOST, NOT_STARTED)
+STOP_REASONS = ("stop", "timeout")  # why pbtrun signalled an attempt (Attempt.stop_reason)
 
 _NEXT = {
     PENDING: {RUNNING},
@@ -67,6 +68,11 @@ class Attempt(NamedTuple):
     returncode: int | None = None
     outcome: str | None = None
     reaper: str | None = None  # the backend's handle on what runs it (local: the reaper's address)
+    # When pbtrun first signalled it to stop (time.time()) and why ("stop" or "timeout"), written
+    # before the signal goes out: its end after that is pbtrun's doing, even if the scheduler
+    # that sent the signal died before the end came.
+    stop_at: float | None = None
+    stop_reason: str | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -356,7 +362,7 @@ def experiment_json(exp: Experiment) -> dict[str, Any]:
 
 
 def _attempt_json(a: Attempt) -> dict[str, Any]:
-    return {
+    raw = {
         "number": a.number,
         "started_at": a.started_at,
         "ended_at": a.ended_at,
@@ -368,6 +374,10 @@ def _attempt_json(a: Attempt) -> dict[str, Any]:
         "outcome": a.outcome,
         "reaper": a.reaper,
     }
+    if a.stop_at is not None:
+        raw["stop_at"] = a.stop_at
+        raw["stop_reason"] = a.stop_reason
+    return raw
 
 
 def from_json(data: Any) -> Sweep:
@@ -467,4 +477,13 @@ def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
         get("returncode"),
         get("outcome"),
         get("reaper"),
+        *_stop_from(get("stop_at"), get("stop_reason")),
     )
+
+
+def _stop_from(at: Any, reason: Any) -> tuple[float | None, str | None]:
+    if at is None:
+        return None, None
+    if reason not in STOP_REASONS:
+        raise ValueError(f"unknown stop_reason {reason!r}")
+    return float(at), reason

@@ -300,6 +300,91 @@ def test_an_experiment_that_exits_0_after_the_stop_signal_is_interrupted_and_run
     assert (exp["status"], exp["attempts"]) == ("succeeded", 2)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_stop_under_way_when_the_scheduler_dies_still_counts_on_resume(project):
+    """The scheduler signals the experiment, then dies in the grace period (a lost SSH session):
+    the experiment saves and exits 0 with no scheduler left. Resume must still see that pbtrun
+    stopped it: the intent was recorded before the signal went out."""
+    script = project.root / "graceful.py"
+    script.write_text(
+        "import os, signal, sys, time\n"
+        "def bye(*_):\n"
+        "    time.sleep(1.0)  # saving a checkpoint\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGINT, bye)\n"
+        "open(os.environ['PBTRUN_ATTEMPT'], 'w').close()\n"
+        "time.sleep(0 if os.environ['PBTRUN_ATTEMPT'] != '1' else 30)\n"
+    )
+    project.spec(f'name = "g"\ncommand = "{sys.executable} {script}"\n[[experiments]]\nname = "a"\n')
+    proc = project.start("up", "sweep.toml", "--grace", "30")
+    project.wait_for((project.root / "1").exists)
+    os.kill(proc.pid, signal.SIGINT)
+    project.wait_for(lambda: project.state("g")["experiments"][0]["attempts"][-1].get("stop_at"))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+    log = project.root / "train_dir/g" / project.state("g")["experiments"][0]["attempts"][-1]["log"]
+    project.wait_for(lambda: read_records(str(log))[0] is not None)  # it ended, with no scheduler
+    result = project.run("resume", "train_dir/g")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (exp,) = project.status_json("g")["experiments"]
+    first, second = exp["history"]
+    assert (first["outcome"], first["returncode"]) == ("stopped", 0)
+    assert (second["outcome"], exp["status"]) == ("exited", "succeeded")
+
+
+def test_a_graceful_stop_leaves_no_process_of_the_experiments_group_behind(project):
+    """The leader dies on SIGINT; its child, in the same process group, ignores SIGINT. The stop
+    goes on to the rest of the group (SIGTERM after the grace): nothing outlives pbtrun."""
+    script = project.root / "family.py"
+    script.write_text(
+        "import os, signal, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import signal, time\\n"
+        'signal.signal(signal.SIGINT, signal.SIG_IGN)\\nopen("child.pid", "w").write(str(__import__("os").getpid()))\\n'
+        "time.sleep(60)'])\n"
+        "while not os.path.exists('child.pid') or not open('child.pid').read():\n"
+        "    time.sleep(0.01)\n"
+        "open('ready', 'w').close()\n"
+        "time.sleep(60)\n"
+    )
+    project.spec(f'name = "f"\ncommand = "{sys.executable} {script}"\n[[experiments]]\nname = "a"\n')
+    proc = project.start("up", "sweep.toml", "--grace", "0.5")
+    project.wait_for((project.root / "ready").exists)
+    child = int((project.root / "child.pid").read_text())
+    os.kill(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert not _pid_alive(child), "the experiment's child outlived the stop"
+    (exp,) = project.status_json("f")["experiments"]
+    assert (exp["status"], exp["outcome"], exp["returncode"]) == ("interrupted", "stopped", -signal.SIGINT)
+
+
+def test_an_argument_exec_cannot_pass_fails_that_experiment_not_the_reaper(project):
+    """A NUL byte cannot go through exec. The spec refuses one; a hand-edited state can still
+    hold one: that experiment fails with 127 and says why, and the others run."""
+    project.spec('name = "n"\ncommand = "true"\n[[experiments]]\nname = "a"\ngrid = { x = [1, 2] }\n')
+    assert project.run("up", "sweep.toml").returncode == 0
+    path = project.root / "train_dir/n/pbtrun.json"
+    data = json.loads(path.read_text())
+    for exp in data["experiments"]:
+        exp["status"], exp["attempts"] = "pending", []
+    data["experiments"][0]["argv"].append("a\u0000b")
+    path.write_text(json.dumps(data))
+    for log in (project.root / "train_dir/n/logs").iterdir():  # else their records say both ran
+        log.unlink()
+    result = project.run("resume", "train_dir/n")
+    assert result.returncode == 1, result.stdout + result.stderr
+    first, second = project.status_json("n")["experiments"]
+    assert (first["status"], first["returncode"], second["status"]) == ("failed", 127, "succeeded")
+    assert "null byte" in Path(first["log"]).read_text()
+
+
 # --------------------------------------------------------------------------- the state file
 
 

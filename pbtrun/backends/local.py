@@ -370,6 +370,22 @@ class LocalBackend:
             os.killpg(handle.pgid, sig)
         return True
 
+    def signal_group(self, pgid: int, sig: int) -> None:
+        """Signal a process group whose leader has ended (see :meth:`group_alive`)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+
+    def group_alive(self, pgid: int) -> bool:
+        """Whether any process of the group still runs. The group's id cannot be given to a new
+        group while one of its processes lives, so a live group is still the experiment's."""
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
     def close(self) -> None:
         """Let go of the reaper (it exits once its last experiment has ended) and adoptees."""
         for fd in list(self.sources):

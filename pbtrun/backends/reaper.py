@@ -319,11 +319,12 @@ class Reaper:
             return
         try:
             pid = self._posix_spawn(req, output)
-        except OSError as exc:
-            code = 126 if exc.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR) else 127
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or env, which exec cannot pass
+            code = 126 if getattr(exc, "errno", None) in (errno.EACCES, errno.ENOEXEC, errno.EISDIR) else 127
             what = f"cannot enter {self.cwd!r}" if exc is self.cwd_error else f"cannot run {req['argv'][0]!r}"
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
             with contextlib.suppress(OSError):
-                os.write(output, f"pbtrun: {what}: {exc.strerror}\n".encode())
+                os.write(output, f"pbtrun: {what}: {why}\n".encode())
             self._record(child, code, None)
             return
         finally:
