@@ -225,14 +225,21 @@ class Scheduler:
     # ---------------------------------------------------------------- state changes
 
     def _transact(self, change: Callable[[Sweep], None]) -> bool:
-        """Apply ``change`` to the freshest state under the lock; on a write failure stop launching."""
+        """Apply ``change`` to the freshest state under the lock; on a write failure stop launching.
+        False if the change was not recorded."""
         try:
             self.writer.commit(change)
-            return True
         except PbtrunError as exc:
+            self._fail(exc)
+            return False
+        if (error := self.writer.take_fold_error()) is not None:
+            self._fail(error)  # recorded all the same, in the journal
+        return True
+
+    def _fail(self, exc: PbtrunError) -> None:
+        if self.failure is None:
             self.failure = exc
             self.listener.message(f"error: {exc.message} pbtrun stops launching and waits for the running experiments.")
-            return False
 
     def _reconcile(self) -> None:
         """Settle what a previous scheduler left: adopt survivors, record ended ones, requeue."""

@@ -386,6 +386,7 @@ class StateWriter:
         self.summary_at = 0.0
         self.folded_at = time.monotonic()
         self.fold_cost_s = 0.0
+        self.fold_error: StateError | None = None  # a fold that failed; the journal took the change
         self._signed: tuple | None = ()
         with self._locked():
             if saved is not None and saved[1] is not None and saved[1] == self._signature():
@@ -462,20 +463,34 @@ class StateWriter:
     def _fold(self, sweep: Sweep) -> None:
         started = time.monotonic()
         self.journal.sync()  # before save empties it: its errors must not go unseen
-        save(self.paths, sweep, keep_journal=True)
+        try:
+            save(self.paths, sweep, keep_journal=True)
+        except StateError:
+            self.folded_at = time.monotonic()  # (a full disk) try again a while later, not at once
+            raise
         self._signed = self._signature()
         self.journal.reset()
         self.entries = 0
         self.folded_at = time.monotonic()
         self.fold_cost_s = self.folded_at - started
 
+    def take_fold_error(self) -> StateError | None:
+        """The error of a fold that failed since the last call (a full disk): the commit that
+        tried it went to the journal, which has room set aside, so nothing was lost."""
+        error, self.fold_error = self.fold_error, None
+        return error
+
     def _append(self, sweep: Sweep) -> None:
         due = self.fold_due_at()
         if self.entries >= max(FOLD_MIN_ENTRIES, len(sweep.experiments) // 2) or (
             due is not None and time.monotonic() >= due
         ):
-            self._fold(sweep)
-            return
+            try:
+                self._fold(sweep)
+                return
+            except StateError as exc:  # pbtrun.json could not be rewritten; it is intact, and so is the journal
+                self.fold_error = exc
+                self.entries = min(self.entries, FOLD_MIN_ENTRIES - 1)  # and _fold waits a while to try again
         seq = sweep.journal_seq + 1
         entry: dict[str, Any] = {"seq": seq}
         for exp_id, before in sweep.dirty.items():
@@ -642,7 +657,12 @@ class Journal:
 
 
 def _keep_backup(paths: SweepPaths) -> None:
-    """Hard-link the current state as the backup: no copy, and atomic via a temporary name."""
+    """Hard-link the current state as the backup: no copy, and atomic via a temporary name.
+    Nothing to do if the backup already is the current state (a save failed after linking it:
+    renaming one link onto another of the same file would do nothing and leave the temporary)."""
+    with contextlib.suppress(FileNotFoundError):
+        if os.path.samefile(paths.state, paths.backup):
+            return
     tmp = paths.backup.with_name(f".{paths.backup.name}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)

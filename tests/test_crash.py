@@ -606,6 +606,51 @@ def test_disk_full_keeps_state_intact_and_resume_completes(project, recorder, ti
     assert set(statuses.values()) == {"succeeded"}
 
 
+def test_disk_full_lets_running_experiments_finish_and_records_their_ends(project, recorder, tiny_fs):
+    """The disk fills while two experiments run: their ends (0 and 4) must still be recorded,
+    though pbtrun.json cannot be rewritten any more (the journal has room set aside), and a
+    failed rewrite leaves no temporary file behind."""
+    filler = tiny_fs / "filler"
+    script = project.root / "fill.py"
+    script.write_text(f"open({str(filler)!r}, 'wb').write(b'x' * 4_000_000)\n")
+    project.spec(
+        f"""
+        name = "full"
+        train_dir = "{tiny_fs}"
+        [scheduler]
+        max_parallel = 3
+        [[experiments]]
+        name = "fill"
+        command = "{sys.executable} {script}"
+        [[experiments]]
+        name = "long"
+        command = "{recorder}"
+        list = [{{ sleep = 1.5, exit = 0 }}, {{ sleep = 1.5, exit = 4 }}]
+        [[experiments]]
+        name = "after"
+        command = "{recorder}"
+        """
+    )
+    result = project.run("up", "sweep.toml")
+    assert result.returncode != 0
+    assert "No space left on device" in result.stdout + result.stderr and "Traceback" not in result.stderr
+    exps = {e["name"]: e for e in project.state("full", train_dir=str(tiny_fs))["experiments"]}
+    codes = {name: (e["status"], e["attempts"][-1]["returncode"]) for name, e in exps.items() if "long" in name}
+    assert codes == {"00_long_sle_1.5_exi_0": ("succeeded", 0), "01_long_sle_1.5_exi_4": ("failed", 4)}
+    assert exps["00_after"]["status"] == "pending"  # nothing launched once the disk was full
+    assert not [p.name for p in (tiny_fs / "full").iterdir() if p.name.endswith(".tmp")]
+    filler.unlink()
+    resumed = project.run("resume", str(tiny_fs / "full"))
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # the filler and 01_long failed
+    statuses = {e["name"]: e["status"] for e in project.state("full", train_dir=str(tiny_fs))["experiments"]}
+    assert statuses == {
+        "00_fill": "failed",
+        "00_long_sle_1.5_exi_0": "succeeded",
+        "01_long_sle_1.5_exi_4": "failed",
+        "00_after": "succeeded",
+    }
+
+
 def test_unwritable_state_is_reported_without_traceback(project, recorder, tiny_fs):
     spec = f'name = "ro"\ntrain_dir = "{tiny_fs}"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n'
     project.spec(spec)
