@@ -445,19 +445,47 @@ def stop(path: Path, now: bool, no_wait: bool) -> None:
 # --------------------------------------------------------------------------- status, ls, logs
 
 
-def complete_sweeps(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    """Shell completion: sweep directories under ./train_dir (and the path typed so far)."""
-    if "/" not in incomplete:
-        base = Path("train_dir")
-    else:  # Path("a/").parent would be ".", not "a"
-        base = Path(incomplete) if incomplete.endswith("/") else Path(incomplete).parent
-    candidates = [str(p) for p in store.find_sweeps(base)] + ([str(base)] if base.is_dir() else [])
-    return [c for c in candidates if c.startswith(incomplete)]
+def complete_sweeps(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a sweep: the directories that begin with what is typed (relative,
+    absolute or ``~/``), and the sweeps directly inside them (``train_dir/NAME``). Where none
+    matches, the shell's own directory completion."""
+    return _complete_paths(incomplete, sweeps=True)
+
+
+def complete_train_dirs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a train dir: directories that are not sweeps themselves."""
+    return _complete_paths(incomplete, sweeps=False)
+
+
+def _complete_paths(incomplete: str, sweeps: bool) -> list[Any]:
+    """Candidates spelled as typed (``~`` stays ``~``): a sweep as ``DIR/NAME``, any other
+    directory as ``DIR/`` followed by the sweeps in it, so that one Tab after ``td`` goes to
+    ``td40/``. When all there is to offer is one directory and nothing in it, or nothing at all,
+    the shell completes directories itself (click's ``dir`` item): it handles what this does not
+    (``$VAR/``), and in bash leaves no space after a directory."""
+    from click.shell_completion import CompletionItem
+
+    head, _, tail = incomplete.rpartition("/")
+    typed = f"{head}/" if head or incomplete.startswith("/") else ""
+    base = Path(os.path.expanduser(typed or "."))
+    found: list[str] = []
+    for sub in store.subdirectories(base):
+        if not sub.name.startswith(tail) or (sub.name.startswith(".") and not tail.startswith(".")):
+            continue
+        if store.is_sweep(sub):
+            found += [typed + sub.name] if sweeps else []
+        else:
+            found.append(f"{typed}{sub.name}/")
+            found += [f"{typed}{sub.name}/{p.name}" for p in store.find_sweeps(sub)] if sweeps else []
+    found = sorted(set(found))
+    if not found or (len(found) == 1 and found[0].endswith("/")):
+        return [CompletionItem(incomplete, type="dir")]
+    return [CompletionItem(value) for value in found]
 
 
 def complete_experiments(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     try:
-        sweep = store.load(store.resolve_sweep(Path(ctx.params["path"])))
+        sweep = store.load(store.resolve_sweep(Path(os.path.expanduser(ctx.params["path"]))))
     except (PbtrunError, KeyError, TypeError):
         return []
     return [name for name in (e.name for e in sweep.experiments.values()) if name.startswith(incomplete)]
@@ -487,7 +515,13 @@ def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filt
 
 
 @cli.command()
-@click.argument("train_dir", required=False, default="train_dir", type=click.Path(path_type=Path))
+@click.argument(
+    "train_dir",
+    required=False,
+    default="train_dir",
+    type=click.Path(path_type=Path),
+    shell_complete=complete_train_dirs,
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def ls(train_dir: Path, as_json: bool) -> None:
     """List the sweeps under TRAIN_DIR (default ./train_dir), quickly, even by the hundred."""

@@ -372,28 +372,55 @@ def test_status_filters(finished):
 # --------------------------------------------------------------------------- completion
 
 
-def test_shell_completion_offers_sweeps_and_experiment_names(finished):
-    def complete(words: str) -> list[str]:
-        env = {
+def complete(project, words: str, **env: str) -> list[tuple[str, str]]:
+    """What click's bash completion answers for ``words`` (the line up to the cursor): (type, value)
+    pairs, as the script ``_PBTRUN_COMPLETE=bash_source pbtrun`` prints reads them."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pbtrun"],
+        check=False,
+        cwd=project.root,
+        env={
             **os.environ,
+            **env,
             "_PBTRUN_COMPLETE": "bash_complete",
             "COMP_WORDS": words,
             "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
-        }
-        done = subprocess.run(
-            [sys.executable, "-m", "pbtrun"],
-            check=False,
-            cwd=finished.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return [line.split(",", 1)[1] for line in done.stdout.splitlines() if "," in line]
+        },
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert done.returncode == 0, done.stderr
+    return [tuple(line.split(",", 1)) for line in done.stdout.splitlines() if line]
 
-    assert "train_dir/lg" in complete("pbtrun status train_dir/")
-    assert complete("pbtrun logs train_dir/lg 01") == ["01_ok_i_2"]
-    assert {"up", "resume", "status", "logs"} <= set(complete("pbtrun "))
+
+def values(project, words: str, **env: str) -> list[str]:
+    found = complete(project, words, **env)
+    assert all(kind == "plain" for kind, _ in found), found
+    return [value for _, value in found]
+
+
+def test_shell_completion_offers_sweeps_and_experiment_names(finished):
+    assert "train_dir/lg" in values(finished, "pbtrun status train_dir/")
+    assert values(finished, "pbtrun logs train_dir/lg 01") == ["01_ok_i_2"]
+    assert {"up", "resume", "status", "logs"} <= set(values(finished, "pbtrun "))
+
+
+def test_shell_completion_of_sweeps_anywhere(finished):
+    root = finished.root
+    shutil.copytree(root / "train_dir/lg", root / "td40/lg", ignore=shutil.ignore_patterns(".control"))  # a fifo
+    (root / "empty").mkdir()
+    # Only sweeps under ./train_dir used to complete: a train dir of another name, ./train_dir/,
+    # an absolute path and ~/ offered nothing.
+    assert values(finished, "pbtrun status td") == ["td40/", "td40/lg"]  # one Tab: td40/, the next: td40/lg
+    assert values(finished, "pbtrun status ./train_dir/") == ["./train_dir/lg"]
+    assert values(finished, f"pbtrun logs {root}/tr") == [f"{root}/train_dir/", f"{root}/train_dir/lg"]
+    assert values(finished, "pbtrun status ~/td40/", HOME=str(root)) == ["~/td40/lg"]  # as typed: bash expands it
+    assert values(finished, "pbtrun logs ~/td40/lg 00_b", HOME=str(root)) == ["00_bad_exi_3"]
+    assert values(finished, "pbtrun ls t") == ["td40/", "train_dir/"]  # ls takes train dirs, not sweeps
+    # Nothing of ours to offer, or one directory with nothing in it: the shell completes directories.
+    assert complete(finished, "pbtrun status nothing_here") == [("dir", "nothing_here")]
+    assert complete(finished, "pbtrun status em") == [("dir", "em")]
 
 
 def _watch_a_running_sweep(project, tmux, name: str, target: str, first, final, header: str) -> None:
