@@ -386,7 +386,10 @@ def from_json(data: Any) -> Sweep:
     try:
         shared: dict = {}
         for raw in data["experiments"]:
-            sweep.update(experiment_from(raw, shared))
+            exp = experiment_from(raw, shared)
+            if exp.id in sweep.experiments:
+                raise ValueError(f"experiment {exp.id} ({exp.name}) is listed twice")
+            sweep.update(exp)
         sweep.dirty.clear()
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateError(f"its content is malformed ({type(exc).__name__}: {exc})") from None
@@ -397,6 +400,8 @@ def sweep_from(data: Any) -> Sweep:
     """The sweep without its experiments, from the persisted shape's head."""
     if not isinstance(data, dict) or not isinstance(data.get("format"), int):
         raise StateError('it is not a pbtrun state file (no "format" number)')
+    if data["format"] < 1:
+        raise StateError(f'its "format" is {data["format"]}; pbtrun state formats start at 1')
     if data["format"] > FORMAT:
         version = data.get("pbtrun_version") or "a newer version"
         raise NewerState(
@@ -466,16 +471,33 @@ def experiment_from(raw: Mapping[str, Any], shared: dict | None = None) -> Exper
 def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
     gpus = raw.get("gpus")
     get = raw.get
+    number, pid, returncode, outcome, ended_at = (
+        raw["number"],
+        get("pid"),
+        get("returncode"),
+        get("outcome"),
+        get("ended_at"),
+    )
+    if (
+        type(number) is not int
+        or not (pid is None or type(pid) is int)
+        or not (returncode is None or type(returncode) is int)
+    ):
+        raise TypeError(
+            f"attempt {number!r}: number, pid and returncode must be integers (pid and returncode may be null)"
+        )
+    if outcome is not None and outcome not in OUTCOMES:
+        raise ValueError(f"attempt {number}: unknown outcome {outcome!r}")
     return Attempt(
-        int(raw["number"]),
+        number,
         float(raw["started_at"]),
         str(raw["log"]),
         None if gpus is None else tuple(map(int, gpus)),
         sys.intern(str(get("host", ""))),
-        get("pid"),
-        get("ended_at"),
-        get("returncode"),
-        get("outcome"),
+        pid,
+        None if ended_at is None else float(ended_at),
+        returncode,
+        outcome,
         get("reaper"),
         *_stop_from(get("stop_at"), get("stop_reason")),
     )

@@ -268,12 +268,16 @@ def _parse_rows(data: bytes) -> Sweep | None:
         head = json.loads(data[: start - 1] + b"\n}")  # without the comma before the body
         sweep = sweep_from(head)
         shared: dict = {}
+        rows_read = 0
         for rows, expected in _row_chunks(data, start + len(_BODY_START), len(data) - len(_BODY_END)):
             raw = json.loads(b"[" + rows + b"]")
             if len(raw) != expected:  # not one experiment per line: not our layout after all
                 return None
+            rows_read += expected
             for item in raw:
                 sweep.update(experiment_from(item, shared))
+        if rows_read != len(sweep.experiments):  # an experiment listed twice: the whole-file reader names it
+            return None
     except (ValueError, TypeError, KeyError, AttributeError, StateError):
         return None  # not our layout, or damaged: the whole-file reader says precisely what is wrong
     sweep.dirty.clear()

@@ -441,6 +441,54 @@ def test_truncated_state_names_the_backup_and_is_left_alone(project, recorder):
     assert from_json(json.loads((state.parent / "pbtrun.json.bak").read_text())).name == "s"
 
 
+def _break_format(data: dict) -> None:
+    data["format"] = 0
+
+
+def _break_returncode(data: dict) -> None:
+    data["experiments"][0]["attempts"][0]["returncode"] = "zero"
+
+
+def _break_number(data: dict) -> None:
+    data["experiments"][0]["attempts"][0]["number"] = "1"
+
+
+def _break_outcome(data: dict) -> None:
+    data["experiments"][0]["attempts"][0]["outcome"] = "fine"
+
+
+def _break_duplicate(data: dict) -> None:
+    data["experiments"].append(dict(data["experiments"][0]))
+
+
+@pytest.mark.parametrize(
+    ("breakage", "said"),
+    [
+        (_break_format, '"format" is 0'),
+        (_break_returncode, "must be integers"),
+        (_break_number, "must be integers"),
+        (_break_outcome, "unknown outcome 'fine'"),
+        (_break_duplicate, "listed twice"),
+    ],
+)
+@pytest.mark.parametrize("command", ["status", "resume", "up"])
+def test_a_hand_broken_state_is_refused_and_left_alone(project, recorder, breakage, said, command):
+    """Edits that keep the JSON valid but break its meaning are refused like a torn file, by
+    readers and writers alike, and the file is never rewritten."""
+    project.spec(f'name = "s"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
+    assert project.run("up", "sweep.toml").returncode == 0
+    state = project.root / "train_dir/s/pbtrun.json"
+    data = json.loads(state.read_text())
+    breakage(data)
+    state.write_text(json.dumps(data, indent=1))
+    broken = state.read_bytes()
+    result = project.run(command, "sweep.toml" if command == "up" else "train_dir/s")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert said in result.stderr and "pbtrun.json.bak" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert state.read_bytes() == broken
+
+
 def _files_in(root: Path) -> dict[str, bytes]:
     """Every regular file under ``root`` that pbtrun keeps (lock files and the FIFO aside), with its bytes."""
     return {
