@@ -343,6 +343,41 @@ def test_second_ctrl_c_skips_the_grace_period(project: Project) -> None:
     assert exp["returncode"] == -signal.SIGKILL
 
 
+def test_sigterm_stops_like_ctrl_c_and_a_grace_that_runs_out_ends_in_sigkill(project: Project) -> None:
+    """SIGTERM to the scheduler (a batch system, systemd) stops gracefully too: SIGINT, then
+    SIGTERM once the grace is over, then SIGKILL for an experiment that ignores both."""
+    body = '[[experiments]]\nname = "stubborn"\ngrid = { seed = [1], sleep = [30], ignore = [1] }\n'
+    project.spec(sweep_toml("sw", helper_cmd(project), body))
+    proc = project.start("up", "sweep.toml", "--grace", "0.5")
+    (start,) = project.wait_for(lambda: starts(project.records()), timeout=TIMEOUT)
+    os.kill(proc.pid, signal.SIGTERM)
+    code, out, err = finish(proc)
+    assert code == 130, out + err
+    assert not alive(start["pid"])
+    signals = [r for r in project.records() if r["event"] == "signal"]
+    assert [r["signal"] for r in signals] == ["SIGINT", "SIGTERM"]
+    assert signals[1]["t"] - signals[0]["t"] >= 0.5  # SIGTERM waited for the grace period
+    (exp,) = project.status_json("sw")["experiments"]
+    assert (exp["status"], exp["outcome"], exp["returncode"]) == ("interrupted", "stopped", -signal.SIGKILL)
+
+
+def test_stop_now_kills_at_once_and_the_experiment_runs_again(project: Project) -> None:
+    body = '[[experiments]]\nname = "stubborn"\ngrid = { seed = [1], sleep = [30], resleep = [0], ignore = [1] }\n'
+    project.spec(sweep_toml("sw", helper_cmd(project), body))
+    proc = project.start("up", "sweep.toml", "--grace", "20")
+    (start,) = project.wait_for(lambda: starts(project.records()), timeout=TIMEOUT)
+    stopped = project.run("stop", "train_dir/sw", "--now", timeout=TIMEOUT)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    code, out, err = finish(proc, timeout=5)  # `stop` waited for it: it is over already
+    assert code == 130, out + err
+    assert not alive(start["pid"])
+    assert not [r for r in project.records() if r["event"] == "signal"]  # SIGKILL, no grace
+    (exp,) = project.status_json("sw")["experiments"]
+    assert (exp["status"], exp["returncode"]) == ("interrupted", -signal.SIGKILL)
+    assert project.run("resume", "train_dir/sw", timeout=TIMEOUT).returncode == 0
+    assert project.status_json("sw")["experiments"][0]["status"] == "succeeded"
+
+
 # --------------------------------------------------------------------------- kill -9 of the scheduler
 
 
@@ -395,6 +430,43 @@ def test_killed_scheduler_leaves_experiments_running_and_resume_adopts_them(proj
         assert not alive(pid)
     for pid in reaper_pids(project):
         project.wait_for(lambda pid=pid: not alive(pid), timeout=5)
+
+
+def test_adopted_experiments_that_fail_or_die_by_a_signal_are_recorded_truly(project: Project) -> None:
+    """Adopted experiments that end after resume took them over: exit 5, death by SIGTERM, 0."""
+    body = """
+    [[experiments]]
+    name = "k"
+    list = [
+        { seed = 1, sleep = 2.0, exit = 5 },
+        { seed = 2, sleep = 2.0, signal = "SIGTERM" },
+        { seed = 3, sleep = 2.0 },
+    ]
+    """
+    project.spec(sweep_toml("sw", helper_cmd(project), body))
+    proc = project.start("up", "sweep.toml")
+    project.wait_for(lambda: len(starts(project.records())) == 3, timeout=TIMEOUT)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=TIMEOUT)
+    resumed = project.run("resume", "train_dir/sw", timeout=TIMEOUT)
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    assert resumed.stdout.count("adopted ") == 3, resumed.stdout
+    pids = {r["name"]: r["pid"] for r in starts(project.records())}
+    assert len(starts(project.records())) == 3  # none started again
+    state = {e["name"]: e for e in project.state("sw")["experiments"]}
+    got = {
+        e["params"]["seed"]: (e["status"], e["attempts"][-1]["returncode"], e["attempts"][-1]["pid"])
+        for e in state.values()
+    }
+    assert got == {
+        1: ("failed", 5, pids[state_name(state, 1)]),
+        2: ("failed", -signal.SIGTERM, pids[state_name(state, 2)]),
+        3: ("succeeded", 0, pids[state_name(state, 3)]),
+    }
+
+
+def state_name(state: dict, seed: int) -> str:
+    return next(name for name, e in state.items() if e["params"]["seed"] == seed)
 
 
 def test_attempt_that_ended_while_no_scheduler_ran_keeps_its_pid(project: Project) -> None:
