@@ -95,7 +95,7 @@ def _cwd_exists() -> bool:
     return True
 
 
-def scheduler_options(func: Callable) -> Callable:
+def placement_options(func: Callable) -> Callable:
     """Flags that override ``[scheduler]``; the old launcher's underscore spellings work too."""
     options = [
         click.option(
@@ -120,6 +120,15 @@ def scheduler_options(func: Callable) -> Callable:
             type=Seconds(MAX_PAUSE_S, "a day"),
             help="Seconds between two launches.",
         ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def scheduler_options(func: Callable) -> Callable:
+    """:func:`placement_options` and the flags of the commands that run a sweep."""
+    options = [
         click.option(
             "--grace",
             type=Seconds(MAX_GRACE_S, "a day"),
@@ -132,7 +141,7 @@ def scheduler_options(func: Callable) -> Callable:
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return placement_options(func)
 
 
 def _flags(kw: dict[str, Any]) -> SchedulerSettings:
@@ -221,8 +230,15 @@ def _train_dir(flag: str | None, spec: Spec) -> str:
 
 
 def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_json: bool) -> None:
+    """The plan shows the argv that would run: ``python`` is the interpreter pbtrun runs under."""
     from pbtrun import render
+    from pbtrun.backends.local import resolve_argv
 
+    shown = []
+    for exp in compiled:
+        argv = tuple(resolve_argv(exp.argv))
+        shown.append(exp if argv == exp.argv else exp._replace(argv=argv))
+    compiled = shown
     if as_json:
         _echo_lines(render.json_lines(render.plan_json(name, sweep_dir, compiled, settings), "experiments"))
     else:
@@ -230,8 +246,8 @@ def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_js
 
 
 @cli.command()
-@click.argument("spec_file", type=click.Path(dir_okay=False, path_type=Path))
-@scheduler_options
+@click.argument("spec_file", type=click.Path(path_type=Path))  # a directory: spec.load says so, as pbtrun does
+@placement_options
 @click.option("--train-dir", "--train_dir", "train_dir", help="Train dir (overrides the spec's train_dir).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> None:
