@@ -518,6 +518,11 @@ def complete_experiments(ctx: click.Context, param: click.Parameter, incomplete:
 @click.option("--all", "show_all", is_flag=True, help=f"Every row, not only the first {STATUS_ROWS}.")
 def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filters: Any) -> None:
     """Where every sweep under PATH (default ./train_dir) stands, or one sweep in detail."""
+    if as_json and watch:
+        raise click.UsageError(
+            "--json and --watch do not go together: --watch redraws the table in a terminal; "
+            "a script runs `pbtrun status SWEEP --json` each time it wants the state."
+        )
     path = path or Path("train_dir")
     _refuse_a_spec_file(path, "status")
     remnants.refuse_lost_state(path.parent if path.name == "pbtrun.json" else path)
@@ -541,6 +546,9 @@ def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filt
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def ls(train_dir: Path, as_json: bool) -> None:
     """List the sweeps under TRAIN_DIR (default ./train_dir), quickly, even by the hundred."""
+    if not train_dir.is_dir():  # a typo must not list "no sweeps" and succeed
+        what = "not a directory" if train_dir.exists() else "no such train dir"
+        raise PbtrunError(f"{train_dir}: {what}. Give a train dir; `pbtrun up SPEC.toml` starts a sweep in one.")
     _train_dir_status(train_dir, as_json)
 
 
@@ -555,14 +563,13 @@ def _sweep_status(
 ) -> None:
     from pbtrun import render
 
+    filters = render.Filters(**options)
     if as_json:
         sweep, holder = store.load(paths), store.holder_alive(paths)
-        document = render.sweep_json(paths, sweep, holder, _observed(paths, sweep, holder))
+        document = render.sweep_json(paths, sweep, holder, _observed(paths, sweep, holder), filters)
         _echo_lines(render.json_lines(document, "experiments"))
         return
-    from pbtrun.tables import Filters, sweep_table
-
-    filters = Filters(**options)
+    from pbtrun.tables import sweep_table
 
     def frame(limit: int | None) -> Any:
         sweep, holder = store.load(paths), store.holder_alive(paths)
@@ -689,14 +696,21 @@ def _sweep_rows(train_dir: Path, full_errors: bool = False) -> list[tuple]:
 @click.option(
     "-n", "--lines", type=click.IntRange(min=1), default=20, show_default=True, help="Lines per log (--failed)."
 )
-def logs(path: Path, experiment: str | None, follow: bool, attempt: int | None, failed: bool, lines: int) -> None:
+@click.pass_context
+def logs(
+    ctx: click.Context, path: Path, experiment: str | None, follow: bool, attempt: int | None, failed: bool, lines: int
+) -> None:
     """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index: the # of status)."""
     from pbtrun import logs as logs_mod
 
+    _refuse_mixed_logs_options(ctx, experiment, follow, attempt, failed)
     paths = _resolve(path, "logs")
     sweep = store.load(paths)
     if failed:
-        for header, tail in logs_mod.failed_tails(paths, sweep, lines):
+        tails = list(logs_mod.failed_tails(paths, sweep, lines))
+        if not tails:
+            click.echo(f"no failed experiments in {paths.dir}", err=True)
+        for header, tail in tails:
             click.echo(header)
             click.echo("".join(f"    {line}\n" for line in tail), nl=False)
         return
@@ -707,6 +721,28 @@ def logs(path: Path, experiment: str | None, follow: bool, attempt: int | None, 
     follow = follow and not logs_mod.attempt_ended(sweep, exp.id, number)  # an ended attempt writes no more
     ended = logs_mod.EndWatch(paths, exp, number)
     logs_mod.copy(paths.log(exp, number), sys.stdout.buffer, follow=follow, ended=ended)
+
+
+def _refuse_mixed_logs_options(
+    ctx: click.Context, experiment: str | None, follow: bool, attempt: int | None, failed: bool
+) -> None:
+    """``--failed`` prints the tails of every failed experiment; the one-log options would be ignored."""
+    from click.core import ParameterSource
+
+    if failed and experiment is not None:
+        raise click.UsageError(
+            f"--failed goes without EXPERIMENT: `pbtrun logs SWEEP --failed` prints every failed one's tail, "
+            f"`pbtrun logs SWEEP {experiment}` that one's log."
+        )
+    one_log = [flag for flag, given in (("-f", follow), (f"--attempt {attempt}", attempt is not None)) if given]
+    if failed and one_log:
+        verb = "go" if len(one_log) > 1 else "goes"
+        raise click.UsageError(
+            f"{' and '.join(one_log)} {verb} with an EXPERIMENT, not with --failed: "
+            f"pbtrun logs SWEEP EXPERIMENT {' '.join(one_log)}."
+        )
+    if not failed and ctx.get_parameter_source("lines") == ParameterSource.COMMANDLINE:
+        raise click.UsageError("-n/--lines goes with --failed: pbtrun logs SWEEP --failed -n N.")
 
 
 def _echo_lines(lines: Any) -> None:

@@ -9,6 +9,7 @@ from typing import BinaryIO
 
 from pbtrun import render, store
 from pbtrun.backends.local import exit_outcome
+from pbtrun.backends.reaper import EXIT_PREFIX, PID_PREFIX, RECORDS_BYTES
 from pbtrun.errors import PbtrunError
 from pbtrun.progress import tail_lines
 from pbtrun.state import FAILED, Experiment, Sweep
@@ -103,6 +104,7 @@ def copy(log: Path, out: BinaryIO, follow: bool, ended: Callable[[], bool]) -> N
     what was written between the last read and the end."""
     try:
         with open(log, "rb") as f:
+            out.write(_trim_records(f.read(RECORDS_BYTES)))
             _drain(f, out)
             while follow and not ended():
                 time.sleep(FOLLOW_POLL_S)
@@ -112,6 +114,18 @@ def copy(log: Path, out: BinaryIO, follow: bool, ended: Callable[[], bool]) -> N
         raise PbtrunError(f"{log}: the log is not there (was the sweep directory cleaned?).") from None
     except KeyboardInterrupt:
         out.flush()
+
+
+def _trim_records(head: bytes) -> bytes:
+    """The start of a log with its exit and pid records printed without the spaces that pad
+    them to their fixed width on disk (where the reaper fills them in place)."""
+    trimmed = b""
+    for prefix in (EXIT_PREFIX, PID_PREFIX):
+        line, newline, rest = head.partition(b"\n")
+        if not newline or not line.startswith(prefix):
+            break
+        trimmed, head = trimmed + line.rstrip(b" ") + newline, rest
+    return trimmed + head
 
 
 def _drain(f: BinaryIO, out: BinaryIO) -> None:

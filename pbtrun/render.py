@@ -10,6 +10,7 @@ import json
 import shlex
 import signal
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,37 @@ from pbtrun.store import SweepPaths
 
 if TYPE_CHECKING:  # for annotations: status and logs need not load the spec layer
     from pbtrun.spec import ExperimentSpec
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which experiments ``status`` shows (in its table and in ``--json``): the selected statuses
+    (any of them), then a name match.
+
+    ``pending`` also selects interrupted experiments: both are what a resume would run next, which
+    is what someone asking "what is left?" wants to see. No status flag selects every status.
+    """
+
+    failed: bool = False
+    running: bool = False
+    pending: bool = False
+    grep: str | None = None
+
+    @property
+    def statuses(self) -> frozenset[str]:
+        chosen = {FAILED} if self.failed else set()
+        chosen |= {RUNNING} if self.running else set()
+        chosen |= {PENDING, INTERRUPTED} if self.pending else set()
+        return frozenset(chosen or STATUSES)
+
+    @property
+    def active(self) -> bool:
+        return self.failed or self.running or self.pending or bool(self.grep)
+
+    def match(self, exp: Experiment) -> bool:
+        if exp.status not in self.statuses:
+            return False
+        return not self.grep or self.grep.casefold() in exp.name.casefold()
 
 
 def real_attempts(exp: Experiment) -> list[Attempt]:
@@ -201,11 +233,16 @@ def sweep_json(
     sweep: Sweep,
     holder: dict[str, Any] | None,
     observed: Mapping[str, Observed] | None = None,
+    filters: Filters | None = None,
 ) -> dict[str, Any]:
     """The ``status --json`` document for one sweep; ``observed`` (by experiment id) is what the
-    experiments the state calls running really are, looked at while no scheduler runs."""
+    experiments the state calls running really are, looked at while no scheduler runs.
+    ``filters`` select the experiments listed, as in the table; the counts stay the whole sweep's."""
     base = paths.dir.resolve()
     observed = observed or {}
+    chosen = sweep.experiments.values()
+    if filters is not None and filters.active:
+        chosen = [e for e in chosen if filters.match(e)]
     return {
         "sweep": {
             "name": sweep.name,
@@ -215,7 +252,7 @@ def sweep_json(
             "scheduler": None if holder is None else {"pid": holder.get("pid"), "host": holder.get("host")},
         },
         "counts": sweep.counts(),
-        "experiments": [experiment_json(paths, e, base, observed.get(e.id)) for e in sweep.experiments.values()],
+        "experiments": [experiment_json(paths, e, base, observed.get(e.id)) for e in chosen],
     }
 
 

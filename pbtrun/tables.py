@@ -17,46 +17,17 @@ from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.progress_bar import ProgressBar
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from pbtrun import render
 from pbtrun.backends.local import SEEN_RUNNING, Observed
-from pbtrun.render import STYLES, SYMBOLS, active_counts, resume_hint
-from pbtrun.state import FAILED, INTERRUPTED, PENDING, RUNNING, STATUSES, SUCCEEDED, Experiment, Sweep
+from pbtrun.render import STYLES, SYMBOLS, Filters, active_counts, resume_hint
+from pbtrun.state import FAILED, RUNNING, STATUSES, SUCCEEDED, Experiment, Sweep
 from pbtrun.store import SweepPaths
 
 PROGRESS_BAR_WIDTH = 16
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Which experiments ``status`` shows: the selected statuses (any of them), then a name match.
-
-    ``pending`` also selects interrupted experiments: both are what a resume would run next, which
-    is what someone asking "what is left?" wants to see. No status flag selects every status.
-    """
-
-    failed: bool = False
-    running: bool = False
-    pending: bool = False
-    grep: str | None = None
-
-    @property
-    def statuses(self) -> frozenset[str]:
-        chosen = {FAILED} if self.failed else set()
-        chosen |= {RUNNING} if self.running else set()
-        chosen |= {PENDING, INTERRUPTED} if self.pending else set()
-        return frozenset(chosen or STATUSES)
-
-    @property
-    def active(self) -> bool:
-        return self.failed or self.running or self.pending or bool(self.grep)
-
-    def match(self, exp: Experiment) -> bool:
-        if exp.status not in self.statuses:
-            return False
-        return not self.grep or self.grep.casefold() in exp.name.casefold()
 
 
 def status_text(exp: Experiment, seen: Observed | None = None) -> Text:
@@ -204,7 +175,25 @@ class FittedTable:
             table.add_column(column.header, justify=column.justify, no_wrap=column.min_width is None)
         for row in self.rows:
             table.add_row(*(_one_line(row[i]) for i in keep))
-        yield table
+        if console.is_terminal:
+            yield table
+            return
+        # Piped or in a file, the padding that lines the columns up ends each line in spaces
+        # (the last column is as wide as its widest cell): left out, so `grep 'running$'` works.
+        for line in console.render_lines(table, options, pad=False):
+            yield from _rstrip(line)
+            yield Segment.line()
+
+
+def _rstrip(line: list[Segment]) -> list[Segment]:
+    """The segments of one line without the spaces at its end."""
+    line = list(line)
+    while line and not line[-1].text.rstrip(" "):
+        line.pop()
+    if line:
+        last = line[-1]
+        line[-1] = Segment(last.text.rstrip(" "), last.style, last.control)
+    return line
 
 
 def _width(console: Console, options: ConsoleOptions, cell: RenderableType) -> int:

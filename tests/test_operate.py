@@ -273,6 +273,39 @@ def test_logs_attempt_and_failed_tails(finished):
     assert "00_ok" not in tails.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("0", "--failed"), "Error: --failed goes without EXPERIMENT"),
+        (("--failed", "-f", "--attempt", "3"), "Error: -f and --attempt 3 go with an EXPERIMENT, not with --failed"),
+        (("--failed", "--attempt", "1"), "Error: --attempt 1 goes with an EXPERIMENT, not with --failed"),
+        (("0", "-n", "5"), "Error: -n/--lines goes with --failed"),
+    ],
+)
+def test_logs_options_that_do_not_go_together_are_usage_errors(finished, args, said):
+    result = finished.run("logs", "train_dir/lg", *args)  # each option was silently ignored
+    assert result.returncode == 2 and result.stdout == ""
+    assert said in result.stderr
+
+
+def test_logs_failed_without_failures_says_so(project):
+    _sweep(project, "fine", '[[experiments]]\nname = "a"\n')
+    assert project.run("up", "sweep.toml").returncode == 0
+    result = project.run("logs", "train_dir/fine", "--failed")
+    assert result.returncode == 0 and result.stdout == ""
+    assert result.stderr == "no failed experiments in train_dir/fine\n"
+
+
+def test_logs_print_the_records_without_their_padding(finished):
+    log = next((finished.root / "train_dir/lg/logs").glob("00_ok_i_1.*.log"))
+    on_disk = log.read_text().splitlines()
+    assert on_disk[0].endswith("  ") and on_disk[1].endswith("  ")  # fixed width, filled in place
+    printed = finished.run("logs", "train_dir/lg", "0").stdout.splitlines()
+    assert printed[0] == on_disk[0].rstrip() and printed[0].endswith("}")
+    assert printed[1] == on_disk[1].rstrip() and printed[1].endswith("}")
+    assert printed[2:] == on_disk[2:]  # the rest as written
+
+
 def test_failed_tails_show_what_the_program_printed_not_pbtrun_s_header(project):
     (project.root / "terse.py").write_text("import sys\nprint('# config: lr=0.1')\nsys.exit('cannot open data.csv')\n")
     project.spec(
@@ -367,6 +400,43 @@ def test_status_filters(finished):
     grep = finished.run("status", "train_dir/lg", "--grep", "OK_I_2")
     assert [r.split()[1] for r in grep.stdout.splitlines() if "_ok_" in r] == ["01_ok_i_2"]
     assert "--retry-failed" in finished.run("status", "train_dir/lg").stdout  # the footer's next command
+
+
+def test_status_json_lists_only_what_the_filters_select_and_counts_the_whole_sweep(finished):
+    doc = json.loads(finished.run("status", "train_dir/lg", "--json", "--failed").stdout)
+    assert [e["name"] for e in doc["experiments"]] == ["00_bad_exi_3"]  # all three were listed
+    assert doc["counts"] == {"pending": 0, "running": 0, "succeeded": 2, "failed": 1, "interrupted": 0}
+    grep = json.loads(finished.run("status", "train_dir/lg", "--json", "--grep", "OK_I").stdout)
+    assert [e["name"] for e in grep["experiments"]] == ["00_ok_i_1", "01_ok_i_2"]
+    none = json.loads(finished.run("status", "train_dir/lg", "--json", "--running").stdout)
+    assert none["experiments"] == [] and none["counts"]["succeeded"] == 2
+
+
+def test_status_json_with_watch_is_a_usage_error(finished):
+    result = finished.run("status", "train_dir/lg", "--json", "--watch")
+    assert result.returncode == 2 and result.stdout == ""  # it printed the JSON, ignoring --watch
+    assert "Error: --json and --watch do not go together" in result.stderr
+
+
+def test_ls_of_a_train_dir_that_is_not_there_is_an_error(project):
+    for args in (("ls",), ("ls", "nonexist"), ("ls", "--json", "nonexist")):  # all exited 0
+        result = project.run(*args)
+        assert result.returncode == 2 and result.stdout == "", args
+        assert result.stderr.startswith("pbtrun: error: ") and "no such train dir" in result.stderr
+    project.spec('name = "x"\n')
+    result = project.run("ls", "sweep.toml")
+    assert result.returncode == 2 and "sweep.toml: not a directory" in result.stderr
+    (project.root / "train_dir").mkdir()  # there, and empty: nothing wrong
+    empty = project.run("ls")
+    assert empty.returncode == 0 and empty.stdout.startswith("no sweeps under train_dir")
+    assert json.loads(project.run("ls", "--json").stdout)["sweeps"] == []
+
+
+def test_piped_tables_have_no_trailing_spaces(finished):
+    for args in (("ls",), ("status",), ("status", "train_dir/lg"), ("status", "train_dir/lg", "--failed")):
+        lines = finished.run(*args).stdout.splitlines()
+        assert len(lines) >= 2 and all(line == line.rstrip() for line in lines), (args, lines)
+    assert finished.run("ls").stdout.splitlines()[0].split()[-1] == "SCHEDULER"
 
 
 # --------------------------------------------------------------------------- completion

@@ -306,3 +306,16 @@ def test_status_word_keeps_removed_for_every_status() -> None:
     lost = experiment(1, "b", INTERRUPTED, Attempt(1, 0.0, "l", ended_at=1.0, outcome=LOST), removed=True)
     assert status_word(failed) == "failed (1) (removed)"
     assert status_word(lost) == "lost (removed)"
+
+
+def test_piped_tables_end_their_lines_without_padding() -> None:
+    rows = [(Path("train_dir/ant"), mixed_sweep(), {"pid": 77}, ""), (Path("train_dir/b"), mixed_sweep(), None, "")]
+    for table in (sweeps_table(rows, symbols=False), sweep_table(PATHS, mixed_sweep(), NOW, holder=None)):
+        _, raw = show(table, width=1000, force_terminal=False, color_system=None)
+        lines = lines_of(raw)
+        assert all(line == line.rstrip() for line in lines), lines  # "SCHEDULER  " and "not running      "
+        in_terminal, _ = show(table, width=1000, color_system=None)
+        assert [line.rstrip() for line in lines_of(in_terminal)] == lines  # the same table otherwise
+    assert lines_of(show(sweeps_table(rows, symbols=False), force_terminal=False, color_system=None)[1])[2].endswith(
+        "  not running"
+    )
