@@ -12,6 +12,7 @@ import ast
 import itertools
 import json
 import re
+import shlex
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -373,6 +374,9 @@ def test_environment_interpreter_and_argv_reach_the_experiment(project):
         assert env["SWEEP_WIDE"] == "from [env]"
         assert seen["executable"] == sys.executable
         assert Path(seen["cwd"]).resolve() == project.root.resolve()
+        # The log's header says what ran: the interpreter, not the word `python`.
+        argv_line = next(x for x in Path(status[name]["log"]).read_text().splitlines() if x.startswith("# argv: "))
+        assert argv_line.startswith(f"# argv: {shlex.quote(sys.executable)} probe.py"), argv_line
 
     (a_name,) = [n for n, e in status.items() if e["group"] == "a"]
     a = json.loads((project.root / f"probe-{a_name}.json").read_text())

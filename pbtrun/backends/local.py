@@ -149,14 +149,15 @@ class LocalBackend:
             error = "no reaper is left to start {name} (they died); pbtrun stops launching"
             self.failed_launches.append((exp.id, Outcome(None, time.time(), error=error, started=False)))
             return handle
+        argv = resolve_argv(exp.argv)
         request = {
             "op": "launch",
             "id": exp.id,
             "attempt": attempt.number,
-            "argv": resolve_argv(exp.argv),
+            "argv": argv,
             "cwd": self.cwd,
             "env": env,  # the reaper has pbtrun's environment already: only what it adds
-            "header": _header(exp, attempt, self.cwd),
+            "header": _header(exp, attempt, self.cwd, argv),
             "log": log,
         }
         handle.source = link.owner.fileno()
@@ -492,10 +493,12 @@ def _pidfd_by_environ(markers: tuple[bytes, ...]) -> int | None:
     return None
 
 
-def _header(exp: Experiment, attempt: Attempt, cwd: str) -> str:
+def _header(exp: Experiment, attempt: Attempt, cwd: str, argv: Sequence[str]) -> str:
+    """The lines after the records: what ran (``argv`` as run: ``python`` resolved), where, on
+    which GPUs."""
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(attempt.started_at))
     gpus = "not pinned" if attempt.gpus is None else ",".join(map(str, attempt.gpus))
     return (
         f"# pbtrun: {exp.name}, attempt {attempt.number}, started {when} on {attempt.host}\n"
-        f"# cwd: {cwd}\n# gpus: {gpus}\n# argv: {shlex.join(exp.argv)}\n"
+        f"# cwd: {cwd}\n# gpus: {gpus}\n# argv: {shlex.join(argv)}\n"
     )
