@@ -44,14 +44,10 @@ import tomli_w
 
 from pbtrun import launcher_compat
 from pbtrun.errors import CWD_GONE, SpecError
-from pbtrun.spec import _NAME_RE, expand, parse
+from pbtrun.spec import expand, name_problem, parse
 
 LAUNCHER_MODULES = ("sample_factory.launcher.run_description", "isaacgymenvs.pbt.launcher.run_description")
 
-_NAME_RULE = (
-    "pbtrun names become directories under the train dir, so they take letters, digits and "
-    ". _ - + = , @ only, starting with a letter, digit or _ (no '/', no spaces)"
-)
 _INT64 = range(-(2**63), 2**63)
 _WIDTH = 100  # longer arrays are written one item per line, longer inline tables as sub-tables
 
@@ -272,10 +268,10 @@ def _read_run(description: Any, label: str, suffix: str | None) -> _Run:
     if suffix is None:
         suffix = getattr(description, "experiment_suffix", "") or ""
     suffix = _string(suffix, "the experiment suffix")
-    if suffix and not _NAME_RE.match(suffix):
+    if suffix and (problem := name_problem(suffix)):
         raise SpecError(
-            f"{label}: the experiment suffix {suffix!r} would leave the sweep directory; "
-            f"{_NAME_RULE}. Choose another suffix."
+            f"{label}: the experiment suffix {suffix!r} cannot end a directory name (each group's is "
+            f"<group>_<suffix>), so {problem} Choose another suffix."
         )
     groups = [_read_group(exp, k, where) for k, exp in enumerate(description.experiments)]
     if not groups:
@@ -344,10 +340,11 @@ def _attr_string(obj: Any, attr: str, default: str, where: str) -> str:
 
 
 def _check_name(name: str, what: str, label: str) -> None:
-    if not _NAME_RE.match(name):
+    if problem := name_problem(name):
         raise SpecError(
-            f"{what} {name!r} cannot be a pbtrun name: {_NAME_RULE}. Rename it in {label} and import "
-            "again (experiment names and directories follow from it, so this changes them)."
+            f"{what} {name!r} cannot be a pbtrun name: pbtrun names become directories under the train dir, "
+            f"so {problem} Rename it in {label} and import again (experiment names and directories follow "
+            "from it, so this changes them)."
         )
 
 

@@ -16,6 +16,10 @@ from typing import Any
 _TOKEN_SPLIT = re.compile(r"[._-]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,@-]")
 _MAX_FILE_NAME = 120
+# A name pbtrun makes a directory of, or passes for a program to make one of (the sweep, the group's
+# <group>_<suffix>, each experiment): a file name may have 255 bytes, and 15 are left for what a
+# program adds to it (a timestamp, an extension). Logs use safe_file_name, shorter still.
+MAX_NAME_BYTES = 240
 
 
 def render_value(value: Any) -> str:

@@ -6,6 +6,7 @@ the state file or processes, so a bad spec can never leave anything behind on di
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 
 from pbtrun.errors import SpecError
 from pbtrun.limits import MAX_EXPERIMENTS, MAX_GPUS, MAX_PAUSE_S, MAX_TIMEOUT_MIN
-from pbtrun.naming import canonical_json, experiment_name, id_from_json, render_value, shorthands
+from pbtrun.naming import MAX_NAME_BYTES, canonical_json, experiment_name, id_from_json, render_value, shorthands
 
 # Upper bounds on numbers that become waits or lists. Beyond them a value is a typo, not a plan,
 # and it would only fail later, far from the line that caused it (or never end: nan and inf).
@@ -57,8 +58,13 @@ EXPERIMENT_KEYS = (
 )
 _TABLES = {"the top level": TOP_KEYS, "[scheduler]": SCHEDULER_KEYS, "[[experiments]]": EXPERIMENT_KEYS}
 
-# A name becomes a directory under the train dir: one path component, nothing hidden.
-_NAME_RE = re.compile(r"^\w[\w.+=,@-]*$")
+# A name becomes a directory under the train dir: one path component, nothing hidden. Always
+# fullmatch: "$" would let a trailing newline through.
+_NAME_RE = re.compile(r"\w[\w.+=,@-]*")
+_NAME_RULE = (
+    "letters, digits and . _ - + = , @ only, starting with a letter, digit or _ "
+    "(no '/', no '..', no spaces, no line breaks)"
+)
 # A grid, not yet expanded: per key, its parameter names (several: tied) and their rows of values.
 _Axes = list[tuple[tuple[str, ...], list[tuple]]]
 
@@ -128,7 +134,9 @@ class _Source:
 
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
-        self.lines = text.splitlines()
+        self.text = text
+        self.lines = [line.rstrip("\r") for line in text.split("\n")]  # TOML's lines, not str.splitlines'
+        self._places: dict[tuple, int] | None = None
 
     def error(self, where: Sequence[str | int], problem: str) -> SpecError:
         line = self.find_line(where)
@@ -139,72 +147,213 @@ class _Source:
         return SpecError(message)
 
     def find_line(self, where: Sequence[str | int]) -> int | None:
-        """Best-effort line of a key: a table header naming it (``[sheduler]``, ``[experiments.grd]``)
-        or its ``key =`` in the table it lives in, then such a header anywhere in the file."""
-        keys = [k for k in where if isinstance(k, str)]
-        start, end = self._block(where)
-        header = self._header_line(keys, start, end)
-        if header is not None:
-            return header
-        for key in reversed(keys):
-            pattern = re.compile(rf'(^|[{{,\s.])("{re.escape(key)}"|{re.escape(key)})\s*=')
-            for number in range(start, end):
-                if pattern.search(self.lines[number]):
-                    return number + 1
-        header = self._header_line(keys, 0, len(self.lines))
-        if header is not None:
-            return header
-        return start + 1 if where and start > 0 else None
-
-    def _header_line(self, keys: Sequence[str], start: int, end: int) -> int | None:
-        """The first line in ``start..end`` of a ``[a.b]`` or ``[[a.b]]`` header whose key path is ``keys``."""
-        for number in range(start, end):
-            if keys and _header_keys(self.lines[number]) == list(keys):
-                return number + 1
+        """The line of a key path (``("experiments", 1, "list", 2, "lr")``): where that key is
+        written, else where the nearest table, array element or key holding it is. Worked out
+        only when an error needs it, from the text, which TOML has already accepted."""
+        if self._places is None:
+            self._places = key_lines(self.text)
+        path = tuple(where)
+        while path:
+            if path in self._places:
+                return self._places[path]
+            path = path[:-1]
         return None
 
-    def _block(self, where: Sequence[str | int]) -> tuple[int, int]:
-        """The line range of the table a key path points into (0-based, end exclusive)."""
-        headers = [
-            (n, m.group(1).strip())
-            for n, line in enumerate(self.lines)
-            if (m := re.match(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?", line))
-        ]
-        first = headers[0][0] if headers else len(self.lines)
-        if not where or where[0] not in ("scheduler", "env", "experiments"):
-            return 0, first
-        if where[0] == "experiments" and len(where) > 1 and isinstance(where[1], int):
-            starts = [n for n, h in headers if h == "experiments"]
-            if where[1] < len(starts):
-                begin = starts[where[1]]
-                later = [n for n, h in headers if n > begin and h == "experiments"]
-                later += [n for n, h in headers if n > begin and not h.startswith("experiments")]
-                return begin, min(later, default=len(self.lines))
-            return 0, len(self.lines)
-        for n, header in headers:
-            if header == where[0]:
-                later = [m for m, _ in headers if m > n]
-                return n, min(later, default=len(self.lines))
-        return 0, len(self.lines)
+
+def key_lines(text: str) -> dict[tuple, int]:
+    """Every key path of a valid TOML text, with the line (1-based) it is written on.
+
+    Table headers (``[a.b]``; ``[[a]]`` counts its entries: ``("experiments", 1)``), keys (a
+    dotted one gives each of its prefixes) and array elements (``("list", 2)``: the line the third
+    element starts on) all have places. Comments and strings are skipped, so a commented-out key
+    or a ``key =`` inside a string is never taken for a key. Best effort: should the text surprise
+    it, the places found so far are returned, and errors simply name fewer lines.
+    """
+    reader = _KeyLines(text)
+    with contextlib.suppress(_Lost, IndexError, tomllib.TOMLDecodeError):
+        reader.document()
+    return reader.found
 
 
-_HEADER_RE = re.compile(r"^\s*\[\[?(?P<path>[^\]]+)\]\]?\s*(#.*)?$")
-_HEADER_KEY_RE = re.compile(r'\s*("(?:[^"\\]|\\.)*"|\'[^\']*\'|[A-Za-z0-9_-]+)\s*(\.|$)')
+class _Lost(Exception):
+    """The text is not what :class:`_KeyLines` expects: it stops there."""
 
 
-def _header_keys(line: str) -> list[str] | None:
-    """The key path of a table header line (``[experiments."grd"]`` gives experiments, grd), else None."""
-    match = _HEADER_RE.match(line)
-    if match is None:
-        return None
-    path, keys, at = match.group("path"), [], 0
-    while at < len(path):
-        key = _HEADER_KEY_RE.match(path, at)
-        if key is None:
-            return None
-        keys.append(key.group(1).strip("\"'"))
-        at = key.end()
-    return keys
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SCALAR_END = re.compile(r"[,\]}\n#]|\Z")  # numbers, booleans, dates and times hold none of these
+
+
+class _KeyLines:
+    """A small reader of TOML's structure, not its values: headers, keys, arrays, inline tables
+    and the extent of strings. Every loop consumes text or stops (``_Lost``, ``IndexError``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.at = 0
+        self.line = 1
+        self.found: dict[tuple, int] = {}
+        self.arrays: dict[tuple, int] = {}  # arrays of tables: their entries so far
+
+    def document(self) -> None:
+        table: tuple = ()
+        while True:
+            self.skip(newlines=True)
+            if self.at >= len(self.text):
+                return
+            if self.text[self.at] == "[":
+                table = self.header()
+            else:
+                self.pair(table)
+            self.skip(newlines=False)
+            if self.at < len(self.text) and self.text[self.at] != "\n":
+                raise _Lost
+
+    def skip(self, newlines: bool) -> None:
+        """Past spaces and comments, and newlines too if ``newlines``."""
+        text = self.text
+        while self.at < len(text):
+            char = text[self.at]
+            if char in " \t\r":
+                self.at += 1
+            elif char == "\n" and newlines:
+                self.at += 1
+                self.line += 1
+            elif char == "#":
+                end = text.find("\n", self.at)
+                self.at = len(text) if end < 0 else end
+            else:
+                return
+
+    def expect(self, token: str) -> None:
+        if not self.text.startswith(token, self.at):
+            raise _Lost
+        self.at += len(token)
+
+    def header(self) -> tuple:
+        """``[a.b]`` or ``[[a.b]]``: the path of the table it opens (an array's newest entry)."""
+        line, double = self.line, self.text.startswith("[[", self.at)
+        self.at += 2 if double else 1
+        keys = self.key()
+        self.expect("]]" if double else "]")
+        if double:
+            array = (*self.resolve(keys[:-1]), keys[-1])
+            count = self.arrays.get(array, 0)
+            self.arrays[array] = count + 1
+            table = (*array, count)
+        else:
+            table = self.resolve(keys)
+        for end in range(1, len(table) + 1):
+            self.found.setdefault(table[:end], line)
+        return table
+
+    def resolve(self, keys: Sequence[str]) -> tuple:
+        """A header's keys as a path: a key naming an array of tables means its newest entry."""
+        path: tuple = ()
+        for key in keys:
+            path = (*path, key)
+            if path in self.arrays:
+                path = (*path, self.arrays[path] - 1)
+        return path
+
+    def pair(self, table: tuple) -> None:
+        """``key = value`` in ``table``."""
+        line, keys = self.line, self.key()
+        for end in range(1, len(keys) + 1):
+            self.found.setdefault((*table, *keys[:end]), line)
+        self.expect("=")
+        self.value((*table, *keys))
+
+    def key(self) -> list[str]:
+        """A dotted key's parts, quoted ones decoded; leaves the reader past the spaces after it."""
+        keys = []
+        while True:
+            self.skip(newlines=False)
+            start = self.at
+            if self.text[start] in "\"'":
+                self.string()
+                keys.append(tomllib.loads(f"k = {self.text[start : self.at]}")["k"])
+            else:
+                bare = _BARE_KEY.match(self.text, start)
+                if bare is None:
+                    raise _Lost
+                keys.append(bare.group())
+                self.at = bare.end()
+            self.skip(newlines=False)
+            if not self.text.startswith(".", self.at):
+                return keys
+            self.at += 1
+
+    def value(self, path: tuple) -> None:
+        self.skip(newlines=False)
+        char = self.text[self.at]
+        if char in "\"'":
+            self.string()
+        elif char == "[":
+            self.array(path)
+        elif char == "{":
+            self.inline_table(path)
+        else:
+            end = _SCALAR_END.search(self.text, self.at)
+            if end is None or end.start() == self.at:
+                raise _Lost
+            self.at = end.start()
+
+    def array(self, path: tuple) -> None:
+        """``[a, b, ...]``: each element's place is the line it starts on."""
+        self.at += 1
+        index = 0
+        while True:
+            self.skip(newlines=True)
+            if self.text[self.at] == "]":
+                self.at += 1
+                return
+            self.found.setdefault((*path, index), self.line)
+            self.value((*path, index))
+            self.skip(newlines=True)
+            if self.text[self.at] == ",":
+                self.at += 1
+                index += 1
+            elif self.text[self.at] != "]":
+                raise _Lost
+
+    def inline_table(self, path: tuple) -> None:
+        self.at += 1
+        while True:
+            self.skip(newlines=True)
+            if self.text[self.at] == "}":
+                self.at += 1
+                return
+            self.pair(path)
+            self.skip(newlines=True)
+            if self.text[self.at] == ",":
+                self.at += 1
+            elif self.text[self.at] != "}":
+                raise _Lost
+
+    def string(self) -> None:
+        """Past a string of any of TOML's four kinds, counting the lines a multi-line one spans."""
+        text, start = self.text, self.at
+        quote = text[start]
+        escapes = quote == '"'  # literal strings ('...') have no escapes
+        if text.startswith(quote * 3, start):
+            end = start + 3
+            while not text.startswith(quote * 3, end):
+                if end >= len(text):
+                    raise _Lost
+                end += 2 if escapes and text[end] == "\\" else 1
+            end += 3
+            for _ in range(2):  # up to two more quotes end the content: """a""""" holds a""
+                if end < len(text) and text[end] == quote:
+                    end += 1
+        else:
+            end = start + 1
+            while text[end] != quote:
+                if text[end] == "\n":
+                    raise _Lost
+                end += 2 if escapes and text[end] == "\\" else 1
+            end += 1
+        self.line += text.count("\n", start, end)
+        self.at = end
 
 
 def _describe(where: Sequence[str | int]) -> str:
@@ -258,12 +407,33 @@ def load(path: str | os.PathLike[str]) -> Spec:
     """Read and validate a spec file; raise :class:`SpecError` with the file, key and line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file. Give the path of a sweep spec (sweep.toml).") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read the spec: {exc}.") from None
+    except IsADirectoryError:
+        raise SpecError(
+            f"{path}: is a directory, not a spec file. Give the path of a sweep spec (sweep.toml)."
+        ) from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec: {exc.strerror or exc}.") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is dropped
+    except UnicodeDecodeError as exc:
+        raise SpecError(_not_utf8(path, data, exc.start)) from None
     return parse(text, path)
+
+
+def _not_utf8(path: Path, data: bytes, at: int) -> str:
+    """Where a spec stops being UTF-8: its line and column, and the line as far as it can be shown."""
+    line = data.count(b"\n", 0, at) + 1
+    start = data.rfind(b"\n", 0, at) + 1
+    end = data.find(b"\n", at)
+    shown = data[start : None if end < 0 else end].decode("utf-8", "replace").strip()
+    return (
+        f"{path}, line {line}: not UTF-8 text (byte 0x{data[at]:02x} at column {at - start + 1}): "
+        f"TOML files are UTF-8. Save the file as UTF-8, or write the character as an escape (\\u00e9).\n"
+        f"    {line} | {shown}"
+    )
 
 
 def parse(text: str, path: Path) -> Spec:
@@ -271,13 +441,18 @@ def parse(text: str, path: Path) -> Spec:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path}: not valid TOML: {exc}. Fix the syntax at that line.") from None
+        raise SpecError(_not_toml(path, text, exc)) from None
     src = _Source(path, text)
     _check_keys(src, raw, (), TOP_KEYS)
     name = _name(src, raw, ("name",), required=True)
     command = raw.get("command")
     top_argv = _command(src, ("command",), command) if command is not None else None
-    groups = _groups(src, raw, top_argv)
+    suffix = _suffix(src, raw)
+    groups = _groups(src, raw, top_argv, suffix)
+    randomize = _bool(src, raw, "randomize", False)
+    random_seed = _int(src, raw, (), "random_seed")
+    if random_seed is not None and "randomize" not in raw:  # as seed_base needs seeds; randomize = false keeps it
+        raise src.error(("random_seed",), "only works with randomize: add randomize = true, or remove random_seed.")
     spec = Spec(
         path=path,
         name=name,
@@ -286,17 +461,35 @@ def parse(text: str, path: Path) -> Spec:
         experiment_arg_name=_string(src, raw, "experiment_arg_name", "--experiment"),
         experiment_dir_arg_name=_string(src, raw, "experiment_dir_arg_name", "--train_dir"),
         customize_experiment_name=_bool(src, raw, "customize_experiment_name", True),
-        experiment_suffix=_suffix(src, raw),
+        experiment_suffix=suffix,
         scheduler=_scheduler(src, raw.get("scheduler", {})),
         env=_env(src, raw.get("env", {}), ("env",)),
         groups=groups,
         max_retries=_retries(src, raw, ()) or 0,
         timeout_min=_timeout_min(src, raw, ()),
-        randomize=_bool(src, raw, "randomize", False),
-        random_seed=_int(src, raw, (), "random_seed") or 0,
+        randomize=randomize,
+        random_seed=random_seed or 0,
         text=text,
     )
     return spec
+
+
+_TOML_PLACE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def _not_toml(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """TOML's own complaint, placed and shown like every other spec error."""
+    problem = str(exc)
+    place = _TOML_PLACE.search(problem)
+    if place is None:  # "(at end of document)" and the like: TOML says where
+        return f"{path}: not valid TOML: {problem}. Fix the syntax there."
+    line, column = int(place.group(1)), int(place.group(2))
+    lines = text.split("\n")
+    shown = lines[line - 1].rstrip("\r").strip() if line <= len(lines) else ""
+    return (
+        f"{path}, line {line}: not valid TOML: {problem[: place.start()]} (column {column}). "
+        f"Fix the syntax at that line.\n    {line} | {shown}"
+    )
 
 
 def _check_keys(src: _Source, table: Mapping[str, Any], where: tuple, valid: Sequence[str]) -> None:
@@ -311,7 +504,15 @@ def _string(src: _Source, raw: Mapping, key: str, default: str, allow_empty: boo
         raise src.error((key,), f"must be a string, not {_type_name(value)}.")
     if not allow_empty and not value:
         raise src.error((key,), "must not be empty.")
+    if "\0" in value:
+        raise src.error((key,), _NUL)
     return value
+
+
+_NUL = (
+    "holds a NUL character (\\u0000), which no program argument, environment variable or file name "
+    "can carry (C strings end at it): remove it."
+)
 
 
 def _bool(src: _Source, raw: Mapping, key: str, default: bool) -> bool:
@@ -327,21 +528,26 @@ def _name(src: _Source, table: Mapping, where: tuple, required: bool) -> str:
     value = table["name"]
     if not isinstance(value, str):
         raise src.error(where, f"must be a string, not {_type_name(value)}.")
-    if not _NAME_RE.match(value):
-        raise src.error(
-            where,
-            f"{value!r} is not a valid name: it becomes a directory under the train dir, so use "
-            "letters, digits and . _ - + = , @ only, starting with a letter, digit or _ "
-            "(no '/', no '..', no spaces).",
-        )
+    if problem := name_problem(value):
+        raise src.error(where, f"{value!r} is not a valid name: it names a directory under the train dir, so {problem}")
     return value
+
+
+def name_problem(name: str) -> str | None:
+    """What keeps ``name`` from being a pbtrun name (one directory name), or None."""
+    if not _NAME_RE.fullmatch(name):
+        return f"use {_NAME_RULE}."
+    if (size := len(name.encode())) > MAX_NAME_BYTES:
+        return f"it may have at most {MAX_NAME_BYTES} bytes, not {size:,} (a file name may have 255): shorten it."
+    return None
 
 
 def _suffix(src: _Source, raw: Mapping) -> str:
     value = _string(src, raw, "experiment_suffix", "")
-    if value and not _NAME_RE.match(value):
+    if value and (problem := name_problem(value)):
         raise src.error(
-            ("experiment_suffix",), f"{value!r} would leave the sweep directory; use letters, digits and . _ - only."
+            ("experiment_suffix",),
+            f"{value!r} cannot end a directory name (each group's is <group>_<suffix>): {problem}",
         )
     return value
 
@@ -349,6 +555,9 @@ def _suffix(src: _Source, raw: Mapping) -> str:
 def _command(src: _Source, where: tuple, value: Any) -> tuple[str, ...]:
     """A command is a string split once with shlex, or a list of arguments taken as is."""
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        for k, word in enumerate(value):
+            if "\0" in word:
+                raise src.error((*where, k), _NUL)
         return tuple(value)
     if not isinstance(value, str):
         raise src.error(where, f"must be a string (or a list of strings), not {_type_name(value)}.")
@@ -358,6 +567,8 @@ def _command(src: _Source, where: tuple, value: Any) -> tuple[str, ...]:
         raise src.error(where, f"cannot be split into arguments ({exc}): check the quotes.") from None
     if not argv:
         raise src.error(where, "is empty: give the command to run.")
+    if "\0" in value:
+        raise src.error(where, _NUL)
     return tuple(argv)
 
 
@@ -370,6 +581,8 @@ def _env(src: _Source, value: Any, where: tuple) -> dict[str, str]:
             raise src.error((*where, key), "is not a valid environment variable name.")
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             raise src.error((*where, key), f"must be a string, not {_type_name(item)}.")
+        if isinstance(item, str) and "\0" in item:
+            raise src.error((*where, key), _NUL)
         env[key] = str(item)
     return env
 
@@ -390,6 +603,11 @@ def _scheduler(src: _Source, table: Any) -> SchedulerSettings:
     if pause is not None and (isinstance(pause, bool) or not isinstance(pause, int | float)):
         raise src.error((*where, "pause_between"), f"must be a number of seconds, not {_type_name(pause)}.")
     gpus = table.get("gpus")
+    if gpus is not None and "num_gpus" in table:
+        raise src.error(
+            (*where, "gpus"),
+            "give num_gpus or gpus, not both: num_gpus = N uses GPUs 0..N-1, gpus = [0, 2, 3] exactly those.",
+        )
     if gpus is not None:
         ok = isinstance(gpus, list) and all(isinstance(g, int) and not isinstance(g, bool) for g in gpus)
         if not ok or any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
@@ -427,7 +645,7 @@ def settings_problems(s: SchedulerSettings) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- experiment groups
 
 
-def _groups(src: _Source, raw: Mapping, top_argv: tuple[str, ...] | None) -> tuple[GroupSpec, ...]:
+def _groups(src: _Source, raw: Mapping, top_argv: tuple[str, ...] | None, suffix: str) -> tuple[GroupSpec, ...]:
     tables = raw.get("experiments")
     if tables is None:
         raise src.error(
@@ -444,6 +662,13 @@ def _groups(src: _Source, raw: Mapping, top_argv: tuple[str, ...] | None) -> tup
     total = 0
     for i, table in enumerate(tables):  # every group is checked and counted before any is expanded
         name, count, build = _group(src, table, i, top_argv)
+        if (size := len(f"{name}_{suffix}".encode())) > MAX_NAME_BYTES:
+            raise src.error(
+                ("experiments", i, "name"),
+                f"the group's directory, {name}_{suffix} (<group>_<experiment_suffix>), would have {size:,} bytes; "
+                f"a name may have at most {MAX_NAME_BYTES} (a file name may have 255): shorten the group name "
+                "or experiment_suffix.",
+            )
         if name in seen:
             raise src.error(
                 ("experiments", i, "name"),
@@ -610,14 +835,16 @@ def _check_value(src: _Source, where: tuple, value: Any, dotted: bool = False) -
         raise src.error(where, "dates and times are not supported as parameter values; quote them as a string.")
     if isinstance(value, float) and not math.isfinite(value):
         raise src.error(where, f"{value} is not supported as a parameter value; quote it as a string.")
+    if isinstance(value, str) and "\0" in value:
+        raise src.error(where, _NUL)
     if isinstance(value, list):
         for item in value:
             _check_value(src, where, item)
 
 
 def _param_name(src: _Source, where: tuple, name: str) -> str:
-    if not name or any(c.isspace() for c in name) or "=" in name:
-        raise src.error(where, f"{name!r} is not a valid parameter name (no spaces, no '=').")
+    if not name or any(c.isspace() for c in name) or "=" in name or "\0" in name:
+        raise src.error(where, f"{name!r} is not a valid parameter name (no spaces, no '=', no NUL).")
     return name
 
 
@@ -641,9 +868,9 @@ def _grid_axes(src: _Source, grid: Any, where: tuple) -> _Axes:
             raise src.error(here, f"must be a list of values, like {key} = [{example}], not {_type_name(values)}.")
         if not values:
             raise src.error(here, "is an empty list, which gives no experiments: give at least one value.")
-        rows = [_tied_row(src, here, names, v) for v in values]
-        for v in values:
-            _check_value(src, here, v)
+        rows = [_tied_row(src, (*here, k), names, v) for k, v in enumerate(values)]
+        for k, v in enumerate(values):
+            _check_value(src, (*here, k), v)
         axes.append((names, rows))
     return axes
 
@@ -686,10 +913,10 @@ def _list_combinations(src: _Source, value: Any, where: tuple) -> tuple[dict[str
         raise src.error(where, f"has more than {MAX_EXPERIMENTS:,} combinations.")
     for k, combo in enumerate(value):
         for name, item in combo.items():
-            _param_name(src, (*where, name), name)
-            _check_value(src, (*where, name), item, dotted=True)
+            _param_name(src, (*where, k, name), name)
+            _check_value(src, (*where, k, name), item, dotted=True)
         if not combo:
-            raise src.error(where, f"combination #{k + 1} is empty; remove it or give its parameters.")
+            raise src.error((*where, k), "is an empty combination; remove it or give its parameters.")
     return tuple(dict(c) for c in value)
 
 
@@ -703,7 +930,7 @@ def expand(spec: Spec, train_dir: str | None = None) -> list[ExperimentSpec]:
     written, relative paths staying relative to the directory the sweep runs in.
     """
     train_dir = spec.train_dir if train_dir is None else train_dir
-    experiments = [e for g in spec.groups for e in _expand_group(spec, g, train_dir)]
+    experiments = [e for i, g in enumerate(spec.groups) for e in _expand_group(spec, g, i, train_dir)]
     _check_unique_names(spec, experiments)
     if spec.randomize:  # launch order only: names and ids stay those of the written order
         import random  # here: only randomized specs need it
@@ -712,7 +939,7 @@ def expand(spec: Spec, train_dir: str | None = None) -> list[ExperimentSpec]:
     return experiments
 
 
-def _expand_group(spec: Spec, group: GroupSpec, train_dir: str) -> Iterator[ExperimentSpec]:
+def _expand_group(spec: Spec, group: GroupSpec, i: int, train_dir: str) -> Iterator[ExperimentSpec]:
     group_dir = os.path.join(train_dir, spec.name, f"{group.name}_{spec.experiment_suffix}")
     occurrences: dict[str, int] = {}
     env = {**spec.env, **group.env}  # one mapping, shared by the group's experiments
@@ -723,6 +950,8 @@ def _expand_group(spec: Spec, group: GroupSpec, train_dir: str) -> Iterator[Expe
         if names not in shorts:
             shorts[names] = shorthands(names)
         name = experiment_name(group.name, index, params, spec.customize_experiment_name, shorts[names])
+        if len(name) > MAX_NAME_BYTES // 4 and len(name.encode()) > MAX_NAME_BYTES:
+            raise _too_long(spec, i, name)
         argv = [*group.argv, *(f"{spec.param_prefix}{k}={render_value(v)}" for k, v in params.items())]
         name_arg = None
         if spec.experiment_arg_name:
@@ -745,6 +974,17 @@ def _expand_group(spec: Spec, group: GroupSpec, train_dir: str) -> Iterator[Expe
             max_retries=group.max_retries if group.max_retries is not None else spec.max_retries,
             timeout_min=group.timeout_min if group.timeout_min is not None else spec.timeout_min,
         )
+
+
+def _too_long(spec: Spec, i: int, name: str) -> SpecError:
+    """An experiment name programs could not make a directory of (``--experiment`` names one)."""
+    return _Source(spec.path, spec.text).error(
+        ("experiments", i, "name"),
+        f"the experiment name {name[:60]}... has {len(name.encode()):,} bytes; a name may have at most "
+        f"{MAX_NAME_BYTES} (a file name may have 255, and programs make directories of it). Shorten the "
+        "group or parameter names or values, or set customize_experiment_name = false (names are then "
+        "NN_<group>).",
+    )
 
 
 def _check_unique_names(spec: Spec, experiments: Sequence[ExperimentSpec]) -> None:

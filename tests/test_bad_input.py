@@ -108,14 +108,14 @@ CASES = [
     case("grid-empty-table", BASE + GROUP + "grid = { a = {} }  # <-\n", "grid.a", "a = [1, 2]", "not a table"),
     case("grid-table-in-values", BASE + GROUP + "grid = { a = [{ b = 1 }] }  # <-\n", "grid.a", "{ b = 1 }", "not a"),
     case("grid-table-in-tied", BASE + GROUP + 'grid = { "x,y" = [[1, { b = 1 }]] }  # <-\n', "grid.x,y", "not a"),
-    case("list-dotted-key", BASE + GROUP + "list = [{ a.b = 1 }]  # <-\n", "list.a", '"a.b" = 1'),
-    case("list-table-in-values", BASE + GROUP + "list = [{ a = [{ b = 1 }] }]  # <-\n", "list.a", "not a"),
+    case("list-dotted-key", BASE + GROUP + "list = [{ a.b = 1 }]  # <-\n", "list[1].a", '"a.b" = 1'),
+    case("list-table-in-values", BASE + GROUP + "list = [{ a = [{ b = 1 }] }]  # <-\n", "list[1].a", "not a"),
     case("grid-empty-values", BASE + GROUP + "grid = { lr = [] }  # <-\n", "grid.lr", "empty"),
     case("grid-and-list", BASE + GROUP + "grid = { x = [1] }\nlist = [ { x = 2 } ]  # <-\n", "list", "grid"),
     case("grid-param-twice", BASE + GROUP + 'grid = { "a,b" = [[1, 2]], a = [3] }  # <-\n', "'a'", "twice"),
     case("grid-param-with-space", BASE + GROUP + 'grid = { "a b" = [1] }  # <-\n', "a b"),
     case("list-empty", BASE + GROUP + "list = []  # <-\n", "list", "empty"),
-    case("list-empty-combination", BASE + GROUP + "list = [ { x = 1 }, {} ]  # <-\n", "list", "#2"),
+    case("list-empty-combination", BASE + GROUP + "list = [ { x = 1 }, {} ]  # <-\n", "list[2]", "empty"),
     case(
         "tied-unequal-length",
         BASE + GROUP + 'grid = { seed = [1], "use_rnn,recurrence" = [[false, 1], [true]] }  # <-\n',
@@ -230,6 +230,94 @@ CASES = [
     case("timeout-zero", BASE + "timeout_min = 0  # <-\n" + GROUP, "timeout_min", "more than 0"),
     case("timeout-type", BASE + 'timeout_min = "1h"  # <-\n' + GROUP, "timeout_min", "number of minutes"),
     case("group-timeout-huge", BASE + GROUP + "timeout_min = 2e6  # <-\n", "experiments[1].timeout_min", "2e+06"),
+    # --------------------------------------------------------------- NUL: no argv, env or file name can hold one
+    case("nul-grid-value", BASE + GROUP + 'grid = { x = ["a\\u0000b"] }  # <-\n', "grid.x[1]", "NUL"),
+    case("nul-grid-value-in-list", BASE + GROUP + 'grid = { x = [["a", "\\u0000"]] }  # <-\n', "grid.x[1]", "NUL"),
+    case("nul-tied-value", BASE + GROUP + 'grid = { "a,b" = [[1, "\\u0000"]] }  # <-\n', "grid.a,b[1]", "NUL"),
+    case("nul-list-value", BASE + GROUP + 'list = [{ x = 1 }, { x = "\\u0000" }]  # <-\n', "list[2].x", "NUL"),
+    case("nul-grid-name", BASE + GROUP + 'grid = { "a\\u0000" = [1] }  # <-\n', "parameter name", "NUL"),
+    case("nul-list-name", BASE + GROUP + 'list = [{ "a\\u0000" = 1 }]  # <-\n', "parameter name", "NUL"),
+    case("nul-env-value", BASE + '[env]\nA = "x\\u0000y"  # <-\n' + GROUP, "env.A", "NUL"),
+    case("nul-group-env-value", BASE + GROUP + 'env = { A = "\\u0000" }  # <-\n', "experiments[1].env.A", "NUL"),
+    case("nul-env-key", BASE + GROUP + 'env = { "A\\u0000" = "1" }  # <-\n', "env.A", "environment variable name"),
+    case("nul-param-prefix", BASE + 'param_prefix = "-\\u0000"  # <-\n' + GROUP, "param_prefix", "NUL"),
+    case("nul-arg-name", BASE + 'experiment_arg_name = "--e\\u0000"  # <-\n' + GROUP, "experiment_arg_name", "NUL"),
+    case(
+        "nul-dir-arg-name",
+        BASE + 'experiment_dir_arg_name = "\\u0000"  # <-\n' + GROUP,
+        "experiment_dir_arg_name",
+        "NUL",
+    ),
+    case("nul-train-dir", BASE + 'train_dir = "t\\u0000"  # <-\n' + GROUP, "train_dir", "NUL"),
+    case("nul-command", 'name = "s"\ncommand = "prog a\\u0000b"  # <-\n' + GROUP, "command", "NUL"),
+    case("nul-command-word", 'name = "s"\ncommand = ["prog", "\\u0000"]  # <-\n' + GROUP, "command[2]", "NUL"),
+    case("nul-group-command", BASE + GROUP + 'command = ["prog\\u0000"]  # <-\n', "experiments[1].command[1]", "NUL"),
+    case("nul-sweep-name", 'name = "s\\u0000"  # <-\ncommand = "prog"\n' + GROUP, "name"),
+    case("nul-suffix", BASE + 'experiment_suffix = "v\\u0000"  # <-\n' + GROUP, "experiment_suffix", "NUL"),
+    # --------------------------------------------------------------- names that end in a line break
+    case("sweep-name-newline", 'name = "s\\n"  # <-\ncommand = "prog"\n' + GROUP, "name", "'s\\n'", "line breaks"),
+    case("group-name-newline", BASE + '[[experiments]]\nname = "a\\n"  # <-\n', "name", "'a\\n'"),
+    case("suffix-newline", BASE + 'experiment_suffix = "v\\n"  # <-\n' + GROUP, "experiment_suffix", "'v\\n'"),
+    # --------------------------------------------------------------- names too long for a file name
+    case("sweep-name-too-long", f'name = "{"s" * 241}"  # <-\ncommand = "prog"\n' + GROUP, "name", "240 bytes"),
+    case("suffix-too-long", BASE + f'experiment_suffix = "{"v" * 241}"  # <-\n' + GROUP, "experiment_suffix", "240"),
+    case(
+        "group-dir-too-long",
+        BASE + f'experiment_suffix = "{"v" * 100}"\n[[experiments]]\nname = "{"g" * 140}"  # <-\n',
+        "experiments[1].name",
+        "<group>_<experiment_suffix>",
+        "241 bytes",
+    ),
+    case(
+        "experiment-name-too-long",
+        BASE + '[[experiments]]\nname = "g"  # <-\n' + f'grid = {{ x = ["a", "{"b" * 240}"] }}\n',
+        "experiments[1].name",
+        "01_g_x_bbb",
+        "customize_experiment_name = false",
+    ),
+    # --------------------------------------------------------------- scheduler: two ways to say which GPUs
+    case("gpus-and-num_gpus", BASE + "[scheduler]\nnum_gpus = 4\ngpus = [0, 1]  # <-\n" + GROUP, "gpus", "not both"),
+    case("random-seed-alone", BASE + "random_seed = 3  # <-\n" + GROUP, "random_seed", "randomize = true"),
+    # --------------------------------------------------------------- the line of the key, not of its first mention
+    case(
+        "line-not-the-commented-key",
+        BASE + "[scheduler]\n# num_gpus = 4\nmax_parallel = 2\nnum_gpus = 5000  # <-\n" + GROUP,
+        "num_gpus",
+        "1024",
+    ),
+    case(
+        "line-not-the-key-in-a-string",
+        'name = "s"\ncommand = "prog timeout_min = 0"\ntimeout_min = 0  # <-\n' + GROUP,
+        "timeout_min",
+    ),
+    case(
+        "line-not-the-header-in-a-string",
+        'name = "s"\ncommand = """prog\n[scheduler]\nmax_parallel = 0\n"""\n[scheduler]\nmax_parallel = 0  # <-\n'
+        + GROUP,
+        "max_parallel",
+    ),
+    case(
+        "line-not-the-key-in-an-inline-table",
+        BASE + GROUP + "list = [{ repeat = 1 }]\nrepeat = 0  # <-\n",
+        "experiments[1].repeat",
+    ),
+    case(
+        "line-of-the-element-in-a-multiline-list",
+        BASE + GROUP + "list = [\n  { lr = 1 },\n  { lr = 2 },\n  { lr = 1e999 },  # <-\n]\n",
+        "list[3].lr",
+        "inf",
+    ),
+    case(
+        "line-of-the-value-in-a-multiline-grid",
+        BASE + GROUP + "[experiments.grid]\nlr = [\n  1,\n  nan,  # <-\n  3,\n]\n",
+        "grid.lr[2]",
+        "nan",
+    ),
+    case(
+        "line-in-the-second-group-not-the-first",
+        BASE + GROUP + "seeds = 2\n[[experiments]]\nname = 'h'\nseeds = 0  # <-\n",
+        "experiments[2].seeds",
+    ),
 ]
 
 
@@ -294,7 +382,9 @@ def test_bad_spec_is_refused_cleanly(
     err = assert_refused(result, project.root, before, where, names)
     line = _marked_line(text)
     if line is not None:
-        assert f"line {line}" in err, f"message does not point at line {line}:\n{err}"
+        assert f"line {line}:" in err, f"message does not point at line {line}:\n{err}"
+        shown = text.split("\n")[line - 1].strip()
+        assert err.endswith(f"\n    {line} | {shown}\n"), f"message does not show line {line}:\n{err}"
 
 
 @pytest.mark.parametrize(
@@ -328,11 +418,45 @@ def test_spec_that_is_a_directory(project) -> None:
     assert _files(project.root) == before
 
 
-def test_spec_that_is_not_utf8(project) -> None:
-    (project.root / "sweep.toml").write_bytes(b'name = "s\xff"\ncommand = "prog"\n' + GROUP.encode())
+@pytest.mark.parametrize("command", ["up", "plan"])
+def test_spec_that_is_not_utf8_is_placed_by_line(project, command: str) -> None:
+    (project.root / "sweep.toml").write_bytes(b'name = "s"\ncommand = "caf\xe9"\n' + GROUP.encode())
     before = _files(project.root)
-    result = project.run("up", "sweep.toml", "--num-gpus", "0")
-    assert_refused(result, project.root, before, "sweep.toml")
+    result = project.run(command, "sweep.toml", "--num-gpus", "0")
+    err = assert_refused(result, project.root, before, "sweep.toml, line 2: not UTF-8 text", ("0xe9 at column 15",))
+    assert err.endswith('\n    2 | command = "caf\ufffd"\n'), err
+
+
+def test_plan_of_a_directory_says_so_in_pbtrun_s_format(project) -> None:
+    (project.root / "sweep.toml").mkdir()
+    before = _files(project.root)
+    result = project.run("plan", "sweep.toml")
+    err = assert_refused(result, project.root, before, "sweep.toml: is a directory, not a spec file")
+    assert "Usage:" not in err and err.count("\n") == 1, err
+
+
+def test_a_byte_order_mark_is_accepted(project) -> None:
+    """Some Windows editors start UTF-8 files with one; TOML would call it an invalid statement."""
+    (project.root / "sweep.toml").write_bytes("\ufeff".encode() + (BASE + GROUP).encode())
+    result = project.run("plan", "sweep.toml", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [e["name"] for e in json.loads(result.stdout)["experiments"]] == ["00_g"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "said"),
+    [
+        (f'name = "{"é" * 121}"\ncommand = "prog"\n' + GROUP, 1, "not 242"),  # 121 characters, 242 bytes
+        (BASE + f'[[experiments]]\nname = "g"\ngrid = {{ x = ["{"é" * 117}"] }}\n', 4, "has 241 bytes"),
+    ],
+    ids=["sweep-name", "experiment-name"],
+)
+def test_names_are_measured_in_bytes(project, text: str, line: int, said: str) -> None:
+    """The limit of a file name is in bytes: é takes two."""
+    (project.root / "sweep.toml").write_bytes(text.encode())
+    before = _files(project.root)
+    err = assert_refused(project.run("up", "sweep.toml", "--num-gpus", "0"), project.root, before, f"line {line}:")
+    assert said in err and "240" in err, err
 
 
 @pytest.mark.parametrize("values_per_key", [101, 1001])

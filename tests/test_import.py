@@ -596,6 +596,8 @@ def test_run_description_of_the_wrong_kind(tmp_path: Path) -> None:
         ("my run", "g", "the run name 'my run' cannot be a pbtrun name"),
         ("../escape", "g", "the run name '../escape' cannot be a pbtrun name"),
         ("ok", "a/b", "experiments[0]: the experiment name 'a/b' cannot be a pbtrun name"),
+        ("r\n", "g", "the run name 'r\\n' cannot be a pbtrun name"),
+        ("ok", "g\n", "experiments[0]: the experiment name 'g\\n' cannot be a pbtrun name"),
     ],
 )
 def test_invalid_names(tmp_path: Path, run_name: str, group_name: str, fragment: str) -> None:
@@ -615,7 +617,8 @@ def test_duplicate_group_names_and_bad_suffix(tmp_path: Path) -> None:
     """
     assert "are both named 'g'" in _error(str(write_module(tmp_path, "dupes", source)))
     target = write_module(tmp_path, "suffix_ok", MODULES["param_list"])
-    assert "the experiment suffix '../x' would leave the sweep directory" in _error(str(target), "../x")
+    assert "the experiment suffix '../x' cannot end a directory name" in _error(str(target), "../x")
+    assert "the experiment suffix 'v\\n' cannot end a directory name" in _error(str(target), "v\n")
 
 
 def test_missing_dependency_and_missing_stand_in_name(tmp_path: Path) -> None:
