@@ -7,8 +7,9 @@ and writes a spec from which pbtrun compiles the same experiments as the old lau
 same env, same order.
 
 Without the launcher installed: while the module is imported, ``sample_factory.launcher.
-run_description`` and ``isaacgymenvs.pbt.launcher.run_description`` resolve to
-:mod:`pbtrun.launcher_compat` when (and only when) the real module cannot be found. The stand-in is
+run_description`` and ``isaacgymenvs.pbt.launcher.run_description`` (and the helpers' modules in
+:data:`pbtrun.launcher_compat.STAND_INS`) resolve to :mod:`pbtrun.launcher_compat` when (and only
+when) the real module cannot be found. The stand-in is
 a finder placed last on ``sys.meta_path``, removed afterwards together with the modules it made, so
 an installed launcher always wins and nothing stays behind. Other imports of the module still need
 their packages.
@@ -46,7 +47,7 @@ from pbtrun import launcher_compat
 from pbtrun.errors import CWD_GONE, SpecError
 from pbtrun.spec import expand, name_problem, parse
 
-LAUNCHER_MODULES = ("sample_factory.launcher.run_description", "isaacgymenvs.pbt.launcher.run_description")
+LAUNCHER_MODULES = tuple(launcher_compat.STAND_INS)
 
 _INT64 = range(-(2**63), 2**63)
 _WIDTH = 100  # longer arrays are written one item per line, longer inline tables as sub-tables
@@ -103,7 +104,7 @@ class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self.made[module.__name__] = module
         if module.__name__ in LAUNCHER_MODULES:
             module.__doc__ = f"pbtrun's stand-in for {module.__name__} (see pbtrun.launcher_compat)."
-            for name in launcher_compat.__all__:
+            for name in launcher_compat.STAND_INS[module.__name__]:
                 setattr(module, name, getattr(launcher_compat, name))
 
     def forget(self) -> None:
@@ -120,23 +121,55 @@ def _prefixes(dotted: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _importing(first: str | None = None, last: str | None = None) -> Iterator[None]:
-    """Stand-ins and extra ``sys.path`` entries for one import, all undone afterwards."""
+def _importing(first: str | None = None) -> Iterator[None]:
+    """Stand-ins and extra ``sys.path`` entries for one import, all undone afterwards.
+
+    The current directory is on ``sys.path`` (last, so it shadows no installed package), as it
+    was for the old launcher, run with ``python -m``: a run module may import its own package
+    (``from runs.dmlab.baseline import BASE``) whether pbtrun was started as ``pbtrun`` or as
+    ``python -m pbtrun``. What the module prints goes to stderr: stdout carries the spec.
+    """
     saved_path = list(sys.path)
     if first is not None:
         sys.path.insert(0, first)
-    if last is not None and last not in sys.path:
-        sys.path.append(last)
+    with contextlib.suppress(OSError):  # a deleted current directory: nothing to find there
+        if (cwd := os.getcwd()) not in sys.path:
+            sys.path.append(cwd)
     finder = _StandInFinder()
     sys.meta_path.append(finder)
     importlib.invalidate_caches()  # the module may have been written a moment ago
     try:
-        yield
+        with _stdout_to_stderr():
+            yield
     finally:
         with contextlib.suppress(ValueError):
             sys.meta_path.remove(finder)
         finder.forget()
         sys.path[:] = saved_path
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Everything written to stdout goes to stderr meanwhile: ``print`` and, through file
+    descriptor 1, what C code and child processes write, so ``pbtrun import x.py > x.toml``
+    gets the spec alone."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no stdout or stderr descriptor: print alone is redirected
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _load(target: str) -> tuple[str, Any]:
@@ -158,13 +191,13 @@ def _load(target: str) -> tuple[str, Any]:
             )
         label = f"module {target}"
         try:
-            cwd = os.getcwd()
+            os.getcwd()
         except FileNotFoundError:
             raise SpecError(
                 f"{target}: a dotted module name is looked up from the current directory, but {CWD_GONE}. "
                 "cd to the directory it is found from and run the command again."
             ) from None
-        with _importing(last=cwd):  # as `python -m` would find it, without shadowing packages
+        with _importing():  # found from the current directory, as `python -m` would, shadowing no package
             module = _guarded(lambda: importlib.import_module(target), label, None, target)
     if not hasattr(module, "RUN_DESCRIPTION"):
         raise SpecError(
@@ -208,15 +241,17 @@ def _guarded(run: Any, label: str, file: str | None, dotted: str | None) -> Any:
             ) from None
         raise SpecError(
             f"{label} imports {exc.name}, which is not installed here. pbtrun stands in only for "
-            f"{' and '.join(LAUNCHER_MODULES)}; install what the module needs, or remove that import from it."
+            f"{', '.join(LAUNCHER_MODULES)}; install what the module needs, or remove that import from it."
         ) from None
     except ImportError as exc:
         hint = ""
         stand_in = getattr(getattr(sys.modules.get(exc.name or ""), "__spec__", None), "loader", None)
         if isinstance(stand_in, _StandInFinder):
+            offered = launcher_compat.STAND_INS.get(exc.name or "")
+            has = f"has {', '.join(offered)} only" if offered else "is an empty package"
+            note = launcher_compat.LEFT_OUT.get(exc.name or "", "")
             hint = (
-                f" pbtrun's stand-in for {exc.name} has {', '.join(launcher_compat.__all__)} only; "
-                "install the launcher's package if the module needs more."
+                f" pbtrun's stand-in for {exc.name} {has}{note}; install the launcher's package if the module needs it."
             )
         raise SpecError(f"{label}: importing it failed: {exc}.{hint}") from None
     except (Exception, SystemExit) as exc:
@@ -260,7 +295,7 @@ def _read_run(description: Any, label: str, suffix: str | None) -> _Run:
     where = f"{label}: RUN_DESCRIPTION"
     if not hasattr(description, "run_name") or not hasattr(description, "experiments"):
         raise SpecError(
-            f"{where} is a {type(description).__name__}, not a RunDescription (it needs run_name and "
+            f"{where} is {_a(description)}, not a RunDescription (it needs run_name and "
             "experiments); assign RunDescription(run_name, experiments=[...]) to it."
         )
     name = _string(description.run_name, f"{where}.run_name")
@@ -313,24 +348,51 @@ def _read_group(experiment: Any, k: int, where: str) -> _Group:
     params = list(getattr(experiment, "params", None) or [])
     for combination in params:
         if not isinstance(combination, Mapping):
-            raise SpecError(f"{here}.params holds a {type(combination).__name__}; it must be parameter dicts.")
-        for key in combination:
-            if not isinstance(key, str) or not key or "=" in key or any(c.isspace() for c in key):
+            raise SpecError(f"{here}.params holds {_a(combination)}; it must be parameter dicts.")
+        for key, value in combination.items():
+            if not isinstance(key, str) or not key or "=" in key or "\0" in key or any(c.isspace() for c in key):
                 raise SpecError(
                     f"{here} has a parameter named {key!r}; pbtrun passes each parameter as one "
-                    "argument, so a name must be a non-empty string without spaces or '='. Rename it."
+                    "argument, so a name must be a non-empty string without spaces, '=' or a NUL character. Rename it."
                 )
+            if _holds_nul(toml_value(value)):
+                raise SpecError(f"{here}.params: the value of {key!r}, {value!r}, {_NUL}")
+    env = {str(key): f"{value}" for key, value in env_vars.items()}
+    for key, value in env.items():
+        if "\0" in key + value:
+            raise SpecError(f"{here}.env_vars: {key!r}: {value!r} {_NUL}")
     return _Group(
         name=_string(experiment.base_name, f"{here}.base_name"),
         command=cmd if quoted_alike else words,
-        env={str(key): f"{value}" for key, value in env_vars.items()},
+        env=env,
         params=[dict(c) for c in params],
     )
 
 
+_NUL = (
+    "holds a NUL character ('\\x00'), which no program argument, environment variable or file name can "
+    "carry (C strings end at it), so pbtrun cannot pass it. Remove it from the run module."
+)
+
+
+def _holds_nul(value: Any) -> bool:
+    """A NUL in a value as the spec will hold it (other values are passed as their rendering)."""
+    if isinstance(value, str):
+        return "\0" in value
+    return isinstance(value, list) and any(_holds_nul(item) for item in value)
+
+
+def _a(value: Any) -> str:
+    """'an int', 'a dict': the type of ``value`` with its article."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def _string(value: Any, what: str) -> str:
     if not isinstance(value, str):
-        raise SpecError(f"{what} must be a string, not {type(value).__name__} ({value!r}).")
+        raise SpecError(f"{what} must be a string, not {_a(value)} ({value!r}).")
+    if "\0" in value:
+        raise SpecError(f"{what}, {value!r}, {_NUL}")
     return value
 
 

@@ -7,6 +7,12 @@ on a machine where neither package is installed, so while it imports one it maps
 to this module (see :mod:`pbtrun.importer`). The classes take the same arguments and record what the
 module declares exactly as the originals do (``Experiment.params`` is the expanded list of
 parameter dicts); compiling experiments from them is pbtrun's job, so they stop there.
+
+Run modules also use the launchers' small helpers, stood in for here too (:data:`STAND_INS` says
+which module offers which): ``seeds(n)`` from ``sample_factory.launcher.launcher_utils`` and
+``isaacgymenvs.pbt.experiments.run_utils``, and the latter's ``default_num_frames``. Not its
+``version``: that is the user's to edit in their copy of IsaacGymEnvs, and experiment names
+follow from it, so a stand-in's value could silently rename every experiment.
 """
 
 from __future__ import annotations
@@ -16,7 +22,32 @@ import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["Experiment", "ParamGenerator", "ParamGrid", "ParamList", "RunDescription"]
+__all__ = ["Experiment", "ParamGenerator", "ParamGrid", "ParamList", "RunDescription", "default_num_frames", "seeds"]
+
+_CLASSES = ("Experiment", "ParamGenerator", "ParamGrid", "ParamList", "RunDescription")
+# The launchers' modules pbtrun stands in for, and the names each offers.
+STAND_INS: dict[str, tuple[str, ...]] = {
+    "sample_factory.launcher.run_description": _CLASSES,
+    "isaacgymenvs.pbt.launcher.run_description": _CLASSES,
+    "sample_factory.launcher.launcher_utils": ("seeds",),
+    "isaacgymenvs.pbt.experiments.run_utils": ("seeds", "default_num_frames"),
+}
+
+# Why a name a run module may import is not stood in for, said when it is missing.
+LEFT_OUT = {
+    "isaacgymenvs.pbt.experiments.run_utils": (
+        " (not version: that is yours to set in your copy of IsaacGymEnvs, and experiment names follow from it)"
+    ),
+}
+
+default_num_frames: int = 10_000_000_000  # isaacgymenvs.pbt.experiments.run_utils'
+
+
+def seeds(num_seeds: int) -> list[int]:
+    """``num_seeds`` random seeds, each from 1,000,000 to 9,999,998, as the launchers' helper draws
+    them: a new draw on every call, so a spec imported twice has different seeds (as two runs of
+    the old launcher had); the spec records those of its import."""
+    return [random.randrange(1_000_000, 9_999_999) for _ in range(num_seeds)]
 
 
 class ParamGenerator:

@@ -388,6 +388,55 @@ def test_dotted_name_is_found_from_the_working_directory(tmp_path: Path, monkeyp
         sys.modules.pop("cwd_run_module", None)
 
 
+def _pbtrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``pbtrun ARGS`` as the console script runs it: ``-P`` keeps the current directory off
+    ``sys.path``, where ``python -m`` would put it."""
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "pbtrun", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+@pytest.mark.parametrize("target", ["runs/dmlab/origin.py", "runs.dmlab.origin"])
+def test_a_run_module_imports_its_own_package_from_the_working_directory(tmp_path: Path, target: str) -> None:
+    """As the old launcher's ``python -m ...run --run=runs.dmlab.origin`` found it."""
+    package = tmp_path / "runs" / "dmlab"
+    package.mkdir(parents=True)
+    write_module(package, "baseline", 'BASE = "python -m train --env=dmlab_30"\n')
+    write_module(
+        package,
+        "origin",
+        """
+        from sample_factory.launcher.run_description import Experiment, ParamGrid, RunDescription
+        from runs.dmlab.baseline import BASE
+
+        _grid = ParamGrid([("seed", [0, 1111])])
+        RUN_DESCRIPTION = RunDescription("origin", experiments=[Experiment("v1", BASE, _grid.generate_params(False))])
+        """,
+    )
+    done = _pbtrun(tmp_path, "import", target)
+    assert done.returncode == 0, done.stderr
+    doc = tomllib.loads(done.stdout)
+    assert doc["command"] == "python -m train --env=dmlab_30"
+    assert doc["experiments"][0]["grid"] == {"seed": [0, 1111]}
+
+
+def test_what_a_run_module_prints_goes_to_stderr_not_into_the_spec(tmp_path: Path) -> None:
+    source = textwrap.dedent(MODULES["param_list"]) + (
+        "\nprint('loading runs: 2 groups')\nimport os, sys\nos.system('echo from a child process')\n"
+        "os.write(1, b'straight to fd 1\\n')\nsys.stdout.write('unflushed')\n"
+    )
+    module = write_module(tmp_path, "printing", source)
+    done = _pbtrun(tmp_path, "import", str(module))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == to_toml(str(module)), done.stdout
+    for said in ("loading runs: 2 groups", "from a child process", "straight to fd 1", "unflushed"):
+        assert said in done.stderr
+    out = tmp_path / "out.toml"
+    to_file = _pbtrun(tmp_path, "import", str(module), "-o", str(out))
+    assert to_file.returncode == 0 and to_file.stdout == "", to_file.stdout
+    assert out.read_text() == done.stdout
+
+
 def _imported(tmp_path: Path, name: str, suffix: str | None = None) -> dict[str, Any]:
     return tomllib.loads(to_toml(str(write_module(tmp_path, name, MODULES[name])), suffix))
 
@@ -587,7 +636,41 @@ def test_no_run_description(tmp_path: Path) -> None:
 
 def test_run_description_of_the_wrong_kind(tmp_path: Path) -> None:
     target = write_module(tmp_path, "wrong_kind", "RUN_DESCRIPTION = {'run_name': 'x'}\n")
-    assert "not a RunDescription" in _error(str(target))
+    assert "RUN_DESCRIPTION is a dict, not a RunDescription" in _error(str(target))
+    target = write_module(tmp_path, "an_int", "RUN_DESCRIPTION = 5\n")
+    assert "RUN_DESCRIPTION is an int, not a RunDescription" in _error(str(target))
+
+
+@pytest.mark.parametrize(
+    ("declared", "said"),
+    [
+        (
+            'Experiment("g", "python t.py", [{"x": "a\\0b"}])',
+            "experiments[0].params: the value of 'x', 'a\\x00b', holds",
+        ),
+        ('Experiment("g", "python t.py", [{"x": ["ok", "\\0"]}])', "the value of 'x', ['ok', '\\x00'], holds"),
+        ('Experiment("g", "python t.py", [{"x\\0": 1}])', "a parameter named 'x\\x00'"),
+        ('Experiment("g", "python t.py", env_vars={"A": "\\0"})', "experiments[0].env_vars: 'A': '\\x00' holds"),
+        ('Experiment("g", "python t.py\\0")', "experiments[0].cmd, 'python t.py\\x00', holds"),
+    ],
+    ids=["value", "value-in-a-list", "name", "env", "command"],
+)
+def test_a_nul_character_is_refused_where_it_is(tmp_path: Path, declared: str, said: str) -> None:
+    source = f"""
+        from sample_factory.launcher.run_description import Experiment, RunDescription
+        RUN_DESCRIPTION = RunDescription("r", experiments=[{declared}])
+    """
+    message = _error(str(write_module(tmp_path, "with_nul", source)))
+    assert said in message and "NUL character" in message, message
+
+
+def test_a_nul_character_in_a_run_setting_is_refused(tmp_path: Path) -> None:
+    source = """
+        from sample_factory.launcher.run_description import Experiment, RunDescription
+        RUN_DESCRIPTION = RunDescription("r", experiments=[Experiment("g", "python t.py")], param_prefix="-\\0")
+    """
+    message = _error(str(write_module(tmp_path, "nul_prefix", source)))
+    assert "RUN_DESCRIPTION.param_prefix, '-\\x00', holds a NUL character" in message
 
 
 @pytest.mark.parametrize(
@@ -645,6 +728,38 @@ def test_bad_parameter_name(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the stand-in classes
+
+
+def _without_launchers() -> None:
+    if any(importlib.util.find_spec(name) is not None for name in ("sample_factory", "isaacgymenvs")):
+        pytest.skip("a launcher package is installed here, so the stand-in is not what gets imported")
+
+
+def test_stand_ins_for_the_launchers_seeds_helpers(tmp_path: Path) -> None:
+    _without_launchers()
+    source = """
+        from isaacgymenvs.pbt.experiments.run_utils import default_num_frames, seeds as igym_seeds
+        from sample_factory.launcher.launcher_utils import seeds
+        from sample_factory.launcher.run_description import Experiment, ParamGrid, RunDescription
+
+        _grid = ParamGrid([("seed", seeds(4)), ("other_seed", igym_seeds(2))])
+        _cmd = f"python t.py --frames={default_num_frames}"
+        RUN_DESCRIPTION = RunDescription("r", experiments=[Experiment("g", _cmd, _grid.generate_params(False))])
+    """
+    doc = tomllib.loads(to_toml(str(write_module(tmp_path, "with_seeds", source))))
+    assert doc["command"] == "python t.py --frames=10000000000"
+    grid = doc["experiments"][0]["grid"]
+    assert [len(grid["seed"]), len(grid["other_seed"])] == [4, 2]
+    assert all(isinstance(s, int) and 1_000_000 <= s < 9_999_999 for s in grid["seed"] + grid["other_seed"])
+
+
+def test_the_stand_in_has_no_isaacgymenvs_version_and_says_why(tmp_path: Path) -> None:
+    _without_launchers()
+    source = "from isaacgymenvs.pbt.experiments.run_utils import version\n"
+    message = _error(str(write_module(tmp_path, "with_version", source)))
+    assert "cannot import name 'version'" in message
+    assert "stand-in for isaacgymenvs.pbt.experiments.run_utils has seeds, default_num_frames only" in message
+    assert "not version: that is yours to set in your copy of IsaacGymEnvs" in message
 
 
 def test_stand_in_grid_order_and_tied_names() -> None:
