@@ -4,6 +4,8 @@ that point at the line of the offending key."""
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import tomllib
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from pbtrun.spec import EXPERIMENT_KEYS, SCHEDULER_KEYS, TOP_KEYS, expand, parse
 
 ROOT = Path(__file__).parent.parent
 HEAD = 'name = "s"\ncommand = "python train.py"\n'
+GROUP = '[[experiments]]\nname = "g"\n'
 
 
 def compile_(text: str) -> list:
@@ -105,6 +108,57 @@ def test_type_and_value_errors_point_at_the_line_and_show_it(text, line, shown):
     assert message.rstrip().endswith(f"{line} | {shown}")
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "shown"),
+    [
+        # a key and a header inside multi-line strings are text, not TOML
+        (
+            'env = { A = """\nrepeat = 1\n[[experiments]]\n""" }\n[[experiments]]\nname = "a"\nrepeat = 0\n',
+            9,
+            "repeat = 0",
+        ),
+        (
+            "env = { A = '''\n[scheduler]\nmax_parallel = 1\n''' }\n[scheduler]\nmax_parallel = 0\n" + GROUP,
+            8,
+            "max_parallel = 0",
+        ),
+        # a quoted key is the key it spells; an escaped quote does not end a string
+        ('[scheduler]\n"max_parallel" = 0\n' + GROUP, 4, '"max_parallel" = 0'),
+        ('env = { A = "say \\"repeat = 1\\"" }\n[[experiments]]\nname = "a"\nrepeat = 0\n', 6, "repeat = 0"),
+        # the third group's key, not the first group's of the same name
+        (
+            '[[experiments]]\nname = "a"\n[[experiments]]\nname = "b"\n[[experiments]]\nname = "c"\nseeds = 0\n',
+            9,
+            "seeds = 0",
+        ),
+        # a sub-table of the second group
+        ('[[experiments]]\nname = "a"\n[[experiments]]\nname = "b"\n[experiments.grid]\nlr = []\n', 8, "lr = []"),
+        # an inline array of tables
+        ('experiments = [\n  { name = "a" },\n  { name = "b", seeds = 0 },\n]\n', 5, '{ name = "b", seeds = 0 },'),
+        # an element of a multi-line tied grid
+        ('[[experiments]]\nname = "a"\ngrid = { "a,b" = [\n  [1, 2],\n  [3],\n] }\n', 7, "[3],"),
+    ],
+)
+def test_errors_point_at_the_key_tables_and_elements_they_are_about(text, line, shown):
+    message = error(text)
+    assert f"sweep.toml, line {line}:" in message, message
+    assert message.endswith(f"\n    {line} | {shown}"), message
+
+
+def test_a_key_added_below_its_commented_out_example_is_the_one_shown(project):
+    """``pbtrun init`` writes commented-out keys; the one the user adds is the one meant."""
+    assert project.run("init", "s.toml").returncode == 0
+    starter = project.root / "s.toml"
+    lines = starter.read_text().split("\n")
+    at = next(n for n, line in enumerate(lines) if line.startswith("# pause_between"))
+    lines.insert(at + 1, "num_gpus = 5000")
+    starter.write_text("\n".join(lines))
+    result = project.run("plan", "s.toml")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"s.toml, line {at + 2}: scheduler.num_gpus: must be 0 to 1024" in result.stderr, result.stderr
+    assert result.stderr.endswith(f"\n    {at + 2} | num_gpus = 5000\n"), result.stderr
+
+
 def test_unknown_key_suggests_across_tables():
     message = error('max_paralel = 3\n[[experiments]]\nname = "a"\n')
     assert "Did you mean 'max_parallel'? It belongs in [scheduler]." in message
@@ -134,8 +188,47 @@ def test_plan_prints_commands_env_and_slots_and_creates_nothing(project):
         assert "00_a_lr_1  [GPU 0]" in result.stdout and "01_a_lr_2  [GPU 1]" in result.stdout
         assert "02_a_lr_3  [queued" in result.stdout
         assert "env: K='v w'" in result.stdout
-        assert "python train.py --lr=1 --experiment=00_a_lr_1 --train_dir=train_dir/p/a_" in result.stdout
+        python = shlex.quote(sys.executable)  # the interpreter `python` runs with, as the experiments will
+        assert f"\n    {python} train.py --lr=1 --experiment=00_a_lr_1 --train_dir=train_dir/p/a_\n" in result.stdout
     assert sorted(project.root.rglob("*")) == before
+
+
+@pytest.mark.parametrize("word", ["python", "python3"])
+def test_plan_shows_the_interpreter_python_runs_with(project, word):
+    project.spec(
+        f'name = "p"\ncommand = "{word} train.py"\n[[experiments]]\nname = "a"\n'
+        '[[experiments]]\nname = "b"\ncommand = ["other", "python"]\n'
+    )
+    planned = project.run("plan", "sweep.toml", "--json")
+    assert planned.returncode == 0, planned.stderr
+    argvs = [e["argv"] for e in json.loads(planned.stdout)["experiments"]]
+    assert argvs[0][:2] == [sys.executable, "train.py"]
+    assert argvs[1][:2] == ["other", "python"]  # only the first word is the program
+    text = project.run("plan", "sweep.toml").stdout
+    assert f"\n    {shlex.quote(sys.executable)} train.py --experiment=00_a" in text, text
+
+
+def test_plan_offers_only_the_flags_it_uses(project):
+    project.spec('name = "p"\ncommand = "run"\n[[experiments]]\nname = "a"\n')
+    help_text = project.run("plan", "--help").stdout
+    assert "--num-gpus" in help_text and "--max-parallel" in help_text
+    for flag in ("--grace", "--retry-failed", "--plain"):
+        assert flag not in help_text
+        refused = project.run("plan", "sweep.toml", flag, *(["5"] if flag == "--grace" else []))
+        assert refused.returncode == 2 and "No such option" in refused.stderr and flag in refused.stderr
+
+
+def test_num_gpus_flag_wins_over_the_spec_s_gpu_ids(project):
+    project.spec(
+        'name = "p"\ncommand = "run"\n[scheduler]\ngpus = [2, 3]\nexperiments_per_gpu = 1\n'
+        '[[experiments]]\nname = "a"\ngrid = { x = [1, 2] }\n'
+    )
+    by_spec = json.loads(project.run("plan", "sweep.toml", "--json").stdout)
+    assert by_spec["settings"]["gpus"] == [2, 3]
+    assert [e["first_slot"]["gpus"] for e in by_spec["experiments"]] == [[2], [3]]
+    by_flag = json.loads(project.run("plan", "sweep.toml", "--json", "--num-gpus", "1").stdout)
+    assert by_flag["settings"]["gpus"] == [0]
+    assert [e["first_slot"] for e in by_flag["experiments"]] == [{"gpus": [0]}, None]
 
 
 def test_plan_json_is_complete_for_scripts(project):
@@ -228,6 +321,42 @@ def test_every_shipped_spec_validates_against_the_schema(schema, path):
     jsonschema.validate(tomllib.loads(path.read_text()), schema)
 
 
+BAD_TOP = [  # each a top-level line (or table) of a spec otherwise valid
+    'name = "s\\n"',
+    'experiment_suffix = "../x"',
+    'experiment_suffix = "v\\n"',
+    f'experiment_suffix = "{"v" * 241}"',
+    'command = "   "',
+    'command = ["t", "\\u0000"]',
+    'param_prefix = "-\\u0000"',
+    'experiment_arg_name = "\\u0000"',
+    'train_dir = "t\\u0000"',
+    "random_seed = 3",
+    'env = { "A=B" = "1" }',
+    'env = { A = "\\u0000" }',
+    "[scheduler]\nnum_gpus = 4\ngpus = [0, 1]",
+]
+
+
+def _top(bad: str) -> str:
+    """A valid spec's top level with ``bad`` in it (in place of the name or command it gives)."""
+    given = [line for line in ('name = "a"', 'command = "t"') if not bad.startswith(line.split()[0] + " =")]
+    return "\n".join([*given, bad])
+
+
+BAD_GROUP = [  # each a line of a group otherwise valid
+    'grid = { "a b" = [1] }',
+    'grid = { "a=b" = [1] }',
+    'grid = { "a,,b" = [[1, 2]] }',
+    'grid = { a = ["\\u0000"] }',
+    'grid = { a = [["x", "\\u0000"]] }',
+    'list = [{ "a b" = 1 }]',
+    'list = [{ "a=b" = 1 }]',
+    'list = [{ a = "\\u0000" }]',
+    'env = { "A=B" = "1" }',
+]
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -243,6 +372,9 @@ def test_every_shipped_spec_validates_against_the_schema(schema, path):
         'name = "a"\ncommand = "t"\n[[experiments]]\nname = "x"\ntimeout_min = inf\n',
         'name = "a"\ncommand = "t"\n[scheduler]\npause_between = inf\n[[experiments]]\nname = "x"\n',
         'name = "a"\ncommand = "t"\n[scheduler]\nnum_gpus = 10000000\n[[experiments]]\nname = "x"\n',
+        *(f"{_top(bad)}\n[[experiments]]\nname = 'x'\n" for bad in BAD_TOP),
+        *(f'name = "a"\ncommand = "t"\n[[experiments]]\nname = "x"\n{bad}\n' for bad in BAD_GROUP),
+        'name = "a"\n[[experiments]]\nname = "x"\ncommand = "t"\n[[experiments]]\nname = "y"\n',  # y: no command
     ],
 )
 def test_schema_rejects_what_pbtrun_rejects(schema, text):
@@ -250,6 +382,17 @@ def test_schema_rejects_what_pbtrun_rejects(schema, text):
         jsonschema.validate(tomllib.loads(text), schema)
     with pytest.raises(SpecError):
         expand(parse(text, Path("x.toml")))
+
+
+def test_schema_accepts_what_pbtrun_accepts_near_those_limits(schema):
+    text = (
+        'name = "a"\nrandomize = false\nrandom_seed = 3\nexperiment_suffix = "v2"\nenv = { A = "x=y" }\n'
+        '[scheduler]\ngpus = [0, 2]\n[[experiments]]\nname = "x"\ncommand = ["t", "a b"]\n'
+        'grid = { " a , b " = [[1, "c d"]], "c.d" = ["=", [1, 2]] }\n'
+        '[[experiments]]\nname = "y"\ncommand = "t"\nlist = [{ "e,f" = 1 }]\n'
+    )
+    jsonschema.validate(tomllib.loads(text), schema)
+    assert len(expand(parse(text, Path("x.toml")))) == 3
 
 
 def test_schema_accepts_seed_base_with_seeds(schema):
