@@ -234,10 +234,13 @@ def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_js
     from pbtrun import render
     from pbtrun.backends.local import resolve_argv
 
+    programs: dict[str, str] = {}  # by first word: a few commands, shared by thousands of experiments
     shown = []
     for exp in compiled:
-        argv = tuple(resolve_argv(exp.argv))
-        shown.append(exp if argv == exp.argv else exp._replace(argv=argv))
+        word = exp.argv[0]
+        if (program := programs.get(word)) is None:
+            program = programs[word] = resolve_argv([word])[0]
+        shown.append(exp if program == word else exp._replace(argv=(program, *exp.argv[1:])))
     compiled = shown
     if as_json:
         _echo_lines(render.json_lines(render.plan_json(name, sweep_dir, compiled, settings), "experiments"))
