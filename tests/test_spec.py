@@ -7,6 +7,8 @@ expands it; no process runs.
 from __future__ import annotations
 
 import textwrap
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 
 from pbtrun.errors import SpecError
 from pbtrun.naming import safe_file_name, shorthands
-from pbtrun.spec import ExperimentSpec, Spec, expand, load
+from pbtrun.spec import ExperimentSpec, Spec, expand, key_lines, load
 
 
 def load_text(tmp_path: Path, text: str) -> Spec:
@@ -492,3 +494,69 @@ def test_safe_file_name_shortens_very_long_names_uniquely() -> None:
     assert len(second) <= 200
     assert "/" not in first
     assert safe_file_name(base + "_a", "aaaaaaaa00000000") == first  # deterministic
+
+
+# --------------------------------------------------------------------------- where keys are written
+
+TRICKY_TOML = (
+    "# every kind of string, key and value TOML has, in the places a key finder could trip on\r\n"
+    'name = "s" # name = "t"\r\n'
+    "'quoted.dotted' = 'a # b'\n"
+    'a . "b.c" . d = """x = 1\n[scheduler]\n\\""" still in\n"""\n'
+    "lit = '''\n[[experiments]]\nname = 'z'\n'''\n"
+    'ends = """q"""""\n'
+    "when = 1979-05-27 07:32:00Z\n"
+    "nums = [ +inf, -nan, 0x1F, 1_000, 1e-3, true, 1979-05-27 07:32:00 ,\n  # a comment\n  [ [1], {} ], ]\n"
+    "[ scheduler ]  # a header with spaces\n"
+    "gpus = [0,\n 2]\n"
+    "[[ experiments ]]\n"
+    'name = "a"\n'
+    "list = [\n  { lr = 1, 'x.y' = { z = [1, 2] } },\n  {lr=2},\n]\n"
+    "[experiments.grid]\n"
+    '"a,b" = [[1, "]"], [2, "}"]]\n'
+    "[[experiments]]\n"
+    'name = "b"\n'
+    "[[experiments.sub]]\n"
+    "k = 1\n"
+    "[[experiments.sub]]\n"
+    "k = 2\n"
+)
+
+
+def _paths(value: Any, prefix: tuple = ()) -> Iterator[tuple]:
+    """Every key path of a parsed TOML document, array elements by index."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        yield (*prefix, key)
+        yield from _paths(item, (*prefix, key))
+
+
+def _spec_files() -> list[Path]:
+    root = Path(__file__).parent.parent
+    return sorted([*root.glob("examples/*.toml"), *root.glob("tests/data/compat/*.toml"), root / "pbtrun/starter.toml"])
+
+
+@pytest.mark.parametrize(
+    "text", [TRICKY_TOML, *(p.read_text() for p in _spec_files())], ids=["tricky", *(p.name for p in _spec_files())]
+)
+def test_key_lines_places_every_key_tomllib_reads(text: str) -> None:
+    """The line finder reads the whole text: every key and element TOML sees has a line, the line
+    of a key is one that names it, and nothing that is no key (comments, strings) has one."""
+    places = key_lines(text)
+    wanted = set(_paths(tomllib.loads(text)))
+    assert wanted <= set(places), sorted(wanted - set(places))
+    assert set(places) <= wanted, sorted(set(places) - wanted)
+    lines = text.split("\n")
+    for path, line in places.items():
+        if isinstance(path[-1], str) and len(path) == 1:
+            assert path[-1].split(".")[0] in lines[line - 1], (path, line)
+
+
+def test_key_lines_of_the_tricky_text() -> None:
+    places = key_lines(TRICKY_TOML)
+    assert places[("a", "b.c", "d")] == 4
+    assert places[("scheduler",)] == 17 and places[("scheduler", "gpus", 1)] == 19
+    assert places[("experiments", 0)] == 20 and places[("experiments", 0, "list", 1, "lr")] == 24
+    assert places[("experiments", 0, "list", 0, "x.y", "z", 1)] == 23
+    assert places[("experiments", 0, "grid", "a,b", 1)] == 27
+    assert places[("experiments", 1, "sub", 1, "k")] == 33
