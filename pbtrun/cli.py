@@ -159,7 +159,7 @@ def _flags(kw: dict[str, Any]) -> SchedulerSettings:
 
 
 @cli.command()
-@click.argument("spec_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("spec_file", type=click.Path(path_type=Path))  # a directory: spec.load says so, as errors are said
 @scheduler_options
 @click.option("--train-dir", "--train_dir", "train_dir", help="Train dir (overrides the spec's train_dir).")
 @click.option("--force", is_flag=True, help="Re-queue experiments whose command changed in the spec.")
@@ -763,6 +763,8 @@ def main() -> None:
     try:
         cli(prog_name="pbtrun")
         code = 0
+    except KeyboardInterrupt:  # before a command runs (its own are handled in _Group.invoke)
+        code = 130
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, int | None):

@@ -407,14 +407,15 @@ def test_missing_spec_file(project) -> None:
     assert "no such file" in err.lower()
 
 
-def test_spec_that_is_a_directory(project) -> None:
-    # Refused by click's argument check, so its usage format rather than "pbtrun: error:".
+@pytest.mark.parametrize("command", ["up", "plan"])
+def test_spec_that_is_a_directory(project, command: str) -> None:
     (project.root / "sweep.toml").mkdir()
     before = _files(project.root)
-    result = project.run("up", "sweep.toml", "--num-gpus", "0")
+    result = project.run(command, "sweep.toml", "--num-gpus", "0")
     assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert "sweep.toml" in result.stderr and "directory" in result.stderr
+    assert "Traceback" not in result.stderr and "Usage:" not in result.stderr
+    assert result.stderr.startswith("pbtrun: error: ") and "sweep.toml" in result.stderr
+    assert "is a directory, not a spec file" in result.stderr
     assert _files(project.root) == before
 
 
