@@ -518,7 +518,7 @@ def settings_line(paths: SweepPaths, sweep: Sweep) -> str:
     pinned = s.experiments_per_gpu > 0
     gpus = f"GPUs {','.join(map(str, s.gpus))} x {s.experiments_per_gpu}" if pinned else "GPUs not pinned"
     return (
-        f"sweep {sweep.name}: {len(sweep.experiments)} experiments, {len(sweep.runnable())} to run; "
+        f"sweep {sweep.name}: {_count(len(sweep.experiments), 'experiment')}, {len(sweep.runnable())} to run; "
         f"max_parallel {s.max_parallel}, {gpus}; dir {paths.dir}"
     )
 
@@ -545,3 +545,7 @@ def _isatty(stream: IO[str]) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):  # no isatty, or a closed file
         return False
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -403,9 +403,10 @@ def sweep_from(data: Any) -> Sweep:
     if data["format"] < 1:
         raise StateError(f'its "format" is {data["format"]}; pbtrun state formats start at 1')
     if data["format"] > FORMAT:
-        version = data.get("pbtrun_version") or "a newer version"
+        version = data.get("pbtrun_version")
+        writer = f"pbtrun {version}" if version else "a newer pbtrun"
         raise NewerState(
-            f"it was written by pbtrun {version} (state format {data['format']}), newer than this "
+            f"it was written by {writer} (state format {data['format']}), newer than this "
             f"pbtrun understands (format {FORMAT}). Upgrade pbtrun (pip install -U pbtrun) to read it"
         )
     try:

@@ -438,6 +438,10 @@ def test_newer_state_format_is_refused_with_the_version_needed(project):
         assert "pbtrun 9.0.0" in result.stderr and "Upgrade pbtrun" in result.stderr
         assert "Traceback" not in result.stderr
     assert json.loads((sweep_dir / "pbtrun.json").read_text())["format"] == 99
+    # Without the version that wrote it, the message still reads as a sentence.
+    (sweep_dir / "pbtrun.json").write_text(json.dumps({"format": 99}))
+    result = project.run("status", "train_dir/future")
+    assert result.returncode == 2 and "written by a newer pbtrun (state format 99)" in result.stderr, result.stderr
 
 
 def test_truncated_state_names_the_backup_and_is_left_alone(project, recorder):

@@ -573,3 +573,10 @@ def test_plain_view_flushes_a_burst_once_and_the_last_lines_soon(tmp_path: Path)
         .splitlines()[-1]
         .endswith("sweep ant finished after 0.0s: 500 succeeded, 0 failed, 0 interrupted")
     )
+
+
+def test_plain_view_counts_one_experiment_in_the_singular(project) -> None:
+    project.spec('name = "one"\ncommand = "true"\n[[experiments]]\nname = "a"\n')
+    result = project.run("up", "sweep.toml", "--plain")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "sweep one: 1 experiment, 1 to run;" in result.stdout, result.stdout
