@@ -381,6 +381,15 @@ def test_stop_now_kills_at_once_and_the_experiment_runs_again(project: Project) 
 # --------------------------------------------------------------------------- kill -9 of the scheduler
 
 
+def kill_scheduler_once_started(project: Project, body: str, count: int) -> None:
+    """Run the sweep ``body`` and SIGKILL its scheduler once ``count`` experiments have started."""
+    project.spec(sweep_toml("sw", helper_cmd(project), body))
+    proc = project.start("up", "sweep.toml")
+    project.wait_for(lambda: len(starts(project.records())) == count, timeout=TIMEOUT)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=TIMEOUT)
+
+
 def test_killed_scheduler_leaves_experiments_running_and_resume_adopts_them(project: Project) -> None:
     body = """
     [[experiments]]
@@ -391,11 +400,7 @@ def test_killed_scheduler_leaves_experiments_running_and_resume_adopts_them(proj
         { seed = 3, sleep = 3.5 },
     ]
     """
-    project.spec(sweep_toml("sw", helper_cmd(project), body))
-    proc = project.start("up", "sweep.toml")
-    project.wait_for(lambda: len(starts(project.records())) == 3, timeout=TIMEOUT)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=TIMEOUT)
+    kill_scheduler_once_started(project, body, 3)
 
     pids = {r["name"]: r["pid"] for r in starts(project.records())}
     assert all(alive(pid) for pid in pids.values()), "experiments must survive their scheduler"
@@ -443,11 +448,7 @@ def test_adopted_experiments_that_fail_or_die_by_a_signal_are_recorded_truly(pro
         { seed = 3, sleep = 2.0 },
     ]
     """
-    project.spec(sweep_toml("sw", helper_cmd(project), body))
-    proc = project.start("up", "sweep.toml")
-    project.wait_for(lambda: len(starts(project.records())) == 3, timeout=TIMEOUT)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=TIMEOUT)
+    kill_scheduler_once_started(project, body, 3)
     resumed = project.run("resume", "train_dir/sw", timeout=TIMEOUT)
     assert resumed.returncode == 1, resumed.stdout + resumed.stderr
     assert resumed.stdout.count("adopted ") == 3, resumed.stdout
