@@ -89,7 +89,14 @@ def lost_state_message(sweep_dir: Path, found: list[str]) -> str:
 
 
 def refuse_lost_state(sweep_dir: Path) -> None:
-    """Raise :class:`StateError` if ``sweep_dir`` is a sweep that lost its state file."""
+    """Raise :class:`StateError` if ``sweep_dir`` is a sweep that lost its state file, or if
+    something that is not a file (a directory, a dangling link) stands where it would be."""
+    state = sweep_dir / "pbtrun.json"
+    if os.path.lexists(state) and not state.is_file():
+        raise StateError(
+            f"{state}: is there but is not a file, so pbtrun can neither read a sweep's state there nor "
+            "write one. Move it aside (or give the sweep another name), then run the command again."
+        )
     found = remnants(sweep_dir)
     if found:
         raise StateError(lost_state_message(sweep_dir, found))

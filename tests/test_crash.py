@@ -604,6 +604,16 @@ def test_a_sweep_directory_with_only_its_logs_left_has_no_backup_to_offer(projec
     assert not (sweep_dir / "pbtrun.json").exists()
 
 
+@pytest.mark.parametrize("command", ["up", "status", "resume"])
+def test_a_state_path_that_is_not_a_file_is_refused_and_left_alone(project, recorder, command):
+    (project.root / "train_dir/s/pbtrun.json").mkdir(parents=True)
+    project.spec(f'name = "s"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
+    result = project.run(command, "sweep.toml" if command == "up" else "train_dir/s")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "pbtrun.json: is there but is not a file" in result.stderr and "Traceback" not in result.stderr
+    assert (project.root / "train_dir/s/pbtrun.json").is_dir() and not project.records()
+
+
 def test_an_empty_or_foreign_directory_is_no_lost_sweep(project, recorder):
     """A directory with nothing of a sweep in it (a crash before the first save, another tool's
     logs) is no reason to refuse: ``up`` starts the sweep there."""
