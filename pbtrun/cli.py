@@ -574,8 +574,15 @@ def _sweep_status(
         return
     from pbtrun.tables import sweep_table
 
+    loaded: dict[tuple | None, Sweep] = {}  # --watch reads the state again only when it changed
+
     def frame(limit: int | None) -> Any:
-        sweep, holder = store.load(paths), store.holder_alive(paths)
+        version = store.version(paths)
+        sweep = loaded.get(version) if version is not None else None
+        if sweep is None:
+            loaded.clear()
+            sweep = loaded[version] = store.load(paths)
+        holder = store.holder_alive(paths)
         observed = _observed(paths, sweep, holder)
         return sweep_table(paths, sweep, time.time(), filters, holder=holder, limit=limit, observed=observed)
 

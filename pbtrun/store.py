@@ -357,6 +357,20 @@ def read_summary(paths: SweepPaths) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("counts"), dict) else None
 
 
+def version(paths: SweepPaths) -> tuple | None:
+    """Identifies what :func:`load` would read: ``pbtrun.json`` (see :func:`signature`) and how
+    much of the journal is written (it only grows until a fold replaces ``pbtrun.json``; its
+    modification time could miss two appends within one clock tick). None if it cannot be read."""
+    try:
+        journal = _complete_length(paths.journal.read_bytes())
+    except FileNotFoundError:
+        journal = 0
+    except OSError:
+        return None
+    state = signature(paths)
+    return None if state is None else (*state, journal)
+
+
 def signature(paths: SweepPaths) -> tuple | None:
     """Identifies one version of ``pbtrun.json`` (every save replaces the file)."""
     try:

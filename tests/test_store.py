@@ -134,3 +134,23 @@ def test_a_transition_keeps_every_other_field_of_an_experiment():
     attempt = Attempt(1, 2.0, "logs/x.1.log")
     moved = Experiment(**values).to(RUNNING, attempt)
     assert moved._asdict() == {**values, "status": RUNNING, "attempts": (attempt,)}
+
+
+def test_the_version_changes_with_every_commit_and_fold_and_only_then(tmp_path):
+    """``status --watch`` reads the state again only when its version changed: every journal
+    entry and every rewrite of pbtrun.json must change it, even within one clock tick."""
+    paths, _ = _sweep(tmp_path)
+    writer = store.StateWriter(paths)
+    seen = [store.version(paths)]
+    ids = list(writer.sweep.experiments)
+    for exp_id in ids[:2]:  # two commits in quick succession: the journal's mtime might not move
+        writer.commit(
+            lambda sweep, e=exp_id: sweep.update(
+                sweep.experiments[e].to(RUNNING, Attempt(1, time.time(), "logs/x.1.log", None, "h"))
+            )
+        )
+        seen.append(store.version(paths))
+    assert store.version(paths) == seen[-1]  # nothing happened: the same version
+    writer.close()  # folds the journal into a new pbtrun.json
+    seen.append(store.version(paths))
+    assert len(set(seen)) == len(seen) == 4, seen
