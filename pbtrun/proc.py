@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 def process_start_time(pid: int) -> int | None:
     """The start time of a live process in clock ticks since boot, or None if it is gone.
@@ -18,3 +20,25 @@ def process_start_time(pid: int) -> int | None:
     if not fields or fields[0] in (b"Z", b"X"):
         return None
     return int(fields[19])
+
+
+def group_has_live_process(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` runs, zombies aside: in a container whose first
+    process reaps nothing, a killed orphan stays a zombie for good, yet still counts for kill(0).
+    Scans /proc: for the end of a stop only, not for every check."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True  # cannot tell: assume it runs (the caller keeps sending SIGKILL)
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        fields = data[data.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid:
+            return True
+    return False

@@ -455,7 +455,8 @@ class Scheduler:
             while steps and steps[0][0] <= now:
                 self.backend.signal_group(pgid, steps[0][1])
                 steps.pop(0)
-            if not self.backend.group_alive(pgid):
+            # Once SIGKILL went out, zombies nobody reaps (no init in a container) do not count.
+            if not self.backend.group_alive(pgid, zombies=bool(steps)):
                 del self.lingering[pgid]
             elif not steps:  # SIGKILL went out: the group is gone within a moment
                 steps.append((now + LINGER_CHECK_S, signal.SIGKILL))

@@ -355,9 +355,9 @@ def test_a_stop_under_way_when_the_scheduler_dies_still_counts_on_resume(project
     assert (second["outcome"], exp["status"]) == ("exited", "succeeded")
 
 
-def test_a_graceful_stop_leaves_no_process_of_the_experiments_group_behind(project):
-    """The leader dies on SIGINT; its child, in the same process group, ignores SIGINT. The stop
-    goes on to the rest of the group (SIGTERM after the grace): nothing outlives pbtrun."""
+def _family(project) -> Path:
+    """An experiment whose leader dies on SIGINT while its child, in the same process group,
+    ignores SIGINT; the child writes its pid to child.pid, then the leader creates ``ready``."""
     script = project.root / "family.py"
     script.write_text(
         "import os, signal, subprocess, sys, time\n"
@@ -370,6 +370,22 @@ def test_a_graceful_stop_leaves_no_process_of_the_experiments_group_behind(proje
         "time.sleep(60)\n"
     )
     project.spec(f'name = "f"\ncommand = "{sys.executable} {script}"\n[[experiments]]\nname = "a"\n')
+    return script
+
+
+def _runs(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not: it is dead, only not reaped)."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
+
+
+def test_a_graceful_stop_leaves_no_process_of_the_experiments_group_behind(project):
+    """The stop goes on to the rest of the leader's group (SIGTERM after the grace): nothing
+    outlives pbtrun."""
+    _family(project)
     proc = project.start("up", "sweep.toml", "--grace", "0.5")
     project.wait_for((project.root / "ready").exists)
     child = int((project.root / "child.pid").read_text())
@@ -379,6 +395,37 @@ def test_a_graceful_stop_leaves_no_process_of_the_experiments_group_behind(proje
     assert not _pid_alive(child), "the experiment's child outlived the stop"
     (exp,) = project.status_json("f")["experiments"]
     assert (exp["status"], exp["outcome"], exp["returncode"]) == ("interrupted", "stopped", -signal.SIGINT)
+
+
+SUBREAPER = """
+import ctypes, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans below come here...
+proc = subprocess.Popen(sys.argv[1:])
+print(proc.pid, flush=True)
+sys.exit(proc.wait())  # ...and are never reaped: waits for pbtrun alone
+"""
+
+
+def test_a_stop_ends_even_where_nobody_reaps_the_orphans(project):
+    """In a container whose first process reaps nothing, the killed child stays a zombie in the
+    experiment's group for good: the stop must not wait for it forever."""
+    _family(project)
+    wrapper = subprocess.Popen(
+        [sys.executable, "-c", SUBREAPER, sys.executable, "-m", "pbtrun", "up", "sweep.toml", "--grace", "0.5"],
+        cwd=project.root,
+        env=project.env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    project.procs.append(wrapper)
+    pbtrun = int(wrapper.stdout.readline())
+    project.wait_for((project.root / "ready").exists)
+    child = int((project.root / "child.pid").read_text())
+    os.kill(pbtrun, signal.SIGINT)
+    wrapper.communicate(timeout=20)  # SIGTERM after 0.5 s, SIGKILL 5 s later, then done
+    assert wrapper.returncode == 130
+    assert not _runs(child) and _pid_alive(child), "the child should be a zombie nobody reaps"
 
 
 def test_an_argument_exec_cannot_pass_fails_that_experiment_not_the_reaper(project):

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from pbtrun.backends import reaper
 from pbtrun.errors import BackendError
-from pbtrun.proc import process_start_time
+from pbtrun.proc import group_has_live_process, process_start_time
 from pbtrun.state import Attempt, Experiment
 from pbtrun.store import SweepPaths
 
@@ -376,16 +376,17 @@ class LocalBackend:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
 
-    def group_alive(self, pgid: int) -> bool:
-        """Whether any process of the group still runs. The group's id cannot be given to a new
-        group while one of its processes lives, so a live group is still the experiment's."""
+    def group_alive(self, pgid: int, zombies: bool = True) -> bool:
+        """Whether any process of the group still exists (``zombies``: unreaped ones count; else
+        only those that run, a slower look). The group's id cannot be given to a new group while
+        one of its processes exists, so a live group is still the experiment's."""
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-        return True
+        return zombies or group_has_live_process(pgid)
 
     def close(self) -> None:
         """Let go of the reaper (it exits once its last experiment has ended) and adoptees."""
