@@ -109,8 +109,9 @@ def _starts(project) -> int:
     return sum(r["event"] == "start" for r in project.records())
 
 
-def _run_with_faults(project, rng: random.Random, fault, rounds: int, while_running: float = 0.0) -> int:
-    """Start or resume the sweep ``rounds`` times, each cut short by ``fault``; return faults dealt.
+def _run_with_faults(project, rng: random.Random, fault, faults: int, while_running: float = 0.0) -> int:
+    """Start or resume the sweep until ``faults`` rounds were cut short by ``fault`` (a round can
+    end before its fault comes), then finish it; return the faults dealt.
 
     A random moment is counted from the start of pbtrun, or, in a share ``while_running`` of the
     rounds, from the first experiment the round starts (a loaded machine can take longer than
@@ -119,7 +120,9 @@ def _run_with_faults(project, rng: random.Random, fault, rounds: int, while_runn
     """
     dealt = 0
     state = project.root / "train_dir/faults/pbtrun.json"
-    for _ in range(rounds):
+    for _ in range(3 * faults):
+        if dealt >= faults:
+            break
         args = ("resume", "train_dir/faults") if state.exists() else ("up", "sweep.toml")  # killed before it was made
         before = _starts(project)
         proc = project.start(*args, "--grace", "2")
@@ -146,7 +149,7 @@ def _run_with_faults(project, rng: random.Random, fault, rounds: int, while_runn
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(project, recorder):
     rng = random.Random(_seed())
     _fault_spec(project, recorder, rng)
-    dealt = _run_with_faults(project, rng, lambda p: os.kill(p.pid, signal.SIGKILL), rounds=24, while_running=0.5)
+    dealt = _run_with_faults(project, rng, lambda p: os.kill(p.pid, signal.SIGKILL), faults=24)
     assert dealt >= 20
     _check_promises(project)
 
@@ -158,7 +161,7 @@ def _stopped_attempts(project) -> int:
 def test_sigint_at_random_moments_stops_gracefully_and_resumes(project, recorder):
     rng = random.Random(_seed())
     _fault_spec(project, recorder, rng)
-    dealt = _run_with_faults(project, rng, lambda p: os.kill(p.pid, signal.SIGINT), rounds=22, while_running=0.8)
+    dealt = _run_with_faults(project, rng, lambda p: os.kill(p.pid, signal.SIGINT), faults=22, while_running=0.8)
     assert dealt >= 20
     _check_promises(project)
     assert _stopped_attempts(project) >= 5, "the stops seldom found experiments to stop: the faults came too late"
@@ -172,7 +175,7 @@ def test_pbtrun_stop_at_random_moments_stops_gracefully_and_resumes(project, rec
         result = project.run("stop", "train_dir/faults", timeout=30)
         assert result.returncode == 0, result.stderr
 
-    dealt = _run_with_faults(project, rng, stop, rounds=22, while_running=0.8)
+    dealt = _run_with_faults(project, rng, stop, faults=22, while_running=0.8)
     assert dealt >= 20
     _check_promises(project)
     assert _stopped_attempts(project) >= 5, "the stops seldom found experiments to stop: the faults came too late"
