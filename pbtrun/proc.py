@@ -11,15 +11,20 @@ def process_start_time(pid: int) -> int | None:
     A pid plus its start time names one process for the life of the machine: a recycled pid
     has a different start time. Zombies count as gone: they will never run again.
     """
+    fields = _running_stat(pid)
+    return None if fields is None else int(fields[19])
+
+
+def _running_stat(pid: int | str) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None if the
+    process is gone or a zombie."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     fields = data[data.rfind(b")") + 2 :].split()
-    if not fields or fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
+    return fields if fields and fields[0] not in (b"Z", b"X") else None
 
 
 def group_has_live_process(pgid: int) -> bool:
@@ -31,14 +36,7 @@ def group_has_live_process(pgid: int) -> bool:
     except OSError:
         return True  # cannot tell: assume it runs (the caller keeps sending SIGKILL)
     for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue  # gone meanwhile
-        fields = data[data.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid:
+        fields = _running_stat(name) if name.isdigit() else None  # None too if gone meanwhile
+        if fields is not None and len(fields) > 2 and int(fields[2]) == pgid:
             return True
     return False

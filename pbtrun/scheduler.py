@@ -328,11 +328,12 @@ class Scheduler:
         """ "stop" or "timeout" if pbtrun's signal ended the attempt, None if it ended by itself
         (see :func:`_stopped_by_pbtrun`). The state records the signal; memory too, in case
         recording it failed (a full disk)."""
-        signalled = self.signalled.pop(exp.id, None)
-        why = _stopped_by_pbtrun(exp.last, outcome) if exp.last is not None else None
-        if why is None and signalled is not None and outcome.ended_at >= signalled[0]:
-            why = signalled[1]
-        return why
+        signalled, last = self.signalled.pop(exp.id, None), exp.last
+        if last is None:
+            return None
+        if last.stop_at is None and signalled is not None:
+            last = last._replace(stop_at=signalled[0], stop_reason=signalled[1])
+        return _stopped_by_pbtrun(last, outcome)
 
     def _choose(self) -> Iterator[tuple[str, tuple[int, ...]]]:
         """Experiments to launch now and their GPUs: in spec order, least busy GPU first."""

@@ -489,6 +489,9 @@ def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
         )
     if outcome is not None and outcome not in OUTCOMES:
         raise ValueError(f"attempt {number}: unknown outcome {outcome!r}")
+    stop_at, stop_reason = get("stop_at"), get("stop_reason")
+    if (stop_at is None) != (stop_reason is None) or (stop_reason is not None and stop_reason not in STOP_REASONS):
+        raise ValueError(f"attempt {number}: stop_at {stop_at!r} with stop_reason {stop_reason!r}")
     return Attempt(
         number,
         float(raw["started_at"]),
@@ -500,13 +503,6 @@ def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
         returncode,
         outcome,
         get("reaper"),
-        *_stop_from(get("stop_at"), get("stop_reason")),
+        None if stop_at is None else float(stop_at),
+        stop_reason,
     )
-
-
-def _stop_from(at: Any, reason: Any) -> tuple[float | None, str | None]:
-    if at is None:
-        return None, None
-    if reason not in STOP_REASONS:
-        raise ValueError(f"unknown stop_reason {reason!r}")
-    return float(at), reason

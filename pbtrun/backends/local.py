@@ -367,12 +367,11 @@ class LocalBackend:
             handle.pgid = found[1].get("pid") if found and found[1] else None
         if handle.pgid is None:
             return False
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(handle.pgid, sig)
+        self.signal_group(handle.pgid, sig)
         return True
 
     def signal_group(self, pgid: int, sig: int) -> None:
-        """Signal a process group whose leader has ended (see :meth:`group_alive`)."""
+        """Signal a process group, also one whose leader has ended (see :meth:`group_alive`)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
 
