@@ -27,3 +27,12 @@ def reaper_of(logs: Path) -> int:
 
     log = next(logs.glob("*.log"))
     return read_records(str(log))[1]["reaper"]
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` is a live process (a zombie counts as gone: it never runs again)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")

@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from helpers import reaper_of
+from helpers import alive, reaper_of
 
 from pbtrun import store
 from pbtrun.backends import reaper
@@ -376,15 +376,6 @@ def _family(project) -> Path:
     return script
 
 
-def _runs(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not: it is dead, only not reaped)."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return data[data.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
-
-
 def test_a_graceful_stop_leaves_no_process_of_the_experiments_group_behind(project):
     """The stop goes on to the rest of the leader's group (SIGTERM after the grace): nothing
     outlives pbtrun."""
@@ -428,7 +419,7 @@ def test_a_stop_ends_even_where_nobody_reaps_the_orphans(project):
     os.kill(pbtrun, signal.SIGINT)
     wrapper.communicate(timeout=20)  # SIGTERM after 0.5 s, SIGKILL 5 s later, then done
     assert wrapper.returncode == 130
-    assert not _runs(child) and _pid_alive(child), "the child should be a zombie nobody reaps"
+    assert not alive(child) and _pid_alive(child), "the child should be a zombie nobody reaps"
 
 
 def test_an_argument_exec_cannot_pass_fails_that_experiment_not_the_reaper(project):

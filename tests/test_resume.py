@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from helpers import alive
 
 if TYPE_CHECKING:
     from conftest import Project
@@ -95,15 +96,6 @@ def sweep_toml(name: str, command: str, body: str, max_parallel: int = 4) -> str
         'experiment_dir_arg_name = ""\n'
         f"[scheduler]\nmax_parallel = {max_parallel}\n\n" + textwrap.dedent(body)
     )
-
-
-def alive(pid: int) -> bool:
-    """True if ``pid`` is a live process (a zombie counts as gone: it never runs again)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def starts(records: list[dict]) -> list[dict]:
