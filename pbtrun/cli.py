@@ -568,9 +568,10 @@ def _sweep_status(
 
     filters = render.Filters(**options)
     if as_json:
-        sweep, holder = store.load(paths), store.holder_alive(paths)
-        document = render.sweep_json(paths, sweep, holder, _observed(paths, sweep, holder), filters)
-        _echo_lines(render.json_lines(document, "experiments"))
+        with store.gc_paused():  # the document and its encoding: as many containers again
+            sweep, holder = store.load(paths), store.holder_alive(paths)
+            document = render.sweep_json(paths, sweep, holder, _observed(paths, sweep, holder), filters)
+            _echo_lines(render.json_lines(document, "experiments"))
         return
     from pbtrun.tables import sweep_table
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pbtrun.backends.aside import Aside
 from pbtrun.backends.local import SEEN_ENDED, SEEN_LOST, SEEN_NOT_STARTED, SEEN_RUNNING, Observed
 from pbtrun.state import (
     FAILED,
@@ -210,18 +211,20 @@ def plan_json(name: str, sweep_dir: Path, experiments: Sequence[ExperimentSpec],
             "experiments_per_gpu": settings.experiments_per_gpu,
             "pause_between_s": settings.pause_between_s,
         },
-        "experiments": [
-            {
-                "name": exp.name,
-                "id": exp.id,
-                "group": exp.group,
-                "argv": list(exp.argv),
-                "env": dict(exp.env),
-                "params": dict(exp.params),
-                "first_slot": None if gpus is None else {"gpus": list(gpus) if gpus else None},
-            }
-            for exp, gpus in zip(experiments, first_slots(experiments, settings), strict=True)
-        ],
+        "experiments": Rows(list(zip(experiments, first_slots(experiments, settings), strict=True)), _plan_item),
+    }
+
+
+def _plan_item(item: tuple[ExperimentSpec, tuple[int, ...] | None]) -> dict[str, Any]:
+    exp, gpus = item
+    return {
+        "name": exp.name,
+        "id": exp.id,
+        "group": exp.group,
+        "argv": list(exp.argv),
+        "env": dict(exp.env),
+        "params": dict(exp.params),
+        "first_slot": None if gpus is None else {"gpus": list(gpus) if gpus else None},
     }
 
 
@@ -252,7 +255,7 @@ def sweep_json(
             "scheduler": None if holder is None else {"pid": holder.get("pid"), "host": holder.get("host")},
         },
         "counts": sweep.counts(),
-        "experiments": [experiment_json(paths, e, base, observed.get(e.id)) for e in chosen],
+        "experiments": Rows(list(chosen), lambda e: experiment_json(paths, e, base, observed.get(e.id))),
     }
 
 
@@ -350,19 +353,54 @@ def _item_encoder() -> Callable[[Any], str]:
     return lambda item: "".join(encode(item, 0))
 
 
+@dataclass(frozen=True)
+class Rows:
+    """A long list in a JSON document whose items are made as they are written (``json_lines``):
+    ``make(x)`` for each ``x`` of ``source``. Making them is half the work of ``status --json``
+    at 100,000 experiments, and a second process can then share it."""
+
+    source: Sequence[Any]
+    make: Callable[[Any], Any]
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __iter__(self) -> Iterator[Any]:
+        return map(self.make, self.source)
+
+
+SPLIT_ROWS = 20_000  # from this many items on, a second process encodes half of them
+CHUNK = 1000
+
+
 def json_lines(document: dict[str, Any], key: str) -> Iterator[str]:
     """``document`` as JSON text, in pieces: indented, except that ``document[key]``, a long
-    list (of experiments), comes last with one item per line. The json module indents only in
-    pure Python, 10x slower than its compact encoder; at 100,000 experiments that is seconds,
-    and this layout is as easy to read and to grep."""
-    head = json.dumps({k: v for k, v in document.items() if k != key}, indent=2)
-    items = document[key]
-    if not items:
-        yield head[:-2] + f',\n  "{key}": []\n}}\n'
+    list (of experiments; a list or ``Rows``), comes last with one item per line. The json
+    module indents only in pure Python, 10x slower than its compact encoder; at 100,000
+    experiments that is seconds, and this layout is as easy to read and to grep. The text is
+    ASCII (non-ASCII characters are escaped), as ``json.dumps`` writes it by default."""
+    rest = {k: v for k, v in document.items() if k != key}
+    head = json.dumps(rest, indent=2)[:-2] + ",\n" if rest else "{\n"
+    rows = document[key]
+    source, make = (rows.source, rows.make) if isinstance(rows, Rows) else (rows, None)
+    if not source:
+        yield head + f'  "{key}": []\n}}\n'
         return
-    yield head[:-2] + f',\n  "{key}": [\n'
+    yield head + f'  "{key}": [\n'
     encode = _item_encoder()
-    for start in range(0, len(items), 1000):
-        chunk = ",\n".join("    " + encode(item) for item in items[start : start + 1000])
-        yield ("," + "\n" if start else "") + chunk
+    cut = (len(source) // 2 // CHUNK) * CHUNK if len(source) >= SPLIT_ROWS else 0
+    aside = Aside.start(lambda: "".join(_item_lines(source[cut:], make, encode)).encode("ascii")) if cut else None
+    yield from _item_lines(source[: cut if aside else None], make, encode)
+    if aside is not None:  # a helper process encoded the second half meanwhile (two cores)
+        text = aside.result()
+        yield ",\n"
+        yield from _item_lines(source[cut:], make, encode) if text is None else (text.decode("ascii"),)
     yield "\n  ]\n}\n"
+
+
+def _item_lines(items: Sequence[Any], make: Callable[[Any], Any] | None, encode: Callable[[Any], str]) -> Iterator[str]:
+    """The items, encoded, one per line, joined by commas (no separator before the first)."""
+    for start in range(0, len(items), CHUNK):
+        part = items[start : start + CHUNK]
+        made = part if make is None else map(make, part)
+        yield ("," + "\n" if start else "") + ",\n".join("    " + encode(item) for item in made)

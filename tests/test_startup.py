@@ -8,8 +8,10 @@ real interpreter's import log (``python -X importtime``).
 from __future__ import annotations
 
 import json
+import os
 
 from pbtrun import render
+from pbtrun.backends.aside import Aside
 
 
 def _imported(project, *args: str) -> set[str]:
@@ -56,3 +58,37 @@ def test_long_lists_come_one_item_per_line_and_parse_as_the_same_document():
         "sweep": {},
         "experiments": [],
     }
+
+
+def _rows(n: int) -> render.Rows:
+    return render.Rows(list(range(n)), lambda i: {"name": f"{i:05d}_a", "n": i, "t": i / 7, "word": "é"})
+
+
+def test_a_long_list_encoded_by_two_processes_is_the_same_text(monkeypatch):
+    one_process = "".join(render.json_lines({"sweep": {}, "experiments": _rows(4500)}, "experiments"))
+    monkeypatch.setattr(render, "SPLIT_ROWS", 10)
+    seen = []
+    real_start = Aside.start
+    monkeypatch.setattr(Aside, "start", lambda *a: seen.append(real_start(*a)) or seen[-1])
+    two_processes = "".join(render.json_lines({"sweep": {}, "experiments": _rows(4500)}, "experiments"))
+    assert seen and seen[0] is not None  # a helper did encode the second half
+    assert two_processes == one_process
+    assert json.loads(two_processes)["experiments"][4499] == {"name": "04499_a", "n": 4499, "t": 4499 / 7, "word": "é"}
+
+
+def test_a_helper_that_fails_leaves_its_half_to_the_parent(monkeypatch, capfd):
+    monkeypatch.setattr(render, "SPLIT_ROWS", 10)
+    parent = os.getpid()
+
+    def make(i: int) -> dict:
+        if os.getpid() != parent and i == 3000:
+            raise RuntimeError("the helper breaks")
+        return {"n": i}
+
+    results = []
+    real_result = Aside.result
+    monkeypatch.setattr(Aside, "result", lambda self: results.append(real_result(self)) or results[-1])
+    text = "".join(render.json_lines({"experiments": render.Rows(list(range(4000)), make)}, "experiments"))
+    assert results == [None]  # the helper was started, and failed
+    assert [e["n"] for e in json.loads(text)["experiments"]] == list(range(4000))
+    assert capfd.readouterr().err == ""  # nothing of the helper's failure on the terminal
