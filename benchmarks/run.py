@@ -43,7 +43,7 @@ PER_GPU = 2
 STARTUP_SAMPLES = 10
 STATUS_SAMPLES = 3
 DRAIN_GRACE_S = 5.0
-SETTLE_S = 1.0  # after a run is removed and synced, before the next starts
+SETTLE_S = 1.0  # after a run is synced, before the next starts
 STDERR = "runner.stderr"  # a runner's stderr, in its run dir
 PR_SET_CHILD_SUBREAPER = 36
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -398,20 +398,36 @@ def measure(inv: Invocation, timeout_s: float, job_comm: str = "", sample_s: flo
     return Measurement(ended, sum(sampler.job_ns.values()) / 1e6, peak)
 
 
+_RUNS_BASE: list[Path] = []  # the one directory all runs of this benchmark are made in
+
+
 @contextlib.contextmanager
 def run_dir() -> Iterator[Path]:
-    """A fresh directory under the system temp dir (so train dirs share /tmp's filesystem).
+    """A fresh directory for one run, under the system temp dir (so train dirs share /tmp's
+    filesystem), kept until the whole benchmark ends (``remove_runs``).
 
-    Removed afterwards, then the file system is synced: deleting a run's thousands of files
-    leaves the file system work to do (journal commits, discards) that would otherwise slow
-    whichever runner comes next, by several times on this kind of virtual disk."""
-    path = Path(tempfile.mkdtemp(prefix="pbtrun-bench-"))
+    Not removed after the run: ext4 does not hand out an inode freed in the last half minute or
+    so (``recently_deleted`` in ``find_inode_bit``), and skipping past thousands of them costs
+    each later file creation in that block group about half a millisecond of CPU here (perf:
+    a third of the CPU of a pbtrun W1 run, 0.6 ms per log file against 0.08 ms once 35 s have
+    passed). Deleting each run's thousand files made every following run that creates files pay
+    for its predecessors, which no user's sweep does. After each run the file system is synced
+    and left alone for a second, so one run's writeback does not land in the next."""
+    if not _RUNS_BASE:
+        _RUNS_BASE.append(Path(tempfile.mkdtemp(prefix="pbtrun-bench-")))
+    path = Path(tempfile.mkdtemp(prefix="run-", dir=_RUNS_BASE[0]))
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
         os.sync()
         time.sleep(SETTLE_S)
+
+
+def remove_runs() -> None:
+    """Remove every run's directory, once the measurements are over."""
+    for base in _RUNS_BASE:
+        shutil.rmtree(base, ignore_errors=True)
+    _RUNS_BASE.clear()
 
 
 def lines_file(path: Path, lines: Iterable[str]) -> Path:
@@ -1066,7 +1082,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     quiet([*PBTRUN, "--help"])  # warm-up: the bytecode and page caches any second start has
     ctx = Context(QUICK if args.quick else Sizes(), runners, args.reps, args.scale_reps or args.reps)
-    run_all(ctx, args.workloads)
+    try:
+        run_all(ctx, args.workloads)
+    finally:
+        remove_runs()
     print("", *text_summary(ctx), "", *ratio_table(ctx), sep="\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["python", os.path.relpath(__file__), *argv])
