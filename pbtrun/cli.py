@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import shlex
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -600,8 +599,9 @@ def _observed(paths: store.SweepPaths, sweep: Sweep, holder: dict[str, Any] | No
     if holder is not None:
         return {}
     from pbtrun.backends.local import observe
+    from pbtrun.proc import hostname
 
-    host = socket.gethostname()
+    host = hostname()
     return {
         exp.id: observe(str(paths.dir / exp.last.log), same_host=exp.last.host in ("", host))
         for exp in sweep.running()

@@ -7,10 +7,10 @@ checkpoint directories keep their names after a user moves to pbtrun:
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 _TOKEN_SPLIT = re.compile(r"[._-]")
@@ -80,7 +80,16 @@ def id_from_json(group_json: str, params_json: str, occurrence: int) -> str:
     """:func:`experiment_id` from the canonical JSON of its parts (a compile makes the group's
     once, and the parameters' serve it also to count repeats). The text hashed is exactly
     ``canonical_json([group, params, occurrence])``, as in the first release: ids never change."""
-    return hashlib.sha256(f"[{group_json}, {params_json}, {occurrence}]".encode()).hexdigest()[:16]
+    return _sha256()(f"[{group_json}, {params_json}, {occurrence}]".encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _sha256() -> Callable[[bytes], Any]:
+    """``hashlib.sha256``, imported on first use: OpenSSL's start-up is 2-3 ms of every command
+    that loads this module, and only compiling a spec makes ids."""
+    from hashlib import sha256
+
+    return sha256
 
 
 # json.dumps(..., sort_keys=True, default=str), made once: ids must never change, and a 100,000

@@ -14,7 +14,6 @@ import os
 import shlex
 from pathlib import Path
 
-from pbtrun.backends.reaper import EXIT_PREFIX
 from pbtrun.errors import StateError
 from pbtrun.store import SweepPaths, is_sweep, subdirectories
 
@@ -58,6 +57,8 @@ def _count_logs(logs: Path) -> int:
 
 
 def _is_attempt_log(path: str) -> bool:
+    from pbtrun.backends.reaper import EXIT_PREFIX  # the log's format; only when a pbtrun.json is missing
+
     try:
         with open(path, "rb") as f:
             return f.read(len(EXIT_PREFIX)) == EXIT_PREFIX

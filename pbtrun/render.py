@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pbtrun.backends.aside import Aside
-from pbtrun.backends.local import SEEN_ENDED, SEEN_LOST, SEEN_NOT_STARTED, SEEN_RUNNING, Observed
 from pbtrun.state import (
     FAILED,
     INTERRUPTED,
@@ -23,12 +21,17 @@ from pbtrun.state import (
     NOT_STARTED,
     PENDING,
     RUNNING,
+    SEEN_ENDED,
+    SEEN_LOST,
+    SEEN_NOT_STARTED,
+    SEEN_RUNNING,
     STATUSES,
     STOPPED,
     SUCCEEDED,
     TIMED_OUT,
     Attempt,
     Experiment,
+    Observed,
     Settings,
     Sweep,
 )
@@ -388,6 +391,8 @@ def json_lines(document: dict[str, Any], key: str) -> Iterator[str]:
         return
     yield head + f'  "{key}": [\n'
     encode = _item_encoder()
+    from pbtrun.backends.aside import Aside  # only for long lists: most callers never need it
+
     cut = (len(source) // 2 // CHUNK) * CHUNK if len(source) >= SPLIT_ROWS else 0
     aside = Aside.start(lambda: "".join(_item_lines(source[cut:], make, encode)).encode("ascii")) if cut else None
     yield from _item_lines(source[: cut if aside else None], make, encode)

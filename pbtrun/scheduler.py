@@ -16,7 +16,6 @@ import contextlib
 import os
 import selectors
 import signal
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from pbtrun import store
 from pbtrun.backends.local import NOT_STARTED, Handle, LocalBackend, Outcome
 from pbtrun.errors import BackendError, PbtrunError
 from pbtrun.gpus import Placement
+from pbtrun.proc import hostname
 from pbtrun.state import (
     EXITED,
     FAILED,
@@ -92,7 +92,7 @@ class Scheduler:
         self.queue_generation = -1
         self.handles: dict[str, Handle] = {}
         self.gpus_of: dict[str, tuple[int, ...]] = {}
-        self.host = socket.gethostname()
+        self.host = hostname()
         self.sweep_dir = str(paths.dir.resolve())
         self.next_launch_at = 0.0
         self.again = False  # a step queued work it could not launch yet: step again without waiting

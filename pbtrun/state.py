@@ -111,6 +111,23 @@ class Experiment(NamedTuple):
         return self._replace(status=status, attempts=attempts)
 
 
+# What an attempt the state records as running really is, looked at from its log's records and
+# the process table while no scheduler runs (``backends.local.observe``; shown by ``status``).
+SEEN_RUNNING = "running"  # its process still runs (the same process: pid and start time)
+SEEN_ENDED = "ended"  # its exit record is written: it ended, with that return code
+SEEN_LOST = "lost"  # its process is gone and left no exit record
+SEEN_NOT_STARTED = "not_started"  # it never started: no log, or resume's abandon record
+SEEN_UNKNOWN = "unknown"  # its log holds no pid yet, or it ran on another host
+
+
+class Observed(NamedTuple):
+    """What an attempt is, seen from its log's records and the process table."""
+
+    state: str
+    returncode: int | None = None
+    ended_at: float | None = None
+
+
 class Settings(NamedTuple):
     """The scheduler settings a sweep runs with, resolved (no "not given" left)."""
 

@@ -18,7 +18,6 @@ import fcntl
 import gc
 import json
 import os
-import socket
 import stat
 import threading
 import time
@@ -31,7 +30,7 @@ from typing import Any
 from pbtrun import __version__
 from pbtrun.errors import StateError, SweepBusy
 from pbtrun.naming import safe_file_name
-from pbtrun.proc import process_start_time
+from pbtrun.proc import hostname, process_start_time
 from pbtrun.state import (
     Experiment,
     NewerState,
@@ -859,7 +858,7 @@ def holder_alive(paths: SweepPaths) -> dict[str, Any] | None:
     holder = read_holder(paths)
     if holder is None:
         return None
-    if holder.get("host") != socket.gethostname():
+    if holder.get("host") != hostname():
         return holder  # cannot check another machine's processes; trust the record
     pid = holder.get("pid")
     alive = isinstance(pid, int) and process_start_time(pid) == holder.get("proc_start")
@@ -876,7 +875,7 @@ def scheduler_lock(paths: SweepPaths) -> Iterator[None]:
     try:
         holder = {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": hostname(),
             "proc_start": process_start_time(os.getpid()),
             "started_at": time.time(),
         }

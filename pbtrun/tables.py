@@ -22,9 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from pbtrun import render
-from pbtrun.backends.local import SEEN_RUNNING, Observed
 from pbtrun.render import STYLES, SYMBOLS, Filters, active_counts, resume_hint
-from pbtrun.state import FAILED, RUNNING, STATUSES, SUCCEEDED, Experiment, Sweep
+from pbtrun.state import FAILED, RUNNING, SEEN_RUNNING, STATUSES, SUCCEEDED, Experiment, Observed, Sweep
 from pbtrun.store import SweepPaths
 
 PROGRESS_BAR_WIDTH = 16

@@ -44,6 +44,15 @@ def test_status_json_does_not_load_the_spec_layer(project, recorder):
     assert not loaded & {"pbtrun.spec", "tomllib", "pbtrun.scheduler"}
 
 
+def test_the_train_dir_listing_loads_no_backend_and_no_hashing(project, recorder):
+    """`pbtrun status` reads each sweep's summary: what starts, signals or hashes is not its work."""
+    project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
+    assert project.run("up", "sweep.toml").returncode == 0
+    loaded = _imported(project, "status")
+    assert "pbtrun.tables" in loaded
+    assert not loaded & {"socket", "selectors", "hashlib", "pbtrun.backends.local", "pbtrun.backends.reaper"}
+
+
 def test_long_lists_come_one_item_per_line_and_parse_as_the_same_document():
     document = {
         "sweep": {"name": "s", "dir": "/x"},

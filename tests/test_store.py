@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from pathlib import Path
@@ -53,6 +54,26 @@ def test_a_damaged_row_is_reported_by_the_whole_file_reader(tmp_path):
     paths.state.write_bytes(data.replace(b'"status": "pending"', b'"status": pending', 1))
     with pytest.raises(store.StateError, match=r"pbtrun\.json: cannot use the state file: it is not valid JSON"):
         store.load(paths)
+
+
+def test_reading_pauses_the_cyclic_collector_and_gives_it_back_as_it_was(tmp_path, monkeypatch):
+    paths, sweep = _sweep(tmp_path)
+    seen = []
+    real_parse = store.parse
+    monkeypatch.setattr(store, "parse", lambda *a: seen.append(gc.isenabled()) or real_parse(*a))
+    assert gc.isenabled()
+    assert to_json(store.load(paths)) == to_json(sweep)
+    assert seen == [False] and gc.isenabled()  # paused while reading, enabled again after
+    paths.state.write_text("{")  # a damaged file: the error does not leave the collector off
+    with pytest.raises(store.StateError):
+        store.load(paths)
+    assert gc.isenabled()
+    gc.disable()
+    try:  # a caller that had it off (status --json) keeps it off
+        store.load(store.SweepPaths(DATA / "state-format-1"))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def _transitions(writer: store.StateWriter) -> None:

@@ -121,7 +121,7 @@ def test_an_attempt_lost_earlier_shows_in_the_attempts_column() -> None:
 
 
 def test_what_running_experiments_really_are_when_no_scheduler_runs() -> None:
-    from pbtrun.backends.local import Observed
+    from pbtrun.state import Observed
 
     running = [attempt(took=None, rc=None, start=NOW - 100, gpus=(0,)) for _ in range(5)]
     sweep = make_sweep(*(experiment(n, f"0{n}_ant", RUNNING, running[n]) for n in range(5)))

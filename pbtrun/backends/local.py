@@ -23,7 +23,16 @@ from typing import NamedTuple
 from pbtrun.backends import reaper
 from pbtrun.errors import BackendError
 from pbtrun.proc import group_has_live_process, process_start_time
-from pbtrun.state import Attempt, Experiment
+from pbtrun.state import (  # the observation vocabulary lives with the state, for status to read without this module
+    SEEN_ENDED,
+    SEEN_LOST,
+    SEEN_NOT_STARTED,
+    SEEN_RUNNING,
+    SEEN_UNKNOWN,
+    Attempt,
+    Experiment,
+    Observed,
+)
 from pbtrun.store import SweepPaths
 
 _PYTHONS = ("python", "python3")
@@ -398,21 +407,6 @@ class LocalBackend:
 
 
 # --------------------------------------------------------------------------- looking without a scheduler
-
-# What an attempt the state records as running really is (see ``observe``).
-SEEN_RUNNING = "running"  # its process still runs (the same process: pid and start time)
-SEEN_ENDED = "ended"  # its exit record is written: it ended, with that return code
-SEEN_LOST = "lost"  # its process is gone and left no exit record
-SEEN_NOT_STARTED = "not_started"  # it never started: no log, or resume's abandon record
-SEEN_UNKNOWN = "unknown"  # its log holds no pid yet, or it ran on another host
-
-
-class Observed(NamedTuple):
-    """What an attempt is, seen from its log's records and the process table."""
-
-    state: str
-    returncode: int | None = None
-    ended_at: float | None = None
 
 
 def observe(log: str, same_host: bool = True) -> Observed:
