@@ -365,12 +365,6 @@ class Rows:
     source: Sequence[Any]
     make: Callable[[Any], Any]
 
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __iter__(self) -> Iterator[Any]:
-        return map(self.make, self.source)
-
 
 SPLIT_ROWS = 20_000  # from this many items on, a second process encodes half of them
 CHUNK = 1000
@@ -395,7 +389,12 @@ def json_lines(document: dict[str, Any], key: str) -> Iterator[str]:
 
     cut = (len(source) // 2 // CHUNK) * CHUNK if len(source) >= SPLIT_ROWS else 0
     aside = Aside.start(lambda: "".join(_item_lines(source[cut:], make, encode)).encode("ascii")) if cut else None
-    yield from _item_lines(source[: cut if aside else None], make, encode)
+    try:
+        yield from _item_lines(source[: cut if aside else None], make, encode)
+    except BaseException:  # the reader stopped (a closed pipe, Ctrl-C): so does the helper
+        if aside is not None:
+            aside.cancel()
+        raise
     if aside is not None:  # a helper process encoded the second half meanwhile (two cores)
         text = aside.result()
         yield ",\n"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from pbtrun import render
 from pbtrun.backends.aside import Aside
 
@@ -101,3 +103,17 @@ def test_a_helper_that_fails_leaves_its_half_to_the_parent(monkeypatch, capfd):
     assert results == [None]  # the helper was started, and failed
     assert [e["n"] for e in json.loads(text)["experiments"]] == list(range(4000))
     assert capfd.readouterr().err == ""  # nothing of the helper's failure on the terminal
+
+
+def test_a_reader_that_stops_early_ends_the_helper(monkeypatch):
+    monkeypatch.setattr(render, "SPLIT_ROWS", 10)
+    helpers = []
+    real_start = Aside.start
+    monkeypatch.setattr(Aside, "start", lambda *a: helpers.append(real_start(*a)) or helpers[-1])
+    slow = render.Rows(list(range(4000)), lambda i: {"n": i, "pad": "x" * 2000})
+    pieces = render.json_lines({"experiments": slow}, "experiments")
+    next(pieces), next(pieces)  # the head and the first rows: the helper is at work on the rest
+    pieces.close()  # as when stdout is closed under pbtrun
+    (helper,) = helpers
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left to finish or linger
+        os.kill(helper.pid, 0)

@@ -10,6 +10,7 @@ ends its parent, and it never returns into the parent's code or flushes the pare
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -26,7 +27,8 @@ class Aside:
     @classmethod
     def start(cls, produce: Callable[[], bytes]) -> Aside | None:
         """A helper computing ``produce()``, or None where there is no second core or no fork."""
-        if not hasattr(os, "fork") or len(os.sched_getaffinity(0)) < 2:
+        cpus = getattr(os, "sched_getaffinity", None)
+        if not hasattr(os, "fork") or cpus is None or len(cpus(0)) < 2:
             return None
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)  # none may reach the child's Python
         try:
@@ -57,6 +59,14 @@ class Aside:
             os.close(self.fd)
             _, status = os.waitpid(self.pid, 0)
         return b"".join(pieces) if os.waitstatus_to_exitcode(status) == 0 else None
+
+    def cancel(self) -> None:
+        """The caller no longer wants the bytes (its output was closed, or Ctrl-C): end the
+        helper now rather than let it finish work nobody reads, and reap it."""
+        os.close(self.fd)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
 
 
 def _helper(produce: Callable[[], bytes], read_fd: int, write_fd: int, old_mask: set[int]) -> None:
