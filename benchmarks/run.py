@@ -106,7 +106,7 @@ class Row:
 
 ROWS = [
     Row("W1", "W1: {w1_jobs:,} × `/bin/true`, jobs/s", "{:,.0f}", "wall"),
-    Row("W2", "W2: {w2_jobs:,} × `sleep {w2_sleep_s:g}`, efficiency (ideal {w2_ideal_s:g} s ÷ wall)", "{:.2f}", "wall"),
+    Row("W2", "W2: {w2_jobs:,} × `sleep {w2_sleep_s:g}`, efficiency (ideal {w2_ideal_s:g} s ÷ wall)", "{:.3f}", "wall"),
     Row("W3cpu", "W3: {w3_jobs} × `sleep {w3_sleep_s:g}`, runner's own CPU ms (jobs excluded)", "{:,.0f}", "value"),
     Row("W3rss", "W3: {w3_jobs} × `sleep {w3_sleep_s:g}`, runner's peak RSS MB", "{:.1f}", "value"),
     Row("W3main", "W3: its main process alone, CPU ms (10 ms ticks)", "{:,.0f}"),
