@@ -71,6 +71,13 @@ def test_long_lists_come_one_item_per_line_and_parse_as_the_same_document():
     }
 
 
+@pytest.fixture
+def split(monkeypatch):
+    """Lists of 10 items and more are split, on any machine: a one-core one would not fork."""
+    monkeypatch.setattr(render, "SPLIT_ROWS", 10)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+
+
 def _rows(n: int) -> render.Rows:
     return render.Rows(list(range(n)), lambda i: {"name": f"{i:05d}_a", "n": i, "t": i / 7, "word": "é"})
 
@@ -78,6 +85,7 @@ def _rows(n: int) -> render.Rows:
 def test_a_long_list_encoded_by_two_processes_is_the_same_text(monkeypatch):
     one_process = "".join(render.json_lines({"sweep": {}, "experiments": _rows(4500)}, "experiments"))
     monkeypatch.setattr(render, "SPLIT_ROWS", 10)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a one-core machine would not fork
     seen = []
     real_start = Aside.start
     monkeypatch.setattr(Aside, "start", lambda *a: seen.append(real_start(*a)) or seen[-1])
@@ -87,8 +95,7 @@ def test_a_long_list_encoded_by_two_processes_is_the_same_text(monkeypatch):
     assert json.loads(two_processes)["experiments"][4499] == {"name": "04499_a", "n": 4499, "t": 4499 / 7, "word": "é"}
 
 
-def test_a_helper_that_fails_leaves_its_half_to_the_parent(monkeypatch, capfd):
-    monkeypatch.setattr(render, "SPLIT_ROWS", 10)
+def test_a_helper_that_fails_leaves_its_half_to_the_parent(monkeypatch, capfd, split):
     parent = os.getpid()
 
     def make(i: int) -> dict:
@@ -105,8 +112,7 @@ def test_a_helper_that_fails_leaves_its_half_to_the_parent(monkeypatch, capfd):
     assert capfd.readouterr().err == ""  # nothing of the helper's failure on the terminal
 
 
-def test_a_reader_that_stops_early_ends_the_helper(monkeypatch):
-    monkeypatch.setattr(render, "SPLIT_ROWS", 10)
+def test_a_reader_that_stops_early_ends_the_helper(monkeypatch, split):
     helpers = []
     real_start = Aside.start
     monkeypatch.setattr(Aside, "start", lambda *a: helpers.append(real_start(*a)) or helpers[-1])
