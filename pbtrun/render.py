@@ -385,10 +385,13 @@ def json_lines(document: dict[str, Any], key: str) -> Iterator[str]:
         return
     yield head + f'  "{key}": [\n'
     encode = _item_encoder()
-    from pbtrun.backends.aside import Aside  # only for long lists: most callers never need it
+    cut, aside = 0, None
+    if len(source) >= SPLIT_ROWS:
+        from pbtrun.backends.aside import Aside  # only for long lists: most callers never need it
 
-    cut = (len(source) // 2 // CHUNK) * CHUNK if len(source) >= SPLIT_ROWS else 0
-    aside = Aside.start(lambda: "".join(_item_lines(source[cut:], make, encode)).encode("ascii")) if cut else None
+        cut = len(source) // 2 // CHUNK * CHUNK
+        if cut:  # (under two chunks there is no second half to give away)
+            aside = Aside.start(lambda: "".join(_item_lines(source[cut:], make, encode)).encode("ascii"))
     try:
         yield from _item_lines(source[: cut if aside else None], make, encode)
     except BaseException:  # the reader stopped (a closed pipe, Ctrl-C): so does the helper
