@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from pbtrun import render
+from pbtrun import naming, render
 from pbtrun.backends.aside import Aside
 
 
@@ -53,6 +53,22 @@ def test_the_train_dir_listing_loads_no_backend_and_no_hashing(project, recorder
     loaded = _imported(project, "status")
     assert "pbtrun.tables" in loaded
     assert not loaded & {"socket", "selectors", "hashlib", "pbtrun.backends.local", "pbtrun.backends.reaper"}
+
+
+def test_compiling_a_spec_hashes_without_loading_openssl(project, recorder):
+    """Ids are SHA-256 of a hundred bytes: CPython's built-in hash, not OpenSSL's start-up."""
+    project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
+    loaded = _imported(project, "up", "sweep.toml", "--dry-run")
+    assert "pbtrun.spec" in loaded
+    assert not loaded & {"hashlib", "_hashlib"}
+
+
+def test_the_built_in_sha256_gives_hashlibs_digests():
+    hashlib = pytest.importorskip("hashlib")
+    sha256 = naming._sha256()
+    assert sha256 is not hashlib.sha256
+    for text in (b"", b'["a", {}, 0]', '["λ", {"lr": 0.001}, 3]'.encode(), bytes(range(256)) * 5):
+        assert sha256(text).hexdigest() == hashlib.sha256(text).hexdigest()
 
 
 def test_long_lists_come_one_item_per_line_and_parse_as_the_same_document():
