@@ -441,6 +441,7 @@ class StateWriter:
 
     def _adopt(self, sweep: Sweep) -> None:
         sweep.dirty.clear()
+        self.summary_at = time.monotonic()  # saving it wrote the summary too
         self._sweep = sweep
         self.journal.reopen()
         self.entries = 0
@@ -495,7 +496,10 @@ class StateWriter:
 
     def _fold(self, sweep: Sweep) -> None:
         started = time.monotonic()
-        self.journal.sync()  # before save empties it: its errors must not go unseen
+        # The journal syncs while the state is encoded and written (the scheduler waits for
+        # neither); reset() waits for that sync before it empties the journal, so a failed
+        # sync is still seen.
+        self.journal.kick()
         try:
             save(self.paths, sweep, keep_journal=True)
         except StateError:
@@ -504,7 +508,7 @@ class StateWriter:
         self._signed = self._signature()
         self.journal.reset()
         self.entries = 0
-        self.folded_at = time.monotonic()
+        self.folded_at = self.summary_at = time.monotonic()  # save wrote the summary
         self.fold_cost_s = self.folded_at - started
 
     def take_fold_error(self) -> StateError | None:
@@ -550,7 +554,7 @@ class StateWriter:
                 if self._signature() != self._signed:
                     self._reload()
                 if self.entries or self.journal.offset:
-                    self.journal.sync()
+                    self.journal.kick()  # syncs while the state is written; pbtrun.json, durable, has it all
                     save(self.paths, self._sweep)
                     self.entries = 0
         finally:
@@ -561,11 +565,13 @@ class StateWriter:
 class Journal:
     """The append-only journal of transitions, written for speed without giving up durability.
 
-    A commit is one ``pwrite`` into space allocated beforehand (zeros written and fsync'd when
-    the journal is opened or grows), and a thread ``fdatasync``s behind the writer: one sync
+    A commit is one ``pwrite`` into space allocated beforehand (zeros, written when the journal
+    grows: the first sync after that also records the new size and blocks, since ``fdatasync``
+    writes whatever metadata reading the data back needs), and a thread ``fdatasync``s behind the
+    writer: one sync
     covers every line written before it (group commit), so a transition is on disk within one
     sync's time (~0.3 ms here) without the scheduler waiting for it. Writing into allocated
-    space changes no file-system metadata, so the sync flushes data only and does not force a
+    space changes no file-system metadata, so the other syncs flush data only and do not force a
     file-system journal commit, which would stall every process creating files on the same file
     system (the reaper creates several per experiment). The scheduler does not need to wait:
     until the machine itself goes down, what was written is visible to every process; and when
@@ -645,11 +651,12 @@ class Journal:
         self.reopen()
 
     def _grow(self, need: int) -> None:
-        """Allocate more (zeros, made durable now, so later syncs need no metadata)."""
+        """Allocate more: zeros, made durable by the thread's next sync together with the line
+        that needed them. Not synced here: the first commit of a sweep grows the journal, and a
+        sync (a file-system journal commit, 1 ms here) would delay the first launch."""
         self.sync()
         size = max(self.GROW_BYTES, need, self.allocated)
         _write_all(self.fd, bytes(size), self.allocated)  # type: ignore[arg-type]
-        os.fsync(self.fd)  # type: ignore[arg-type]
         self.allocated += size
 
     def _flush(self) -> None:
