@@ -425,8 +425,11 @@ class PlainView:
     """Progress as plain timestamped lines, one per start, end and message: for logs, pipes,
     ``nohup`` and ``--plain``. No escape code is ever written.
 
-    Lines are flushed at most every ``FLUSH_EVERY_S`` (a timer flushes the last ones), so a
+    Lines are flushed at most every ``FLUSH_EVERY_S`` (a thread flushes the last ones), so a
     burst of thousands of events costs no write per event and no line waits longer than that.
+    The thread is started once and sleeps until lines are pending (nothing wakes it while
+    nothing happens): a timer per burst would start a thread in the middle of every burst,
+    which holds up the refills of the slots that end next.
     """
 
     def __init__(
@@ -437,9 +440,11 @@ class PlainView:
         self.clock = clock
         self.tracker = Tracker(paths)
         self.began_at: float | None = None
-        self._lock = threading.Lock()  # the flush timer writes from its own thread
+        self._lock = threading.Condition()  # the flushing thread writes from its own thread
         self._flushed_at = 0.0
-        self._timer: threading.Timer | None = None
+        self._due: float | None = None  # when the lines written since the last flush are flushed
+        self._flusher: threading.Thread | None = None
+        self._closed = False
         self._eta_at, self._eta_s = -ETA_EVERY_S, None
         self._stamp_second, self._stamp = -1, ""
 
@@ -450,21 +455,32 @@ class PlainView:
         stamp = self._stamp
         with self._lock:
             self.out.write(f"{' ' * len(stamp) if continued else stamp}  {text}\n")
-            if time.monotonic() - self._flushed_at >= FLUSH_EVERY_S:
+            if self._closed or time.monotonic() - self._flushed_at >= FLUSH_EVERY_S:
                 self._flush_locked()
-            elif self._timer is None:
-                self._timer = threading.Timer(FLUSH_EVERY_S, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
+            elif self._due is None:
+                self._due = self._flushed_at + FLUSH_EVERY_S
+                if self._flusher is None:
+                    self._flusher = threading.Thread(target=self._flush_when_due, name="pbtrun-flush", daemon=True)
+                    self._flusher.start()
+                else:
+                    self._lock.notify()
+
+    def _flush_when_due(self) -> None:
+        with self._lock:
+            while not self._closed:
+                if self._due is None:
+                    self._lock.wait()
+                elif (left := self._due - time.monotonic()) > 0:
+                    self._lock.wait(left)
+                else:
+                    self._flush_locked()
 
     def flush(self) -> None:
         with self._lock:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._due = None
         self._flushed_at = time.monotonic()
         self.out.flush()
 
@@ -503,8 +519,12 @@ class PlainView:
         self._line(text)
 
     def close(self) -> None:
-        """Flush what is pending; the same call as :meth:`LiveView.close`, for the error path."""
-        self.flush()
+        """Flush what is pending and let the flushing thread end; the same call as
+        :meth:`LiveView.close`, for the error path."""
+        with self._lock:
+            self._flush_locked()
+            self._closed = True
+            self._lock.notify()
 
     def finish(self, sweep: Sweep, code: int) -> None:
         wall_s = None if self.began_at is None else self.clock() - self.began_at

@@ -15,6 +15,7 @@ import pytest
 from helpers import colour_codes
 from rich.console import Console
 
+from pbtrun import progress
 from pbtrun.backends import reaper
 from pbtrun.live import LiveView
 from pbtrun.progress import FLUSH_EVERY_S, PlainView, make_view, summary_lines, tail_lines
@@ -561,18 +562,43 @@ def test_plain_view_flushes_a_burst_once_and_the_last_lines_soon(tmp_path: Path)
         run.end(name, 0)
     burst_s = time.monotonic() - burst_started
     assert out.flushes <= 2 + burst_s / FLUSH_EVERY_S  # 1000 lines, not 1000 flushes
-    pending, before = run.view._timer is not None, out.flushes
+    pending, before = run.view._due is not None, out.flushes
     deadline = time.monotonic() + 5
-    while run.view._timer is not None and time.monotonic() < deadline:
+    while run.view._due is not None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert run.view._timer is None
-    assert out.flushes == before + pending  # the timer flushed the burst's tail without waiting for an event
+    assert run.view._due is None
+    assert out.flushes == before + pending  # the thread flushed the burst's tail without waiting for an event
     run.view.finish(run.sweep, 0)
     assert (
         out.getvalue()
         .splitlines()[-1]
         .endswith("sweep ant finished after 0.0s: 500 succeeded, 0 failed, 0 interrupted")
     )
+
+
+def test_plain_view_flushes_each_bursts_tail_with_one_thread_and_every_line_after_close(tmp_path, monkeypatch):
+    monkeypatch.setattr(progress, "FLUSH_EVERY_S", 0.15)
+    run = Run(tmp_path, ["a", "b"], Settings(max_parallel=2))
+    out = CountingStream()
+    run.view = PlainView(run.paths, out, clock=run.clock)
+    run.view.begin(run.sweep)  # flushed at once: nothing was flushed before
+    threads = set()
+    for burst in range(2):
+        before = out.flushes
+        run.view.message(f"burst {burst}")  # within FLUSH_EVERY_S of the last flush: left to the thread
+        assert run.view._due is not None and out.flushes == before
+        threads.add(run.view._flusher)
+        deadline = time.monotonic() + 5
+        while run.view._due is not None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert out.flushes == before + 1 and out.getvalue().endswith(f"burst {burst}\n")
+    assert len(threads) == 1  # started once, woken for each burst
+    run.view.close()
+    run.view._flusher.join(timeout=5)
+    assert not run.view._flusher.is_alive()
+    before = out.flushes
+    run.view.message("after close")
+    assert out.flushes == before + 1
 
 
 def test_plain_view_counts_one_experiment_in_the_singular(project) -> None:
