@@ -295,7 +295,9 @@ class Reaper:
         ident = {"id": req["id"], "attempt": req["attempt"]}
         self._enter(req["cwd"])
         try:
-            log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            # Opened to append: the experiment writes through this same open file (the records
+            # are filled in place through one of their own: pwrite ignores offsets when appending).
+            log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except FileExistsError:  # resume declared this attempt abandoned first: it must never run
             self._broadcast({"op": "abandoned", **ident})
             return
@@ -311,24 +313,21 @@ class Reaper:
         child = Child(req["id"], req["attempt"], req["log"])
         try:
             os.write(log, records() + req["header"].encode())
-            output = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         except OSError as exc:  # (a full disk) undo the claim: nothing started
             with contextlib.suppress(OSError):
                 os.unlink(req["log"])
             self._broadcast({"op": "failed", **ident, "errno": exc.errno, "started": False})
             return
         try:
-            pid = self._posix_spawn(req, output)
+            pid = self._posix_spawn(req, log)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or env, which exec cannot pass
             code = 126 if getattr(exc, "errno", None) in (errno.EACCES, errno.ENOEXEC, errno.EISDIR) else 127
             what = f"cannot enter {self.cwd!r}" if exc is self.cwd_error else f"cannot run {req['argv'][0]!r}"
             why = exc.strerror if isinstance(exc, OSError) else str(exc)
             with contextlib.suppress(OSError):
-                os.write(output, f"pbtrun: {what}: {why}\n".encode())
+                os.write(log, f"pbtrun: {what}: {why}\n".encode())
             self._record(child, code, None)
             return
-        finally:
-            os.close(output)  # the experiment has its own copy (or never started)
         self.children[pid] = child
         self.unrecorded.append((pid, child, time.time()))
 
