@@ -209,6 +209,13 @@ def _pump(backend: LocalBackend, selector: selectors.BaseSelector, until, timeou
     return outcomes
 
 
+def _started_pid(handle: Handle) -> int | None:
+    """The pid its reaper recorded in the attempt's log once it started it (starts are not
+    announced: see the reaper's protocol)."""
+    found = read_records(handle.log)
+    return found[1].get("pid") if found and found[1] else None
+
+
 def test_resume_abandons_an_unstarted_launch_and_the_late_reaper_obeys(tmp_path):
     marker = tmp_path / "ran"
     paths, sweep = _running_sweep(tmp_path, f"touch {marker}")
@@ -235,18 +242,35 @@ def test_a_started_launch_is_adopted_through_its_reaper(tmp_path):
     first_selector, second_selector = selectors.DefaultSelector(), selectors.DefaultSelector()
     first = LocalBackend(paths, str(tmp_path), first_selector)
     launched = first.launch(exp, exp.last, dict(os.environ))
-    _pump(first, first_selector, lambda _: launched.pgid is not None)
+    _pump(first, first_selector, lambda _: _started_pid(launched) is not None)
     # A second scheduler (as after a crash) adopts it: same process, not a new one. It finds
     # the reaper by the address the attempt records.
     second = LocalBackend(paths, str(tmp_path), second_selector)
     adopted = second.inspect(exp, exp.last._replace(reaper=first.address))
-    assert adopted.pgid == launched.pgid
+    assert adopted.pgid == _started_pid(launched)
     ((_, outcome),) = _pump(second, second_selector, bool)
-    assert outcome.returncode == 0 and outcome.pid == launched.pgid
+    assert outcome.returncode == 0 and outcome.pid == adopted.pgid
     ((_, same),) = _pump(first, first_selector, bool)
     assert same == outcome
     first.close()
     second.close()
+
+
+def test_a_launch_is_signalled_through_its_pid_record_without_any_event(tmp_path):
+    """Starts are not announced: the scheduler finds whom to signal in the log's pid record."""
+    paths, sweep = _running_sweep(tmp_path, "sleep 30")
+    exp = next(iter(sweep.experiments.values()))
+    selector = selectors.DefaultSelector()
+    backend = LocalBackend(paths, str(tmp_path), selector)
+    handle = backend.launch(exp, exp.last, dict(os.environ))
+    deadline = time.monotonic() + 10
+    while not backend.signal(handle, signal.SIGTERM):  # False until the reaper has recorded the pid
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert handle.pgid == _started_pid(handle)
+    ((_, outcome),) = _pump(backend, selector, bool)
+    assert outcome.returncode == -signal.SIGTERM and outcome.pid == handle.pgid
+    backend.close()
 
 
 def test_a_killed_reaper_never_leads_to_a_second_start(tmp_path):
@@ -255,7 +279,7 @@ def test_a_killed_reaper_never_leads_to_a_second_start(tmp_path):
     selector = selectors.DefaultSelector()
     backend = LocalBackend(paths, str(tmp_path), selector)
     handle = backend.launch(exp, exp.last, dict(os.environ))
-    _pump(backend, selector, lambda _: handle.pgid is not None)
+    _pump(backend, selector, lambda _: _started_pid(handle) is not None)
     os.kill(backend.reaper_pid, signal.SIGKILL)
     started = time.monotonic()
     # The experiment, orphaned, is still watched until it really ends; only then is it lost.

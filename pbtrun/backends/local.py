@@ -226,7 +226,7 @@ class LocalBackend:
         if handle is None or handle.attempt != message.get("attempt"):
             return []  # another scheduler's experiment, reported by a reaper we adopted from
         op = message["op"]
-        if op == "started":
+        if op == "started":  # from a reaper an earlier pbtrun started (they announced starts)
             handle.pgid = message["pid"]
             return []
         if op == "ended":

@@ -8,7 +8,9 @@ a few system calls (experiments start with ``posix_spawn``, which does not copy 
 
 Protocol: messages are JSON over ``SOCK_SEQPACKET`` unix sockets. The scheduler that forked the
 reaper (its *owner*) sends ``launch`` requests; every connected client (the owner, or a resumed
-scheduler adopting experiments) receives ``started``, ``ended`` and ``failed`` events. The reaper
+scheduler adopting experiments) receives ``ended``, ``failed`` and ``abandoned`` events. A start
+is not announced: the pid record in the log says who runs an attempt to whoever needs to signal
+it, and a message per start would wake the scheduler once more per experiment. The reaper
 outlives its owner: it keeps reaping and recording until its last experiment has ended. Its
 socket has an abstract address (no file): a client that can connect knows the reaper is alive.
 
@@ -332,8 +334,8 @@ class Reaper:
         self.unrecorded.append((pid, child, time.time()))
 
     def _record_pids(self) -> None:
-        """Write the pid records of the experiments just started, and tell the clients. Done
-        once the launches waiting are all started, not after each: a burst of launches is not
+        """Write the pid records of the experiments just started. Done once the launches
+        waiting are all started, not after each: a burst of launches is not
         held up by them. Until its record is written, an experiment whose reaper is killed is
         still found, by its environment (see ``LocalBackend._orphan``)."""
         for pid, child, at in self.unrecorded:
@@ -343,7 +345,6 @@ class Reaper:
                     _fill(log, PID_OFFSET + len(PID_PREFIX), PID_WIDTH, self._pid_record(pid, at))
                 finally:
                     os.close(log)
-            self._broadcast({"op": "started", "id": child.exp_id, "attempt": child.attempt, "pid": pid})
         self.unrecorded.clear()
 
     def _pid_record(self, pid: int, at: float) -> dict[str, Any]:
