@@ -589,6 +589,7 @@ class Journal:
     """
 
     GROW_BYTES = 1 << 20
+    FIRST_BYTES = 1 << 16  # a new journal starts small: its zeros are written before the first launch
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -664,7 +665,7 @@ class Journal:
         that needed them. Not synced here: the first commit of a sweep grows the journal, and a
         sync (a file-system journal commit, 1 ms here) would delay the first launch."""
         self.sync()
-        size = max(self.GROW_BYTES, need, self.allocated)
+        size = max(self.GROW_BYTES if self.allocated else self.FIRST_BYTES, need, self.allocated)
         _write_all(self.fd, bytes(size), self.allocated)  # type: ignore[arg-type]
         self.allocated += size
 

@@ -119,6 +119,22 @@ def test_a_changed_definition_is_journaled_as_a_full_record(tmp_path):
     writer.close()
 
 
+def test_the_journal_grows_by_doubling_from_a_small_start_and_keeps_every_line(tmp_path):
+    paths, _ = _sweep(tmp_path)
+    journal = store.Journal(paths.journal)
+    journal.reopen()
+    line = b'{"seq": 1}' + b" " * 1000 + b"\n"
+    sizes = []
+    for _ in range(store.Journal.FIRST_BYTES * 3 // len(line)):
+        journal.append(line)
+        sizes.append(journal.allocated)
+    journal.sync()
+    assert sorted(set(sizes)) == [store.Journal.FIRST_BYTES, store.Journal.FIRST_BYTES + store.Journal.GROW_BYTES]
+    data = paths.journal.read_bytes()
+    assert len(data) == sizes[-1] and data.rstrip(b"\0") == line * len(sizes)
+    journal.close()
+
+
 def test_the_journal_is_allocated_ahead_and_a_torn_last_line_is_ignored(tmp_path):
     paths, _ = _sweep(tmp_path)
     writer = store.StateWriter(paths)
@@ -126,7 +142,7 @@ def test_the_journal_is_allocated_ahead_and_a_torn_last_line_is_ignored(tmp_path
     writer.journal.sync()
     data = paths.journal.read_bytes()
     used = data.index(b"\0")
-    assert len(data) >= store.Journal.GROW_BYTES and set(data[used:]) == {0}  # zeros after the lines
+    assert len(data) >= store.Journal.FIRST_BYTES and set(data[used:]) == {0}  # zeros after the lines
     expected = to_json(store.load(paths))
     with open(paths.journal, "r+b") as f:  # a crash in the middle of the next line's write
         f.seek(used)

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 from pbtrun.proc import process_start_time
 
 MAX_MESSAGE = 1 << 20
+MAX_UNRECORDED = 64  # started experiments whose pid records wait while launches keep coming
 _IGNORED = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 _RESET = (*_IGNORED, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD, signal.SIGXFSZ)
 
@@ -231,6 +232,8 @@ class Reaper:
                     self._reap()
                 else:
                     self._serve(key.fileobj)  # type: ignore[arg-type]
+            if len(self.unrecorded) < MAX_UNRECORDED and self.selector.select(0):
+                continue  # more to do at once (the next launch of a burst): pid records can wait
             self._record_pids()
             self._reap()
         return 0
