@@ -8,6 +8,14 @@ Order of a launch: the attempt is recorded as ``running`` (durably) *before* the
 forked; the backend's launch claim then lets ``resume`` tell, after a crash at any point,
 whether the process was started. Order of an end: the reaper has already written the exit
 status next to the log before the scheduler hears of it, so a crash here loses nothing either.
+
+Parked launches: while every slot is taken and experiments wait, the next one is parked behind
+each running attempt on its reaper, which starts it the moment that attempt ends (same slot,
+same GPUs) instead of waiting for the scheduler to hear of the end and answer. Such a launch
+is recorded as running just *after* it started, with the end it followed: until then the
+experiment is pending, which is what it is. The claim still comes first: if this scheduler
+dies in between, the next one, launching that attempt itself, finds its log and adopts the
+process or records its end (``LocalBackend._already_there``), so it still starts only once.
 """
 
 from __future__ import annotations
@@ -106,6 +114,12 @@ class Scheduler:
         # live on (a child that ignores SIGINT): the rest of the stop's steps, until it is empty.
         self.lingering: dict[int, list[tuple[float, int]]] = {}
         self.notes: list[str] = []  # what reconciling found, told once the view is up
+        # Launches parked behind running attempts (see the module doc): experiment id -> (the
+        # attempt it follows, the attempt it will be, its handle); and the other way round.
+        self.parked: dict[str, tuple[str, Attempt, Handle]] = {}
+        self.behind: dict[str, str] = {}
+        self.withdrawn: set[str] = set()  # parked launches asked back (stop, reload), not yet answered
+        self.stop_now = False
         self._stack: contextlib.ExitStack | None = None
 
     # ---------------------------------------------------------------- the loop
@@ -146,7 +160,7 @@ class Scheduler:
 
     def _done(self) -> bool:
         """Nothing runs (not even what a stopped experiment left behind) and nothing more will."""
-        if self.handles or self.lingering:
+        if self.handles or self.lingering or self.parked:
             return False
         return self.stopping or self.failure is not None or not self._launchable()
 
@@ -170,18 +184,20 @@ class Scheduler:
                 self.listener.message(f"error: {exc.message}")
 
     def _requeue(self) -> None:
-        """Rebuild the run queue from the state (O(sweep): only after a reload)."""
-        self.queue = deque(e.id for e in self.sweep.runnable())
+        """Rebuild the run queue from the state (O(sweep): only after a reload). Launches parked
+        on the state before it are withdrawn: another writer may have changed what they run."""
+        self._withdraw_parked()
+        self.queue = deque(e.id for e in self.sweep.runnable() if e.id not in self.parked)
         self.queue_generation = self.writer.generation
 
     def _launchable(self) -> bool:
         """Whether anything waits to run; drops queue entries that no longer can (O(1) amortized)."""
         if self.queue_generation != self.writer.generation:
             self._requeue()
-        experiments = self.sweep.experiments
+        experiments, parked = self.sweep.experiments, self.parked
         while self.queue:
             exp = experiments.get(self.queue[0])
-            if exp is not None and exp.status in (PENDING, INTERRUPTED) and not exp.removed:
+            if exp is not None and exp.status in (PENDING, INTERRUPTED) and not exp.removed and exp.id not in parked:
                 return True
             self.queue.popleft()
         return False
@@ -281,18 +297,31 @@ class Scheduler:
         Launches are recorded as running before their process is forked (see the module doc);
         batching ends and launches halves the fsyncs per experiment.
         """
+        followed = self._take_parked()  # first: an attempt may have started and ended since the last round
         outcomes = self._finish(ended)
+        gone = {exp_id for exp_id, _ in outcomes}
+        self._occupy(followed, gone)  # their slots are taken: before launches are chosen
         launch_now = not self.stopping and self.failure is None and time.monotonic() >= self.next_launch_at
         chosen = list(self._choose()) if launch_now else []
-        if not outcomes and not chosen:
+        if not outcomes and not chosen and not followed:
+            self._park()
             return
         done: list[Experiment] = []
         launched: list[tuple[Experiment, Attempt]] = []
+        started: list[tuple[Experiment, Handle]] = []
         now = time.time()
 
         def change(sweep: Sweep) -> None:
+            for exp_id, attempt, handle in followed:  # first: an attempt that started may end in the same round
+                exp = sweep.experiments.get(exp_id)
+                if exp is not None and exp.status != RUNNING:
+                    exp = exp.to(RUNNING, attempt)
+                    sweep.update(exp)
+                    started.append((exp, handle))
             for exp_id, outcome in outcomes:
                 exp = sweep.experiments[exp_id]
+                if exp.status != RUNNING or exp.last is None:
+                    continue  # its start was never recorded (a commit that failed): its log tells resume
                 why = self._why_ended(exp, outcome)
                 exp = _ended(exp, outcome, stopped=why == "stop", timed_out=why == "timeout")
                 sweep.update(exp)
@@ -308,12 +337,17 @@ class Scheduler:
                 sweep.update(exp)
                 launched.append((exp, attempt))
 
-        if not self._transact(change):
+        recorded = self._transact(change)
+        self._watch_followed(started, gone)
+        if not recorded:
             return
         for exp, attempt in launched:  # first: a freed slot is refilled before anything is shown
             handle = self.backend.launch(exp, attempt, self._env(exp, attempt))
             self.gpus_of[exp.id] = attempt.gpus or ()
             self._watch(handle, exp)
+        self._park()
+        for exp, _ in started:
+            self.listener.started(exp, self.sweep)
         for exp in done:
             if exp.status in (PENDING, INTERRUPTED):  # a retry: back in line, and look again at once
                 self.queue.append(exp.id)
@@ -323,6 +357,85 @@ class Scheduler:
             self.listener.started(exp, self.sweep)
         if launched and self.sweep.settings.pause_between_s > 0:
             self.next_launch_at = time.monotonic() + self.sweep.settings.pause_between_s
+
+    def _take_parked(self) -> list[tuple[str, Attempt, Handle]]:
+        """Parked launches that started since the last round (to record as running now, with
+        when they really started), and those that will not: back to the front of the queue."""
+        started, unparked = self.backend.take_parked()
+        for exp_id in unparked:
+            if (entry := self.parked.pop(exp_id, None)) is not None:
+                self.behind.pop(entry[0], None)
+                self.withdrawn.discard(exp_id)
+                if not self.stopping:
+                    self.queue.appendleft(exp_id)
+                    self.again = True
+        followed = []
+        for exp_id, number, at in started:
+            entry = self.parked.get(exp_id)
+            if entry is None or entry[1].number != number:
+                continue
+            del self.parked[exp_id]
+            self.behind.pop(entry[0], None)
+            self.withdrawn.discard(exp_id)
+            followed.append((exp_id, entry[1]._replace(started_at=at), entry[2]))
+        return followed
+
+    def _occupy(self, followed: list[tuple[str, Attempt, Handle]], gone: set[str]) -> None:
+        for exp_id, attempt, handle in followed:
+            if exp_id not in gone:
+                self.handles[exp_id] = handle
+                self.gpus_of[exp_id] = attempt.gpus or ()
+
+    def _watch_followed(self, started: list[tuple[Experiment, Handle]], ended: set[str]) -> None:
+        """Watch the parked launches that started (whether or not recording them went
+        through: they run), unless they have ended already; stop them if a stop is under way."""
+        for exp, handle in started:
+            if exp.id in ended:
+                continue
+            self._watch(handle, exp)
+            if self.stopping:
+                self._escalate(exp.id, self.stop_now, "stop")
+
+    def _park(self) -> None:
+        """While every slot is taken and experiments wait, park the next one behind each running
+        attempt that has none (see the module doc). Not while stopping, after a failure, with
+        ``pause_between`` (it spaces launches on purpose), or where the slot that attempt frees
+        is not the one the experiment would get (placement: the least busy GPU)."""
+        if self.stopping or self.failure is not None or self.sweep.settings.pause_between_s > 0:
+            return
+        load: dict[int, int] = {}
+        for gpus in self.gpus_of.values():
+            for g in gpus:
+                load[g] = load.get(g, 0) + 1
+        running = len(self.handles)
+        if self.placement.choose(load, running) is not None:
+            return  # a slot is free: the next round launches into it directly
+        for exp_id, handle in list(self.handles.items()):
+            if not self._launchable():
+                return
+            if exp_id in self.behind or exp_id in self.escalations or not self.backend.can_park(handle):
+                continue
+            gpus = self.gpus_of.get(exp_id, ())
+            freed = {g: n - (g in gpus) for g, n in load.items()}
+            if self.placement.choose(freed, running - 1) != (gpus if self.placement.pins else ()):
+                continue
+            after = self.sweep.experiments[exp_id].last
+            nxt = self.sweep.experiments[self.queue.popleft()]
+            number = 1 + max((a.number for a in nxt.attempts), default=0)
+            pinned = gpus if self.placement.pins else None
+            reaper_address = after.reaper if after is not None else None
+            attempt = Attempt(number, 0.0, self._log(nxt, number), pinned, self.host, reaper=reaper_address)
+            parked = self.backend.launch(nxt, attempt, self._env(nxt, attempt), after=handle)
+            self.parked[nxt.id] = (exp_id, attempt, parked)
+            self.behind[exp_id] = nxt.id
+
+    def _withdraw_parked(self) -> None:
+        """Ask the reapers to drop every parked launch (a stop, a reload); each is answered
+        as dropped, or as started if it already had."""
+        for exp_id, (_, _, handle) in self.parked.items():
+            if exp_id not in self.withdrawn:
+                self.withdrawn.add(exp_id)
+                self.backend.cancel(handle)
 
     def _why_ended(self, exp: Experiment, outcome: Outcome) -> str | None:
         """ "stop" or "timeout" if pbtrun's signal ended the attempt, None if it ended by itself
@@ -357,6 +470,11 @@ class Scheduler:
     def _finish(self, ended: list[tuple[str, Outcome]]) -> list[tuple[str, Outcome]]:
         """Forget the handles of ended attempts; a backend failure stops launching."""
         for exp_id, outcome in ended:
+            if (entry := self.parked.pop(exp_id, None)) is not None:  # its reaper died before starting it
+                self.behind.pop(entry[0], None)
+                self.withdrawn.discard(exp_id)
+                if not self.stopping:
+                    self.queue.appendleft(exp_id)
             handle = self.handles.pop(exp_id, None)
             self.gpus_of.pop(exp_id, None)
             steps = self.escalations.pop(exp_id, None)
@@ -402,6 +520,8 @@ class Scheduler:
 
     def request_stop(self, now: bool) -> None:
         """Stop the sweep: every experiment is stopped as :meth:`_escalate` describes."""
+        self.stop_now = self.stop_now or now
+        self._withdraw_parked()
         if not self.stopping:
             self.stopping = True
             how = "at once (SIGKILL)" if now else f"gracefully (SIGINT, SIGTERM after {self.grace_s:g} s)"

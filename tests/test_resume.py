@@ -429,6 +429,58 @@ def test_killed_scheduler_leaves_experiments_running_and_resume_adopts_them(proj
         project.wait_for(lambda pid=pid: not alive(pid), timeout=5)
 
 
+def test_a_launch_parked_behind_a_killed_schedulers_experiment_is_dropped_and_resume_runs_it_once(
+    project: Project,
+) -> None:
+    """With every slot taken, the next experiment is parked on the reaper, to start the moment
+    the running one ends. Its scheduler killed, the reaper drops it (the owner's decisions go
+    with the owner): nothing starts that no state records, and resume runs it exactly once."""
+    body = """
+    [[experiments]]
+    name = "k"
+    list = [{ seed = 1, sleep = 0.8 }, { seed = 2, sleep = 0 }]
+    """
+    project.spec(sweep_toml("sw", helper_cmd(project), body, max_parallel=1))
+    proc = project.start("up", "sweep.toml")
+    project.wait_for(lambda: len(starts(project.records())) == 1, timeout=TIMEOUT)
+    time.sleep(0.1)  # the second experiment is parked behind the first by now
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=TIMEOUT)
+
+    project.wait_for(lambda: len(ends(project.records())) == 1, timeout=TIMEOUT)
+    (first,) = starts(project.records())
+    for pid in reaper_pids(project):  # its last experiment recorded, the reaper leaves
+        project.wait_for(lambda pid=pid: not alive(pid), timeout=5)
+    assert [r["name"] for r in starts(project.records())] == [first["name"]]
+    assert sorted(p.name for p in (project.root / "train_dir/sw/logs").iterdir()) == [f"{first['name']}.1.log"]
+
+    resumed = project.run("resume", "train_dir/sw", timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert Counter(r["name"] for r in starts(project.records())) == dict.fromkeys(
+        [e["name"] for e in project.status_json("sw")["experiments"]], 1
+    )
+    for exp in project.status_json("sw")["experiments"]:
+        assert (exp["status"], exp["attempts"]) == ("succeeded", 1)
+
+
+def test_ctrl_c_withdraws_parked_launches(project: Project) -> None:
+    body = '[[experiments]]\nname = "long"\ngrid = { seed = [1, 2, 3, 4], sleep = [30] }\n'
+    project.spec(sweep_toml("sw", helper_cmd(project), body, max_parallel=2))
+    proc = project.start("up", "sweep.toml", "--grace", "5")
+    project.wait_for(lambda: len(starts(project.records())) == 2, timeout=TIMEOUT)
+    time.sleep(0.1)  # the other two are parked behind them by now
+    os.kill(proc.pid, signal.SIGINT)
+    code, out, err = finish(proc)
+    assert code == 130, out + err
+
+    started = {r["name"] for r in starts(project.records())}
+    assert len(started) == 2  # the SIGINT ended the first two; the parked ones never started
+    exps = by_name(project.status_json("sw"))
+    assert {n for n, e in exps.items() if e["status"] == "interrupted"} == started
+    assert {n: e["attempts"] for n, e in exps.items() if n not in started} == dict.fromkeys(set(exps) - started, 0)
+    assert len(list((project.root / "train_dir/sw/logs").iterdir())) == 2
+
+
 def test_adopted_experiments_that_fail_or_die_by_a_signal_are_recorded_truly(project: Project) -> None:
     """Adopted experiments that end after resume took them over: exit 5, death by SIGTERM, 0."""
     body = """

@@ -261,6 +261,41 @@ def test_missing_command_fails_with_127_and_the_log_says_why(project):
     assert "no-such-program-here" in Path(exp["log"]).read_text()
 
 
+def test_a_launch_parked_behind_a_running_one_starts_when_it_ends_and_is_recorded_then(project):
+    """max_parallel 1: each next experiment is parked on the reaper and started the moment the
+    one before ends. It is recorded with the time it really started, its log's header says so,
+    and one that cannot even be executed fails with 127 like any other."""
+    project.spec(
+        """
+        name = "p"
+        experiment_arg_name = ""
+        experiment_dir_arg_name = ""
+        [scheduler]
+        max_parallel = 1
+        [[experiments]]
+        name = "nap"
+        command = "sleep 0.2"
+        repeat = 3
+        [[experiments]]
+        name = "ghost"
+        command = "./no-such-program-here"
+        """
+    )
+    result = project.run("up", "sweep.toml")
+    assert result.returncode == 1, result.stdout + result.stderr
+    exps = project.status_json("p")["experiments"]
+    assert [(e["status"], e["returncode"]) for e in exps] == [("succeeded", 0)] * 3 + [("failed", 127)]
+    assert "no-such-program-here" in Path(exps[-1]["log"]).read_text()
+    for before, after in itertools.pairwise(exps):
+        assert before["ended_at"] <= after["started_at"] < before["ended_at"] + 0.5
+    for exp in exps:
+        header = Path(exp["log"]).read_text().splitlines()[2]
+        match = re.fullmatch(rf"# pbtrun: {exp['name']}, attempt 1, started (\S+ \S+) on \S+", header)
+        assert match, header
+        when = time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S"))
+        assert abs(when - exp["started_at"]) < 2, (header, exp["started_at"])
+
+
 def test_status_json_fields_and_log_file(project):
     (project.root / "probe.py").write_text(PROBE)
     project.spec(
