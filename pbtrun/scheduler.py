@@ -346,17 +346,29 @@ class Scheduler:
             self.gpus_of[exp.id] = attempt.gpus or ()
             self._watch(handle, exp)
         self._park()
-        for exp, _ in started:
+        self._tell(started, gone, done, launched)
+        if launched and self.sweep.settings.pause_between_s > 0:
+            self.next_launch_at = time.monotonic() + self.sweep.settings.pause_between_s
+
+    def _tell(
+        self,
+        started: list[tuple[Experiment, Handle]],
+        gone: set[str],
+        done: list[Experiment],
+        launched: list[tuple[Experiment, Attempt]],
+    ) -> None:
+        """Show a round: what ended (an attempt that started and ended in it, in that order),
+        then what followed an end, then the new launches; put retries back in line."""
+        shown = [(exp, h) for exp, h in started if exp.id in gone]
+        for exp, _ in shown:
             self.listener.started(exp, self.sweep)
         for exp in done:
             if exp.status in (PENDING, INTERRUPTED):  # a retry: back in line, and look again at once
                 self.queue.append(exp.id)
                 self.again = True
             self.listener.ended(exp, self.sweep)
-        for exp, _ in launched:
+        for exp, _ in [*(item for item in started if item not in shown), *launched]:
             self.listener.started(exp, self.sweep)
-        if launched and self.sweep.settings.pause_between_s > 0:
-            self.next_launch_at = time.monotonic() + self.sweep.settings.pause_between_s
 
     def _take_parked(self) -> list[tuple[str, Attempt, Handle]]:
         """Parked launches that started since the last round (to record as running now, with
