@@ -278,11 +278,12 @@ def test_a_parked_launch_starts_as_the_attempt_before_it_ends_unless_withdrawn(t
     starts at once then, reported with that end; one withdrawn before never starts; one that
     names an attempt not running starts at once."""
     text = 'name = "c"\ncommand = "sleep 0.3"\nexperiment_arg_name = ""\nexperiment_dir_arg_name = ""\n'
-    spec = parse(text + '[[experiments]]\nname = "a"\nrepeat = 4\n', tmp_path / "s.toml")
+    spec = parse(text + '[[experiments]]\nname = "a"\nrepeat = 5\n', tmp_path / "s.toml")
     paths = store.SweepPaths(tmp_path / "train_dir" / "c")
     sweep = Sweep("c", str(tmp_path), "train_dir", time.time(), Settings())
-    first, withdrawn, parked, unblocked = [new_experiment(e) for e in expand(spec)]
-    for exp in (first, withdrawn, parked, unblocked):
+    first, withdrawn, parked, unblocked, ghost = [new_experiment(e) for e in expand(spec)]
+    ghost = ghost._replace(argv=("./no-such-program-here",))
+    for exp in (first, withdrawn, parked, unblocked, ghost):
         sweep.experiments[exp.id] = exp
     store.create(paths, sweep, "")
     selector = selectors.DefaultSelector()
@@ -315,6 +316,11 @@ def test_a_parked_launch_starts_as_the_attempt_before_it_ends_unless_withdrawn(t
     assert started_id == unblocked.id and read_records(at_once.log) is not None
     ended = _pump(backend, selector, lambda outcomes: len(outcomes) == 2)
     assert sorted(exp_id for exp_id, _ in ended) == sorted([parked.id, unblocked.id])
+
+    backend.launch(ghost, attempt(ghost), {}, after=running)  # cannot be executed: told started, then ended
+    ((exp_id, outcome),) = _pump(backend, selector, bool)
+    assert (exp_id, outcome.returncode) == (ghost.id, 127)
+    assert [exp_id for exp_id, _, _ in backend.take_parked()[0]] == [ghost.id]  # its start came first
     backend.close()
 
 

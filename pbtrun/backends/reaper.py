@@ -324,9 +324,20 @@ class Reaper:
         if any((c.exp_id, c.attempt) == after for c in self.children.values()):
             self.parked[after] = req
             return
-        at = self._launch(req, parked=True)
+        at, held = self._start_parked(req)
         ident = {"id": req["id"], "attempt": req["attempt"]}
         self._broadcast({"op": "started", **ident, "at": at} if at is not None else {"op": "unparked", **ident})
+        for event in held:
+            self._broadcast(event)
+
+    def _start_parked(self, req: dict[str, Any]) -> tuple[float | None, list[dict[str, Any]]]:
+        """Launch a parked request; what it had to say is held back, for after its start is told."""
+        outer, self.held = self.held, []
+        try:
+            at = self._launch(req, parked=True)
+        finally:
+            held, self.held = self.held, outer
+        return at, held
 
     def _cancel(self, req: dict[str, Any]) -> None:
         """Drop a parked launch. One that has started already was reported so, before this."""
@@ -488,11 +499,7 @@ class Reaper:
         if req is None:
             self._broadcast(message)
             return
-        self.held = []
-        try:
-            at = self._launch(req, parked=True)
-        finally:
-            held, self.held = self.held, None
+        at, held = self._start_parked(req)
         then = {"id": req["id"], "attempt": req["attempt"]}
         if at is not None:
             message["then"] = {**then, "at": at}
