@@ -209,6 +209,15 @@ def _pump(backend: LocalBackend, selector: selectors.BaseSelector, until, timeou
     return outcomes
 
 
+def _launched(tmp_path: Path, command: str) -> tuple[LocalBackend, selectors.BaseSelector, Handle]:
+    """The running attempt of :func:`_running_sweep`, launched by a backend of its own."""
+    paths, sweep = _running_sweep(tmp_path, command)
+    exp = next(iter(sweep.experiments.values()))
+    selector = selectors.DefaultSelector()
+    backend = LocalBackend(paths, str(tmp_path), selector)
+    return backend, selector, backend.launch(exp, exp.last, dict(os.environ))
+
+
 def _started_pid(handle: Handle) -> int | None:
     """The pid its reaper recorded in the attempt's log once it started it (starts are not
     announced: see the reaper's protocol)."""
@@ -258,11 +267,7 @@ def test_a_started_launch_is_adopted_through_its_reaper(tmp_path):
 
 def test_a_launch_is_signalled_through_its_pid_record_without_any_event(tmp_path):
     """Starts are not announced: the scheduler finds whom to signal in the log's pid record."""
-    paths, sweep = _running_sweep(tmp_path, "sleep 30")
-    exp = next(iter(sweep.experiments.values()))
-    selector = selectors.DefaultSelector()
-    backend = LocalBackend(paths, str(tmp_path), selector)
-    handle = backend.launch(exp, exp.last, dict(os.environ))
+    backend, selector, handle = _launched(tmp_path, "sleep 30")
     deadline = time.monotonic() + 10
     while not backend.signal(handle, signal.SIGTERM):  # False until the reaper has recorded the pid
         assert time.monotonic() < deadline
@@ -325,11 +330,7 @@ def test_a_parked_launch_starts_as_the_attempt_before_it_ends_unless_withdrawn(t
 
 
 def test_a_killed_reaper_never_leads_to_a_second_start(tmp_path):
-    paths, sweep = _running_sweep(tmp_path, "sleep 0.8")
-    exp = next(iter(sweep.experiments.values()))
-    selector = selectors.DefaultSelector()
-    backend = LocalBackend(paths, str(tmp_path), selector)
-    handle = backend.launch(exp, exp.last, dict(os.environ))
+    backend, selector, handle = _launched(tmp_path, "sleep 0.8")
     _pump(backend, selector, lambda _: _started_pid(handle) is not None)
     os.kill(backend.reaper_pid, signal.SIGKILL)
     started = time.monotonic()
