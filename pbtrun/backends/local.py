@@ -36,7 +36,6 @@ from pbtrun.state import (  # the observation vocabulary lives with the state, f
 from pbtrun.store import SweepPaths
 
 _PYTHONS = ("python", "python3")
-HEADER_TIME = reaper.HEADER_TIME
 CLAIMED_WAIT_S = 2.0  # how long a claimed log may go without records before it counts as lost
 NOT_STARTED = "not_started"
 
@@ -548,7 +547,7 @@ def _header(exp: Experiment, attempt: Attempt, cwd: str, argv: Sequence[str], st
     """The lines after the records: what ran (``argv`` as run: ``python`` resolved), where, on
     which GPUs. Without ``started`` (a parked launch), the start time is left out, for the
     reaper to insert (at ``len(_header_start(...))``) when it starts the experiment."""
-    when = time.strftime(HEADER_TIME, time.localtime(attempt.started_at)) if started else ""
+    when = time.strftime(reaper.HEADER_TIME, time.localtime(attempt.started_at)) if started else ""
     gpus = "not pinned" if attempt.gpus is None else ",".join(map(str, attempt.gpus))
     return (
         f"{_header_start(exp, attempt)}{when} on {attempt.host}\n"
