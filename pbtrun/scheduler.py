@@ -425,18 +425,17 @@ class Scheduler:
         for exp_id, handle in list(self.handles.items()):
             if not self._launchable():
                 return
-            if exp_id in self.behind or exp_id in self.escalations or not self.backend.can_park(handle):
+            address = self.backend.parks(handle)
+            if exp_id in self.behind or exp_id in self.escalations or address is None:
                 continue
             gpus = self.gpus_of.get(exp_id, ())
             freed = {g: n - (g in gpus) for g, n in load.items()}
             if self.placement.choose(freed, running - 1) != (gpus if self.placement.pins else ()):
                 continue
-            after = self.sweep.experiments[exp_id].last
             nxt = self.sweep.experiments[self.queue.popleft()]
             number = 1 + max((a.number for a in nxt.attempts), default=0)
             pinned = gpus if self.placement.pins else None
-            reaper_address = after.reaper if after is not None else None
-            attempt = Attempt(number, 0.0, self._log(nxt, number), pinned, self.host, reaper=reaper_address)
+            attempt = Attempt(number, 0.0, self._log(nxt, number), pinned, self.host, reaper=address)
             parked = self.backend.launch(nxt, attempt, self._env(nxt, attempt), after=handle)
             self.parked[nxt.id] = (exp_id, attempt, parked)
             self.behind[exp_id] = nxt.id

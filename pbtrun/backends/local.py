@@ -147,16 +147,18 @@ class LocalBackend:
 
     # ---------------------------------------------------------------- launching
 
-    def can_park(self, handle: Handle) -> bool:
-        """Whether a launch can be parked behind this running attempt: one of our own reapers
-        runs it (not a reaper adopted from another scheduler, nor a pidfd on an orphan)."""
-        return self._link_of(handle.source) is not None
+    def parks(self, handle: Handle) -> str | None:
+        """The address of the reaper a launch can be parked on behind this running attempt: one
+        of our own, which runs it (None for a reaper adopted from another scheduler, or a pidfd
+        on an orphan)."""
+        link = self._link_of(handle.source)
+        return None if link is None else link.address
 
     def launch(self, exp: Experiment, attempt: Attempt, env: Mapping[str, str], after: Handle | None = None) -> Handle:
         """Send the launch to the attempt's reaper (``attempt.reaper``, from :meth:`assign`).
         ``env`` is what the experiment's environment adds to pbtrun's own.
 
-        With ``after`` (a running attempt on the same reaper, see :meth:`can_park`), the launch
+        With ``after`` (a running attempt on the same reaper, see :meth:`parks`), the launch
         is parked: the reaper starts it when ``after`` ends and reports it with that end
         (:meth:`take_parked`); the attempt's ``started_at`` is only a placeholder until then."""
         self.start()
