@@ -292,10 +292,11 @@ class Scheduler:
             self.notes.append(f"recorded {exp.name}, which ended while no scheduler ran: {how}")
 
     def _step(self, ended: list[tuple[str, Outcome]]) -> None:
-        """Record what ended and what launches now in ONE durable commit, then start the launches.
+        """Record what ended, what started behind it (parked launches), and what launches now in
+        ONE durable commit, then send the launches and park the next ones.
 
-        Launches are recorded as running before their process is forked (see the module doc);
-        batching ends and launches halves the fsyncs per experiment.
+        New launches are recorded as running before they are sent, parked ones once they have
+        started (see the module doc); batching them halves the fsyncs per experiment.
         """
         followed = self._take_parked()  # first: an attempt may have started and ended since the last round
         outcomes = self._finish(ended)
