@@ -376,22 +376,32 @@ class Scheduler:
         when they really started), and those that will not: back to the front of the queue."""
         started, unparked = self.backend.take_parked()
         for exp_id in unparked:
-            if (entry := self.parked.pop(exp_id, None)) is not None:
-                self.behind.pop(entry[0], None)
-                self.withdrawn.discard(exp_id)
-                if not self.stopping:
-                    self.queue.appendleft(exp_id)
-                    self.again = True
+            if self._unpark(exp_id):
+                self.again = True
         followed = []
         for exp_id, number, at in started:
             entry = self.parked.get(exp_id)
             if entry is None or entry[1].number != number:
                 continue
-            del self.parked[exp_id]
-            self.behind.pop(entry[0], None)
-            self.withdrawn.discard(exp_id)
+            self._forget_parked(exp_id)
             followed.append((exp_id, entry[1]._replace(started_at=at), entry[2]))
         return followed
+
+    def _forget_parked(self, exp_id: str) -> tuple[str, Attempt, Handle] | None:
+        """Drop a parked launch from the books (it started, or will not); its entry, if it was one."""
+        entry = self.parked.pop(exp_id, None)
+        if entry is not None:
+            self.behind.pop(entry[0], None)
+            self.withdrawn.discard(exp_id)
+        return entry
+
+    def _unpark(self, exp_id: str) -> bool:
+        """A parked launch that will not start: back to the front of the queue, unless stopping.
+        True if it went back."""
+        if self._forget_parked(exp_id) is None or self.stopping:
+            return False
+        self.queue.appendleft(exp_id)
+        return True
 
     def _occupy(self, followed: list[tuple[str, Attempt, Handle]], gone: set[str]) -> None:
         for exp_id, attempt, handle in followed:
@@ -482,11 +492,7 @@ class Scheduler:
     def _finish(self, ended: list[tuple[str, Outcome]]) -> list[tuple[str, Outcome]]:
         """Forget the handles of ended attempts; a backend failure stops launching."""
         for exp_id, outcome in ended:
-            if (entry := self.parked.pop(exp_id, None)) is not None:  # its reaper died before starting it
-                self.behind.pop(entry[0], None)
-                self.withdrawn.discard(exp_id)
-                if not self.stopping:
-                    self.queue.appendleft(exp_id)
+            self._unpark(exp_id)  # if it was parked, its reaper died before starting it
             handle = self.handles.pop(exp_id, None)
             self.gpus_of.pop(exp_id, None)
             steps = self.escalations.pop(exp_id, None)
