@@ -1,6 +1,8 @@
 """The command line: parse arguments, wire the modules, render. No logic of its own.
 
-Every :class:`PbtrunError` becomes its message and exit code here, in one place.
+Every :class:`PbtrunError` becomes its message and exit code in one place (``commands.report``).
+``pbtrun up SPEC`` with ordinary flags does not come here: ``__main__`` hands it to
+:mod:`pbtrun.quickargs` and :mod:`pbtrun.commands`, which this module calls for it too.
 """
 
 from __future__ import annotations
@@ -17,19 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pbtrun import __version__, remnants, store
-from pbtrun.errors import CWD_GONE, PbtrunError, SpecError, SweepBusy
-from pbtrun.limits import MAX_GPUS, MAX_PAUSE_S
+from pbtrun import __version__, commands, remnants, store
+from pbtrun.errors import PbtrunError
+from pbtrun.limits import MAX_GPUS, MAX_GRACE_S, MAX_PAUSE_S
 
 if TYPE_CHECKING:
-    from pbtrun.spec import SchedulerSettings, Spec
     from pbtrun.state import Sweep
 
 # The spec layer, the state records and the renderers are imported where a command needs them:
 # `pbtrun --help`, `status` and `ls` start in tens of milliseconds less (issue 6: <= 150 ms).
 
 STATUS_ROWS = 1000  # a person reads no more; rendering 100k rows takes rich half a minute
-MAX_GRACE_S = 86_400.0  # a day: scripts checkpoint on SIGINT in minutes; a stop that waits longer never ends
 
 
 class _Group(click.Group):
@@ -37,15 +37,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except PbtrunError as exc:
-            message = exc.message
-            if CWD_GONE not in message and not _cwd_exists():  # a relative path then names nothing
-                message += f" Note: {CWD_GONE}, so relative paths cannot be found; cd to one that exists."
-            with contextlib.suppress(OSError):  # a closed terminal: the exit code still tells
-                click.echo(f"pbtrun: error: {message}", err=True)
-            ctx.exit(exc.exit_code)
+            ctx.exit(commands.report(exc))
         except KeyboardInterrupt:
-            with contextlib.suppress(OSError):
-                click.echo("pbtrun: interrupted", err=True)
+            commands.say("pbtrun: interrupted", sys.stderr)
             ctx.exit(130)
 
 
@@ -73,25 +67,6 @@ class Seconds(click.ParamType):
         if not 0 <= seconds <= self.max_s:  # also false for nan
             self.fail(f"must be 0 to {self.max_s:g} seconds ({self.what}), not {value}.", param, ctx)
         return seconds
-
-
-def _cwd() -> str:
-    """The directory pbtrun runs in: experiments run there, and the state records it."""
-    try:
-        return os.getcwd()
-    except FileNotFoundError:
-        raise PbtrunError(
-            f"{CWD_GONE}, and experiments run in the directory `pbtrun up` is run from. cd to a "
-            'directory that exists (cd "$PWD" if it was made again) and run the command again.'
-        ) from None
-
-
-def _cwd_exists() -> bool:
-    try:
-        os.getcwd()
-    except OSError:
-        return False
-    return True
 
 
 def placement_options(func: Callable) -> Callable:
@@ -143,17 +118,6 @@ def scheduler_options(func: Callable) -> Callable:
     return placement_options(func)
 
 
-def _flags(kw: dict[str, Any]) -> SchedulerSettings:
-    from pbtrun.spec import SchedulerSettings
-
-    return SchedulerSettings(
-        num_gpus=kw["num_gpus"],
-        max_parallel=kw["max_parallel"],
-        experiments_per_gpu=kw["experiments_per_gpu"],
-        pause_between_s=kw["pause_between"],
-    )
-
-
 # --------------------------------------------------------------------------- up
 
 
@@ -171,61 +135,17 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
             "--json goes with --dry-run: `pbtrun up SPEC --dry-run --json` prints the plan as JSON. "
             "A running sweep's progress as JSON is `pbtrun status SWEEP --json`."
         )
+    if not dry_run:  # what `pbtrun up SPEC` runs without click, too (pbtrun.quickargs)
+        commands.up(spec_file, train_dir, force, kw)
+        return
     from pbtrun.gpus import resolve
     from pbtrun.spec import expand, load
-    from pbtrun.state import Sweep, merge, new_experiment
 
-    cwd = _cwd()  # first: in a deleted directory, a relative spec path names nothing either
+    commands.cwd()  # as `up` without --dry-run: in a deleted directory, a relative spec path names nothing
     spec = load(spec_file)
-    settings = resolve(spec.scheduler, _flags(kw), spec_file)
-    train_dir = _train_dir(train_dir, spec)
-    compiled = expand(spec, train_dir)
-    if dry_run:
-        _print_plan(spec.name, Path(train_dir) / spec.name, compiled, settings, as_json)
-        return
-    paths = store.SweepPaths(Path(cwd) / train_dir / spec.name)
-    try:
-        paths.logs.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PbtrunError(f"{paths.dir}: cannot create the sweep directory: {exc.strerror}.") from None
-
-    def compile_into_state() -> tuple[Sweep, tuple | None]:
-        """Save the compiled sweep; return it and the saved file's signature, so the scheduler
-        can start from it instead of reading it back (seconds at 100,000 experiments)."""
-        with store.state_lock(paths):
-            if store.is_sweep(paths.dir):
-                sweep = store.load(paths)
-                report = merge(sweep, compiled, force=force)
-                sweep.settings = settings
-                _say_merged(report)
-            else:
-                remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
-                sweep = Sweep(spec.name, cwd, train_dir, time.time(), settings, pbtrun_version=__version__)
-                sweep.replace_all(new_experiment(c) for c in compiled)
-            store.write_spec_copy(paths, spec.text)
-            store.save(paths, sweep)
-            return sweep, store.signature(paths)
-
-    try:
-        with store.scheduler_lock(paths):
-            saved = compile_into_state()
-            compiled = []  # the sweep holds what it needs of them
-            _run(paths, kw, saved)
-    except SweepBusy as busy:
-        added = _add_to_running(paths, compiled, force)
-        raise SweepBusy(f"{busy.message} {added}") from None
-
-
-def _train_dir(flag: str | None, spec: Spec) -> str:
-    """``--train-dir`` wins over the spec's ``train_dir``; empty is refused, as in the spec."""
-    if flag is None:
-        return spec.train_dir
-    if not flag:
-        raise SpecError(
-            "command line: --train-dir must not be empty: give a directory, or leave the flag out "
-            f"to use the spec's train_dir ({spec.train_dir!r})."
-        )
-    return flag
+    settings = resolve(spec.scheduler, commands.flags(kw), spec_file)
+    train_dir = commands.train_dir_of(train_dir, spec)
+    _print_plan(spec.name, Path(train_dir) / spec.name, expand(spec, train_dir), settings, as_json)
 
 
 def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_json: bool) -> None:
@@ -258,8 +178,8 @@ def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> No
     from pbtrun.spec import expand, load
 
     spec = load(spec_file)
-    settings = resolve(spec.scheduler, _flags(kw), spec_file)
-    train_dir = _train_dir(train_dir, spec)
+    settings = resolve(spec.scheduler, commands.flags(kw), spec_file)
+    train_dir = commands.train_dir_of(train_dir, spec)
     _print_plan(spec.name, Path(train_dir) / spec.name, expand(spec, train_dir), settings, as_json)
 
 
@@ -326,34 +246,6 @@ def import_(target: str, output: Path | None, experiment_suffix: str | None, for
     click.echo(f"wrote {output}; check it with: pbtrun plan {output}", err=True)
 
 
-def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str:
-    """Merge a re-compiled spec into a sweep another scheduler runs, and wake that scheduler."""
-    from pbtrun.state import merge
-
-    with store.transaction(paths) as sweep:
-        report = merge(sweep, compiled, force=force)
-    if not (report.added or report.changed):
-        return "The spec adds nothing new to it."
-    woke = store.notify(paths, "wake")
-    return f"Added {len(report.added)} new and re-queued {len(report.changed)} changed experiment(s) to it" + (
-        "; it will run them." if woke else "."
-    )
-
-
-def _say_merged(report: Any) -> None:
-    """Said inside the state lock, before the merge is saved: a closed stdout must not stop it."""
-    from pbtrun.progress import guarded
-
-    out = guarded(sys.stdout)
-    if report.added:
-        click.echo(f"added {len(report.added)} new experiment(s) to the existing sweep", file=out)
-    if report.changed:
-        click.echo(f"re-queued {len(report.changed)} experiment(s) whose command changed (--force)", file=out)
-    if report.removed:
-        removed = len(report.removed)
-        click.echo(f"{removed} experiment(s) no longer in the spec are kept for their history, not run", file=out)
-
-
 # --------------------------------------------------------------------------- resume
 
 
@@ -363,7 +255,7 @@ def _say_merged(report: Any) -> None:
 def resume(path: Path, **kw: Any) -> None:
     """Continue the sweep at PATH (a sweep dir, or a train dir holding one sweep)."""
     paths = _resolve(path, "resume")
-    flags = _flags(kw)
+    flags = commands.flags(kw)
     with store.scheduler_lock(paths):
         if any(v is not None for v in flags._asdict().values()):
             from pbtrun.gpus import resolve
@@ -375,7 +267,7 @@ def resume(path: Path, **kw: Any) -> None:
                     None, stored.gpus, stored.max_parallel, stored.experiments_per_gpu, stored.pause_between_s
                 )
                 sweep.settings = resolve(base, flags, paths.state)
-        _run(paths, kw)
+        commands.run(paths, kw)
 
 
 def _refuse_a_spec_file(path: Path, command: str) -> None:
@@ -414,26 +306,6 @@ def _resolve(path: Path, command: str) -> store.SweepPaths:
                 f"({names}); `pbtrun status DIR` on one says how to restore it."
             )
     return store.resolve_sweep(path)
-
-
-def _run(paths: store.SweepPaths, kw: dict[str, Any], saved: tuple[Sweep, tuple | None] | None = None) -> None:
-    from pbtrun.progress import make_view
-    from pbtrun.scheduler import Scheduler
-
-    view = make_view(paths, True if kw["plain"] else None)
-    scheduler = Scheduler(paths, view, grace_s=kw["grace"], retry_failed=kw["retry_failed"], saved=saved)
-    try:
-        scheduler.prepare()  # adopt and record first: the view starts from the true state
-    except BaseException:
-        scheduler.close()
-        raise
-    view.begin(scheduler.sweep)
-    try:
-        code = scheduler.run()
-    finally:
-        view.close()  # gives the terminal back even if the run fails
-    view.finish(scheduler.sweep, code)
-    sys.exit(code)
 
 
 # --------------------------------------------------------------------------- stop
@@ -765,21 +637,12 @@ def _echo_lines(lines: Any) -> None:
 
 
 def main() -> None:
-    """Run the command, then leave without the interpreter's teardown (tens of milliseconds of
-    freeing every module, on every run): by then every ``finally`` has run, and only the
-    standard streams hold anything unwritten."""
+    """Run the command, then leave without the interpreter's teardown (``commands.leave``)."""
     try:
         cli(prog_name="pbtrun")
         code = 0
     except KeyboardInterrupt:  # before a command runs (its own are handled in _Group.invoke)
         code = 130
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if not isinstance(exc.code, int | None):
-            print(exc.code, file=sys.stderr)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
-            code = code or 120
-    os._exit(code)
+        code = commands.exit_code(exc)
+    commands.leave(code)

@@ -5,3 +5,4 @@ MAX_EXPERIMENTS = 1_000_000
 MAX_TIMEOUT_MIN = 1_000_000  # about two years: longer than any training run
 MAX_PAUSE_S = 86_400.0  # a day between two launches; the scheduler waits at most a day at a time anyway
 MAX_GPUS = 1024  # more than any one machine has; every GPU id is kept in the state, so 1e7 costs gigabytes
+MAX_GRACE_S = 86_400.0  # a day: scripts checkpoint on SIGINT in minutes; a stop that waits longer never ends

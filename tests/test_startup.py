@@ -40,6 +40,99 @@ def test_plain_output_never_loads_rich(project, recorder):
     assert "dataclasses" not in loaded  # its classes cost tenths of a millisecond each to define
 
 
+def test_up_runs_without_click_and_leaves_the_unusual_to_it(project, recorder):
+    """`pbtrun up SPEC` with ordinary flags is parsed by pbtrun.quickargs; --dry-run goes to click."""
+    project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
+    loaded = _imported(project, "up", "sweep.toml", "--plain", "--num-gpus=2", "--grace", "5")
+    assert "pbtrun.scheduler" in loaded and "click" not in loaded
+    assert "click" in _imported(project, "up", "sweep.toml", "--dry-run")
+
+
+# Command lines of `pbtrun up`: each is parsed by pbtrun.quickargs exactly as click parses it, or
+# left to click. Those marked True are ones quickargs must take itself (the point of it).
+UP_COMMAND_LINES = [
+    (["s.toml"], True),
+    (["s.toml", "--plain"], True),
+    (["--plain", "s.toml", "--force", "--retry-failed"], True),
+    (["s.toml", "--num-gpus", "4", "--max-parallel", "8", "--experiments-per-gpu", "2"], True),
+    (["s.toml", "--num_gpus=4", "--max_parallel=8", "--experiments_per_gpu=-1"], True),
+    (["s.toml", "--experiments-per-gpu", "-1", "--pause-between", "1.5", "--grace", "0"], True),
+    (["s.toml", "--pause_between=0", "--grace=86400"], True),
+    (["s.toml", "--train-dir", "runs", "--train_dir=other"], True),
+    (["s.toml", "--train-dir="], True),
+    (["dir with spaces/s p.toml", "--max-parallel", " 3 "], True),
+    (["s.toml", "--max-parallel", "1_000"], True),
+    (["s.toml", "--num-gpus", "4", "--num-gpus", "2"], True),
+    ([], False),
+    (["a.toml", "b.toml"], False),
+    ([""], False),
+    (["-"], False),
+    (["--", "-s.toml"], False),
+    (["s.toml", "--dry-run"], False),
+    (["s.toml", "--json"], False),
+    (["s.toml", "--dry-run", "--json"], False),
+    (["s.toml", "-h"], False),
+    (["s.toml", "--help"], False),
+    (["s.toml", "--bogus"], False),
+    (["s.toml", "--plai"], False),
+    (["s.toml", "--plain=yes"], False),
+    (["s.toml", "--num-gpus"], False),
+    (["s.toml", "--num-gpus", "x"], False),
+    (["s.toml", "--num-gpus", "-1"], False),
+    (["s.toml", "--num-gpus", "1025"], False),
+    (["s.toml", "--num-gpus", "2.0"], False),
+    (["s.toml", "--max-parallel", ""], False),
+    (["s.toml", "--pause-between", "nan"], False),
+    (["s.toml", "--pause-between", "inf"], False),
+    (["s.toml", "--pause-between", "-1"], False),
+    (["s.toml", "--grace", "86401"], False),
+    (["s.toml", "--grace=x"], False),
+    (["s.toml", "--train-dir"], False),
+    (["s.toml", "--train-dir", "--plain"], False),
+]
+
+
+@pytest.mark.parametrize(("args", "quick"), UP_COMMAND_LINES)
+def test_quickargs_parses_up_as_click_does(args, quick, capsys):
+    import click
+
+    from pbtrun import cli, quickargs
+
+    parsed = quickargs.parse_up(args)
+    try:
+        by_click = cli.cli.commands["up"].make_context("up", list(args)).params
+    except (click.UsageError, click.exceptions.Exit):
+        by_click = None
+    capsys.readouterr()  # --help's text
+    assert (parsed is not None) == quick
+    if parsed is not None:
+        assert parsed == by_click
+
+
+def test_quickargs_knows_every_option_of_up():
+    """An option added to `up` in cli.py and not here would send every command line with it to
+    click: correct, only slower. A changed spelling would not be: this catches it (and the
+    defaults, the first command line above)."""
+    from pbtrun import cli, quickargs
+
+    params = {p.name: p for p in cli.cli.commands["up"].params}
+    for spelling, (name, convert) in quickargs.UP_OPTIONS.items():
+        assert spelling in params[name].opts + params[name].secondary_opts
+        assert params[name].is_flag == (convert is None)
+    left_to_click = {"spec_file", "dry_run", "as_json"}
+    for name, param in params.items():
+        if name not in left_to_click:
+            assert set(param.opts) <= set(quickargs.UP_OPTIONS), name
+    assert set(quickargs.UP_DEFAULTS) == set(params) - {"spec_file"}
+
+
+def test_quickargs_leaves_shell_completion_to_click(monkeypatch):
+    from pbtrun import quickargs
+
+    monkeypatch.setenv("_PBTRUN_COMPLETE", "bash_complete")
+    assert quickargs.parse_up(["s.toml"]) is None
+
+
 def test_status_json_does_not_load_the_spec_layer(project, recorder):
     project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
     assert project.run("up", "sweep.toml").returncode == 0

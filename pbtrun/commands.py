@@ -1,0 +1,213 @@
+"""What ``up`` and ``resume`` do once their arguments are parsed, and how every command ends:
+no click here. ``pbtrun up SPEC`` with ordinary flags is parsed by :mod:`pbtrun.quickargs` and
+comes straight here, without loading click (15 ms of a 65 ms start-up, issue 6); everything
+else, and anything unusual about ``up``, goes through :mod:`pbtrun.cli`, which calls the same
+functions. Every :class:`PbtrunError` becomes its message and exit code in :func:`report`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pbtrun import __version__, remnants, store
+from pbtrun.errors import CWD_GONE, PbtrunError, SpecError, SweepBusy
+
+if TYPE_CHECKING:
+    from pbtrun.spec import SchedulerSettings, Spec
+    from pbtrun.state import Sweep
+
+
+def cwd() -> str:
+    """The directory pbtrun runs in: experiments run there, and the state records it."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        raise PbtrunError(
+            f"{CWD_GONE}, and experiments run in the directory `pbtrun up` is run from. cd to a "
+            'directory that exists (cd "$PWD" if it was made again) and run the command again.'
+        ) from None
+
+
+def cwd_exists() -> bool:
+    try:
+        os.getcwd()
+    except OSError:
+        return False
+    return True
+
+
+def report(exc: PbtrunError) -> int:
+    """Say ``exc`` on stderr, as every command does; its exit code."""
+    message = exc.message
+    if CWD_GONE not in message and not cwd_exists():  # a relative path then names nothing
+        message += f" Note: {CWD_GONE}, so relative paths cannot be found; cd to one that exists."
+    say(f"pbtrun: error: {message}", sys.stderr)
+    return exc.exit_code
+
+
+def say(line: str, stream: Any) -> None:
+    """One line, flushed; a closed terminal is not an error (the exit code still tells)."""
+    with contextlib.suppress(OSError, ValueError):
+        stream.write(line + "\n")
+        stream.flush()
+
+
+def leave(code: int) -> None:
+    """Leave without the interpreter's teardown (tens of milliseconds of freeing every module,
+    on every run): by then every ``finally`` has run, and only the standard streams hold
+    anything unwritten."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            code = code or 120
+    os._exit(code)
+
+
+def exit_code(exc: SystemExit) -> int:
+    """The exit code ``sys.exit(...)`` asked for; a message given instead is printed."""
+    if not isinstance(exc.code, int | None):
+        print(exc.code, file=sys.stderr)
+    return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+
+
+def flags(kw: dict[str, Any]) -> SchedulerSettings:
+    """The ``[scheduler]`` overrides given on the command line."""
+    from pbtrun.spec import SchedulerSettings
+
+    return SchedulerSettings(
+        num_gpus=kw["num_gpus"],
+        max_parallel=kw["max_parallel"],
+        experiments_per_gpu=kw["experiments_per_gpu"],
+        pause_between_s=kw["pause_between"],
+    )
+
+
+def train_dir_of(flag: str | None, spec: Spec) -> str:
+    """``--train-dir`` wins over the spec's ``train_dir``; empty is refused, as in the spec."""
+    if flag is None:
+        return spec.train_dir
+    if not flag:
+        raise SpecError(
+            "command line: --train-dir must not be empty: give a directory, or leave the flag out "
+            f"to use the spec's train_dir ({spec.train_dir!r})."
+        )
+    return flag
+
+
+def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) -> None:
+    """Compile ``spec_file`` into the sweep's state and run it (``pbtrun up`` without
+    ``--dry-run``, which cli.py prints)."""
+    from pbtrun.gpus import resolve
+    from pbtrun.spec import expand, load
+    from pbtrun.state import Sweep as SweepState
+    from pbtrun.state import merge, new_experiment
+
+    here = cwd()  # first: in a deleted directory, a relative spec path names nothing either
+    spec = load(spec_file)
+    settings = resolve(spec.scheduler, flags(kw), spec_file)
+    train_dir = train_dir_of(train_dir, spec)
+    compiled = expand(spec, train_dir)
+    paths = store.SweepPaths(Path(here) / train_dir / spec.name)
+    try:
+        paths.logs.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PbtrunError(f"{paths.dir}: cannot create the sweep directory: {exc.strerror}.") from None
+
+    def compile_into_state() -> tuple[Sweep, tuple | None]:
+        """Save the compiled sweep; return it and the saved file's signature, so the scheduler
+        can start from it instead of reading it back (seconds at 100,000 experiments)."""
+        with store.state_lock(paths):
+            if store.is_sweep(paths.dir):
+                sweep = store.load(paths)
+                report = merge(sweep, compiled, force=force)
+                sweep.settings = settings
+                _say_merged(report)
+            else:
+                remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
+                sweep = SweepState(spec.name, here, train_dir, time.time(), settings, pbtrun_version=__version__)
+                sweep.replace_all(new_experiment(c) for c in compiled)
+            store.write_spec_copy(paths, spec.text)
+            store.save(paths, sweep)
+            return sweep, store.signature(paths)
+
+    try:
+        with store.scheduler_lock(paths):
+            saved = compile_into_state()
+            compiled = []  # the sweep holds what it needs of them
+            run(paths, kw, saved)
+    except SweepBusy as busy:
+        added = _add_to_running(paths, compiled, force)
+        raise SweepBusy(f"{busy.message} {added}") from None
+
+
+def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str:
+    """Merge a re-compiled spec into a sweep another scheduler runs, and wake that scheduler."""
+    from pbtrun.state import merge
+
+    with store.transaction(paths) as sweep:
+        report = merge(sweep, compiled, force=force)
+    if not (report.added or report.changed):
+        return "The spec adds nothing new to it."
+    woke = store.notify(paths, "wake")
+    return f"Added {len(report.added)} new and re-queued {len(report.changed)} changed experiment(s) to it" + (
+        "; it will run them." if woke else "."
+    )
+
+
+def _say_merged(report: Any) -> None:
+    """Said inside the state lock, before the merge is saved: a closed stdout must not stop it."""
+    from pbtrun.progress import guarded
+
+    out = guarded(sys.stdout)
+    if report.added:
+        say(f"added {len(report.added)} new experiment(s) to the existing sweep", out)
+    if report.changed:
+        say(f"re-queued {len(report.changed)} experiment(s) whose command changed (--force)", out)
+    if report.removed:
+        removed = len(report.removed)
+        say(f"{removed} experiment(s) no longer in the spec are kept for their history, not run", out)
+
+
+def run(paths: store.SweepPaths, kw: dict[str, Any], saved: tuple[Sweep, tuple | None] | None = None) -> None:
+    """Schedule the sweep at ``paths`` with a view of its progress until it ends; exit with
+    the scheduler's code (``saved``: the state ``up`` just wrote, not read back)."""
+    from pbtrun.progress import make_view
+    from pbtrun.scheduler import Scheduler
+
+    view = make_view(paths, True if kw["plain"] else None)
+    scheduler = Scheduler(paths, view, grace_s=kw["grace"], retry_failed=kw["retry_failed"], saved=saved)
+    try:
+        scheduler.prepare()  # adopt and record first: the view starts from the true state
+    except BaseException:
+        scheduler.close()
+        raise
+    view.begin(scheduler.sweep)
+    try:
+        code = scheduler.run()
+    finally:
+        view.close()  # gives the terminal back even if the run fails
+    view.finish(scheduler.sweep, code)
+    sys.exit(code)
+
+
+def run_up_quickly(kw: dict[str, Any]) -> None:
+    """``pbtrun up`` parsed by :mod:`pbtrun.quickargs`: run it and leave, as cli.main would."""
+    try:
+        up(kw["spec_file"], kw["train_dir"], kw["force"], kw)
+        code = 0
+    except PbtrunError as exc:
+        code = report(exc)
+    except KeyboardInterrupt:
+        say("pbtrun: interrupted", sys.stderr)
+        code = 130
+    except SystemExit as exc:
+        code = exit_code(exc)
+    except BrokenPipeError:  # as click's own main: the reader went away, quietly
+        code = 1
+    leave(code)
