@@ -46,6 +46,10 @@ from pbtrun.state import (
 STATE_LOCK_TIMEOUT_S = 60
 FOLD_MIN_ENTRIES = 256  # fold the journal after max(this, half the sweep) entries: O(1) amortized
 FOLD_EVERY_S = 1.0  # ... or once the last fold is this old, or 20 times its cost, whichever is more
+# A scheduler keeps each experiment's line of pbtrun.json between folds (see dump_chunks), so a
+# fold, the last one included, encodes only what changed: up to this many experiments (~10 MB;
+# a larger sweep folds rarely, and its memory goes to its records).
+ROW_CACHE_MAX = 20_000
 SUMMARY_EVERY_S = 1.0
 
 
@@ -175,8 +179,12 @@ CHUNK_ROWS = 2000
 _JOURNAL_JSON = json.JSONEncoder(sort_keys=True)
 
 
-def dump_chunks(sweep: Sweep) -> Iterator[bytes]:
-    """``pbtrun.json``'s bytes, in chunks of a few thousand experiments (memory stays small)."""
+def dump_chunks(sweep: Sweep, rows: dict[str, tuple[Experiment, bytes]] | None = None) -> Iterator[bytes]:
+    """``pbtrun.json``'s bytes, in chunks of a few thousand experiments (memory stays small).
+
+    ``rows``: each experiment's line as last written, with the record it was made from, kept by
+    the caller from one save to the next: a record that is still the same object (records are
+    immutable: a change replaces them) is not encoded again."""
     head = json.dumps(head_json(sweep), indent=1, sort_keys=True).encode()
     experiments = list(sweep.experiments.values())
     if not experiments:
@@ -184,9 +192,20 @@ def dump_chunks(sweep: Sweep) -> Iterator[bytes]:
         return
     yield head[:-2] + b"," + _BODY_START
     encode = json.JSONEncoder(sort_keys=True).encode
+    if rows is not None and len(rows) > len(experiments):
+        rows.clear()  # experiments were dropped (a reload): keep no lines of records gone
     for start in range(0, len(experiments), CHUNK_ROWS):
-        rows = [b"  " + encode(experiment_json(e)).encode() for e in experiments[start : start + CHUNK_ROWS]]
-        yield (_ROW_SEP if start else b"") + _ROW_SEP.join(rows)
+        chunk = experiments[start : start + CHUNK_ROWS]
+        if rows is None:
+            lines = [b"  " + encode(experiment_json(e)).encode() for e in chunk]
+        else:
+            lines = []
+            for e in chunk:
+                known = rows.get(e.id)
+                if known is None or known[0] is not e:
+                    known = rows[e.id] = (e, b"  " + encode(experiment_json(e)).encode())
+                lines.append(known[1])
+        yield (_ROW_SEP if start else b"") + _ROW_SEP.join(lines)
     yield _BODY_END
 
 
@@ -332,16 +351,18 @@ def _damaged(paths: SweepPaths, why: str) -> str:
     return f"{paths.state}: cannot use the state file: {why}. pbtrun leaves it untouched. {backup}"
 
 
-def save(paths: SweepPaths, sweep: Sweep, keep_journal: bool = False) -> None:
+def save(
+    paths: SweepPaths, sweep: Sweep, keep_journal: bool = False, rows: dict[str, tuple[Experiment, bytes]] | None = None
+) -> None:
     """Write the whole state atomically, folding the journal into it, and keep the version it
     replaces as the backup. Call with the state lock held. The journal's entries are all
     <= journal_seq now, skipped even if kept; it is emptied unless ``keep_journal`` (the
-    scheduler replaces it with a preallocated one itself)."""
+    scheduler replaces it with a preallocated one itself). ``rows``: see :func:`dump_chunks`."""
     sweep.pbtrun_version = __version__
     try:
         if paths.state.exists():
             _keep_backup(paths)
-        write_atomic(paths.state, dump_chunks(sweep))
+        write_atomic(paths.state, dump_chunks(sweep, rows))
         if not keep_journal and paths.journal.exists():
             os.truncate(paths.journal, 0)
     except OSError as exc:
@@ -429,6 +450,7 @@ class StateWriter:
         self.folded_at = time.monotonic()
         self.fold_cost_s = 0.0
         self.fold_error: StateError | None = None  # a fold that failed; the journal took the change
+        self.rows: dict[str, tuple[Experiment, bytes]] = {}  # see ROW_CACHE_MAX
         self._signed: tuple | None = ()
         with self._locked():
             if saved is not None and saved[1] is not None and saved[1] == self._signature():
@@ -458,6 +480,7 @@ class StateWriter:
         self._signed = self._signature()
 
     def _reload(self) -> None:
+        self.rows.clear()  # every record is new
         self._sweep = load(self.paths)
         self.journal.reopen()
         self.entries = 0
@@ -510,7 +533,7 @@ class StateWriter:
         # sync is still seen.
         self.journal.kick()
         try:
-            save(self.paths, sweep, keep_journal=True)
+            save(self.paths, sweep, keep_journal=True, rows=self._rows(sweep))
         except StateError:
             self.folded_at = time.monotonic()  # (a full disk) try again a while later, not at once
             raise
@@ -519,6 +542,12 @@ class StateWriter:
         self.entries = 0
         self.folded_at = self.summary_at = time.monotonic()  # save wrote the summary
         self.fold_cost_s = self.folded_at - started
+
+    def _rows(self, sweep: Sweep) -> dict[str, tuple[Experiment, bytes]] | None:
+        if len(sweep.experiments) > ROW_CACHE_MAX:
+            self.rows.clear()
+            return None
+        return self.rows
 
     def take_fold_error(self) -> StateError | None:
         """The error of a fold that failed since the last call (a full disk): the commit that
@@ -564,7 +593,7 @@ class StateWriter:
                     self._reload()
                 if self.entries or self.journal.offset:
                     self.journal.kick()  # syncs while the state is written; pbtrun.json, durable, has it all
-                    save(self.paths, self._sweep)
+                    save(self.paths, self._sweep, rows=self._rows(self._sweep))
                     self.entries = 0
         finally:
             self.journal.close()

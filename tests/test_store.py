@@ -164,6 +164,41 @@ def test_a_fold_starts_a_fresh_journal_and_keeps_the_previous_state_as_backup(tm
     writer.close()
 
 
+def test_a_fold_encodes_again_only_the_experiments_that_changed(tmp_path, monkeypatch):
+    """The scheduler keeps each experiment's line between folds: the file is byte for byte what a
+    whole encoding gives, and the lines of unchanged records are the very same objects."""
+    paths, _ = _sweep(tmp_path, count=4)
+    writer = store.StateWriter(paths)
+    monkeypatch.setattr(store, "FOLD_EVERY_S", 0.0)
+    ids = list(writer.sweep.experiments)
+    writer.commit(lambda sweep: sweep.update(sweep.experiments[ids[0]].to(RUNNING, Attempt(1, 2.0, "logs/a.1.log"))))
+    writer.fold_if_due()
+    lines = {exp_id: line for exp_id, (_, line) in writer.rows.items()}
+    assert len(lines) == 4 and paths.state.read_bytes() == store.dump(writer.sweep)
+    writer.commit(lambda sweep: sweep.update(sweep.experiments[ids[1]].to(RUNNING, Attempt(1, 3.0, "logs/b.1.log"))))
+    writer.close()
+    assert paths.state.read_bytes() == store.dump(store.load(paths)) == store.dump(writer.sweep)
+    assert [writer.rows[exp_id][1] is lines[exp_id] for exp_id in ids] == [True, False, True, True]
+
+
+def test_a_scheduler_keeps_no_lines_for_a_large_sweep_or_a_reloaded_one(tmp_path, monkeypatch):
+    paths, _ = _sweep(tmp_path, count=3)
+    writer = store.StateWriter(paths)
+    monkeypatch.setattr(store, "FOLD_EVERY_S", 0.0)
+    exp_id = next(iter(writer.sweep.experiments))
+    writer.commit(lambda sweep: sweep.update(sweep.experiments[exp_id].to(RUNNING, Attempt(1, 2.0, "logs/a.1.log"))))
+    writer.fold_if_due()
+    assert len(writer.rows) == 3
+    with store.transaction(paths) as sweep:  # another writer (`pbtrun up` adding to the sweep)
+        sweep.update(sweep.experiments[exp_id]._replace(max_retries=2))
+    writer.refresh()
+    assert writer.rows == {}  # the records it kept lines for are gone
+    monkeypatch.setattr(store, "ROW_CACHE_MAX", 2)
+    writer.commit(lambda sweep: sweep.update(sweep.experiments[exp_id].to(SUCCEEDED)))
+    writer.close()
+    assert writer.rows == {} and paths.state.read_bytes() == store.dump(store.load(paths))
+
+
 def test_a_transition_keeps_every_other_field_of_an_experiment():
     from pbtrun.state import Experiment
 
