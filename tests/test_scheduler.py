@@ -699,8 +699,11 @@ def test_only_backends_start_or_signal_processes():
     assert {"fork", "killpg", "posix_spawnp"} <= backends
 
 
-def test_render_does_not_import_click():
-    assert "click" not in tops(imported(modules()["render.py"], "render.py"))
+@pytest.mark.parametrize("module", ["render.py", "commands.py", "quickargs.py"])
+def test_what_runs_without_the_command_line_parser_does_not_import_click(module):
+    """`pbtrun up SPEC` runs commands.py, parsed by quickargs.py, without loading click."""
+    names = imported(modules()[module], module)
+    assert "click" not in tops(names) and "pbtrun.cli" not in names
 
 
 def test_scheduler_neither_starts_processes_itself_nor_parses_toml():
