@@ -105,8 +105,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
     ``--dry-run``, which cli.py prints)."""
     from pbtrun.gpus import resolve
     from pbtrun.spec import expand, load
-    from pbtrun.state import Sweep as SweepState
-    from pbtrun.state import merge, new_experiment
+    from pbtrun.state import Sweep, merge, new_experiment
 
     here = cwd()  # first: in a deleted directory, a relative spec path names nothing either
     spec = load(spec_file)
@@ -130,7 +129,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
                 _say_merged(report)
             else:
                 remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
-                sweep = SweepState(spec.name, here, train_dir, time.time(), settings, pbtrun_version=__version__)
+                sweep = Sweep(spec.name, here, train_dir, time.time(), settings, pbtrun_version=__version__)
                 sweep.replace_all(new_experiment(c) for c in compiled)
             store.write_spec_copy(paths, spec.text)
             store.save(paths, sweep)
