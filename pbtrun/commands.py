@@ -1,8 +1,9 @@
 """What ``up`` does once its arguments are parsed, the run it shares with ``resume``, and how
-every command ends: no click here. ``pbtrun up SPEC`` with ordinary flags is parsed by :mod:`pbtrun.quickargs` and
-comes straight here, without loading click (15 ms of a 65 ms start-up, issue 6); everything
-else, and anything unusual about ``up``, goes through :mod:`pbtrun.cli`, which calls the same
-functions. Every :class:`PbtrunError` becomes its message and exit code in :func:`report`.
+every command ends: no click here. ``pbtrun up SPEC`` with ordinary flags is parsed by
+:mod:`pbtrun.quickargs` and comes straight here, without loading click (15 ms of a 65 ms
+start-up, issue 6); everything else, and anything unusual about ``up``, goes through
+:mod:`pbtrun.cli`, which calls the same functions. Every :class:`PbtrunError` becomes its
+message and exit code in :func:`report`.
 """
 
 from __future__ import annotations
