@@ -331,9 +331,7 @@ class Scheduler:
                 exp = sweep.experiments.get(exp_id)
                 if exp is None or exp.removed or exp.status not in (PENDING, INTERRUPTED):
                     continue  # another writer changed it since we looked
-                number = 1 + max((a.number for a in exp.attempts), default=0)
-                pinned = gpus if self.placement.pins else None
-                attempt = Attempt(number, now, self._log(exp, number), pinned, self.host, reaper=self.backend.assign())
+                attempt = self._new_attempt(exp, gpus, now, self.backend.assign())
                 exp = exp.to(RUNNING, attempt)
                 sweep.update(exp)
                 launched.append((exp, attempt))
@@ -426,10 +424,7 @@ class Scheduler:
         is not the one the experiment would get (placement: the least busy GPU)."""
         if self.stopping or self.failure is not None or self.sweep.settings.pause_between_s > 0:
             return
-        load: dict[int, int] = {}
-        for gpus in self.gpus_of.values():
-            for g in gpus:
-                load[g] = load.get(g, 0) + 1
+        load = self._gpu_load()
         running = len(self.handles)
         if self.placement.choose(load, running) is not None:
             return  # a slot is free: the next round launches into it directly
@@ -444,9 +439,7 @@ class Scheduler:
             if self.placement.choose(freed, running - 1) != (gpus if self.placement.pins else ()):
                 continue
             nxt = self.sweep.experiments[self.queue.popleft()]
-            number = 1 + max((a.number for a in nxt.attempts), default=0)
-            pinned = gpus if self.placement.pins else None
-            attempt = Attempt(number, 0.0, self._log(nxt, number), pinned, self.host, reaper=address)
+            attempt = self._new_attempt(nxt, gpus, 0.0, address)
             parked = self.backend.launch(nxt, attempt, self._env(nxt, attempt), after=handle)
             self.parked[nxt.id] = (exp_id, attempt, parked)
             self.behind[exp_id] = nxt.id
@@ -472,10 +465,7 @@ class Scheduler:
 
     def _choose(self) -> Iterator[tuple[str, tuple[int, ...]]]:
         """Experiments to launch now and their GPUs: in spec order, least busy GPU first."""
-        load: dict[int, int] = {}
-        for gpus in self.gpus_of.values():
-            for g in gpus:
-                load[g] = load.get(g, 0) + 1
+        load = self._gpu_load()
         running = len(self.handles)
         pause = self.sweep.settings.pause_between_s > 0
         while self._launchable():
@@ -488,6 +478,20 @@ class Scheduler:
             yield self.queue.popleft(), gpus
             if pause:
                 return
+
+    def _gpu_load(self) -> dict[int, int]:
+        """How many running experiments each GPU holds."""
+        load: dict[int, int] = {}
+        for gpus in self.gpus_of.values():
+            for g in gpus:
+                load[g] = load.get(g, 0) + 1
+        return load
+
+    def _new_attempt(self, exp: Experiment, gpus: tuple[int, ...], started_at: float, reaper: str | None) -> Attempt:
+        """``exp``'s next attempt, on ``gpus`` (pinned only if placement pins), sent to ``reaper``."""
+        number = 1 + max((a.number for a in exp.attempts), default=0)
+        pinned = gpus if self.placement.pins else None
+        return Attempt(number, started_at, self._log(exp, number), pinned, self.host, reaper=reaper)
 
     def _finish(self, ended: list[tuple[str, Outcome]]) -> list[tuple[str, Outcome]]:
         """Forget the handles of ended attempts; a backend failure stops launching."""
