@@ -192,18 +192,22 @@ def dump_chunks(sweep: Sweep, rows: dict[str, tuple[Experiment, bytes]] | None =
         return
     yield head[:-2] + b"," + _BODY_START
     encode = json.JSONEncoder(sort_keys=True).encode
+
+    def line(exp: Experiment) -> bytes:
+        return b"  " + encode(experiment_json(exp)).encode()
+
     if rows is not None and len(rows) > len(experiments):
         rows.clear()  # experiments were dropped (a reload): keep no lines of records gone
     for start in range(0, len(experiments), CHUNK_ROWS):
         chunk = experiments[start : start + CHUNK_ROWS]
         if rows is None:
-            lines = [b"  " + encode(experiment_json(e)).encode() for e in chunk]
+            lines = [line(e) for e in chunk]
         else:
             lines = []
             for e in chunk:
                 known = rows.get(e.id)
                 if known is None or known[0] is not e:
-                    known = rows[e.id] = (e, b"  " + encode(experiment_json(e)).encode())
+                    known = rows[e.id] = (e, line(e))
                 lines.append(known[1])
         yield (_ROW_SEP if start else b"") + _ROW_SEP.join(lines)
     yield _BODY_END
@@ -606,15 +610,15 @@ class Journal:
     A commit is one ``pwrite`` into space allocated beforehand (zeros, written when the journal
     grows: the first sync after that also records the new size and blocks, since ``fdatasync``
     writes whatever metadata reading the data back needs), and a thread ``fdatasync``s behind the
-    writer: one sync
-    covers every line written before it (group commit), so a transition is on disk within one
-    sync's time (~0.3 ms here) without the scheduler waiting for it. Writing into allocated
-    space changes no file-system metadata, so the other syncs flush data only and do not force a
-    file-system journal commit, which would stall every process creating files on the same file
-    system (the reaper creates several per experiment). The scheduler does not need to wait:
-    until the machine itself goes down, what was written is visible to every process; and when
-    it goes down, the experiments go down with it, so a transition still in flight is
-    indistinguishable from one that had not happened yet (an end is also in its exit record).
+    writer: one sync covers every line written before it (group commit), so a transition is on
+    disk within one sync's time (~0.3 ms here) without the scheduler waiting for it. Writing
+    into allocated space changes no file-system metadata, so the other syncs flush data only
+    and do not force a file-system journal commit, which would stall every process creating
+    files on the same file system (the reaper creates several per experiment). The scheduler
+    does not need to wait: until the machine itself goes down, what was written is visible to
+    every process; and when it goes down, the experiments go down with it, so a transition
+    still in flight is indistinguishable from one that had not happened yet (an end is also in
+    its exit record).
     """
 
     GROW_BYTES = 1 << 20
