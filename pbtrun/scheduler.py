@@ -9,13 +9,10 @@ forked; the backend's launch claim then lets ``resume`` tell, after a crash at a
 whether the process was started. Order of an end: the reaper has already written the exit
 status next to the log before the scheduler hears of it, so a crash here loses nothing either.
 
-Parked launches: while every slot is taken and experiments wait, the next one is parked behind
-each running attempt on its reaper, which starts it the moment that attempt ends (same slot,
-same GPUs) instead of waiting for the scheduler to hear of the end and answer. Such a launch
-is recorded as running just *after* it started, with the end it followed: until then the
-experiment is pending, which is what it is. The claim still comes first: if this scheduler
-dies in between, the next one, launching that attempt itself, finds its log and adopts the
-process or records its end (``LocalBackend._already_there``), so it still starts only once.
+A freed slot is refilled by the scheduler itself, in the round that records the end: the next
+experiment in spec order goes to whichever slot and GPU is free, never to a slot chosen ahead of
+time (a launch handed to a reaper in advance would wait for one particular experiment to end
+while other slots stood idle).
 """
 
 from __future__ import annotations
@@ -114,11 +111,6 @@ class Scheduler:
         # live on (a child that ignores SIGINT): the rest of the stop's steps, until it is empty.
         self.lingering: dict[int, list[tuple[float, int]]] = {}
         self.notes: list[str] = []  # what reconciling found, told once the view is up
-        # Launches parked behind running attempts (see the module doc): experiment id -> (the
-        # attempt it follows, the attempt it will be, its handle); and the other way round.
-        self.parked: dict[str, tuple[str, Attempt, Handle]] = {}
-        self.behind: dict[str, str] = {}
-        self.withdrawn: set[str] = set()  # parked launches asked back (stop, reload), not yet answered
         self.stop_now = False
         self._stack: contextlib.ExitStack | None = None
 
@@ -160,7 +152,7 @@ class Scheduler:
 
     def _done(self) -> bool:
         """Nothing runs (not even what a stopped experiment left behind) and nothing more will."""
-        if self.handles or self.lingering or self.parked:
+        if self.handles or self.lingering:
             return False
         return self.stopping or self.failure is not None or not self._launchable()
 
@@ -184,20 +176,18 @@ class Scheduler:
                 self.listener.message(f"error: {exc.message}")
 
     def _requeue(self) -> None:
-        """Rebuild the run queue from the state (O(sweep): only after a reload). Launches parked
-        on the state before it are withdrawn: another writer may have changed what they run."""
-        self._withdraw_parked()
-        self.queue = deque(e.id for e in self.sweep.runnable() if e.id not in self.parked)
+        """Rebuild the run queue from the state (O(sweep): only after a reload)."""
+        self.queue = deque(e.id for e in self.sweep.runnable())
         self.queue_generation = self.writer.generation
 
     def _launchable(self) -> bool:
         """Whether anything waits to run; drops queue entries that no longer can (O(1) amortized)."""
         if self.queue_generation != self.writer.generation:
             self._requeue()
-        experiments, parked = self.sweep.experiments, self.parked
+        experiments = self.sweep.experiments
         while self.queue:
             exp = experiments.get(self.queue[0])
-            if exp is not None and exp.status in (PENDING, INTERRUPTED) and not exp.removed and exp.id not in parked:
+            if exp is not None and exp.status in (PENDING, INTERRUPTED) and not exp.removed:
                 return True
             self.queue.popleft()
         return False
@@ -292,33 +282,21 @@ class Scheduler:
             self.notes.append(f"recorded {exp.name}, which ended while no scheduler ran: {how}")
 
     def _step(self, ended: list[tuple[str, Outcome]]) -> None:
-        """Record what ended, what started behind it (parked launches), and what launches now in
-        ONE durable commit, then send the launches and park the next ones.
+        """Record what ended and what launches now in ONE durable commit, then send the launches.
 
-        New launches are recorded as running before they are sent, parked ones once they have
-        started (see the module doc); batching them halves the fsyncs per experiment.
+        Launches are recorded as running before they are sent (see the module doc); batching
+        them with the ends halves the fsyncs per experiment.
         """
-        followed = self._take_parked()  # first: an attempt may have started and ended since the last round
         outcomes = self._finish(ended)
-        gone = {exp_id for exp_id, _ in outcomes}
-        self._occupy(followed, gone)  # their slots are taken: before launches are chosen
         launch_now = not self.stopping and self.failure is None and time.monotonic() >= self.next_launch_at
         chosen = list(self._choose()) if launch_now else []
-        if not outcomes and not chosen and not followed:
-            self._park()
+        if not outcomes and not chosen:
             return
         done: list[Experiment] = []
         launched: list[tuple[Experiment, Attempt]] = []
-        started: list[tuple[Experiment, Handle]] = []
         now = time.time()
 
         def change(sweep: Sweep) -> None:
-            for exp_id, attempt, handle in followed:  # first: an attempt that started may end in the same round
-                exp = sweep.experiments.get(exp_id)
-                if exp is not None and exp.status != RUNNING:
-                    exp = exp.to(RUNNING, attempt)
-                    sweep.update(exp)
-                    started.append((exp, handle))
             for exp_id, outcome in outcomes:
                 exp = sweep.experiments[exp_id]
                 if exp.status != RUNNING or exp.last is None:
@@ -336,121 +314,25 @@ class Scheduler:
                 sweep.update(exp)
                 launched.append((exp, attempt))
 
-        recorded = self._transact(change)
-        self._watch_followed(started, gone)
-        if not recorded:
+        if not self._transact(change):
             return
         for exp, attempt in launched:  # first: a freed slot is refilled before anything is shown
             handle = self.backend.launch(exp, attempt, self._env(exp, attempt))
             self.gpus_of[exp.id] = attempt.gpus or ()
             self._watch(handle, exp)
-        self._park()
-        self._tell(started, gone, done, launched)
+        self._tell(done, launched)
         if launched and self.sweep.settings.pause_between_s > 0:
             self.next_launch_at = time.monotonic() + self.sweep.settings.pause_between_s
 
-    def _tell(
-        self,
-        started: list[tuple[Experiment, Handle]],
-        gone: set[str],
-        done: list[Experiment],
-        launched: list[tuple[Experiment, Attempt]],
-    ) -> None:
-        """Show a round: what ended (an attempt that started and ended in it, in that order),
-        then what followed an end, then the new launches; put retries back in line."""
-        shown = [(exp, h) for exp, h in started if exp.id in gone]
-        for exp, _ in shown:
-            self.listener.started(exp, self.sweep)
+    def _tell(self, done: list[Experiment], launched: list[tuple[Experiment, Attempt]]) -> None:
+        """Show a round: what ended, then the new launches; put retries back in line."""
         for exp in done:
             if exp.status in (PENDING, INTERRUPTED):  # a retry: back in line, and look again at once
                 self.queue.append(exp.id)
                 self.again = True
             self.listener.ended(exp, self.sweep)
-        for exp, _ in [*(item for item in started if item not in shown), *launched]:
+        for exp, _ in launched:
             self.listener.started(exp, self.sweep)
-
-    def _take_parked(self) -> list[tuple[str, Attempt, Handle]]:
-        """Parked launches that started since the last round (to record as running now, with
-        when they really started), and those that will not: back to the front of the queue."""
-        started, unparked = self.backend.take_parked()
-        for exp_id in unparked:
-            if self._unpark(exp_id):
-                self.again = True
-        followed = []
-        for exp_id, number, at in started:
-            entry = self.parked.get(exp_id)
-            if entry is None or entry[1].number != number:
-                continue
-            self._forget_parked(exp_id)
-            followed.append((exp_id, entry[1]._replace(started_at=at), entry[2]))
-        return followed
-
-    def _forget_parked(self, exp_id: str) -> tuple[str, Attempt, Handle] | None:
-        """Drop a parked launch from the books (it started, or will not); its entry, if it was one."""
-        entry = self.parked.pop(exp_id, None)
-        if entry is not None:
-            self.behind.pop(entry[0], None)
-            self.withdrawn.discard(exp_id)
-        return entry
-
-    def _unpark(self, exp_id: str) -> bool:
-        """A parked launch that will not start: back to the front of the queue, unless stopping.
-        True if it went back."""
-        if self._forget_parked(exp_id) is None or self.stopping:
-            return False
-        self.queue.appendleft(exp_id)
-        return True
-
-    def _occupy(self, followed: list[tuple[str, Attempt, Handle]], gone: set[str]) -> None:
-        for exp_id, attempt, handle in followed:
-            if exp_id not in gone:
-                self.handles[exp_id] = handle
-                self.gpus_of[exp_id] = attempt.gpus or ()
-
-    def _watch_followed(self, started: list[tuple[Experiment, Handle]], ended: set[str]) -> None:
-        """Watch the parked launches that started (whether or not recording them went
-        through: they run), unless they have ended already; stop them if a stop is under way."""
-        for exp, handle in started:
-            if exp.id in ended:
-                continue
-            self._watch(handle, exp)
-            if self.stopping:
-                self._escalate(exp.id, self.stop_now, "stop")
-
-    def _park(self) -> None:
-        """While every slot is taken and experiments wait, park the next one behind each running
-        attempt that has none (see the module doc). Not while stopping, after a failure, with
-        ``pause_between`` (it spaces launches on purpose), or where the slot that attempt frees
-        is not the one the experiment would get (placement: the least busy GPU)."""
-        if self.stopping or self.failure is not None or self.sweep.settings.pause_between_s > 0:
-            return
-        load = self._gpu_load()
-        running = len(self.handles)
-        if self.placement.choose(load, running) is not None:
-            return  # a slot is free: the next round launches into it directly
-        for exp_id, handle in list(self.handles.items()):
-            if not self._launchable():
-                return
-            address = self.backend.parks(handle)
-            if exp_id in self.behind or exp_id in self.escalations or address is None:
-                continue
-            gpus = self.gpus_of.get(exp_id, ())
-            freed = {g: n - (g in gpus) for g, n in load.items()}
-            if self.placement.choose(freed, running - 1) != (gpus if self.placement.pins else ()):
-                continue
-            nxt = self.sweep.experiments[self.queue.popleft()]
-            attempt = self._new_attempt(nxt, gpus, 0.0, address)
-            parked = self.backend.launch(nxt, attempt, self._env(nxt, attempt), after=handle)
-            self.parked[nxt.id] = (exp_id, attempt, parked)
-            self.behind[exp_id] = nxt.id
-
-    def _withdraw_parked(self) -> None:
-        """Ask the reapers to drop every parked launch (a stop, a reload); each is answered
-        as dropped, or as started if it already had."""
-        for exp_id, (_, _, handle) in self.parked.items():
-            if exp_id not in self.withdrawn:
-                self.withdrawn.add(exp_id)
-                self.backend.cancel(handle)
 
     def _why_ended(self, exp: Experiment, outcome: Outcome) -> str | None:
         """ "stop" or "timeout" if pbtrun's signal ended the attempt, None if it ended by itself
@@ -496,7 +378,6 @@ class Scheduler:
     def _finish(self, ended: list[tuple[str, Outcome]]) -> list[tuple[str, Outcome]]:
         """Forget the handles of ended attempts; a backend failure stops launching."""
         for exp_id, outcome in ended:
-            self._unpark(exp_id)  # if it was parked, its reaper died before starting it
             handle = self.handles.pop(exp_id, None)
             self.gpus_of.pop(exp_id, None)
             steps = self.escalations.pop(exp_id, None)
@@ -543,7 +424,6 @@ class Scheduler:
     def request_stop(self, now: bool) -> None:
         """Stop the sweep: every experiment is stopped as :meth:`_escalate` describes."""
         self.stop_now = self.stop_now or now
-        self._withdraw_parked()
         if not self.stopping:
             self.stopping = True
             how = "at once (SIGKILL)" if now else f"gracefully (SIGINT, SIGTERM after {self.grace_s:g} s)"

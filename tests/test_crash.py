@@ -278,57 +278,6 @@ def test_a_launch_is_signalled_through_its_pid_record_without_any_event(tmp_path
     backend.close()
 
 
-def test_a_parked_launch_starts_as_the_attempt_before_it_ends_unless_withdrawn(tmp_path):
-    """The reaper's side of parking: a launch naming a running attempt waits for its end and
-    starts at once then, reported with that end; one withdrawn before never starts; one that
-    names an attempt not running starts at once."""
-    text = 'name = "c"\ncommand = "sleep 0.3"\nexperiment_arg_name = ""\nexperiment_dir_arg_name = ""\n'
-    spec = parse(text + '[[experiments]]\nname = "a"\nrepeat = 5\n', tmp_path / "s.toml")
-    paths = store.SweepPaths(tmp_path / "train_dir" / "c")
-    sweep = Sweep("c", str(tmp_path), "train_dir", time.time(), Settings())
-    first, withdrawn, parked, unblocked, ghost = [new_experiment(e) for e in expand(spec)]
-    ghost = ghost._replace(argv=("./no-such-program-here",))
-    for exp in (first, withdrawn, parked, unblocked, ghost):
-        sweep.experiments[exp.id] = exp
-    store.create(paths, sweep, "")
-    selector = selectors.DefaultSelector()
-    backend = LocalBackend(paths, str(tmp_path), selector)
-    address = backend.assign()
-
-    def attempt(exp):
-        return Attempt(1, time.time(), str(paths.log(exp, 1).relative_to(paths.dir)), None, "host", reaper=address)
-
-    running = backend.launch(first, attempt(first), {})
-    held = backend.launch(withdrawn, attempt(withdrawn), {}, after=running)
-    backend.cancel(held)
-    later = backend.launch(parked, attempt(parked), {}, after=running)
-    _pump(backend, selector, lambda _: backend.unparked)
-    assert backend.take_parked() == ([], [withdrawn.id])
-    ((exp_id, outcome),) = _pump(backend, selector, bool)
-    assert (exp_id, outcome.returncode) == (first.id, 0)
-    ((started_id, number, at),), unparked = backend.take_parked()
-    assert (started_id, number, unparked) == (parked.id, 1, [])
-    assert outcome.ended_at <= at < outcome.ended_at + 0.5
-    deadline = time.monotonic() + 10
-    while _started_pid(later) is None:  # its pid record follows the start
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    assert read_records(held.log) is None  # never claimed, never run
-
-    at_once = backend.launch(unblocked, attempt(unblocked), {}, after=running)  # ``running`` has ended
-    _pump(backend, selector, lambda _: backend.parked_started)
-    ((started_id, _, _),), _ = backend.take_parked()
-    assert started_id == unblocked.id and read_records(at_once.log) is not None
-    ended = _pump(backend, selector, lambda outcomes: len(outcomes) == 2)
-    assert sorted(exp_id for exp_id, _ in ended) == sorted([parked.id, unblocked.id])
-
-    backend.launch(ghost, attempt(ghost), {}, after=running)  # cannot be executed: told started, then ended
-    ((exp_id, outcome),) = _pump(backend, selector, bool)
-    assert (exp_id, outcome.returncode) == (ghost.id, 127)
-    assert [exp_id for exp_id, _, _ in backend.take_parked()[0]] == [ghost.id]  # its start came first
-    backend.close()
-
-
 def test_a_killed_reaper_never_leads_to_a_second_start(tmp_path):
     backend, selector, handle = _launched(tmp_path, "sleep 0.8")
     _pump(backend, selector, lambda _: _started_pid(handle) is not None)

@@ -429,12 +429,12 @@ def test_killed_scheduler_leaves_experiments_running_and_resume_adopts_them(proj
         project.wait_for(lambda pid=pid: not alive(pid), timeout=5)
 
 
-def test_a_launch_parked_behind_a_killed_schedulers_experiment_is_dropped_and_resume_runs_it_once(
+def test_an_experiment_waiting_behind_a_killed_schedulers_experiment_never_starts_alone_and_resume_runs_it_once(
     project: Project,
 ) -> None:
-    """With every slot taken, the next experiment is parked on the reaper, to start the moment
-    the running one ends. Its scheduler killed, the reaper drops it (the owner's decisions go
-    with the owner): nothing starts that no state records, and resume runs it exactly once."""
+    """With every slot taken, the next experiment waits. Its scheduler killed, nothing starts it
+    when the running one ends (the reaper starts only what a scheduler recorded and sent), and
+    resume runs it exactly once."""
     body = """
     [[experiments]]
     name = "k"
@@ -443,7 +443,7 @@ def test_a_launch_parked_behind_a_killed_schedulers_experiment_is_dropped_and_re
     project.spec(sweep_toml("sw", helper_cmd(project), body, max_parallel=1))
     proc = project.start("up", "sweep.toml")
     project.wait_for(lambda: len(starts(project.records())) == 1, timeout=TIMEOUT)
-    time.sleep(0.1)  # the second experiment is parked behind the first by now
+    time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=TIMEOUT)
 
@@ -463,18 +463,18 @@ def test_a_launch_parked_behind_a_killed_schedulers_experiment_is_dropped_and_re
         assert (exp["status"], exp["attempts"]) == ("succeeded", 1)
 
 
-def test_ctrl_c_withdraws_parked_launches(project: Project) -> None:
+def test_ctrl_c_starts_none_of_the_waiting_experiments(project: Project) -> None:
     body = '[[experiments]]\nname = "long"\ngrid = { seed = [1, 2, 3, 4], sleep = [30] }\n'
     project.spec(sweep_toml("sw", helper_cmd(project), body, max_parallel=2))
     proc = project.start("up", "sweep.toml", "--grace", "5")
     project.wait_for(lambda: len(starts(project.records())) == 2, timeout=TIMEOUT)
-    time.sleep(0.1)  # the other two are parked behind them by now
+    time.sleep(0.1)
     os.kill(proc.pid, signal.SIGINT)
     code, out, err = finish(proc)
     assert code == 130, out + err
 
     started = {r["name"] for r in starts(project.records())}
-    assert len(started) == 2  # the SIGINT ended the first two; the parked ones never started
+    assert len(started) == 2  # the SIGINT ended the first two; the waiting ones never started
     exps = by_name(project.status_json("sw"))
     assert {n for n, e in exps.items() if e["status"] == "interrupted"} == started
     assert {n: e["attempts"] for n, e in exps.items() if n not in started} == dict.fromkeys(set(exps) - started, 0)

@@ -261,10 +261,10 @@ def test_missing_command_fails_with_127_and_the_log_says_why(project):
     assert "no-such-program-here" in Path(exp["log"]).read_text()
 
 
-def test_a_launch_parked_behind_a_running_one_starts_when_it_ends_and_is_recorded_then(project):
-    """max_parallel 1: each next experiment is parked on the reaper and started the moment the
-    one before ends. It is recorded with the time it really started, its log's header says so,
-    and one that cannot even be executed fails with 127 like any other."""
+def test_each_next_experiment_starts_as_the_one_before_ends_and_is_recorded_then(project):
+    """max_parallel 1: each next experiment starts as soon as the one before ends. It is
+    recorded with the time it really started, its log's header says so, and one that cannot
+    even be executed fails with 127 like any other."""
     project.spec(
         """
         name = "p"

@@ -107,8 +107,6 @@ class LocalBackend:
         self.sources: dict[int, socket.socket | int] = {}
         self.adopted: dict[str, socket.socket] = {}  # another scheduler's reaper address -> connection
         self.failed_launches: list[tuple[str, Outcome]] = []  # launches no reaper could take
-        self.parked_started: list[tuple[str, int, float]] = []  # parked launches that started: (id, attempt, when)
-        self.unparked: list[str] = []  # parked launches that will not start (cancelled, or their claim failed)
 
     def start(self, reapers: int = 1) -> None:
         """Have ``reapers`` reapers (fork the missing ones now, rather than at the first
@@ -147,20 +145,9 @@ class LocalBackend:
 
     # ---------------------------------------------------------------- launching
 
-    def parks(self, handle: Handle) -> str | None:
-        """The address of the reaper a launch can be parked on behind this running attempt: one
-        of our own, which runs it (None for a reaper adopted from another scheduler, or a pidfd
-        on an orphan)."""
-        link = self._link_of(handle.source)
-        return None if link is None else link.address
-
-    def launch(self, exp: Experiment, attempt: Attempt, env: Mapping[str, str], after: Handle | None = None) -> Handle:
+    def launch(self, exp: Experiment, attempt: Attempt, env: Mapping[str, str]) -> Handle:
         """Send the launch to the attempt's reaper (``attempt.reaper``, from :meth:`assign`).
-        ``env`` is what the experiment's environment adds to pbtrun's own.
-
-        With ``after`` (a running attempt on the same reaper, see :meth:`parks`), the launch
-        is parked: the reaper starts it when ``after`` ends and reports it with that end
-        (:meth:`take_parked`); the attempt's ``started_at`` is only a placeholder until then."""
+        ``env`` is what the experiment's environment adds to pbtrun's own."""
         self.start()
         log = self.log(exp, attempt.number)
         link = self.links.get(attempt.reaper or "")
@@ -180,29 +167,12 @@ class LocalBackend:
             "argv": argv,
             "cwd": self.cwd,
             "env": env,  # the reaper has pbtrun's environment already: only what it adds
-            "header": _header(exp, attempt, self.cwd, argv, started=after is None),
+            "header": _header(exp, attempt, self.cwd, argv),
             "log": log,
         }
-        if after is not None:
-            request["after"] = [after.exp_id, after.attempt]
-            request["when_at"] = len(_header_start(exp, attempt))  # the reaper writes when it started there
-            link.running += 1  # its slot is the one ``after`` frees (assign() counted that one)
         handle.source = link.owner.fileno()
         reaper.send(link.owner, request)  # if the reaper is gone, its end of stream says so
         return handle
-
-    def cancel(self, handle: Handle) -> None:
-        """Withdraw a parked launch; it is reported unparked, or started if it was already."""
-        link = self._link_of(handle.source)
-        if link is not None and link.owner is not None:
-            reaper.send(link.owner, {"op": "cancel", "id": handle.exp_id, "attempt": handle.attempt})
-
-    def take_parked(self) -> tuple[list[tuple[str, int, float]], list[str]]:
-        """The parked launches that started since the last call (id, attempt, when), and those
-        that will not start."""
-        started, self.parked_started = self.parked_started, []
-        unparked, self.unparked = self.unparked, []
-        return started, unparked
 
     def take_failed_launches(self) -> list[tuple[str, Outcome]]:
         """Launches that could not even be sent (see :meth:`launch`): they ended at once."""
@@ -253,10 +223,6 @@ class LocalBackend:
         return ended
 
     def _event(self, message: dict) -> list[tuple[str, Outcome]]:
-        if (then := message.get("then")) is not None:  # a parked launch started as this attempt ended
-            self._parked_event({"op": "started", **then})
-        if message.get("op") in ("started", "unparked") and self._parked_event(message):
-            return []
         handle = self.handles.get(message.get("id", ""))
         if handle is None or handle.attempt != message.get("attempt"):
             return []  # another scheduler's experiment, reported by a reaper we adopted from
@@ -273,23 +239,6 @@ class LocalBackend:
         error = f"cannot {what} {{name}}: writing in {self.paths.logs} failed: {why}"
         return [(handle.exp_id, Outcome(None, time.time(), error=error, started=message["started"]))]
 
-    def _parked_event(self, message: dict) -> bool:
-        """Note what became of one of our parked launches; False if the message is not about one."""
-        if message["op"] == "started" and "at" not in message:
-            return False  # a start announced by a reaper an earlier pbtrun started
-        handle = self.handles.get(message.get("id", ""))
-        if handle is None or handle.attempt != message.get("attempt"):
-            return False
-        if message["op"] == "started":
-            self.parked_started.append((handle.exp_id, handle.attempt, message["at"]))
-        else:
-            self.handles.pop(handle.exp_id, None)
-            link = self._link_of(handle.source)
-            if link is not None:
-                link.running -= 1
-            self.unparked.append(handle.exp_id)
-        return True
-
     def _already_there(self, handle: Handle) -> list[tuple[str, Outcome]]:
         """The attempt's log existed when its reaper came to claim it. Usually resume abandoned
         the attempt (it never starts). But a state restored from its backup, or a journal moved
@@ -299,9 +248,8 @@ class LocalBackend:
         link = self._link_of(handle.source)
         if link is not None:
             link.running -= 1
-        # A log with neither record was claimed a moment ago by a reaper that is starting it (a
-        # launch parked by a scheduler that is gone): its pid record, which names that reaper,
-        # follows within milliseconds.
+        # A log with neither record was claimed a moment ago by a reaper that is starting it:
+        # its pid record, which names that reaper, follows within milliseconds.
         deadline = time.monotonic() + CLAIMED_WAIT_S
         while reaper.read_records(handle.log) == (None, None) and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -545,17 +493,12 @@ def _pidfd_by_environ(markers: tuple[bytes, ...]) -> int | None:
     return None
 
 
-def _header(exp: Experiment, attempt: Attempt, cwd: str, argv: Sequence[str], started: bool = True) -> str:
+def _header(exp: Experiment, attempt: Attempt, cwd: str, argv: Sequence[str]) -> str:
     """The lines after the records: what ran (``argv`` as run: ``python`` resolved), where, on
-    which GPUs. Without ``started`` (a parked launch), the start time is left out, for the
-    reaper to insert (at ``len(_header_start(...))``) when it starts the experiment."""
-    when = time.strftime(reaper.HEADER_TIME, time.localtime(attempt.started_at)) if started else ""
+    which GPUs."""
+    when = time.strftime(reaper.HEADER_TIME, time.localtime(attempt.started_at))
     gpus = "not pinned" if attempt.gpus is None else ",".join(map(str, attempt.gpus))
     return (
-        f"{_header_start(exp, attempt)}{when} on {attempt.host}\n"
+        f"# pbtrun: {exp.name}, attempt {attempt.number}, started {when} on {attempt.host}\n"
         f"# cwd: {cwd}\n# gpus: {gpus}\n# argv: {shlex.join(argv)}\n"
     )
-
-
-def _header_start(exp: Experiment, attempt: Attempt) -> str:
-    return f"# pbtrun: {exp.name}, attempt {attempt.number}, started "

@@ -12,12 +12,8 @@ scheduler adopting experiments) receives ``ended``, ``failed`` and ``abandoned``
 is not announced: the pid record in the log says who runs an attempt to whoever needs to signal
 it, and a message per start would wake the scheduler once more per experiment.
 
-A launch may name one of the reaper's running attempts (``after``): it is *parked* and started
-the moment that attempt ends, before the scheduler even hears of the end, so a freed slot is
-refilled without a round trip through the scheduler. Its start comes with the end it followed
-(``ended`` with ``then``; ``started`` if there was nothing to wait for); a parked launch that
-could not start, or that the owner cancels (``cancel``), is ``unparked``. Parked launches
-belong to the owner: they are dropped when it goes. The reaper
+The reaper starts only what it is asked to, when it is asked: every launch was recorded in the
+state first, so nothing runs that no state knows of. The reaper
 outlives its owner: it keeps reaping and recording until its last experiment has ended. Its
 socket has an abstract address (no file): a client that can connect knows the reaper is alive.
 
@@ -219,8 +215,6 @@ class Reaper:
         self.cwd: str | None = None
         self.cwd_error: OSError | None = None
         self.unrecorded: list[tuple[int, Child, float]] = []  # started, pid record not yet written
-        self.parked: dict[tuple[str, int], dict[str, Any]] = {}  # (id, attempt) of a child -> the launch after it
-        self.held: list[dict[str, Any]] | None = None  # events held back while a parked launch starts
         self.found: dict[tuple[str, str], str] = {}  # (program, PATH) -> where it is
 
     def run(self) -> int:
@@ -233,9 +227,7 @@ class Reaper:
         self.selector.register(wake_read, selectors.EVENT_READ, "child")
         self.selector.register(self.owner, selectors.EVENT_READ, "client")  # type: ignore[arg-type]
         while self.owner is not None or self.children:
-            # The owner's messages first: a cancelled parked launch must not start because the
-            # end it waited for was seen in the same wake-up.
-            for key, _ in sorted(self.selector.select(), key=lambda event: event[0].data != "client"):
+            for key, _ in self.selector.select():
                 if key.data == "accept":
                     self._accept()
                 elif key.data == "child":
@@ -291,12 +283,7 @@ class Reaper:
             if client is not self.owner:
                 continue
             if message.get("op") == "launch":
-                if message.get("after"):
-                    self._park(message)
-                else:
-                    self._launch(message)
-            elif message.get("op") == "cancel":
-                self._cancel(message)
+                self._launch(message)
 
     def _drop(self, client: socket.socket) -> None:
         with contextlib.suppress(KeyError, ValueError):
@@ -306,54 +293,20 @@ class Reaper:
         client.close()
         if client is self.owner:
             self.owner = None  # the listener stays open: a resumed scheduler connects to adopt
-            self.parked.clear()  # the owner's decisions go with it: a resumed scheduler makes its own
 
     def _broadcast(self, message: dict[str, Any]) -> None:
-        if self.held is not None:
-            self.held.append(message)
-            return
         for client in list(self.clients):
             if not send(client, message):
                 self._drop(client)
 
     # ---------------------------------------------------------------- launching
 
-    def _park(self, req: dict[str, Any]) -> None:
-        """Start ``req`` when the attempt it names ends; at once if that one is not running."""
-        after = (req["after"][0], req["after"][1])
-        if any((c.exp_id, c.attempt) == after for c in self.children.values()):
-            self.parked[after] = req
-            return
-        at, held = self._start_parked(req)
-        ident = {"id": req["id"], "attempt": req["attempt"]}
-        self._broadcast({"op": "started", **ident, "at": at} if at is not None else {"op": "unparked", **ident})
-        for event in held:
-            self._broadcast(event)
-
-    def _start_parked(self, req: dict[str, Any]) -> tuple[float | None, list[dict[str, Any]]]:
-        """Launch a parked request; what it had to say is held back, for after its start is told."""
-        outer, self.held = self.held, []
-        try:
-            at = self._launch(req, parked=True)
-        finally:
-            held, self.held = self.held, outer
-        return at, held
-
-    def _cancel(self, req: dict[str, Any]) -> None:
-        """Drop a parked launch. One that has started already was reported so, before this."""
-        for after, parked in list(self.parked.items()):
-            if parked["id"] == req["id"] and parked["attempt"] == req["attempt"]:
-                del self.parked[after]
-                self._broadcast({"op": "unparked", "id": req["id"], "attempt": req["attempt"]})
-
-    def _launch(self, req: dict[str, Any], parked: bool = False) -> float | None:
+    def _launch(self, req: dict[str, Any]) -> None:
         """Claim the attempt by creating its log, write its header, spawn, record the pid.
 
-        Returns when it started, or None if it did not: a claim that was taken (resume declared
-        the attempt abandoned first: it must never run) or a write that failed, told to the
-        clients as such unless the launch was ``parked`` (the caller says ``unparked`` instead).
-        An experiment that cannot be executed has started in this sense: its log says why,
-        and its exit record holds 126 or 127."""
+        A claim that was taken (resume declared the attempt abandoned first: it must never run)
+        or a write that failed is told to the clients. An experiment that cannot be executed
+        has started in this sense: its log says why, and its exit record holds 126 or 127."""
         ident = {"id": req["id"], "attempt": req["attempt"]}
         self._enter(req["cwd"])
         try:
@@ -361,31 +314,25 @@ class Reaper:
             # are filled in place through one of their own: pwrite ignores offsets when appending).
             log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except FileExistsError:
-            if not parked:
-                self._broadcast({"op": "abandoned", **ident})
-            return None
+            self._broadcast({"op": "abandoned", **ident})
+            return
         except OSError as exc:
-            if not parked:
-                self._broadcast({"op": "failed", **ident, "errno": exc.errno, "started": False})
-            return None
+            self._broadcast({"op": "failed", **ident, "errno": exc.errno, "started": False})
+            return
         try:
-            return self._header_and_spawn(req, log, ident, parked)
+            self._header_and_spawn(req, log, ident)
         finally:
             os.close(log)
 
-    def _header_and_spawn(self, req: dict[str, Any], log: int, ident: dict[str, Any], parked: bool) -> float | None:
+    def _header_and_spawn(self, req: dict[str, Any], log: int, ident: dict[str, Any]) -> None:
         child = Child(req["id"], req["attempt"], req["log"])
-        header = req["header"]
-        if (at := req.get("when_at")) is not None:  # parked: the header waits for its start time
-            header = header[:at] + time.strftime(HEADER_TIME) + header[at:]
         try:
-            os.write(log, records() + header.encode())
+            os.write(log, records() + req["header"].encode())
         except OSError as exc:  # (a full disk) undo the claim: nothing started
             with contextlib.suppress(OSError):
                 os.unlink(req["log"])
-            if not parked:
-                self._broadcast({"op": "failed", **ident, "errno": exc.errno, "started": False})
-            return None
+            self._broadcast({"op": "failed", **ident, "errno": exc.errno, "started": False})
+            return
         try:
             pid = self._posix_spawn(req, log)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or env, which exec cannot pass
@@ -394,13 +341,10 @@ class Reaper:
             why = exc.strerror if isinstance(exc, OSError) else str(exc)
             with contextlib.suppress(OSError):
                 os.write(log, f"pbtrun: {what}: {why}\n".encode())
-            at = time.time()
             self._record(child, code, None)
-            return at
-        at = time.time()
+            return
         self.children[pid] = child
-        self.unrecorded.append((pid, child, at))
-        return at
+        self.unrecorded.append((pid, child, time.time()))
 
     def _record_pids(self) -> None:
         """Write the pid records of the experiments just started. Done once the launches
@@ -480,9 +424,7 @@ class Reaper:
                 self._record(child, os.waitstatus_to_exitcode(status), pid)
 
     def _record(self, child: Child, code: int, pid: int | None) -> None:
-        """Fill the log's exit record in place, start the launch parked behind this attempt,
-        then tell every client: the end (with the start it was followed by), then whatever the
-        parked launch itself had to say (an experiment that could not be executed ends too)."""
+        """Fill the log's exit record in place, then tell every client."""
         ident = {"id": child.exp_id, "attempt": child.attempt}
         result = {"returncode": code, "ended_at": time.time(), "pid": pid}
         try:
@@ -492,22 +434,9 @@ class Reaper:
             finally:
                 os.close(log)
         except OSError as exc:
-            message: dict[str, Any] = {"op": "failed", **ident, "errno": exc.errno, "started": True}
+            self._broadcast({"op": "failed", **ident, "errno": exc.errno, "started": True})
         else:
-            message = {"op": "ended", **ident, **result}
-        req = self.parked.pop((child.exp_id, child.attempt), None)
-        if req is None:
-            self._broadcast(message)
-            return
-        at, held = self._start_parked(req)
-        then = {"id": req["id"], "attempt": req["attempt"]}
-        if at is not None:
-            message["then"] = {**then, "at": at}
-        self._broadcast(message)
-        if at is None:
-            self._broadcast({"op": "unparked", **then})
-        for event in held:
-            self._broadcast(event)
+            self._broadcast({"op": "ended", **ident, **result})
 
 
 def _fill(fd: int, offset: int, width: int, value: dict[str, Any]) -> None:
