@@ -94,6 +94,12 @@ def placement_options(func: Callable) -> Callable:
             type=Seconds(MAX_PAUSE_S, "a day"),
             help="Seconds between two launches.",
         ),
+        click.option(
+            "--max-failures",
+            "max_failures",
+            type=click.IntRange(min=1),
+            help="Stop launching after N experiments failed (the running ones finish).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -264,7 +270,12 @@ def resume(path: Path, **kw: Any) -> None:
             with store.transaction(paths) as sweep:
                 stored = sweep.settings
                 base = SchedulerSettings(
-                    None, stored.gpus, stored.max_parallel, stored.experiments_per_gpu, stored.pause_between_s
+                    None,
+                    stored.gpus,
+                    stored.max_parallel,
+                    stored.experiments_per_gpu,
+                    stored.pause_between_s,
+                    stored.max_failures,
                 )
                 sweep.settings = resolve(base, flags, paths.state)
         commands.run(paths, kw)

@@ -86,6 +86,7 @@ def flags(kw: dict[str, Any]) -> SchedulerSettings:
         max_parallel=kw["max_parallel"],
         experiments_per_gpu=kw["experiments_per_gpu"],
         pause_between_s=kw["pause_between"],
+        max_failures=kw["max_failures"],
     )
 
 

@@ -39,6 +39,7 @@ def resolve(spec: SchedulerSettings, flags: SchedulerSettings, where: Path | str
         max_parallel=_first(flags.max_parallel, spec.max_parallel, DEFAULT_MAX_PARALLEL),
         experiments_per_gpu=_first(flags.experiments_per_gpu, spec.experiments_per_gpu, -1),
         pause_between_s=_first(flags.pause_between_s, spec.pause_between_s, 0.0),
+        max_failures=_first(flags.max_failures, spec.max_failures),
     )
     if settings.experiments_per_gpu > 0 and not settings.gpus:
         source = "--experiments-per-gpu" if flags.experiments_per_gpu is not None else f"{where}: experiments_per_gpu ="

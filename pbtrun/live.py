@@ -97,6 +97,8 @@ class LiveView:
 
     def ended(self, exp: Experiment, sweep: Sweep) -> None:
         self.tracker.ended(exp, sweep)
+        if (alarm := self.tracker.take_alarm()) is not None:
+            self.console.print(Text(f"⚠ {alarm}", style="bold red"))
 
     def message(self, text: str) -> None:
         """Printed above the live display (messages are rare: adoption, stopping, errors)."""

@@ -36,6 +36,10 @@ FAILED_SHOWN = 10
 TAIL_BYTES_PER_LINE = 2048
 FLUSH_EVERY_S = 0.5
 ETA_EVERY_S = 0.5
+# The first experiments of a run all failing the same way, each soon after it started, is the
+# sign of a command the app does not accept: said loudly, not left for the summary.
+EARLY_ENDS = 3
+EARLY_S = 60.0
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?|[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -143,6 +147,8 @@ class Tracker:
         self.failures: deque[Failure] = deque(maxlen=RECENT_FAILURES)
         self._took_s = [0.0, 0]  # sum and number of succeeded attempts' durations
         self._any_took_s = [0.0, 0]  # the same over every ended attempt, while none has succeeded
+        self._early: list[Failure | None] = []  # how the first attempts to end in this run ended
+        self._alarm: str | None = None
 
     def begin(self, sweep: Sweep) -> None:
         with self._lock:
@@ -200,7 +206,33 @@ class Tracker:
             failure = _failure(exp, last, self.paths)
             if failure is not None:
                 self.failures.append(failure)
+            self._watch_early(failure, last.duration_s)
             return failure
+
+    def _watch_early(self, failure: Failure | None, duration_s: float) -> None:
+        if len(self._early) >= EARLY_ENDS:
+            return
+        self._early.append(failure if duration_s <= EARLY_S else None)
+        expected = min(EARLY_ENDS, sum(self.counts.values()))
+        if expected < 2 or len(self._early) != expected:
+            return
+        words = {f.word if f is not None else None for f in self._early}
+        if len(words) != 1 or None in words:
+            return
+        first = self._early[0]
+        assert first is not None
+        tail = tail_lines(first.log, 1)
+        says = f"; {first.name}'s log ends with: {tail[0][:200]}" if tail else ""
+        self._alarm = (
+            f"the first {expected} experiments all {first.word} within {EARLY_S:g} s of their start{says}. "
+            "The command may be wrong for this app: look at `pbtrun logs --failed` for this sweep "
+            "(max_failures = N in [scheduler] stops a sweep after N failures)."
+        )
+
+    def take_alarm(self) -> str | None:
+        """A warning raised by the last :meth:`ended`, once."""
+        alarm, self._alarm = self._alarm, None
+        return alarm
 
     def mean_s(self) -> float | None:
         """Mean duration of finished experiments: the succeeded ones, or any while none has."""
@@ -514,6 +546,8 @@ class PlainView:
             return
         retry = f", retrying (attempt {last.number + 1})" if failure.retrying and last else ""
         self._line(f"{failure.word.upper():<9} {exp.name} after {took}{retry}, log: {failure.log} {self._progress()}")
+        if (alarm := self.tracker.take_alarm()) is not None:
+            self._line(f"WARNING   {alarm}")
 
     def message(self, text: str) -> None:
         self._line(text)

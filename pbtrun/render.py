@@ -211,6 +211,7 @@ def plan_json(name: str, sweep_dir: Path, experiments: Sequence[ExperimentSpec],
             "max_parallel": settings.max_parallel,
             "experiments_per_gpu": settings.experiments_per_gpu,
             "pause_between_s": settings.pause_between_s,
+            "max_failures": settings.max_failures,
         },
         "experiments": Rows(list(zip(experiments, first_slots(experiments, settings), strict=True)), _plan_item),
     }

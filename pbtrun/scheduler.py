@@ -102,6 +102,9 @@ class Scheduler:
         self.next_launch_at = 0.0
         self.again = False  # a step queued work it could not launch yet: step again without waiting
         self.stopping = False
+        self.failed = 0  # experiments that failed (retries spent) in this run, for max_failures
+        self.halted = False  # max_failures reached: nothing more is launched, the running ones finish
+        self.told_halt = False
         self.escalations: dict[str, list[tuple[float, int]]] = {}  # exp id -> (monotonic time, signal)
         self.deadlines: dict[str, float] = {}  # exp id -> monotonic time its timeout_min runs out
         self.reasons: dict[str, str] = {}  # exp id -> why pbtrun is stopping it: "stop" or "timeout"
@@ -154,7 +157,7 @@ class Scheduler:
         """Nothing runs (not even what a stopped experiment left behind) and nothing more will."""
         if self.handles or self.lingering:
             return False
-        return self.stopping or self.failure is not None or not self._launchable()
+        return self.stopping or self.failure is not None or self.halted or not self._launchable()
 
     def close(self) -> None:
         """Let go of everything (the experiments keep running if any still do: their reaper
@@ -288,12 +291,15 @@ class Scheduler:
         them with the ends halves the fsyncs per experiment.
         """
         outcomes = self._finish(ended)
-        launch_now = not self.stopping and self.failure is None and time.monotonic() >= self.next_launch_at
+        launch_now = (
+            not self.stopping and self.failure is None and not self.halted and time.monotonic() >= self.next_launch_at
+        )
         chosen = list(self._choose()) if launch_now else []
         if not outcomes and not chosen:
             return
         done: list[Experiment] = []
         launched: list[tuple[Experiment, Attempt]] = []
+        held: list[str] = []  # chosen, but max_failures was reached by an end of this round
         now = time.time()
 
         def change(sweep: Sweep) -> None:
@@ -305,6 +311,9 @@ class Scheduler:
                 exp = _ended(exp, outcome, stopped=why == "stop", timed_out=why == "timeout")
                 sweep.update(exp)
                 done.append(exp)
+            if self._reaches_max_failures(done):
+                held.extend(exp_id for exp_id, _ in chosen)
+                return
             for exp_id, gpus in chosen:
                 exp = sweep.experiments.get(exp_id)
                 if exp is None or exp.removed or exp.status not in (PENDING, INTERRUPTED):
@@ -314,7 +323,9 @@ class Scheduler:
                 sweep.update(exp)
                 launched.append((exp, attempt))
 
-        if not self._transact(change):
+        recorded = self._transact(change)
+        self.queue.extendleft(reversed(held))
+        if not recorded:
             return
         for exp, attempt in launched:  # first: a freed slot is refilled before anything is shown
             handle = self.backend.launch(exp, attempt, self._env(exp, attempt))
@@ -333,6 +344,28 @@ class Scheduler:
             self.listener.ended(exp, self.sweep)
         for exp, _ in launched:
             self.listener.started(exp, self.sweep)
+        if self.halted and not self.told_halt:
+            self._tell_halt()
+
+    def _reaches_max_failures(self, done: list[Experiment]) -> bool:
+        """Count the experiments of this round that failed for good; True once ``max_failures``
+        have in this run (as GNU parallel's ``--halt soon,fail=N``): a broken command should
+        not burn through a sweep. Checked before the round's launches, which it then holds back."""
+        self.failed += sum(1 for exp in done if exp.status == FAILED)
+        limit = self.sweep.settings.max_failures
+        self.halted = self.halted or (limit is not None and self.failed >= limit)
+        return self.halted
+
+    def _tell_halt(self) -> None:
+        self.told_halt = True
+        limit = self.sweep.settings.max_failures
+        waiting = len(self.sweep.runnable())
+        running = f"; the {len(self.handles)} running finish first" if self.handles else ""
+        self.listener.message(
+            f"{self.failed} experiment(s) failed (max_failures = {limit}): pbtrun launches nothing more "
+            f"({waiting} left waiting){running}. Look at them with `pbtrun logs {self.sweep_dir} --failed`, "
+            f"fix the cause, then `pbtrun resume {self.sweep_dir} --retry-failed`."
+        )
 
     def _why_ended(self, exp: Experiment, outcome: Outcome) -> str | None:
         """ "stop" or "timeout" if pbtrun's signal ended the attempt, None if it ended by itself

@@ -43,7 +43,7 @@ TOP_KEYS = (
     "env",
     "experiments",
 )
-SCHEDULER_KEYS = ("num_gpus", "gpus", "max_parallel", "experiments_per_gpu", "pause_between")
+SCHEDULER_KEYS = ("num_gpus", "gpus", "max_parallel", "experiments_per_gpu", "pause_between", "max_failures")
 EXPERIMENT_KEYS = (
     "name",
     "command",
@@ -77,6 +77,7 @@ class SchedulerSettings(NamedTuple):
     max_parallel: int | None = None
     experiments_per_gpu: int | None = None
     pause_between_s: float | None = None
+    max_failures: int | None = None
 
 
 class GroupSpec(NamedTuple):
@@ -619,6 +620,7 @@ def _scheduler(src: _Source, table: Any) -> SchedulerSettings:
         max_parallel=_int(src, table, where, "max_parallel"),
         experiments_per_gpu=_int(src, table, where, "experiments_per_gpu"),
         pause_between_s=None if pause is None else float(pause),
+        max_failures=_int(src, table, where, "max_failures"),
     )
     for key, problem in settings_problems(settings):
         raise src.error((*where, key), problem)
@@ -639,6 +641,8 @@ def settings_problems(s: SchedulerSettings) -> list[tuple[str, str]]:
     pause = s.pause_between_s
     if pause is not None and not 0 <= pause <= MAX_PAUSE_S:  # also false for nan
         problems.append(("pause_between", f"must be 0 to {MAX_PAUSE_S:g} seconds (a day), not {pause:g}."))
+    if s.max_failures is not None and s.max_failures < 1:
+        problems.append(("max_failures", f"must be at least 1 (leave it out for no limit), not {s.max_failures}."))
     return problems
 
 

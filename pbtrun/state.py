@@ -134,6 +134,7 @@ class Settings(NamedTuple):
     max_parallel: int = 4
     experiments_per_gpu: int = -1
     pause_between_s: float = 0.0
+    max_failures: int | None = None  # stop launching after this many experiments failed in one run
 
 
 class Sweep:
@@ -326,6 +327,7 @@ def head_json(sweep: Sweep) -> dict[str, Any]:
                 "max_parallel": sweep.settings.max_parallel,
                 "experiments_per_gpu": sweep.settings.experiments_per_gpu,
                 "pause_between_s": sweep.settings.pause_between_s,
+                "max_failures": sweep.settings.max_failures,
             },
         },
     }
@@ -453,12 +455,17 @@ def sweep_from(data: Any) -> Sweep:
                 max_parallel=int(settings["max_parallel"]),
                 experiments_per_gpu=int(settings["experiments_per_gpu"]),
                 pause_between_s=float(settings["pause_between_s"]),
+                max_failures=_optional_int(settings.get("max_failures")),
             ),
             pbtrun_version=str(data.get("pbtrun_version", "")),
             journal_seq=int(data.get("journal_seq", 0)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateError(f"its content is malformed ({type(exc).__name__}: {exc})") from None
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def experiment_from(raw: Mapping[str, Any], shared: dict | None = None) -> Experiment:

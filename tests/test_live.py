@@ -340,6 +340,21 @@ def test_messages_print_above_the_live_display(run: Run) -> None:
     assert re.search(r"\d\d:\d\d:\d\d  adopted 01_ant", console.export_text())
 
 
+def test_the_first_experiments_failing_alike_are_shown_prominently_once(run: Run) -> None:
+    _, console, _ = live(run)
+    for name in ("01_ant", "02_ant", "03_ant", "04_ant"):
+        run.start(name, 0, log="")
+    run.clock.now += 2
+    for name in ("01_ant", "02_ant", "03_ant"):
+        run.end(name, 2, log="usage: train.py\ntrain.py: error: unrecognized arguments: --experiment=01_ant\n")
+    run.end("04_ant", 2, log="")
+    styled = console.export_text(styles=True, clear=False)
+    text = console.export_text()
+    assert text.count("⚠ the first 3 experiments all failed (2) within 60 s") == 1
+    assert "unrecognized arguments: --experiment=01_ant" in text
+    assert "\x1b[1;31m⚠" in styled  # bold red
+
+
 def test_finish_stops_the_display_and_prints_the_summary(run: Run) -> None:
     view, console, out = live(run)
     play_some(run)

@@ -510,7 +510,13 @@ def test_scheduler_flags_in_both_spellings_end_to_end(project, recorder, sep):
     assert first.returncode == 1, first.stdout + first.stderr  # n = 3 fails its first attempt
     assert not (project.root / "train_dir").exists()
     settings = project.state(SWEEP, train_dir="runs")["sweep"]["settings"]
-    assert settings == {"gpus": [0, 1], "max_parallel": 2, "experiments_per_gpu": 1, "pause_between_s": 0.01}
+    assert settings == {
+        "gpus": [0, 1],
+        "max_parallel": 2,
+        "experiments_per_gpu": 1,
+        "pause_between_s": 0.01,
+        "max_failures": None,
+    }
     starts = [r for r in project.records() if r["event"] == "start"]
     assert len(starts) == 4 and {r["gpus"] for r in starts} <= {"0", "1"}
     assert all(any(a.startswith(f"--train_dir=runs/{SWEEP}/f_") for a in r["argv"]) for r in starts)
@@ -524,7 +530,13 @@ def test_scheduler_flags_in_both_spellings_end_to_end(project, recorder, sep):
     )
     assert again.returncode == 0, again.stdout + again.stderr
     settings = project.state(SWEEP, train_dir="runs")["sweep"]["settings"]
-    assert settings == {"gpus": [0], "max_parallel": 1, "experiments_per_gpu": 1, "pause_between_s": 0.0}
+    assert settings == {
+        "gpus": [0],
+        "max_parallel": 1,
+        "experiments_per_gpu": 1,
+        "pause_between_s": 0.0,
+        "max_failures": None,
+    }
     (retried,) = [r for r in project.records() if r["event"] == "start"][4:]
     assert (retried["attempt"], retried["gpus"]) == ("2", "0")
 

@@ -89,6 +89,9 @@ UP_COMMAND_LINES = [
     (["s.toml", "--grace=x"], False),
     (["s.toml", "--train-dir"], False),
     (["s.toml", "--train-dir", "--plain"], False),
+    (["s.toml", "--max-failures", "3"], True),
+    (["s.toml", "--max-failures=1"], True),
+    (["s.toml", "--max-failures", "0"], False),
 ]
 
 
