@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SLOTS = 8
+UNEVEN_LONG_N = 36
+UNEVEN_TAIL_N = 48
 NUM_GPUS = 4
 PER_GPU = 2
 STARTUP_SAMPLES = 10
@@ -70,6 +72,7 @@ class Sizes:
     idle_from_s: float = 20.0
     idle_to_s: float = 80.0
     scale_jobs: int = 100_000
+    uneven_unit_s: float = 1.0  # the uneven shapes' durations are multiples of it
     timeout_s: float = 900.0  # per run; scale runs get scale_timeout_s
 
     @property
@@ -90,6 +93,7 @@ QUICK = Sizes(
     idle_from_s=1.0,
     idle_to_s=3.0,
     scale_jobs=2_000,
+    uneven_unit_s=0.1,
     timeout_s=120.0,
 )
 
@@ -115,6 +119,9 @@ ROWS = [
     Row("idle", "idle: pbtrun's CPU ms, {idle_from_s:g} s to {idle_to_s:g} s into `sleep {idle_sleep_s:g}`", "{:.1f}"),
     Row("help", "start-up: `pbtrun --help`, ms (median of 10)", "{:.0f}"),
     Row("status", "start-up: `pbtrun status` (a small train dir), ms (median of 10)", "{:.0f}"),
+    Row("U_long", "uneven: one 6 u job among {uneven_long_n} short ones (0.5 u, 1.5 u), makespan s", "{:.3f}", "value"),
+    Row("U_tail", "uneven: a heavy tail ({uneven_tail_n} jobs, 0.2 u to 6 u, Pareto), makespan s", "{:.3f}", "value"),
+    Row("U_last", "uneven: long jobs last (40 × 0.5 u, then 4 × 4 u), makespan s", "{:.3f}", "value"),
     Row("S_dry", "scale: `pbtrun up --dry-run` of {scale_jobs:,} experiments (the compile), s", "{:.2f}"),
     Row("S_plan", "scale: `pbtrun plan --json` of {scale_jobs:,} experiments, s", "{:.2f}"),
     Row("S_up", "scale: W1 at {scale_jobs:,} × `/bin/true`, jobs/s", "{:,.0f}", "wall"),
@@ -468,12 +475,13 @@ class Runner:
         raise NotImplementedError
 
 
-def sweep_toml(argv: Sequence[str], group: str, pinned: bool) -> str:
-    """A pbtrun spec whose experiments run exactly ``argv`` (no name or directory arguments)."""
+def sweep_toml(argv: Sequence[str], group: str, pinned: bool, top: str = "") -> str:
+    """A pbtrun spec whose experiments run exactly ``argv`` (no name or directory arguments),
+    and ``top``, more top-level keys."""
     gpus = f"num_gpus = {NUM_GPUS}\nexperiments_per_gpu = {PER_GPU}" if pinned else "num_gpus = 0"
     return (
         f'name = "bench"\ncommand = {json.dumps(list(argv))}\n'
-        'experiment_arg_name = ""\nexperiment_dir_arg_name = ""\n\n'
+        f'experiment_arg_name = ""\nexperiment_dir_arg_name = ""\n{top}\n'
         f"[scheduler]\nmax_parallel = {SLOTS}\n{gpus}\n\n[[experiments]]\n{group}\n"
     )
 
@@ -779,6 +787,66 @@ def w4(ctx: Context) -> None:
         ctx.print_ratio("W4", rep)
 
 
+UNEVEN_SCRIPT = """d=${1#d=}
+echo "start $(date +%s.%N)" >> record.txt
+sleep "$d"
+echo "end $(date +%s.%N)" >> record.txt
+"""
+
+
+def uneven_shapes(unit_s: float) -> dict[str, list[float]]:
+    """Durations in launch order, as real sweeps have them: every runner takes them in this
+    order into whichever slot is free (xargs -P: a greedy list schedule)."""
+    import random
+
+    draw = random.Random(7)
+    tail = [min(6.0, 0.2 * (1 - draw.random()) ** (-1 / 1.2)) for _ in range(UNEVEN_TAIL_N)]
+    shapes = {
+        "U_long": [0.5] * 7 + [6.0] + [1.5] * (UNEVEN_LONG_N - 7),
+        "U_tail": tail,
+        "U_last": [0.5] * 40 + [4.0] * 4,
+    }
+    return {row: [round(d * unit_s, 3) for d in durations] for row, durations in shapes.items()}
+
+
+def uneven_invocation(runner: str, durations: Sequence[float], where: Path) -> Invocation:
+    """The same script for both runners, one ``d=SECONDS`` argument each (pbtrun: a ``list``
+    with ``param_prefix = ""``; xargs: one input line per job)."""
+    (where / "u.sh").write_text(UNEVEN_SCRIPT)
+    if runner == "xargs":
+        lines = lines_file(where / "jobs.txt", (f"d={d:g}" for d in durations))
+        return Invocation(["xargs", "-P", str(SLOTS), "-I{}", "sh", "u.sh", "{}"], where, lines)
+    rows = ", ".join(f"{{ d = {d:g} }}" for d in durations)
+    spec = sweep_toml(["sh", "u.sh"], f'name = "u"\nlist = [{rows}]', pinned=False, top='param_prefix = ""\n')
+    (where / "sweep.toml").write_text(spec)
+    return Invocation([*PBTRUN, "up", "sweep.toml", "--plain"], where)
+
+
+def makespan_s(where: Path, count: int) -> float | None:
+    """First start to last end, from the jobs' own records (the runners' start-up excluded)."""
+    record = where / "record.txt"
+    events = [line.split() for line in record.read_text().splitlines()] if record.exists() else []
+    starts = [float(t) for e, t in events if e == "start"]
+    ends = [float(t) for e, t in events if e == "end"]
+    if len(starts) != count or len(ends) != count:
+        return None
+    return max(ends) - min(starts)
+
+
+def uneven(ctx: Context) -> None:
+    """Makespan of jobs whose durations differ, against ``xargs -P`` in the same repetition."""
+    runners = [r for r in ctx.runners if r.name in ("xargs", "pbtrun")]
+    for row, durations in uneven_shapes(ctx.sizes.uneven_unit_s).items():
+        for rep in range(1, ctx.reps + 1):
+            for runner in runners:
+                with run_dir() as where:
+                    m = measure(uneven_invocation(runner.name, durations, where), ctx.sizes.timeout_s)
+                    value = makespan_s(where, len(durations)) if m.ended.ok else None
+                note = m.ended.note() or ("" if value is not None else "a start or end was not recorded")
+                ctx.add(Result(row, runner.name, rep, value, m.ended.wall_s, note))
+            ctx.print_ratio(row, rep)
+
+
 def idle(ctx: Context) -> None:
     """pbtrun's CPU while its one experiment sleeps: every pbtrun process (the scheduler and its
     helpers; the job excluded), from schedstat (ns) at two moments."""
@@ -878,6 +946,7 @@ WORKLOADS: dict[str, Callable[[Context], None]] = {
     "W2": w2,
     "W3": w3,
     "W4": w4,
+    "uneven": uneven,
     "startup": startup,
     "idle": idle,
     "scale": scale,
@@ -930,7 +999,12 @@ def results_table(ctx: Context) -> list[str]:
     ]
     for row in ROWS:
         if any(r.row == row.key for r in ctx.results):
-            label = row.label.format(**vars(ctx.sizes), w2_ideal_s=ctx.sizes.w2_ideal_s)
+            label = row.label.format(
+                **vars(ctx.sizes),
+                w2_ideal_s=ctx.sizes.w2_ideal_s,
+                uneven_long_n=UNEVEN_LONG_N - 1,
+                uneven_tail_n=UNEVEN_TAIL_N,
+            )
             lines.append(f"| {label} | " + " | ".join(cell(ctx, row.key, r.name) for r in runners) + " |")
     return lines
 
@@ -1032,7 +1106,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if args.only:
         chosen = args.only.split(",")
     else:
-        chosen = ["W1", "W2", "W3", "W4", "startup"] + ["idle"] * args.idle + ["scale"] * args.scale
+        chosen = ["W1", "W2", "W3", "W4", "uneven", "startup"] + ["idle"] * args.idle + ["scale"] * args.scale
     unknown = set(chosen) - set(WORKLOADS)
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(sorted(unknown))}; choose among {', '.join(WORKLOADS)}")
