@@ -155,10 +155,18 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
 
 
 def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_json: bool) -> None:
-    """The plan shows the argv that would run: ``python`` is the interpreter pbtrun runs under."""
-    from pbtrun import render
+    """The plan shows the argv that would run: ``python`` is the interpreter pbtrun runs under.
+    For a sweep that exists, what the spec changes in it, read from its state, which stays as it is."""
+    from pbtrun import render, store
     from pbtrun.backends.local import resolve_argv
 
+    changes = None
+    paths = store.SweepPaths(sweep_dir)
+    if store.is_sweep(paths.dir):
+        from pbtrun import changes as diffing
+
+        changes = diffing.compare(store.load(paths), compiled)
+        compiled = changes.planned  # the names and order `up` would give them
     programs: dict[str, str] = {}  # by first word: a few commands, shared by thousands of experiments
     shown = []
     for exp in compiled:
@@ -168,9 +176,13 @@ def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_js
         shown.append(exp if program == word else exp._replace(argv=(program, *exp.argv[1:])))
     compiled = shown
     if as_json:
-        _echo_lines(render.json_lines(render.plan_json(name, sweep_dir, compiled, settings), "experiments"))
+        document = render.plan_json(name, sweep_dir, compiled, settings)
+        if changes is not None:
+            document["changes"] = diffing.to_json(changes)
+        _echo_lines(render.json_lines(document, "experiments"))
     else:
-        click.echo(render.plan(name, sweep_dir, compiled, settings))
+        lines = None if changes is None else diffing.text(changes, compiled)
+        click.echo(render.plan(name, sweep_dir, compiled, settings, lines))
 
 
 @cli.command()

@@ -182,24 +182,40 @@ def _slot_word(gpus: tuple[int, ...] | None) -> str:
     return f"GPU {','.join(map(str, gpus))}" if gpus else "starts at once (GPUs not pinned)"
 
 
-def plan(name: str, sweep_dir: Path, experiments: Sequence[ExperimentSpec], settings: Settings) -> str:
-    """What ``plan`` and ``up --dry-run`` print: each experiment's full command, env and first slot."""
+def plan(
+    name: str,
+    sweep_dir: Path,
+    experiments: Sequence[ExperimentSpec],
+    settings: Settings,
+    changes: Sequence[str] | None = None,
+) -> str:
+    """What ``plan`` and ``up --dry-run`` print: each experiment's full command, env and first
+    slot; for a sweep that exists, ``changes`` (what the spec changes in it) instead."""
     lines = []
-    for exp, gpus in zip(experiments, first_slots(experiments, settings), strict=True):
-        lines.append(f"{exp.name}  [{_slot_word(gpus)}]")
-        lines.append(f"    {shlex.join(exp.argv)}")
-        if exp.env:
-            lines.append("    env: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exp.env.items()))
+    if changes is None:
+        for exp, gpus in zip(experiments, first_slots(experiments, settings), strict=True):
+            lines += command_lines(exp, f"  [{_slot_word(gpus)}]")
+    else:
+        lines += changes
     pinned = (
         f"{len(settings.gpus)} GPU(s) x {settings.experiments_per_gpu}"
         if settings.experiments_per_gpu > 0
         else "GPUs not pinned"
     )
+    state = "would be" if changes is None else "is left as it is:"
     lines.append(
         f"plan: sweep {name}, {len(experiments)} experiment(s), max_parallel {settings.max_parallel}, {pinned}; "
-        f"state would be {sweep_dir}/pbtrun.json. Nothing was created or run."
+        f"state {state} {sweep_dir}/pbtrun.json. Nothing was created or run."
     )
     return "\n".join(lines)
+
+
+def command_lines(exp: ExperimentSpec, note: str = "") -> list[str]:
+    """An experiment as ``plan`` lists it: its name (and ``note``), its command, its env."""
+    lines = [f"{exp.name}{note}", f"    {shlex.join(exp.argv)}"]
+    if exp.env:
+        lines.append("    env: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exp.env.items()))
+    return lines
 
 
 def plan_json(name: str, sweep_dir: Path, experiments: Sequence[ExperimentSpec], settings: Settings) -> dict[str, Any]:

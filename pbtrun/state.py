@@ -235,40 +235,64 @@ def _renamed(spec: ExperimentSpec, name: str) -> tuple[str, ...]:
 
 
 def merge(sweep: Sweep, compiled: Sequence[ExperimentSpec], force: bool = False) -> MergeReport:
-    """Bring a sweep in line with a re-compiled spec, in place.
+    """Bring a sweep in line with a re-compiled spec, in place (see :func:`merged`).
 
-    Existing experiments keep their names, argv and history: adding a grid value never renames
-    a run whose checkpoints already exist. New experiments are appended as pending (renumbered
-    past the group's highest index if their name is taken). Experiments gone from the spec are
-    dropped if they never ran, else kept and marked removed. An experiment whose command or env
-    changed is refused, unless ``force``, which re-queues it with the new definition.
+    An experiment whose command or env changed is refused, unless ``force``, which re-queues
+    it with the new definition (refused still while it runs).
     """
     old = sweep.experiments
-    changed = [c for c in compiled if c.id in old and _differs(old[c.id], c)]
+    changed = [c for c in compiled if c.id in old and differs(old[c.id], c)]
     if changed and not force:
         raise SpecError(_changed_message(sweep, changed))
-    busy = [c.name for c in changed if old[c.id].status == RUNNING]
+    busy = [old[c.id].name for c in changed if old[c.id].status == RUNNING]
     if busy:
         raise SpecError(f"cannot re-queue {', '.join(busy)}: still running. Stop the sweep first (Ctrl-C).")
-    result: dict[str, Experiment] = {}
-    taken = {e.name for e in old.values()}
-    added = []
-    for spec in compiled:
-        if spec.id in old:
-            result[spec.id] = _keep(old[spec.id], spec, force)
-        else:
-            exp = _fresh(spec, taken, [*old.values(), *result.values()])
-            taken.add(exp.name)
-            result[exp.id] = exp
-            added.append(exp.name)
-    removed = [e for e in old.values() if e.id not in result and e.attempts]
-    for exp in removed:
-        result[exp.id] = exp._replace(removed=True)
+    result = merged(old, compiled, force)
     sweep.replace_all(result.values())
-    return MergeReport(tuple(added), tuple(c.name for c in changed), tuple(e.name for e in removed))
+    return MergeReport(
+        tuple(e.name for e in result.values() if e.id not in old),
+        tuple(old[c.id].name for c in changed),
+        tuple(e.name for e in result.values() if e.removed),
+    )
 
 
-def _differs(exp: Experiment, spec: ExperimentSpec) -> bool:
+def merged(
+    old: Mapping[str, Experiment], compiled: Sequence[ExperimentSpec], force: bool = False
+) -> dict[str, Experiment]:
+    """The experiments a merge leaves, in the sweep's order, made without changing ``old``
+    (``plan`` shows them before anything is changed).
+
+    Existing experiments keep their names, argv, history and place (the ``#`` that ``status``
+    shows and ``logs`` takes), and adding a grid value never renames a run whose checkpoints
+    already exist. New experiments are appended after them as pending, so existing pending ones
+    launch first. Experiments gone from the spec are kept in their place and marked removed if
+    they ran; if they never ran they are dropped, and only the rows after them move up.
+    """
+    specs = {c.id: c for c in compiled}
+    result: dict[str, Experiment] = {}
+    for exp in old.values():
+        spec = specs.get(exp.id)
+        if spec is not None:
+            result[exp.id] = _keep(exp, spec, force)
+        elif exp.attempts:
+            result[exp.id] = exp._replace(removed=True)
+    # Names and indexes by group of every experiment the state had, dropped ones too: a name
+    # that was shown once never comes back meaning another experiment.
+    taken = {e.name for e in old.values()}
+    used: dict[str, set[int]] = {}  # each NN_ prefix names one experiment of a group
+    for exp in old.values():
+        used.setdefault(exp.group, set()).add(exp.index)
+    for spec in compiled:
+        if spec.id not in result:
+            exp = _fresh(spec, taken, used.setdefault(spec.group, set()))
+            taken.add(exp.name)
+            used[spec.group].add(exp.index)
+            result[exp.id] = exp
+    return result
+
+
+def differs(exp: Experiment, spec: ExperimentSpec) -> bool:
+    """Whether the spec changes what ``exp`` runs (its command or env), not only its name."""
     mine = _definition(exp.argv, exp.name_arg, exp.name)
     theirs = _definition(spec.argv, spec.name_arg, spec.name)
     return mine != theirs or dict(exp.env) != dict(spec.env)
@@ -276,31 +300,50 @@ def _differs(exp: Experiment, spec: ExperimentSpec) -> bool:
 
 def _keep(exp: Experiment, spec: ExperimentSpec, force: bool) -> Experiment:
     exp = exp._replace(removed=False, max_retries=spec.max_retries, timeout_min=spec.timeout_min)
-    if not (force and _differs(exp, spec)):
+    if not (force and differs(exp, spec)):
         return exp
     requeued = exp._replace(argv=_renamed(spec, exp.name), env=dict(spec.env), name_arg=spec.name_arg)
     return requeued if exp.status == PENDING else requeued.to(PENDING)
 
 
-def _fresh(spec: ExperimentSpec, taken: set[str], siblings: Iterable[Experiment]) -> Experiment:
+def _fresh(spec: ExperimentSpec, taken: set[str], used: set[int]) -> Experiment:
+    """A new experiment, numbered past its group's highest index if its own is taken: a new
+    grid value compiles to the index an existing experiment of the group was named with, and
+    two names with one ``NN_`` prefix would make ``logs SWEEP NN_group`` ambiguous."""
     exp = new_experiment(spec)
-    if exp.name not in taken:
+    if exp.name not in taken and spec.index not in used:
         return exp
-    index = 1 + max((e.index for e in siblings if e.group == spec.group), default=-1)
+    index = 1 + max(used, default=-1)
     while (name := f"{index:02d}{spec.name[len(f'{spec.index:02d}') :]}") in taken:
         index += 1
     return exp._replace(index=index, name=name, argv=_renamed(spec, name))
 
 
+CHANGES_SHOWN = 3  # changed experiments whose difference the refusal spells out
+
+
 def _changed_message(sweep: Sweep, changed: Sequence[ExperimentSpec]) -> str:
-    names = ", ".join(c.name for c in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-    return (
+    from pbtrun.argdiff import describe, difference  # here: only a refusal needs it, not every `up`
+
+    old = sweep.experiments
+    names = ", ".join(old[c.id].name for c in changed[:5]) + (
+        f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    )
+    lines = [
         f"the spec changes the command or env of {len(changed)} experiment(s) that sweep "
         f"{sweep.name!r} already has: {names}. pbtrun refuses, because their results so far were "
         "produced by the old command and re-running them silently would mix the two. To run the "
         "new command, re-queue them with --force (their earlier attempts stay in the history), or "
-        "give the changed experiments a new group name, or start a new sweep with a new name."
-    )
+        "give the changed experiments a new group name, or start a new sweep with a new name. "
+        "What changes:"
+    ]
+    for spec in changed[:CHANGES_SHOWN]:
+        exp = old[spec.id]
+        diff = difference(exp.argv, _renamed(spec, exp.name), exp.env, spec.env)
+        lines.append(f"    {exp.name}: {describe(diff)}")
+    if len(changed) > CHANGES_SHOWN:
+        lines.append(f"    ... and {len(changed) - CHANGES_SHOWN} more: `pbtrun plan` with this spec shows them all.")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- JSON
