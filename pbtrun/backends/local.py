@@ -11,6 +11,7 @@ started by taking its launch claim.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import shlex
@@ -171,8 +172,26 @@ class LocalBackend:
             "log": log,
         }
         handle.source = link.owner.fileno()
-        reaper.send(link.owner, request)  # if the reaper is gone, its end of stream says so
+        spill = f"{self.paths.logs}/.{os.path.basename(log)}.request"
+        if (why := reaper.send_launch(link.owner, request, spill)) is not None:
+            self.failed_launches.append((exp.id, self._refused(handle, request["header"], why)))
         return handle
+
+    def _refused(self, handle: Handle, header: str, why: str) -> Outcome:
+        """A launch no reaper could be given: it ends at once with 127, as a command that cannot
+        be executed does, and its log (claimed here, as a reaper claims one) says why."""
+        text = f"pbtrun: cannot start {handle.name}: {why}\n"
+        now = time.time()
+        record = json.dumps({"ended_at": now, "pid": None, "returncode": 127}).encode()
+        try:
+            fd = os.open(handle.log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, reaper.records(record) + header.encode() + text.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            return Outcome(None, now, error=f"cannot start {{name}}: {why}; nor write its log: {exc.strerror}")
+        return Outcome(127, now)
 
     def take_failed_launches(self) -> list[tuple[str, Outcome]]:
         """Launches that could not even be sent (see :meth:`launch`): they ended at once."""

@@ -46,6 +46,10 @@ from typing import Any, NamedTuple
 from pbtrun.proc import process_start_time
 
 MAX_MESSAGE = 1 << 20
+# A launch request larger than this (a huge argv: it travels twice, as the list and in the log's
+# header) goes through a file beside the log: a datagram socket refuses a message larger than its
+# send buffer (~208 KiB by default) with EMSGSIZE, while exec takes arguments up to ARG_MAX.
+INLINE_REQUEST_MAX = 64 << 10
 MAX_UNRECORDED = 64  # started experiments whose pid records wait while launches keep coming
 _IGNORED = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 _RESET = (*_IGNORED, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD, signal.SIGXFSZ)
@@ -70,6 +74,39 @@ def send(sock: socket.socket, message: dict[str, Any]) -> bool:
         return True
     except OSError:
         return False
+
+
+def send_launch(sock: socket.socket, request: dict[str, Any], spill: str) -> str | None:
+    """Send a launch request; a large one is written to ``spill`` first and only named in the
+    message. None if it went out (or the reaper is gone, which its end of stream says); else why
+    the reaper cannot be given it."""
+    data = json.dumps(request).encode()
+    if len(data) > INLINE_REQUEST_MAX:
+        try:
+            with open(spill, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            return f"cannot write its launch request to {spill}: {exc.strerror or exc}"
+        data = json.dumps({"op": "launch", "spilled": spill}).encode()
+    try:
+        sock.send(data)
+    except (BrokenPipeError, ConnectionError):
+        return None
+    except OSError as exc:
+        return f"cannot hand it to the reaper: {exc.strerror or exc}"
+    return None
+
+
+def _unspill(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The launch request a message names a file for (read, then removed); None if unreadable."""
+    path = message["spilled"]
+    try:
+        with open(path, "rb") as f:
+            request = json.loads(f.read())
+        os.unlink(path)
+    except (OSError, ValueError):
+        return None
+    return request if isinstance(request, dict) else None
 
 
 def receive(sock: socket.socket) -> dict[str, Any] | None:
@@ -283,6 +320,8 @@ class Reaper:
             if client is not self.owner:
                 continue
             if message.get("op") == "launch":
+                if "spilled" in message and (message := _unspill(message)) is None:
+                    continue  # unreadable: the attempt's log is never claimed, and resume abandons it
                 self._launch(message)
 
     def _drop(self, client: socket.socket) -> None:

@@ -1,0 +1,83 @@
+"""What a hostile trial found (issue 18): each hole, closed, with the real processes involved."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from conftest import Project
+
+COUNT_ARGS = "import sys, json; print(json.dumps([len(sys.argv) - 1, sum(map(len, sys.argv[1:]))]))"
+
+
+def _big_argv_spec(project: Project, args: int, size: int) -> None:
+    (project.root / "count.py").write_text(COUNT_ARGS)
+    command = [sys.executable, "count.py", *[f"{i:06d}" + "x" * (size - 6) for i in range(args)]]
+    project.spec(
+        f"""
+        name = "big"
+        command = {json.dumps(command)}
+        experiment_arg_name = ""
+        experiment_dir_arg_name = ""
+        [[experiments]]
+        name = "a"
+        grid = {{ seed = [1, 2] }}
+        """
+    )
+
+
+def test_an_argv_larger_than_a_socket_message_runs(project):
+    """~600 KB of arguments: three times what a reaper's socket takes in one message."""
+    _big_argv_spec(project, args=150, size=4000)
+    result = project.run("up", "sweep.toml", "--plain", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for exp in project.status_json("big")["experiments"]:
+        assert exp["status"] == "succeeded"
+        out = Path(exp["log"]).read_text().splitlines()[-1]
+        assert json.loads(out) == [151, 150 * 4000 + len("--seed=1")]
+    assert not list((project.root / "train_dir/big/logs").glob(".*.request"))  # read, then removed
+
+
+def test_an_argv_over_the_kernels_limit_fails_fast_with_127_and_the_log_says_why(project):
+    _big_argv_spec(project, args=700, size=4000)  # 2.8 MB: over ARG_MAX
+    result = project.run("up", "sweep.toml", "--plain", timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    for exp in project.status_json("big")["experiments"]:
+        assert (exp["status"], exp["returncode"]) == ("failed", 127)
+        assert "Argument list too long" in Path(exp["log"]).read_text()
+    resumed = project.run("resume", "train_dir/big", "--retry-failed", "--plain", timeout=60)
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+
+
+def test_a_launch_the_reaper_cannot_be_given_fails_that_attempt_with_127(tmp_path):
+    """The spill file cannot be written (its name is taken by a directory): the attempt fails with
+    127 at once and its log says why; nothing hangs and nothing else is affected."""
+    import selectors
+
+    from pbtrun.backends.local import LocalBackend
+    from pbtrun.backends.reaper import INLINE_REQUEST_MAX
+    from pbtrun.spec import expand, parse
+    from pbtrun.state import Attempt, new_experiment
+    from pbtrun.store import SweepPaths
+
+    paths = SweepPaths(tmp_path / "train_dir" / "s")
+    paths.logs.mkdir(parents=True)
+    spec = parse(
+        f'name = "s"\ncommand = ["true", "{"y" * (INLINE_REQUEST_MAX + 10)}"]\n'
+        'experiment_arg_name = ""\nexperiment_dir_arg_name = ""\n[[experiments]]\nname = "a"\n',
+        tmp_path / "sweep.toml",
+    )
+    (exp,) = [new_experiment(e) for e in expand(spec)]
+    selector = selectors.DefaultSelector()
+    backend = LocalBackend(paths, str(tmp_path), selector)
+    backend.start()
+    log = backend.log(exp, 1)
+    Path(f"{paths.dir.resolve()}/logs/.{Path(log).name}.request").mkdir()
+    attempt = Attempt(1, 0.0, paths.log_name(exp, 1), None, "here", reaper=backend.assign())
+    backend.launch(exp, attempt, {})
+    ((exp_id, outcome),) = backend.take_failed_launches()
+    assert (exp_id, outcome.returncode, outcome.error) == (exp.id, 127, None)
+    text = Path(log).read_text()
+    assert "cannot write its launch request" in text and text.startswith('# pbtrun exit: {"ended_at"')
+    backend.close()
