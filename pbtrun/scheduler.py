@@ -30,7 +30,7 @@ from pbtrun import store
 from pbtrun.backends.local import NOT_STARTED, Handle, LocalBackend, Outcome
 from pbtrun.errors import BackendError, PbtrunError
 from pbtrun.gpus import Placement
-from pbtrun.proc import hostname
+from pbtrun.proc import become_subreaper, hostname
 from pbtrun.state import (
     EXITED,
     FAILED,
@@ -140,8 +140,12 @@ class Scheduler:
             for note in self.notes:
                 self.listener.message(note)
             ended: list[tuple[str, Outcome]] = []
+            first = True
             while True:
                 self._step(ended)
+                if first:  # once the first experiments are off: it costs a few ms of imports
+                    first = False
+                    become_subreaper()  # a dead reaper's experiments become ours to wait for
                 if self._done():
                     break
                 ended = self._wait(self._timeout())
@@ -220,7 +224,7 @@ class Scheduler:
             if kind == "backend":
                 ended.extend(self.backend.on_ready(payload))
             elif kind == "signal":
-                self._drain_signals(key.fd)
+                ended.extend(self._drain_signals(key.fd))
             else:
                 self._read_control(key.fd)
         return ended
@@ -536,9 +540,11 @@ class Scheduler:
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
-        """Turn SIGINT/SIGTERM into bytes on a pipe the loop waits on (no work in handlers)."""
+        """Turn SIGINT/SIGTERM (and SIGCHLD: an orphan of ours ended) into bytes on a pipe the
+        loop waits on (no work in handlers)."""
         read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
+        watched = (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)
+        previous = {s: signal.signal(s, lambda *_: None) for s in watched}
         old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         self.selector.register(read_fd, selectors.EVENT_READ, ("signal", None))
         try:
@@ -550,10 +556,16 @@ class Scheduler:
             os.close(read_fd)
             os.close(write_fd)
 
-    def _drain_signals(self, fd: int) -> None:
+    def _drain_signals(self, fd: int) -> list[tuple[str, Outcome]]:
+        """Act on the signals that came; the orphaned experiments that ended, if any."""
+        ended: list[tuple[str, Outcome]] = []
         with contextlib.suppress(BlockingIOError):
-            for _ in os.read(fd, 64):
-                self.request_stop(now=self.stopping)
+            for signum in os.read(fd, 64):
+                if signum == signal.SIGCHLD:
+                    ended += self.backend.reap_orphans()
+                else:
+                    self.request_stop(now=self.stopping)
+        return ended
 
     @contextlib.contextmanager
     def _control(self) -> Iterator[None]:

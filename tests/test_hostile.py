@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 from conftest import Project
@@ -81,3 +84,51 @@ def test_a_launch_the_reaper_cannot_be_given_fails_that_attempt_with_127(tmp_pat
     text = Path(log).read_text()
     assert "cannot write its launch request" in text and text.startswith('# pbtrun exit: {"ended_at"')
     backend.close()
+
+
+GATED = """import os, sys, time
+n = int(sys.argv[1].split("=")[1])
+while not os.path.exists(f"gate{n}"):
+    time.sleep(0.02)
+sys.exit(n)
+"""
+
+
+def test_a_reaper_killed_while_the_scheduler_lives_loses_no_exit_status(project):
+    """The scheduler is a child subreaper: the dead reaper's experiments become its children, and
+    it waits for them with their true exit statuses. Nothing that succeeded runs again."""
+    from pbtrun.backends.reaper import read_records
+
+    (project.root / "gated.py").write_text(GATED)
+    project.spec(
+        f'name = "r"\ncommand = "{sys.executable} gated.py"\nexperiment_arg_name = ""\n'
+        'experiment_dir_arg_name = ""\n[[experiments]]\nname = "g"\ngrid = { n = [0, 3, 4] }\n'
+    )
+    proc = project.start("up", "sweep.toml", "--plain")
+    logs = project.root / "train_dir/r/logs"
+    records = project.wait_for(
+        lambda: (
+            (found := [read_records(str(p)) for p in sorted(logs.glob("*.log"))])
+            and len(found) == 3
+            and all(f and f[1] for f in found)
+            and [f[1] for f in found]
+        )
+    )
+    (project.root / "gate4").touch()  # one ends before the reaper dies: the reaper records it
+    project.wait_for(lambda: read_records(str(sorted(logs.glob("*.log"))[2]))[0] is not None)
+    os.kill(records[0]["reaper"], signal.SIGKILL)
+    time.sleep(0.3)
+    (project.root / "gate0").touch()
+    (project.root / "gate3").touch()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, out + err  # two failed (3 and 4), truly
+    exps = {e["name"]: e for e in project.status_json("r")["experiments"]}
+    assert [(e["status"], e["returncode"], e["attempts"]) for e in exps.values()] == [
+        ("succeeded", 0, 1),
+        ("failed", 3, 1),
+        ("failed", 4, 1),
+    ]
+    for exp in exps.values():  # the log's exit record holds the truth too, for status and resume
+        assert read_records(exp["log"])[0]["returncode"] == exp["returncode"]
+    again = project.run("resume", "train_dir/r", "--plain")
+    assert again.returncode == 1 and project.status_json("r")["experiments"][0]["attempts"] == 1

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from pbtrun.backends import reaper
 from pbtrun.errors import BackendError
-from pbtrun.proc import group_has_live_process, process_start_time
+from pbtrun.proc import exit_code_of, group_has_live_process, process_start_time
 from pbtrun.state import (  # the observation vocabulary lives with the state, for status to read without this module
     SEEN_ENDED,
     SEEN_LOST,
@@ -227,11 +227,7 @@ class LocalBackend:
         if source is None:
             return []
         if isinstance(source, int):  # a pidfd: an orphaned experiment (its reaper died) ended
-            ended = [
-                (h.exp_id, exit_outcome(h.log) or Outcome(None, time.time(), error=h.error))
-                for h in self.handles.values()
-                if h.source == fd
-            ]
+            ended = [(h.exp_id, self._orphan_ended(h, fd)) for h in self.handles.values() if h.source == fd]
             self._forget_source(fd)
             return self._pop(ended)
         ended = []
@@ -240,6 +236,46 @@ class LocalBackend:
                 return self._pop(ended) + self._source_gone(fd)
             ended += self._pop(self._event(message))
         return ended
+
+    def _orphan_ended(self, handle: Handle, pidfd: int | None) -> Outcome:
+        """How an orphan ended: waited for, if it became our child (the scheduler is a child
+        subreaper), its exit record then written as its reaper would have; else what its log
+        says, or lost."""
+        status = None
+        with contextlib.suppress(ChildProcessError, OSError):
+            if pidfd is not None:
+                status = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+            elif handle.pgid is not None:
+                status = os.waitid(os.P_PID, handle.pgid, os.WEXITED | os.WNOHANG)
+        if status is None:
+            return exit_outcome(handle.log) or Outcome(None, time.time(), error=handle.error)
+        outcome = Outcome(exit_code_of(status), time.time(), status.si_pid)
+        with contextlib.suppress(OSError):  # the state records it all the same
+            reaper.write_exit(handle.log, outcome.returncode, outcome.ended_at, outcome.pid)  # type: ignore[arg-type]
+        return outcome
+
+    def reap_orphans(self) -> list[tuple[str, Outcome]]:
+        """Wait for every child of ours that ended (SIGCHLD): orphaned experiments, whose
+        outcomes are returned, and anything else an experiment left (reaped, so no zombie stays)."""
+        orphans = {h.pgid: h for h in self.handles.values() if h.error is not None and h.pgid is not None}
+        ended = []
+        while True:
+            try:
+                status = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG)
+            except ChildProcessError:
+                break
+            if status is None:
+                break
+            handle = orphans.pop(status.si_pid, None)
+            if handle is None:
+                continue
+            outcome = Outcome(exit_code_of(status), time.time(), status.si_pid)
+            with contextlib.suppress(OSError):
+                reaper.write_exit(handle.log, outcome.returncode, outcome.ended_at, outcome.pid)  # type: ignore[arg-type]
+            if isinstance(handle.source, int) and isinstance(self.sources.get(handle.source), int):
+                self._forget_source(handle.source)
+            ended.append((handle.exp_id, outcome))
+        return self._pop(ended)
 
     def _event(self, message: dict) -> list[tuple[str, Outcome]]:
         handle = self.handles.get(message.get("id", ""))
@@ -312,13 +348,28 @@ class LocalBackend:
         for handle in mine:
             found = reaper.read_records(handle.log)
             outcome = exit_outcome(handle.log)
+            if outcome is None and found and found[1]:  # it may be our child now, ended already (a zombie)
+                handle.pgid, handle.error = found[1].get("pid"), error
+                outcome = self._orphan_ended(handle, None) if self._our_zombie(handle.pgid) else None
             pidfd = None if outcome is not None else self._orphan(handle, found)
             if pidfd is not None:
                 handle.source, handle.error = self._watch_source(pidfd), error
+                if handle.pgid is None:
+                    handle.pgid = _pid_of(pidfd)
                 continue
             started = bool(found and found[1])
             ended.append((handle.exp_id, outcome or Outcome(None, time.time(), error=error, started=started)))
         return self._pop(ended)
+
+    @staticmethod
+    def _our_zombie(pid: object) -> bool:
+        """Whether ``pid`` is a child of ours that has ended and waits to be reaped."""
+        if not isinstance(pid, int):
+            return False
+        try:
+            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return False
 
     def _orphan(self, handle: Handle, found: tuple | None) -> int | None:
         """A pidfd on the experiment of an attempt whose reaper died, if it still runs: found by
@@ -493,6 +544,18 @@ def _pidfd(pid: object, start: object) -> int | None:
         os.close(pidfd)
         return None
     return pidfd
+
+
+def _pid_of(pidfd: int) -> int | None:
+    """The pid a pidfd refers to (from /proc/self/fdinfo)."""
+    try:
+        with open(f"/proc/self/fdinfo/{pidfd}") as f:
+            for line in f:
+                if line.startswith("Pid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _pidfd_by_environ(markers: tuple[bytes, ...]) -> int | None:

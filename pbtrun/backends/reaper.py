@@ -478,6 +478,15 @@ class Reaper:
             self._broadcast({"op": "ended", **ident, **result})
 
 
+def write_exit(log: str, returncode: int, ended_at: float, pid: int | None) -> None:
+    """Fill a log's exit record, as its reaper would have (for an orphan whose reaper died)."""
+    fd = os.open(log, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        _fill(fd, len(EXIT_PREFIX), EXIT_WIDTH, {"returncode": returncode, "ended_at": ended_at, "pid": pid})
+    finally:
+        os.close(fd)
+
+
 def _fill(fd: int, offset: int, width: int, value: dict[str, Any]) -> None:
     """Write a record's payload in place: bytes that exist already, so no disk space is needed."""
     data = json.dumps(value, sort_keys=True).encode()
