@@ -910,8 +910,26 @@ def _grid_axes(src: _Source, grid: Any, where: tuple) -> _Axes:
         rows = [_tied_row(src, (*here, k), names, v) for k, v in enumerate(values)]
         for k, v in enumerate(values):
             _check_value(src, (*here, k), v)
+        _check_distinct(src, here, rows)
         axes.append((names, rows))
     return axes
+
+
+def _check_distinct(src: _Source, where: tuple, rows: list[tuple]) -> None:
+    """A value written twice in one grid list would run the same experiment twice, under two
+    names: a slip, since ``repeat`` and ``seeds`` are how a spec asks for that. Values are told
+    apart by type and value, as TOML has them and as they render (1, 1.0 and true differ)."""
+    seen: dict[str, int] = {}
+    for k, row in enumerate(rows):
+        first = seen.setdefault(repr(row), k)  # repr: 1, 1.0, True and "1" all differ, as in argv
+        if first != k:
+            value = toml_literal(list(row) if len(row) > 1 else row[0])
+            raise src.error(
+                (*where, k),
+                f"{value} is already element {first + 1} of this list: the same experiment would run twice, "
+                "under two names. Remove one (1, 1.0 and true are different values). To run each experiment "
+                "several times, use repeat = N, or seeds = N for a seed parameter.",
+            )
 
 
 def _tied_row(src: _Source, where: tuple, names: tuple[str, ...], value: Any) -> tuple:

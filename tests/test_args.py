@@ -251,3 +251,65 @@ def test_a_grown_hydra_sweep_runs_each_experiment_in_a_directory_named_after_it(
     for exp in experiments:
         name = exp["name"]
         assert exp["argv"][-2:] == [f"hydra.job.name={name}", f"hydra.run.dir=train_dir/s/{name}"]
+
+
+# --------------------------------------------------------------------------- duplicate grid values
+
+
+@pytest.mark.parametrize(
+    ("grid", "line", "where", "value"),
+    [
+        ("lr = [0.1, 0.01, 0.1]", 7, "grid.lr[3]", "0.1"),
+        ("lr = [\n  0.1,\n  0.01,\n  1e-1,\n]", 10, "grid.lr[3]", "0.1"),  # the same value, written otherwise
+        ('"a,b" = [[1, 2], [1, 3], [1, 2]]', 7, "grid.a,b[3]", "[1, 2]"),
+        ('opt = ["adam", "sgd", "sgd"]', 7, "grid.opt[3]", '"sgd"'),
+        ("net = [[64, 64], [64, 64]]", 7, "grid.net[2]", "[64, 64]"),
+    ],
+)
+def test_a_duplicate_grid_value_is_refused_at_its_line(project, grid: str, line: int, where: str, value: str) -> None:
+    project.spec(spec_text(f"[experiments.grid]\n{grid}"))
+    result = project.run("up", "sweep.toml")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(
+        f"pbtrun: error: sweep.toml, line {line}: experiments[1].{where}: {value} is already element"
+    )
+    assert "repeat = N" in result.stderr and "Traceback" not in result.stderr
+    assert not (project.root / "train_dir").exists()
+
+
+def test_values_of_different_types_are_not_duplicates(tmp_path: Path) -> None:
+    exps = compile_text(tmp_path, spec_text('grid = { x = [1, 1.0, true, "1", -0.0, 0.0] }'))
+    assert [e.argv[1] for e in exps] == ["--x=1", "--x=1.0", "--x=True", "--x=1", "--x=-0.0", "--x=0.0"]
+    assert len({e.id for e in exps}) == 6
+
+
+def test_duplicates_in_a_list_of_combinations_stay_allowed(tmp_path: Path) -> None:
+    """A list names each combination: twice is a repeat, as the old launcher's ParamList allowed."""
+    exps = compile_text(tmp_path, spec_text("list = [{ lr = 0.1 }, { lr = 0.1 }]"))
+    assert [e.name for e in exps] == ["00_g_lr_0.1", "01_g_lr_0.1"] and exps[0].id != exps[1].id
+
+
+def test_an_old_launcher_grid_with_duplicates_imports_as_a_list(project) -> None:
+    """The old launcher ran a ParamGrid's duplicates twice; the importer writes only grids whose
+    axes are distinct values, so such a module comes out as a list and still plans."""
+    (project.root / "dup_runs.py").write_text(
+        textwrap.dedent(
+            """\
+            from sample_factory.launcher.run_description import Experiment, ParamGrid, RunDescription
+
+            _grid = ParamGrid([("seed", [1, 2]), ("lr", [0.1, 0.01, 0.1])])
+            _group = Experiment("g", "python t.py", _grid.generate_params())
+            RUN_DESCRIPTION = RunDescription("dup", experiments=[_group])
+            """
+        )
+    )
+    result = project.run("import", "dup_runs.py", "-o", "sweep.toml")
+    assert result.returncode == 0, result.stderr
+    (group,) = tomllib.loads((project.root / "sweep.toml").read_text())["experiments"]
+    assert "grid" not in group and len(group["list"]) == 6
+    plan = project.run("plan", "sweep.toml", "--json")
+    assert plan.returncode == 0, plan.stderr
+    names = [e["name"] for e in json.loads(plan.stdout)["experiments"]]
+    assert names == [
+        f"0{k}_g_see_{s}_lr_{lr}" for k, (s, lr) in enumerate((s, lr) for s in (1, 2) for lr in (0.1, 0.01, 0.1))
+    ]
