@@ -26,6 +26,7 @@ from pbtrun.placeholders import fill, has_any
 ARGPARSE = "argparse"
 HYDRA = "hydra"
 STYLES = (ARGPARSE, HYDRA)
+_ARG_KEYS = ("param_prefix", "experiment_arg_name", "experiment_dir_arg_name")
 
 
 class StyleDefaults(NamedTuple):
@@ -120,3 +121,44 @@ class Layout:
     def _value(self, arg: str, value: str) -> str:
         """A Hydra override's value is quoted where Hydra's grammar needs it; an option's never."""
         return hydra_quote(value) if self.quote and not arg.startswith("-") else value
+
+
+# --------------------------------------------------------------------------- mixed styles
+
+
+def mixed_styles(path: object, settings: Mapping[str, str], lines: Mapping[str, int | None]) -> str | None:
+    """A warning when the three argument keys speak different styles, else None.
+
+    ``param_prefix = ""`` (Hydra's ``lr=0.1``) beside ``--experiment`` makes every run of a Hydra
+    app fail with "unrecognized arguments"; ``--`` beside ``hydra.run.dir`` fails an argparse app
+    the same way. ``lines``: where each key is written, None for a default.
+    """
+    kinds = {key: _kind(key, settings[key]) for key in _ARG_KEYS}
+    if len({kind for kind in kinds.values() if kind}) < 2:
+        return None
+
+    def said(key: str) -> str:
+        where = f"line {lines[key]}" if lines.get(key) else "the default"
+        return f"{key} = {_toml_string(settings[key])} ({where})"
+
+    options = [said(k) for k, kind in kinds.items() if kind == "--option"]
+    overrides = [said(k) for k, kind in kinds.items() if kind == "key=value"]
+    return (
+        f"{path}: the argument styles mix: {' and '.join(overrides)} "
+        f"{'passes' if len(overrides) == 1 else 'pass'} Hydra-style key=value arguments, but "
+        f"{' and '.join(options)} {'passes' if len(options) == 1 else 'pass'} argparse-style --options; "
+        'a program that takes one style rejects the other ("unrecognized arguments"), so every '
+        'experiment would fail. For a Hydra app, set args = "hydra" and leave these keys out (lr=0.1, '
+        "hydra.job.name=<name>, hydra.run.dir=<a directory for each experiment>); for an argparse "
+        "app, leave them out; otherwise make them agree."
+    )
+
+
+def _kind(key: str, value: str) -> str | None:
+    if key != "param_prefix" and not value:
+        return None  # no such argument is passed
+    return "--option" if value.startswith("-") else "key=value"
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -112,6 +112,7 @@ class Spec(NamedTuple):
     random_seed: int = 0
     text: str = ""
     args: str = argstyle.ARGPARSE
+    warnings: tuple[str, ...] = ()  # for plan and up to print; the spec layer never prints
 
 
 class ExperimentSpec(NamedTuple):
@@ -486,6 +487,7 @@ def parse(text: str, path: Path) -> Spec:
         random_seed=random_seed or 0,
         text=text,
         args=args,
+        warnings=_style_warnings(src, raw, arg_keys),
     )
     return spec
 
@@ -500,6 +502,12 @@ def _args(src: _Source, raw: Mapping) -> str:
             "hydra.run.dir=<a directory for each experiment>).",
         )
     return value
+
+
+def _style_warnings(src: _Source, raw: Mapping, arg_keys: Mapping[str, str]) -> tuple[str, ...]:
+    lines = {key: src.find_line((key,)) if key in raw else None for key in arg_keys}
+    warning = argstyle.mixed_styles(src.path, arg_keys, lines)
+    return (warning,) if warning else ()
 
 
 def _placeholders(src: _Source, where: tuple, text: str) -> None:

@@ -313,3 +313,59 @@ def test_an_old_launcher_grid_with_duplicates_imports_as_a_list(project) -> None
     assert names == [
         f"0{k}_g_see_{s}_lr_{lr}" for k, (s, lr) in enumerate((s, lr) for s in (1, 2) for lr in (0.1, 0.01, 0.1))
     ]
+
+
+# --------------------------------------------------------------------------- the mixed-style warning
+
+
+MIXED = [
+    pytest.param(
+        {"param_prefix": '""'}, ["param_prefix", "line 3", "experiment_arg_name", "--experiment"], id="hydra-params"
+    ),
+    pytest.param(
+        {"experiment_dir_arg_name": '"hydra.run.dir"'}, ["experiment_dir_arg_name", "param_prefix"], id="reverse"
+    ),
+    pytest.param(
+        {"args": '"hydra"', "experiment_arg_name": '"--name"'}, ["experiment_arg_name", "--name"], id="hydra-option"
+    ),
+]
+
+
+@pytest.mark.parametrize(("top", "said"), MIXED)
+@pytest.mark.parametrize("command", [("plan",), ("up", "--dry-run")])
+def test_mixed_styles_are_warned_about_in_plan(project, top: dict, said: list[str], command: tuple) -> None:
+    project.spec(spec_text(**top))
+    result = project.run(*command, "sweep.toml")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"{WARNING} sweep.toml: the argument styles mix:"), result.stderr
+    assert result.stderr.count("\n") == 1, "one paragraph"
+    assert 'args = "hydra"' in result.stderr
+    for word in said:
+        assert word in result.stderr
+    assert "00_g_lr_0.1" in result.stdout  # the plan itself is unchanged
+
+
+def test_up_warns_and_runs_with_the_exit_code_of_the_run(project) -> None:
+    project.spec(spec_text(command='"true"', param_prefix='""'))
+    result = project.run("up", "sweep.toml", "--num-gpus", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count(WARNING) == 1, result.stderr
+    project.spec(spec_text(command='"false"', param_prefix='""').replace('name = "s"', 'name = "t"'))
+    failed = project.run("up", "sweep.toml", "--num-gpus", "0")
+    assert failed.returncode == 1 and failed.stderr.count(WARNING) == 1, failed.stderr
+
+
+@pytest.mark.parametrize(
+    "top",
+    [
+        {},
+        {"args": '"hydra"'},
+        {"param_prefix": '""', "experiment_arg_name": '"experiment"', "experiment_dir_arg_name": '"hydra.run.dir"'},
+        {"param_prefix": '""', "experiment_arg_name": '""', "experiment_dir_arg_name": '""'},
+        {"args": '"hydra"', "param_prefix": '"+"'},
+    ],
+)
+def test_consistent_styles_get_no_warning(project, top: dict) -> None:
+    project.spec(spec_text(**top))
+    result = project.run("plan", "sweep.toml")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
