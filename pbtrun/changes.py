@@ -50,12 +50,12 @@ def compare(sweep: Sweep, compiled: Sequence[ExperimentSpec]) -> Changes:
         spec = specs.get(exp.id)
         if spec is None:
             continue
-        planned.append(spec._replace(index=exp.index, name=exp.name, argv=exp.argv))
+        planned.append(spec._replace(index=exp.index, name=exp.name, argv=exp.argv, env=exp.env))
         before = old.get(exp.id)
         if before is None:
             new.append(exp.name)
         elif differs(before, spec):
-            changed.append(Changed(exp.name, before.status, difference(before.argv, exp.argv, before.env, spec.env)))
+            changed.append(Changed(exp.name, before.status, difference(before.argv, exp.argv, before.env, exp.env)))
         else:
             unchanged.append((exp.name, before.status))
     # Already marked removed by an earlier merge: nothing this spec changes.

@@ -149,6 +149,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
 
     commands.cwd()  # as `up` without --dry-run: in a deleted directory, a relative spec path names nothing
     spec = load(spec_file)
+    commands.warn(spec)
     settings = resolve(spec.scheduler, commands.flags(kw), spec_file)
     train_dir = commands.train_dir_of(train_dir, spec)
     _print_plan(spec.name, Path(train_dir) / spec.name, expand(spec, train_dir), settings, as_json)
@@ -196,6 +197,7 @@ def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> No
     from pbtrun.spec import expand, load
 
     spec = load(spec_file)
+    commands.warn(spec)
     settings = resolve(spec.scheduler, commands.flags(kw), spec_file)
     train_dir = commands.train_dir_of(train_dir, spec)
     _print_plan(spec.name, Path(train_dir) / spec.name, expand(spec, train_dir), settings, as_json)

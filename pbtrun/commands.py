@@ -77,6 +77,13 @@ def exit_code(exc: SystemExit) -> int:
     return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
 
 
+def warn(spec: Spec) -> None:
+    """The spec's warnings, on stderr (``plan``, ``up --dry-run``, ``up``): they change nothing
+    that runs, nor the exit code."""
+    for warning in spec.warnings:
+        say(f"pbtrun: warning: {warning}", sys.stderr)
+
+
 def flags(kw: dict[str, Any]) -> SchedulerSettings:
     """The ``[scheduler]`` overrides given on the command line."""
     from pbtrun.spec import SchedulerSettings
@@ -111,6 +118,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
 
     here = cwd()  # first: in a deleted directory, a relative spec path names nothing either
     spec = load(spec_file)
+    warn(spec)
     settings = resolve(spec.scheduler, flags(kw), spec_file)
     train_dir = train_dir_of(train_dir, spec)
     compiled = expand(spec, train_dir)

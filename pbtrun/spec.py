@@ -19,6 +19,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from pbtrun import argstyle, placeholders
 from pbtrun.errors import SpecError
 from pbtrun.limits import MAX_EXPERIMENTS, MAX_GPUS, MAX_PAUSE_S, MAX_TIMEOUT_MIN
 from pbtrun.naming import MAX_NAME_BYTES, canonical_json, experiment_name, id_from_json, render_value, shorthands
@@ -30,6 +31,7 @@ TOP_KEYS = (
     "name",
     "train_dir",
     "command",
+    "args",
     "param_prefix",
     "experiment_arg_name",
     "experiment_dir_arg_name",
@@ -110,6 +112,8 @@ class Spec(NamedTuple):
     randomize: bool = False
     random_seed: int = 0
     text: str = ""
+    args: str = argstyle.ARGPARSE
+    warnings: tuple[str, ...] = ()  # for plan and up to print; the spec layer never prints
 
 
 class ExperimentSpec(NamedTuple):
@@ -123,8 +127,19 @@ class ExperimentSpec(NamedTuple):
     env: dict[str, str]
     params: dict[str, Any]
     name_arg: int | None  # position in argv of the experiment-name argument, if any
+    layout: argstyle.Layout  # how its group writes argv and env: see renamed
     max_retries: int = 0
     timeout_min: float | None = None
+
+    def renamed(self, name: str) -> tuple[tuple[str, ...], dict[str, str]]:
+        """Its argv and env had it been named ``name``. The state's merge numbers a new experiment
+        past its group's last when its name is taken, and compares an existing one under the name
+        it already has: every argument made with the name follows it (the name argument, in Hydra
+        style its directory, and each ``{experiment}`` placeholder)."""
+        if name == self.name:
+            return self.argv, self.env
+        argv, _, env = self.layout.render(name, self.params)
+        return argv, env
 
 
 # --------------------------------------------------------------------------- errors with places
@@ -445,6 +460,9 @@ def parse(text: str, path: Path) -> Spec:
         raise SpecError(_not_toml(path, text, exc)) from None
     src = _Source(path, text)
     _check_keys(src, raw, (), TOP_KEYS)
+    args = _args(src, raw)
+    defaults = argstyle.DEFAULTS[args]
+    arg_keys = {key: _string(src, raw, key, getattr(defaults, key)) for key in defaults._fields}
     name = _name(src, raw, ("name",), required=True)
     command = raw.get("command")
     top_argv = _command(src, ("command",), command) if command is not None else None
@@ -458,9 +476,7 @@ def parse(text: str, path: Path) -> Spec:
         path=path,
         name=name,
         train_dir=_string(src, raw, "train_dir", "train_dir", allow_empty=False),
-        param_prefix=_string(src, raw, "param_prefix", "--"),
-        experiment_arg_name=_string(src, raw, "experiment_arg_name", "--experiment"),
-        experiment_dir_arg_name=_string(src, raw, "experiment_dir_arg_name", "--train_dir"),
+        **arg_keys,
         customize_experiment_name=_bool(src, raw, "customize_experiment_name", True),
         experiment_suffix=suffix,
         scheduler=_scheduler(src, raw.get("scheduler", {})),
@@ -471,8 +487,34 @@ def parse(text: str, path: Path) -> Spec:
         randomize=randomize,
         random_seed=random_seed or 0,
         text=text,
+        args=args,
+        warnings=_style_warnings(src, raw, arg_keys),
     )
     return spec
+
+
+def _args(src: _Source, raw: Mapping) -> str:
+    value = _string(src, raw, "args", argstyle.ARGPARSE)
+    if value not in argstyle.STYLES:
+        styles = " or ".join(f'"{style}"' for style in argstyle.STYLES)
+        raise src.error(
+            ("args",),
+            f"{json.dumps(value)} is not an argument style: use {styles} (Hydra overrides: lr=0.1, "
+            "hydra.run.dir=<a directory for each experiment>).",
+        )
+    return value
+
+
+def _style_warnings(src: _Source, raw: Mapping, arg_keys: Mapping[str, str]) -> tuple[str, ...]:
+    lines = {key: src.find_line((key,)) if key in raw else None for key in arg_keys}
+    warning = argstyle.mixed_styles(src.path, arg_keys, lines)
+    return (warning,) if warning else ()
+
+
+def _placeholders(src: _Source, where: tuple, text: str) -> None:
+    """A near miss of a placeholder (``{experimnt}``) is refused where it is written."""
+    if problem := placeholders.problem(text):
+        raise src.error(where, problem)
 
 
 _TOML_PLACE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
@@ -559,6 +601,7 @@ def _command(src: _Source, where: tuple, value: Any) -> tuple[str, ...]:
         for k, word in enumerate(value):
             if "\0" in word:
                 raise src.error((*where, k), _NUL)
+            _placeholders(src, (*where, k), word)
         return tuple(value)
     if not isinstance(value, str):
         raise src.error(where, f"must be a string (or a list of strings), not {_type_name(value)}.")
@@ -570,6 +613,7 @@ def _command(src: _Source, where: tuple, value: Any) -> tuple[str, ...]:
         raise src.error(where, "is empty: give the command to run.")
     if "\0" in value:
         raise src.error(where, _NUL)
+    _placeholders(src, where, value)
     return tuple(argv)
 
 
@@ -585,6 +629,7 @@ def _env(src: _Source, value: Any, where: tuple) -> dict[str, str]:
         if isinstance(item, str) and "\0" in item:
             raise src.error((*where, key), _NUL)
         env[key] = str(item)
+        _placeholders(src, (*where, key), env[key])
     return env
 
 
@@ -839,8 +884,10 @@ def _check_value(src: _Source, where: tuple, value: Any, dotted: bool = False) -
         raise src.error(where, "dates and times are not supported as parameter values; quote them as a string.")
     if isinstance(value, float) and not math.isfinite(value):
         raise src.error(where, f"{value} is not supported as a parameter value; quote it as a string.")
-    if isinstance(value, str) and "\0" in value:
-        raise src.error(where, _NUL)
+    if isinstance(value, str):
+        if "\0" in value:
+            raise src.error(where, _NUL)
+        _placeholders(src, where, value)
     if isinstance(value, list):
         for item in value:
             _check_value(src, where, item)
@@ -875,8 +922,26 @@ def _grid_axes(src: _Source, grid: Any, where: tuple) -> _Axes:
         rows = [_tied_row(src, (*here, k), names, v) for k, v in enumerate(values)]
         for k, v in enumerate(values):
             _check_value(src, (*here, k), v)
+        _check_distinct(src, here, rows)
         axes.append((names, rows))
     return axes
+
+
+def _check_distinct(src: _Source, where: tuple, rows: list[tuple]) -> None:
+    """A value written twice in one grid list would run the same experiment twice, under two
+    names: a slip, since ``repeat`` and ``seeds`` are how a spec asks for that. Values are told
+    apart by type and value, as TOML has them and as they render (1, 1.0 and true differ)."""
+    seen: dict[str, int] = {}
+    for k, row in enumerate(rows):
+        first = seen.setdefault(repr(row), k)  # repr: 1, 1.0, True and "1" all differ, as in argv
+        if first != k:
+            value = toml_literal(list(row) if len(row) > 1 else row[0])
+            raise src.error(
+                (*where, k),
+                f"{value} is already element {first + 1} of this list: the same experiment would run twice, "
+                "under two names. Remove one (1, 1.0 and true are different values). To run each experiment "
+                "several times, use repeat = N, or seeds = N for a seed parameter.",
+            )
 
 
 def _tied_row(src: _Source, where: tuple, names: tuple[str, ...], value: Any) -> tuple:
@@ -944,9 +1009,16 @@ def expand(spec: Spec, train_dir: str | None = None) -> list[ExperimentSpec]:
 
 
 def _expand_group(spec: Spec, group: GroupSpec, i: int, train_dir: str) -> Iterator[ExperimentSpec]:
-    group_dir = os.path.join(train_dir, spec.name, f"{group.name}_{spec.experiment_suffix}")
+    sweep_dir = os.path.join(train_dir, spec.name)
+    group_dir = os.path.join(sweep_dir, f"{group.name}_{spec.experiment_suffix}")
+    layout = argstyle.Layout(
+        group.argv,
+        {**spec.env, **group.env},
+        (spec.args, spec.param_prefix, spec.experiment_arg_name, spec.experiment_dir_arg_name),
+        sweep_dir,
+        group_dir,
+    )
     occurrences: dict[str, int] = {}
-    env = {**spec.env, **group.env}  # one mapping, shared by the group's experiments
     shorts: dict[tuple[str, ...], list[str]] = {}  # shorthands by parameter names
     group_json = canonical_json(group.name)
     for index, params in enumerate(group.combinations):
@@ -956,13 +1028,7 @@ def _expand_group(spec: Spec, group: GroupSpec, i: int, train_dir: str) -> Itera
         name = experiment_name(group.name, index, params, spec.customize_experiment_name, shorts[names])
         if len(name) > MAX_NAME_BYTES // 4 and len(name.encode()) > MAX_NAME_BYTES:
             raise _too_long(spec, i, name)
-        argv = [*group.argv, *(f"{spec.param_prefix}{k}={render_value(v)}" for k, v in params.items())]
-        name_arg = None
-        if spec.experiment_arg_name:
-            name_arg = len(argv)
-            argv.append(f"{spec.experiment_arg_name}={name}")
-        if spec.experiment_dir_arg_name:
-            argv.append(f"{spec.experiment_dir_arg_name}={group_dir}")
+        argv, name_arg, env = layout.render(name, params)
         params_json = canonical_json(params)  # counts repeats, and makes the id
         occurrence = occurrences.get(params_json, 0)
         occurrences[params_json] = occurrence + 1
@@ -971,10 +1037,11 @@ def _expand_group(spec: Spec, group: GroupSpec, i: int, train_dir: str) -> Itera
             group=group.name,
             index=index,
             name=name,
-            argv=tuple(argv),
+            argv=argv,
             env=env,
             params=params,
             name_arg=name_arg,
+            layout=layout,
             max_retries=group.max_retries if group.max_retries is not None else spec.max_retries,
             timeout_min=group.timeout_min if group.timeout_min is not None else spec.timeout_min,
         )

@@ -218,20 +218,11 @@ def new_experiment(spec: ExperimentSpec) -> Experiment:
     )
 
 
-def _definition(argv: Sequence[str], name_arg: int | None, name: str) -> tuple[str, ...]:
-    """The argv with the experiment's own name cut out, to compare what it runs, not what it's called."""
-    if name_arg is None:
-        return tuple(argv)
-    marked = argv[name_arg].removesuffix(name) + "\0"
-    return (*argv[:name_arg], marked, *argv[name_arg + 1 :])
-
-
-def _renamed(spec: ExperimentSpec, name: str) -> tuple[str, ...]:
-    if spec.name_arg is None:
-        return spec.argv
-    argv = list(spec.argv)
-    argv[spec.name_arg] = argv[spec.name_arg].removesuffix(spec.name) + name
-    return tuple(argv)
+def _renamed(spec: ExperimentSpec, name: str) -> dict[str, Any]:
+    """The argv and env ``spec`` gives an experiment named ``name``: the name argument, and with
+    ``args = "hydra"`` or a ``{experiment}`` placeholder more of them, follow the name."""
+    argv, env = spec.renamed(name)
+    return {"argv": argv, "env": env}
 
 
 def merge(sweep: Sweep, compiled: Sequence[ExperimentSpec], force: bool = False) -> MergeReport:
@@ -292,17 +283,17 @@ def merged(
 
 
 def differs(exp: Experiment, spec: ExperimentSpec) -> bool:
-    """Whether the spec changes what ``exp`` runs (its command or env), not only its name."""
-    mine = _definition(exp.argv, exp.name_arg, exp.name)
-    theirs = _definition(spec.argv, spec.name_arg, spec.name)
-    return mine != theirs or dict(exp.env) != dict(spec.env)
+    """Whether the spec now runs something else than ``exp``, compared under ``exp``'s own name
+    (a merge may have numbered it past its group's last): what it runs, not what it's called."""
+    argv, env = spec.renamed(exp.name)
+    return tuple(exp.argv) != tuple(argv) or dict(exp.env) != dict(env)
 
 
 def _keep(exp: Experiment, spec: ExperimentSpec, force: bool) -> Experiment:
     exp = exp._replace(removed=False, max_retries=spec.max_retries, timeout_min=spec.timeout_min)
     if not (force and differs(exp, spec)):
         return exp
-    requeued = exp._replace(argv=_renamed(spec, exp.name), env=dict(spec.env), name_arg=spec.name_arg)
+    requeued = exp._replace(**_renamed(spec, exp.name), name_arg=spec.name_arg)
     return requeued if exp.status == PENDING else requeued.to(PENDING)
 
 
@@ -316,7 +307,7 @@ def _fresh(spec: ExperimentSpec, taken: set[str], used: set[int]) -> Experiment:
     index = 1 + max(used, default=-1)
     while (name := f"{index:02d}{spec.name[len(f'{spec.index:02d}') :]}") in taken:
         index += 1
-    return exp._replace(index=index, name=name, argv=_renamed(spec, name))
+    return exp._replace(index=index, name=name, **_renamed(spec, name))
 
 
 CHANGES_SHOWN = 3  # changed experiments whose difference the refusal spells out
@@ -339,7 +330,8 @@ def _changed_message(sweep: Sweep, changed: Sequence[ExperimentSpec]) -> str:
     ]
     for spec in changed[:CHANGES_SHOWN]:
         exp = old[spec.id]
-        diff = difference(exp.argv, _renamed(spec, exp.name), exp.env, spec.env)
+        argv, env = spec.renamed(exp.name)
+        diff = difference(exp.argv, argv, exp.env, env)
         lines.append(f"    {exp.name}: {describe(diff)}")
     if len(changed) > CHANGES_SHOWN:
         lines.append(f"    ... and {len(changed) - CHANGES_SHOWN} more: `pbtrun plan` with this spec shows them all.")
