@@ -30,6 +30,7 @@ from pbtrun import store
 from pbtrun.backends.local import NOT_STARTED, Handle, LocalBackend, Outcome
 from pbtrun.errors import BackendError, PbtrunError
 from pbtrun.gpus import Placement
+from pbtrun.placeholders import fill_attempt
 from pbtrun.proc import become_subreaper, hostname
 from pbtrun.state import (
     EXITED,
@@ -332,7 +333,8 @@ class Scheduler:
         if not recorded:
             return
         for exp, attempt in launched:  # first: a freed slot is refilled before anything is shown
-            handle = self.backend.launch(exp, attempt, self._env(exp, attempt))
+            argv, env = fill_attempt(exp.argv, self._env(exp, attempt), attempt.number)
+            handle = self.backend.launch(exp if argv is exp.argv else exp._replace(argv=argv), attempt, env)
             self.gpus_of[exp.id] = attempt.gpus or ()
             self._watch(handle, exp)
         self._tell(done, launched)

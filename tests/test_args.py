@@ -369,3 +369,27 @@ def test_consistent_styles_get_no_warning(project, top: dict) -> None:
     project.spec(spec_text(**top))
     result = project.run("plan", "sweep.toml")
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_attempt_is_filled_at_each_launch(project, recorder):
+    """``{attempt}`` in argv and env: each attempt sees its own number; the state keeps the token."""
+    project.spec(
+        f"""
+        name = "at"
+        command = "{recorder} --try={{attempt}}"
+        experiment_arg_name = ""
+        experiment_dir_arg_name = ""
+        max_retries = 1
+        env = {{ TRY = "{{attempt}}" }}
+        [[experiments]]
+        name = "a"
+        list = [{{ fail_first = 3 }}]
+        """
+    )
+    result = project.run("up", "sweep.toml", "--plain")
+    assert result.returncode == 0, result.stdout + result.stderr
+    starts = [r for r in project.records() if r["event"] == "start"]
+    assert [("--try=1" in r["argv"], "--try=2" in r["argv"]) for r in starts] == [(True, False), (False, True)]
+    (exp,) = project.status_json("at")["experiments"]
+    assert "--try={attempt}" in exp["argv"] and exp["env"]["TRY"] == "{attempt}"
+    assert "--try=2" in Path(exp["log"]).read_text().splitlines()[5]  # the header's argv: as it ran
