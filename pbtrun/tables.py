@@ -39,15 +39,17 @@ def status_text(exp: Experiment, seen: Observed | None = None) -> Text:
     return Text(f"{SYMBOLS[exp.status]} {render.status_word(exp)}", style=style)
 
 
-def counts_text(counts: Mapping[str, int], symbols: bool = False) -> Text:
-    """``3 succeeded, 1 failed`` (or ``✔ 3 ✘ 1`` where space is short), each in its colour."""
+def counts_text(counts: Mapping[str, int], symbols: bool = False, running_word: str = RUNNING) -> Text:
+    """``3 succeeded, 1 failed`` (or ``✔ 3 ✘ 1`` where space is short), each in its colour;
+    ``running_word`` says what the running count is (``recorded as running``, with no scheduler)."""
     text = Text()
     for status in STATUSES:
         if not counts.get(status):
             continue
         if text:
             text.append(" " if symbols else ", ")
-        word = f"{SYMBOLS[status]} {counts[status]}" if symbols else f"{counts[status]} {status}"
+        words = running_word if status == RUNNING else status
+        word = f"{SYMBOLS[status]} {counts[status]}" if symbols else f"{counts[status]} {words}"
         text.append(word, style=STYLES[status])
     return text or Text("no experiments", style="dim")
 
@@ -235,23 +237,29 @@ def sweep_footer(
     shown: int | None = None,
     observed: Mapping[str, Observed] | None = None,
 ) -> RenderableType:
-    """``ant: 12 experiments: 3 succeeded, 1 failed, 8 pending; not running · resume with: pbtrun resume DIR``."""
+    """``ant: 12 experiments: 3 succeeded, 1 failed, 8 pending; not running · resume with: pbtrun resume DIR``.
+
+    Without a scheduler, experiments the state calls running are only what the last scheduler
+    recorded: they are counted as ``recorded as running``, beside ``no scheduler running``, never
+    as ``4 running; not running``. With a scheduler, the footer names it and says nothing of resuming.
+    """
     counts = active_counts(sweep)
     total = sum(counts.values())
     noun = "experiment" if total == 1 else "experiments"
     text = Text(f"{sweep.name}: ")
     text.append(f"{shown} of {total} shown: " if shown is not None else f"{total} {noun}: ")
-    text.append_text(counts_text(counts))
+    recorded = holder is None and counts.get(RUNNING, 0) > 0
+    text.append_text(counts_text(counts, running_word="recorded as running" if recorded else "running"))
     removed = len(sweep.experiments) - total
     if removed:
         text.append(f", {removed} removed", style="dim")
     if holder is not None:
         text.append(f"; running (scheduler pid {holder.get('pid')} on {holder.get('host')})", style="cyan")
         return text
-    text.append("; not running")
+    text.append("; no scheduler running" if recorded else "; not running")
     stale = sum(1 for seen in (observed or {}).values() if seen.state != SEEN_RUNNING)
     if stale:
-        text.append(f"; {stale} of the running have ended, not yet recorded", style="yellow")
+        text.append(f"; {stale} of them have ended, not yet recorded", style="yellow")
     command = resume_hint(paths, counts)
     if command is None:
         return text

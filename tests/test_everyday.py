@@ -5,9 +5,49 @@ Python file, the help, and status tables that show which parameters each row ran
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import sys
 
 TIMEOUT = 20
+
+# Waits for the file gate_<i> (so a test decides when each experiment ends), printing as it goes.
+GATED = (
+    "import os, sys, time\n"
+    "args = dict(a[2:].split('=', 1) for a in sys.argv[1:])\n"
+    "print(f\"{os.environ['PBTRUN_EXPERIMENT']} waits\", flush=True)\n"
+    "while not os.path.exists(f\"gate_{args['i']}\"):\n"
+    "    time.sleep(0.01)\n"
+    "for line in range(int(args.get('lines', '1'))):\n"
+    "    print(f'line {line}', flush=True)\n"
+    "sys.exit(int(args.get('exit', '0')))\n"
+)
+
+
+def _gated(project, name: str = "g", values: str = "[0, 1]", parallel: int = 1, spec: str = "sweep.toml") -> None:
+    (project.root / "gated.py").write_text(GATED)
+    project.spec(
+        f'name = "{name}"\ncommand = "{sys.executable} gated.py"\nexperiment_arg_name = ""\n'
+        f'experiment_dir_arg_name = ""\n[scheduler]\nmax_parallel = {parallel}\n'
+        f'[[experiments]]\nname = "a"\ngrid = {{ i = {values} }}\n',
+        spec,
+    )
+
+
+def _open(project, *gates: int) -> None:
+    for i in gates:
+        (project.root / f"gate_{i}").touch()
+
+
+def _running(project, name: str, count: int = 1) -> None:
+    project.wait_for(
+        lambda: (
+            (project.root / f"train_dir/{name}/pbtrun.json").exists()
+            and project.status_json(name)["counts"]["running"] == count
+        ),
+        timeout=TIMEOUT,
+    )
 
 
 # --------------------------------------------------------------------------- tails keep indentation
@@ -30,3 +70,20 @@ def test_tracebacks_keep_their_indentation_in_failed_tails_and_the_summary(proje
     tails = project.run("logs", "train_dir/tb", "--failed").stdout.splitlines()
     assert "    Traceback (most recent call last):" in tails
     assert "        raise ValueError('lr too high')" in tails  # four spaces of pbtrun's, four of Python's
+
+
+# --------------------------------------------------------------------------- what status and up say
+
+
+def test_the_status_footer_says_whether_a_scheduler_runs(project):
+    _gated(project, values="[0, 1]", parallel=2)
+    runner = project.start("up", "sweep.toml")
+    _running(project, "g", 2)
+    footer = project.run("status", "train_dir/g").stdout.splitlines()[-1]
+    assert f"2 running; running (scheduler pid {runner.pid} on {socket.gethostname()})" in footer
+    assert "not running" not in footer and "resume" not in footer
+    os.kill(runner.pid, signal.SIGKILL)  # its experiments run on
+    runner.wait(timeout=TIMEOUT)
+    footer = project.run("status", "train_dir/g").stdout.splitlines()[-1]
+    assert "2 recorded as running; no scheduler running · resume with: pbtrun resume train_dir/g" in footer
+    assert "2 running" not in footer and "not running" not in footer  # it read "2 running; not running"

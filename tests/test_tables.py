@@ -140,7 +140,8 @@ def test_what_running_experiments_really_are_when_no_scheduler_runs() -> None:
     assert "⏸ lost, not yet recorded" in rows["03_ant"] and not rows["03_ant"].endswith("s")
     assert "○ never started, not yet recorded" in rows["04_ant"]
     footer = lines_of(text)[-1]
-    assert "5 running; not running; 4 of the running have ended, not yet recorded" in footer
+    assert "5 recorded as running; no scheduler running; 4 of them have ended, not yet recorded" in footer
+    assert "not running" not in footer  # it read "5 running; not running"
     assert "resume with: pbtrun resume 'train_dir/my sweep'" in footer
 
 
@@ -188,8 +189,8 @@ def test_filters_combine(filters: Filters, expected: set[str]) -> None:
 def test_footer_counts_and_the_exact_resume_command() -> None:
     text, _ = show(sweep_table(PATHS, mixed_sweep(), NOW, holder=None))
     footer = " ".join(line.strip() for line in lines_of(text)[8:])
-    assert "7 experiments: 1 pending, 1 running, 1 succeeded, 3 failed, 1 interrupted" in footer
-    assert "not running" in footer
+    assert "7 experiments: 1 pending, 1 recorded as running, 1 succeeded, 3 failed, 1 interrupted" in footer
+    assert "no scheduler running" in footer
     assert lines_of(text)[-1] == "resume with: pbtrun resume 'train_dir/my sweep'"  # quoted: the path has a space
 
 
