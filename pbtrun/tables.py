@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pbtrun import render
+from pbtrun.naming import render_value
 from pbtrun.render import STYLES, SYMBOLS, Filters, active_counts, resume_hint
 from pbtrun.state import FAILED, RUNNING, SEEN_RUNNING, STATUSES, SUCCEEDED, Experiment, Observed, Sweep
 from pbtrun.store import SweepPaths
@@ -83,9 +84,10 @@ def sweep_table(
     if not shown:
         return Group(Text("no experiment matches the filters", style="dim"), footer)
     cut = shown[:limit] if limit is not None else shown
-    rows = [_row(n, e, now, observed.get(e.id)) for n, e in cut]
-    keep = _visible(rows)
-    columns = [c for i, c in enumerate(_EXPERIMENT_COLUMNS) if i in keep]
+    params = varying_params([e for _, e in cut])
+    rows = [_row(n, e, now, observed.get(e.id)) + _param_cells(e, params) for n, e in cut]
+    keep = _visible(rows) | set(range(len(_EXPERIMENT_COLUMNS), len(_EXPERIMENT_COLUMNS) + len(params)))
+    columns = [c for i, c in enumerate((*_EXPERIMENT_COLUMNS, *_param_columns(params))) if i in keep]
     table = FittedTable(columns, [[cell for i, cell in enumerate(row) if i in keep] for row in rows])
     if len(cut) == len(shown):
         return Group(table, footer)
@@ -100,12 +102,14 @@ def sweep_table(
 @dataclass(frozen=True)
 class Column:
     """A table column. ``drop_rank`` > 0 marks it optional, higher ranks going first when space runs
-    out; ``min_width`` marks it shrinkable down to that width, its cells ending in an ellipsis."""
+    out; ``min_width`` marks it shrinkable down to that width, its cells ending in an ellipsis.
+    ``extra`` columns go first of all, the last one first, before any column has to shrink."""
 
     header: str
     justify: JustifyMethod = "left"
     drop_rank: int = 0
     min_width: int | None = None
+    extra: bool = False
 
 
 # ``#`` is the experiment's index in the whole sweep (also under filters), what ``pbtrun logs
@@ -137,6 +141,31 @@ def _row(index: int, exp: Experiment, now: float, seen: Observed | None = None) 
         Text((f"{attempts} ({lost} lost)" if lost else str(attempts)) if attempts else ""),
         Text(render.duration(took), style="cyan" if exp.status == RUNNING and seen is None else ""),
     ]
+
+
+def varying_params(experiments: Sequence[Experiment]) -> dict[str, bool]:
+    """The parameters whose values tell these experiments apart (a value that differs, or that
+    some of them lack), in the order they first appear; for each, whether every value is a
+    number (its column is then right-aligned). A parameter with one value everywhere says
+    nothing about which row is which, so it gets no column."""
+    values: dict[str, set[str]] = {}
+    having: dict[str, int] = {}
+    numeric: dict[str, bool] = {}
+    for exp in experiments:
+        for name, value in exp.params.items():
+            values.setdefault(name, set()).add(render_value(value))
+            having[name] = having.get(name, 0) + 1
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            numeric[name] = numeric.get(name, True) and number
+    return {name: numeric[name] for name, seen in values.items() if len(seen) > 1 or having[name] < len(experiments)}
+
+
+def _param_columns(params: Mapping[str, bool]) -> list[Column]:
+    return [Column(name, "right" if number else "left", extra=True) for name, number in params.items()]
+
+
+def _param_cells(exp: Experiment, params: Mapping[str, bool]) -> list[RenderableType]:
+    return [Text(render_value(exp.params[name]) if name in exp.params else "") for name in params]
 
 
 def _visible(rows: Sequence[Sequence[RenderableType]]) -> set[int]:
@@ -213,12 +242,18 @@ def _one_line(cell: RenderableType) -> RenderableType:
 
 
 def _fit(columns: Sequence[Column], widths: Sequence[int], width: int) -> list[int]:
-    """Indices of the columns to show: optional ones are dropped, highest rank first, until the
-    rest fit with the shrinkable ones at their minimum."""
+    """Indices of the columns to show: extra ones are dropped, the last first, until the rest fit
+    as wide as they are; then optional ones, highest rank first, until the rest fit with the
+    shrinkable ones at their minimum."""
     keep = list(range(len(columns)))
 
     def needed() -> int:
         return sum(min(widths[i], columns[i].min_width or widths[i]) + _GAP for i in keep) - _GAP
+
+    for i in reversed([i for i, c in enumerate(columns) if c.extra]):
+        if sum(widths[k] + _GAP for k in keep) - _GAP <= width:
+            break
+        keep.remove(i)
 
     for i in sorted((i for i, c in enumerate(columns) if c.drop_rank), key=lambda i: -columns[i].drop_rank):
         if needed() <= width:

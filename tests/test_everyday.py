@@ -87,3 +87,22 @@ def test_the_status_footer_says_whether_a_scheduler_runs(project):
     footer = project.run("status", "train_dir/g").stdout.splitlines()[-1]
     assert "2 recorded as running; no scheduler running · resume with: pbtrun resume train_dir/g" in footer
     assert "2 running" not in footer and "not running" not in footer  # it read "2 running; not running"
+
+
+# --------------------------------------------------------------------------- parameters in status
+
+
+def test_status_shows_the_parameters_that_vary_as_columns(project):
+    project.spec(
+        'name = "pv"\ncommand = "echo"\n'
+        '[[experiments]]\nname = "a"\ngrid = { steps = [20], lr = [0.1, 0.03], use_rnn = [true, false] }\n'
+        '[[experiments]]\nname = "b"\nlist = [{ steps = 20, lr = 0.1, use_rnn = true, batch = 64 }]\n'
+    )
+    assert project.run("up", "sweep.toml").returncode == 0
+    header, *rows = project.run("status", "train_dir/pv").stdout.splitlines()
+    assert header.split() == ["#", "EXPERIMENT", "STATUS", "DURATION", "lr", "use_rnn", "batch"]  # steps: 20 in all
+    cells = {row.split()[1]: row.split()[5:] for row in rows[:5]}
+    assert cells["01_a_ste_20_lr_0.1_u.rnn_False"] == ["0.1", "False"]  # as the argv renders them; no batch here
+    assert cells["00_b_ste_20_lr_0.1_u.rnn_True_bat_64"] == ["0.1", "True", "64"]
+    only = project.run("status", "train_dir/pv", "--grep", "00_a").stdout.splitlines()[0].split()
+    assert only == ["#", "EXPERIMENT", "STATUS", "DURATION"]  # one row: nothing tells it from another

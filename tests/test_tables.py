@@ -237,6 +237,26 @@ def test_a_narrow_terminal_drops_optional_columns_before_the_status() -> None:
     assert "✘ failed (timed out)" in text and "00_ant_ok" in text
 
 
+def test_parameter_columns_go_before_any_column_shrinks_the_last_first() -> None:
+    runs = [(0, "00_ant_lr_0.1", 0.1, "adam_with_a_long_name"), (1, "01_ant_lr_0.03", 0.03, "sgd")]
+    sweep = make_sweep(
+        *(
+            experiment(n, name, SUCCEEDED, attempt(gpus=(n,)))._replace(params={"seed": 1, "lr": lr, "optimizer": opt})
+            for n, name, lr, opt in runs
+        )
+    )
+    wide, _ = show(sweep_table(PATHS, sweep, NOW, holder=None), width=120)
+    assert lines_of(wide)[0].split() == ["#", "EXPERIMENT", "STATUS", "GPU", "DURATION", "lr", "optimizer"]  # no seed
+    assert lines_of(wide)[1].split()[-2:] == ["0.1", "adam_with_a_long_name"]
+    assert lines_of(wide)[2].split()[-2:] == ["0.03", "sgd"]
+    fits, _ = show(sweep_table(PATHS, sweep, NOW, holder=None), width=60)
+    assert lines_of(fits)[0].split() == ["#", "EXPERIMENT", "STATUS", "GPU", "DURATION", "lr"]  # the last went first
+    narrow, _ = show(sweep_table(PATHS, sweep, NOW, holder=None), width=46)
+    assert lines_of(narrow)[0].split() == ["#", "EXPERIMENT", "STATUS", "GPU", "DURATION"]
+    assert "01_ant_lr_0.03" in narrow and "…" not in narrow  # no name is cut while a parameter is shown
+    assert all(len(line) <= 46 for line in lines_of(narrow))
+
+
 def test_no_escape_codes_when_not_a_terminal() -> None:
     _text, raw = show(sweep_table(PATHS, mixed_sweep(), NOW, holder=None), force_terminal=False, color_system="auto")
     assert "\x1b" not in raw
