@@ -10,6 +10,8 @@ import signal
 import socket
 import sys
 
+import pytest
+
 TIMEOUT = 20
 
 # Waits for the file gate_<i> (so a test decides when each experiment ends), printing as it goes.
@@ -87,6 +89,28 @@ def test_the_status_footer_says_whether_a_scheduler_runs(project):
     footer = project.run("status", "train_dir/g").stdout.splitlines()[-1]
     assert "2 recorded as running; no scheduler running · resume with: pbtrun resume train_dir/g" in footer
     assert "2 running" not in footer and "not running" not in footer  # it read "2 running; not running"
+
+
+@pytest.mark.parametrize("via_click", [False, True], ids=["quick", "click"])
+def test_up_beside_a_running_scheduler_says_what_it_added(project, via_click):
+    _gated(project, values="[0]")
+    runner = project.start("up", "sweep.toml")
+    _running(project, "g")
+    up = ("up", "--", "sweep.toml") if via_click else ("up", "sweep.toml")  # `--` is left to click
+    same = project.run(*up)
+    assert same.returncode == 3 and same.stdout == ""
+    where = f"its scheduler (pid {runner.pid} on {socket.gethostname()})"
+    assert same.stderr == (
+        f"nothing new to add to sweep g: {where} already runs it. "
+        f"Watch it with: pbtrun status {project.root / 'train_dir/g'}\n"
+    )
+    _gated(project, values="[0, 1, 2]")
+    grown = project.run(*up)
+    assert grown.returncode == 3  # it still tells a script that another scheduler runs the sweep
+    assert grown.stderr == f"added 2 experiment(s) to sweep g; {where} runs them\n"  # was "error: ... resuming"
+    _open(project, 0, 1, 2)
+    assert runner.wait(timeout=TIMEOUT) == 0
+    assert project.status_json("g")["counts"]["succeeded"] == 3
 
 
 # --------------------------------------------------------------------------- parameters in status
