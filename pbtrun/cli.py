@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pbtrun import __version__, commands, remnants, store
+from pbtrun import __version__, commands, remnants, store, targets
 from pbtrun.errors import PbtrunError
 from pbtrun.limits import MAX_GPUS, MAX_GRACE_S, MAX_PAUSE_S
 
@@ -142,6 +142,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
     from pbtrun.spec import expand, load
 
     commands.cwd()  # as `up` without --dry-run: in a deleted directory, a relative spec path names nothing
+    targets.refuse_run_module(spec_file, "up")
     spec = load(spec_file)
     settings = resolve(spec.scheduler, commands.flags(kw), spec_file)
     train_dir = commands.train_dir_of(train_dir, spec)
@@ -177,6 +178,7 @@ def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> No
     from pbtrun.gpus import resolve
     from pbtrun.spec import expand, load
 
+    targets.refuse_run_module(spec_file, "plan")
     spec = load(spec_file)
     settings = resolve(spec.scheduler, commands.flags(kw), spec_file)
     train_dir = commands.train_dir_of(train_dir, spec)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pbtrun import __version__, remnants, store
+from pbtrun import __version__, remnants, store, targets
 from pbtrun.errors import CWD_GONE, PbtrunError, SpecError, SweepBusy
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
     from pbtrun.state import Sweep, merge, new_experiment
 
     here = cwd()  # first: in a deleted directory, a relative spec path names nothing either
+    targets.refuse_run_module(spec_file, "up")
     spec = load(spec_file)
     settings = resolve(spec.scheduler, flags(kw), spec_file)
     train_dir = train_dir_of(train_dir, spec)

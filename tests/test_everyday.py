@@ -113,6 +113,36 @@ def test_up_beside_a_running_scheduler_says_what_it_added(project, via_click):
     assert project.status_json("g")["counts"]["succeeded"] == 3
 
 
+RUN_MODULE = """\
+from sample_factory.launcher.run_description import Experiment, ParamGrid, RunDescription
+
+_params = ParamGrid([("seed", [1, 2])])
+_experiments = [Experiment("a", "echo", _params.generate_params(randomize=False))]
+RUN_DESCRIPTION = RunDescription("imported", experiments=_experiments)
+"""
+
+
+def test_up_given_a_python_run_module_names_the_import_command(project):
+    (project.root / "runs.py").write_text(RUN_MODULE)
+    steps = "pbtrun import runs.py -o runs.toml && pbtrun up runs.toml"
+    for args in (("up", "runs.py"), ("up", "--", "runs.py"), ("up", "runs.py", "--dry-run")):  # both parsers
+        result = project.run(*args)
+        assert result.returncode == 2 and result.stdout == "", args
+        assert result.stderr == (
+            "pbtrun: error: runs.py is a Python run module (it defines RUN_DESCRIPTION), not a sweep spec. "
+            f"Convert it, then run, with:\n    {steps}\n"
+        )
+    assert project.run("plan", "runs.py").stderr.endswith("&& pbtrun plan runs.toml\n")
+    assert not (project.root / "train_dir").exists()
+    # What it says works as said.
+    assert project.run("import", "runs.py", "-o", "runs.toml").returncode == 0
+    assert project.run("up", "runs.toml").returncode == 0
+    (project.root / "train.py").write_text("print('hi')\n")
+    script = project.run("up", "train.py")
+    assert script.returncode == 2 and "train.py is a Python file, not a sweep spec (TOML)" in script.stderr
+    assert "pbtrun import train.py -o train.toml && pbtrun up train.toml" in script.stderr
+
+
 # --------------------------------------------------------------------------- parameters in status
 
 
