@@ -252,11 +252,12 @@ def import_(target: str, output: Path | None, experiment_suffix: str | None, for
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", required=False, type=click.Path(path_type=Path))
 @scheduler_options
-def resume(path: Path, **kw: Any) -> None:
-    """Continue the sweep at PATH (a sweep dir, or a train dir holding one sweep)."""
-    paths = _resolve(path, "resume")
+def resume(path: Path | None, **kw: Any) -> None:
+    """Continue the sweep at PATH (a sweep dir, or a train dir holding one sweep; default: the only
+    sweep under ./train_dir)."""
+    paths = _resolve(path or targets.DEFAULT_TRAIN_DIR, "resume", given=path is not None)
     flags = commands.flags(kw)
     with store.scheduler_lock(paths):
         if any(v is not None for v in flags._asdict().values()):
@@ -291,9 +292,11 @@ def _refuse_a_spec_file(path: Path, command: str) -> None:
     )
 
 
-def _resolve(path: Path, command: str) -> store.SweepPaths:
+def _resolve(path: Path, command: str, given: bool = True) -> store.SweepPaths:
     """The sweep at ``path`` (see ``store.resolve_sweep``); a sweep that lost its pbtrun.json, at
-    ``path`` or as the only one under a train dir, is reported with how to restore it."""
+    ``path`` or as the only one under a train dir, is reported with how to restore it; a path
+    that is not there, with the sweeps closest to it. ``given``: typed, not the default."""
+    targets.refuse_missing(path, command, given)
     _refuse_a_spec_file(path, command)
     target = path.parent if path.name == "pbtrun.json" else path
     remnants.refuse_lost_state(target)
@@ -408,7 +411,8 @@ def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filt
         _refuse_filters(path, filters)
         _train_dir_status(path, as_json, watch)
     else:
-        raise PbtrunError(f"{path}: no such sweep or train dir. Run `pbtrun up SPEC.toml` to start a sweep.")
+        start = "Run `pbtrun up SPEC.toml` to start a sweep."
+        raise PbtrunError(f"{path}: no such sweep or train dir. {start}{targets.did_you_mean(path)}")
 
 
 @cli.command()
@@ -573,7 +577,7 @@ def _sweep_rows(train_dir: Path, full_errors: bool = False) -> list[tuple]:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path), shell_complete=complete_sweeps)
+@click.argument("path", required=False, type=click.Path(path_type=Path), shell_complete=complete_sweeps)
 @click.argument("experiment", required=False, shell_complete=complete_experiments)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing what the experiment writes until it ends.")
 @click.option("--attempt", type=click.IntRange(min=1), help="Which attempt (default: the last).")
@@ -583,13 +587,24 @@ def _sweep_rows(train_dir: Path, full_errors: bool = False) -> list[tuple]:
 )
 @click.pass_context
 def logs(
-    ctx: click.Context, path: Path, experiment: str | None, follow: bool, attempt: int | None, failed: bool, lines: int
+    ctx: click.Context,
+    path: Path | None,
+    experiment: str | None,
+    follow: bool,
+    attempt: int | None,
+    failed: bool,
+    lines: int,
 ) -> None:
-    """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index: the # of status)."""
+    """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index: the # of status).
+
+    PATH defaults to the only sweep under ./train_dir; `pbtrun logs EXPERIMENT` reads that sweep too.
+    """
     from pbtrun import logs as logs_mod
 
+    given = path is not None
+    path, experiment = targets.logs_arguments(path, experiment)
     _refuse_mixed_logs_options(ctx, experiment, follow, attempt, failed)
-    paths = _resolve(path, "logs")
+    paths = _resolve(path, "logs", given=given)
     sweep = store.load(paths)
     if failed:
         tails = list(logs_mod.failed_tails(paths, sweep, lines))

@@ -74,6 +74,43 @@ def test_tracebacks_keep_their_indentation_in_failed_tails_and_the_summary(proje
     assert "        raise ValueError('lr too high')" in tails  # four spaces of pbtrun's, four of Python's
 
 
+# --------------------------------------------------------------------------- which sweep
+
+
+def test_logs_and_resume_default_to_the_only_sweep_under_train_dir(project):
+    _gated(project, values="[0]")
+    _open(project, 0)
+    assert project.run("up", "sweep.toml").returncode == 0
+    by_path = project.run("logs", "train_dir/g", "0").stdout
+    assert project.run("logs", "0").stdout == by_path  # the one argument is the experiment
+    assert project.run("logs", "00_a").stdout == by_path
+    assert project.run("logs", "--failed").stderr == "no failed experiments in train_dir/g\n"
+    resumed = project.run("resume")
+    assert resumed.returncode == 0 and "sweep g: 1 experiment, 0 to run" in resumed.stdout
+
+    _gated(project, name="h", spec="other.toml")
+    _open(project, 1)
+    assert project.run("up", "other.toml").returncode == 0
+    for args in (("logs", "0"), ("logs", "--failed"), ("resume",)):
+        several = project.run(*args)
+        assert several.returncode == 2 and several.stdout == "", args
+        assert "train_dir holds 2 sweeps; name one of them:\n    train_dir/g\n    train_dir/h" in several.stderr
+
+
+def test_a_mistyped_sweep_path_gets_a_did_you_mean(project):
+    _gated(project, name="quickstart", values="[0]")
+    _open(project, 0)
+    assert project.run("up", "sweep.toml").returncode == 0
+    for typo in ("train_dir/quickstrat", "trian_dir/quickstart", "quikstart"):
+        # `pbtrun logs WORD` reads a word that is no path as an experiment of the only sweep
+        for command in ("status", "resume", "stop") + (("logs",) if "/" in typo else ()):
+            result = project.run(command, typo)
+            assert result.returncode == 2 and result.stdout == "", (command, typo)
+            assert result.stderr.startswith(f"pbtrun: error: {typo}: no such ")
+            assert result.stderr.rstrip().endswith("Did you mean train_dir/quickstart?"), (command, typo, result.stderr)
+    assert "Did you mean" not in project.run("status", "train_dir/something_else").stderr
+
+
 # --------------------------------------------------------------------------- what status and up say
 
 
