@@ -579,11 +579,17 @@ def _sweep_rows(train_dir: Path, full_errors: bool = False) -> list[tuple]:
 @cli.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path), shell_complete=complete_sweeps)
 @click.argument("experiment", required=False, shell_complete=complete_experiments)
-@click.option("-f", "--follow", is_flag=True, help="Keep printing what the experiment writes until it ends.")
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing what it writes until it ends (waits for it to start)."
+)
 @click.option("--attempt", type=click.IntRange(min=1), help="Which attempt (default: the last).")
 @click.option("--failed", is_flag=True, help="The tail of every failed experiment's last log.")
 @click.option(
-    "-n", "--lines", type=click.IntRange(min=1), default=20, show_default=True, help="Lines per log (--failed)."
+    "-n",
+    "--lines",
+    type=click.IntRange(min=1),
+    default=20,
+    help="With --failed: lines per log (default 20). With EXPERIMENT: only its last N lines.",
 )
 @click.pass_context
 def logs(
@@ -599,11 +605,13 @@ def logs(
 
     PATH defaults to the only sweep under ./train_dir; `pbtrun logs EXPERIMENT` reads that sweep too.
     """
+    from click.core import ParameterSource
+
     from pbtrun import logs as logs_mod
 
     given = path is not None
     path, experiment = targets.logs_arguments(path, experiment)
-    _refuse_mixed_logs_options(ctx, experiment, follow, attempt, failed)
+    _refuse_mixed_logs_options(experiment, follow, attempt, failed)
     paths = _resolve(path, "logs", given=given)
     sweep = store.load(paths)
     if failed:
@@ -617,18 +625,16 @@ def logs(
     if experiment is None:
         raise PbtrunError("name an experiment (a name, a unique prefix or an index), or give --failed.")
     exp = logs_mod.find(sweep, experiment)
-    number = logs_mod.attempt_number(exp, attempt)
-    follow = follow and not logs_mod.attempt_ended(sweep, exp.id, number)  # an ended attempt writes no more
-    ended = logs_mod.EndWatch(paths, exp, number)
-    logs_mod.copy(paths.log(exp, number), sys.stdout.buffer, follow=follow, ended=ended)
+    last = lines if ctx.get_parameter_source("lines") == ParameterSource.COMMANDLINE else None
+    try:
+        code = logs_mod.show(paths, sweep, exp, attempt, follow, last)
+    except KeyboardInterrupt:  # Ctrl-C is how a person stops `logs -f`: quietly, as an interruption
+        code = 130
+    ctx.exit(code)
 
 
-def _refuse_mixed_logs_options(
-    ctx: click.Context, experiment: str | None, follow: bool, attempt: int | None, failed: bool
-) -> None:
+def _refuse_mixed_logs_options(experiment: str | None, follow: bool, attempt: int | None, failed: bool) -> None:
     """``--failed`` prints the tails of every failed experiment; the one-log options would be ignored."""
-    from click.core import ParameterSource
-
     if failed and experiment is not None:
         raise click.UsageError(
             f"--failed goes without EXPERIMENT: `pbtrun logs SWEEP --failed` prints every failed one's tail, "
@@ -641,8 +647,6 @@ def _refuse_mixed_logs_options(
             f"{' and '.join(one_log)} {verb} with an EXPERIMENT, not with --failed: "
             f"pbtrun logs SWEEP EXPERIMENT {' '.join(one_log)}."
         )
-    if not failed and ctx.get_parameter_source("lines") == ParameterSource.COMMANDLINE:
-        raise click.UsageError("-n/--lines goes with --failed: pbtrun logs SWEEP --failed -n N.")
 
 
 def _echo_lines(lines: Any) -> None:

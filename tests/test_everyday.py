@@ -6,9 +6,11 @@ Python file, the help, and status tables that show which parameters each row ran
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import sys
+import time
 
 import pytest
 
@@ -52,6 +54,19 @@ def _running(project, name: str, count: int = 1) -> None:
     )
 
 
+def _read_until(stream, expected: str, timeout: float = TIMEOUT) -> str:
+    """What a process wrote to ``stream`` up to and including ``expected``, read from the pipe
+    itself (the file object's buffer would hide what it had read ahead from ``select``)."""
+    fd, text = stream.fileno(), ""
+    deadline = time.monotonic() + timeout
+    while expected not in text:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 1 << 16).decode() if ready else ""
+        assert chunk, f"{expected!r} never came; got {text!r}"
+        text += chunk
+    return text
+
+
 # --------------------------------------------------------------------------- tails keep indentation
 
 
@@ -72,6 +87,68 @@ def test_tracebacks_keep_their_indentation_in_failed_tails_and_the_summary(proje
     tails = project.run("logs", "train_dir/tb", "--failed").stdout.splitlines()
     assert "    Traceback (most recent call last):" in tails
     assert "        raise ValueError('lr too high')" in tails  # four spaces of pbtrun's, four of Python's
+
+
+# --------------------------------------------------------------------------- logs -n, logs -f
+
+
+def test_logs_n_prints_the_last_lines_of_one_log_as_tail_does(project):
+    _gated(project, values="[0]")
+    _open(project, 0)
+    project.spec(project.root.joinpath("sweep.toml").read_text().replace("i = [0]", "i = [0], lines = [5]"))
+    assert project.run("up", "sweep.toml").returncode == 0
+    last = project.run("logs", "train_dir/g", "0", "-n", "3")
+    assert last.returncode == 0 and last.stdout == "line 2\nline 3\nline 4\n"  # -n was refused without --failed
+    whole = project.run("logs", "train_dir/g", "0").stdout
+    assert project.run("logs", "train_dir/g", "0", "-n", "1000").stdout == whole  # records trimmed as in the whole log
+    assert whole.splitlines()[0].endswith("}")
+    eleven = project.run("logs", "train_dir/g", "0", "-n", "11").stdout
+    assert eleven.splitlines() == whole.splitlines()[1:]  # from the pid record on, trimmed too
+
+
+def test_logs_follow_waits_for_a_pending_experiment_then_follows_it_to_its_end(project):
+    _gated(project)
+    runner = project.start("up", "sweep.toml")
+    _running(project, "g")
+    follow = project.start("logs", "train_dir/g", "01_a", "-f")  # pending: it used to say "has not run yet"
+    assert _read_until(follow.stderr, "\n") == "waiting for 01_a_i_1 to start...\n"
+    interrupted = project.start("logs", "train_dir/g", "01_a", "-f")
+    assert _read_until(interrupted.stderr, "\n").startswith("waiting for")
+    interrupted.send_signal(signal.SIGINT)  # Ctrl-C while waiting: quietly, 130
+    assert interrupted.communicate(timeout=TIMEOUT) == ("", "") and interrupted.returncode == 130
+    assert follow.poll() is None
+    _open(project, 0)
+    assert _read_until(follow.stdout, "01_a_i_1 waits\n").startswith("# pbtrun exit: ")  # the log, from its top
+    assert follow.poll() is None  # and it follows it
+    _open(project, 1)
+    out, err = follow.communicate(timeout=TIMEOUT)
+    assert follow.returncode == 0 and err == ""  # said once
+    assert out == "line 0\n"  # what it wrote after, to its end
+    assert runner.wait(timeout=TIMEOUT) == 0
+
+
+def test_ctrl_c_stops_logs_follow_quietly_with_130(project):
+    _gated(project, values="[0]")
+    runner = project.start("up", "sweep.toml")
+    _running(project, "g")
+    follow = project.start("logs", "train_dir/g", "0", "-f")
+    _read_until(follow.stdout, "00_a_i_0 waits\n")
+    follow.send_signal(signal.SIGINT)
+    assert follow.communicate(timeout=TIMEOUT)[1] == "" and follow.returncode == 130  # it exited 0
+    _open(project, 0)
+    assert runner.wait(timeout=TIMEOUT) == 0
+
+
+def test_logs_follow_on_a_pending_experiment_no_scheduler_runs_says_so(project):
+    _gated(project)
+    runner = project.start("up", "sweep.toml")
+    _running(project, "g")
+    assert project.run("stop", "train_dir/g", "--now").returncode == 0
+    runner.wait(timeout=TIMEOUT)
+    follow = project.run("logs", "train_dir/g", "01_a", "-f", timeout=TIMEOUT)  # would wait forever
+    assert follow.returncode == 1 and follow.stdout == ""
+    assert "01_a_i_1 is pending and no scheduler runs the sweep" in follow.stderr
+    assert "Run it with: pbtrun resume train_dir/g" in follow.stderr and "Traceback" not in follow.stderr
 
 
 # --------------------------------------------------------------------------- which sweep

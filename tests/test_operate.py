@@ -279,7 +279,6 @@ def test_logs_attempt_and_failed_tails(finished):
         (("0", "--failed"), "Error: --failed goes without EXPERIMENT"),
         (("--failed", "-f", "--attempt", "3"), "Error: -f and --attempt 3 go with an EXPERIMENT, not with --failed"),
         (("--failed", "--attempt", "1"), "Error: --attempt 1 goes with an EXPERIMENT, not with --failed"),
-        (("0", "-n", "5"), "Error: -n/--lines goes with --failed"),
     ],
 )
 def test_logs_options_that_do_not_go_together_are_usage_errors(finished, args, said):
