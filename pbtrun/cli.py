@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pbtrun import __version__, commands, remnants, store, targets
+from pbtrun.cliparts import Command, OldSpelling, examples, help_of
 from pbtrun.errors import PbtrunError
 from pbtrun.limits import MAX_GPUS, MAX_GRACE_S, MAX_PAUSE_S
 
@@ -33,6 +34,8 @@ STATUS_ROWS = 1000  # a person reads no more; rendering 100k rows takes rich hal
 
 
 class _Group(click.Group):
+    command_class = Command
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -43,7 +46,16 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=examples(
+        "pbtrun init                         # write a starter sweep.toml",
+        "pbtrun up sweep.toml                # run it; Ctrl-C, then `pbtrun resume`",
+        "pbtrun status                       # where every sweep stands",
+        "pbtrun COMMAND --help               # each command's options and examples",
+    ),
+)
 @click.version_option(__version__, prog_name="pbtrun")
 def cli() -> None:
     """Run experiment sweeps from one TOML file, on the GPUs of this machine, resumably."""
@@ -76,14 +88,18 @@ def placement_options(func: Callable) -> Callable:
             "--num-gpus",
             "--num_gpus",
             "num_gpus",
+            cls=OldSpelling,
             type=click.IntRange(min=0, max=MAX_GPUS),
             help="GPUs to use (ids 0..N-1).",
         ),
-        click.option("--max-parallel", "--max_parallel", "max_parallel", type=int, help="Experiments at once."),
+        click.option(
+            "--max-parallel", "--max_parallel", "max_parallel", cls=OldSpelling, type=int, help="Experiments at once."
+        ),
         click.option(
             "--experiments-per-gpu",
             "--experiments_per_gpu",
             "experiments_per_gpu",
+            cls=OldSpelling,
             type=int,
             help="Experiments per GPU; -1 leaves CUDA_VISIBLE_DEVICES alone.",
         ),
@@ -91,6 +107,7 @@ def placement_options(func: Callable) -> Callable:
             "--pause-between",
             "--pause_between",
             "pause_between",
+            cls=OldSpelling,
             type=Seconds(MAX_PAUSE_S, "a day"),
             help="Seconds between two launches.",
         ),
@@ -121,10 +138,12 @@ def scheduler_options(func: Callable) -> Callable:
 # --------------------------------------------------------------------------- up
 
 
-@cli.command()
+@cli.command(**help_of("up"))
 @click.argument("spec_file", type=click.Path(path_type=Path))  # a directory: spec.load says so, as errors are said
 @scheduler_options
-@click.option("--train-dir", "--train_dir", "train_dir", help="Train dir (overrides the spec's train_dir).")
+@click.option(
+    "--train-dir", "--train_dir", "train_dir", cls=OldSpelling, help="Train dir (overrides the spec's train_dir)."
+)
 @click.option("--force", is_flag=True, help="Re-queue experiments whose command changed in the spec.")
 @click.option("--dry-run", is_flag=True, help="Print every experiment's command, env and GPU; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON (as `plan --json`).")
@@ -168,10 +187,12 @@ def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_js
         click.echo(render.plan(name, sweep_dir, compiled, settings))
 
 
-@cli.command()
+@cli.command(**help_of("plan"))
 @click.argument("spec_file", type=click.Path(path_type=Path))  # a directory: spec.load says so, as pbtrun does
 @placement_options
-@click.option("--train-dir", "--train_dir", "train_dir", help="Train dir (overrides the spec's train_dir).")
+@click.option(
+    "--train-dir", "--train_dir", "train_dir", cls=OldSpelling, help="Train dir (overrides the spec's train_dir)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> None:
     """Print the experiments SPEC_FILE would run (command, env, GPU slot); create and run nothing."""
@@ -185,7 +206,7 @@ def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> No
     _print_plan(spec.name, Path(train_dir) / spec.name, expand(spec, train_dir), settings, as_json)
 
 
-@cli.command()
+@cli.command(**help_of("init"))
 @click.argument("path", required=False, default="sweep.toml", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
 def init(path: Path, force: bool) -> None:
@@ -223,7 +244,7 @@ def _cannot_write(path: Path, exc: OSError) -> str:
     return f"{path}: cannot write it: {exc.strerror or exc}. Give a path you can write to."
 
 
-@cli.command()
+@cli.command(**help_of("schema"))
 def schema() -> None:
     """Print the JSON Schema of sweep.toml (for editors: Even Better TOML / taplo)."""
     from importlib.resources import files
@@ -231,10 +252,16 @@ def schema() -> None:
     click.echo(files("pbtrun").joinpath("sweep.schema.json").read_text(), nl=False)
 
 
-@cli.command("import")
+@cli.command("import", **help_of("import"))
 @click.argument("target")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not to stdout.")
-@click.option("--experiment-suffix", "--experiment_suffix", "experiment_suffix", help="As the old launcher's flag.")
+@click.option(
+    "--experiment-suffix",
+    "--experiment_suffix",
+    "experiment_suffix",
+    cls=OldSpelling,
+    help="As the old launcher's flag.",
+)
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def import_(target: str, output: Path | None, experiment_suffix: str | None, force: bool) -> None:
     """Turn a RunDescription module (dotted name or .py file) into an equivalent sweep.toml."""
@@ -251,7 +278,7 @@ def import_(target: str, output: Path | None, experiment_suffix: str | None, for
 # --------------------------------------------------------------------------- resume
 
 
-@cli.command()
+@cli.command(**help_of("resume"))
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @scheduler_options
 def resume(path: Path | None, **kw: Any) -> None:
@@ -316,7 +343,7 @@ def _resolve(path: Path, command: str, given: bool = True) -> store.SweepPaths:
 # --------------------------------------------------------------------------- stop
 
 
-@cli.command()
+@cli.command(**help_of("stop"))
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--now", is_flag=True, help="Skip the grace period: kill the experiments at once.")
 @click.option("--no-wait", is_flag=True, help="Ask the scheduler to stop and return at once.")
@@ -386,7 +413,7 @@ def complete_experiments(ctx: click.Context, param: click.Parameter, incomplete:
     return [name for name in (e.name for e in sweep.experiments.values()) if name.startswith(incomplete)]
 
 
-@cli.command()
+@cli.command(**help_of("status"))
 @click.argument("path", required=False, type=click.Path(path_type=Path), shell_complete=complete_sweeps)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (documented in the README).")
 @click.option("--failed", is_flag=True, help="Only failed experiments.")
@@ -415,7 +442,7 @@ def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filt
         raise PbtrunError(f"{path}: no such sweep or train dir. {start}{targets.did_you_mean(path)}")
 
 
-@cli.command()
+@cli.command(**help_of("ls"))
 @click.argument(
     "train_dir",
     required=False,
@@ -576,7 +603,7 @@ def _sweep_rows(train_dir: Path, full_errors: bool = False) -> list[tuple]:
     return sorted(rows, key=lambda row: row[0])
 
 
-@cli.command()
+@cli.command(**help_of("logs"))
 @click.argument("path", required=False, type=click.Path(path_type=Path), shell_complete=complete_sweeps)
 @click.argument("experiment", required=False, shell_complete=complete_experiments)
 @click.option(

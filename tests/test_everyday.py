@@ -257,6 +257,33 @@ def test_up_given_a_python_run_module_names_the_import_command(project):
     assert "pbtrun import train.py -o train.toml && pbtrun up train.toml" in script.stderr
 
 
+# --------------------------------------------------------------------------- help
+
+
+COMMANDS = ("up", "plan", "init", "schema", "import", "resume", "stop", "status", "ls", "logs")
+
+
+def test_help_lines_are_whole_and_every_command_shows_an_example(project):
+    top = project.run("--help", COLUMNS="80")
+    assert top.returncode == 0
+    listed = {line.split()[0]: line for line in top.stdout.splitlines() if line.startswith("  ") and line.split()}
+    for command in COMMANDS:
+        assert not listed[command].endswith("..."), listed[command]  # click cut them at the width
+    assert all(len(line) <= 80 for line in top.stdout.splitlines())
+    for command in COMMANDS:
+        shown = project.run(command, "--help", COLUMNS="80").stdout
+        assert "Examples:\n" in shown and f"\n    pbtrun {command}" in shown, command
+        assert all(len(line) <= 80 for line in shown.splitlines()), command
+
+
+def test_old_underscore_spellings_work_but_are_not_shown(project):
+    shown = project.run("up", "--help").stdout
+    assert "--num-gpus" in shown and "--num_gpus" not in shown and "--train_dir" not in shown
+    project.spec('name = "u"\ncommand = "echo"\n[[experiments]]\nname = "a"\n')
+    plan = project.run("plan", "sweep.toml", "--num_gpus", "2", "--experiments_per_gpu", "1")  # parsed by click
+    assert plan.returncode == 0 and "1 experiment(s)" in plan.stdout and "2 GPU(s) x 1" in plan.stdout
+
+
 # --------------------------------------------------------------------------- parameters in status
 
 

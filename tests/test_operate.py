@@ -475,6 +475,15 @@ def test_shell_completion_offers_sweeps_and_experiment_names(finished):
     assert {"up", "resume", "status", "logs"} <= set(values(finished, "pbtrun "))
 
 
+@pytest.mark.parametrize("words", ["pbtrun up sweep.toml --", "pbtrun resume train_dir/lg --", "pbtrun plan x --"])
+def test_shell_completion_offers_one_spelling_of_each_option(finished, words):
+    offered = values(finished, words)
+    assert {"--num-gpus", "--max-parallel", "--experiments-per-gpu", "--pause-between"} <= set(offered)
+    assert not [o for o in offered if "_" in o]  # --num_gpus and the like: still taken, never offered
+    assert len(offered) == len(set(offered))
+    assert values(finished, words + "num") == ["--num-gpus"]
+
+
 def test_shell_completion_of_sweeps_anywhere(finished):
     root = finished.root
     shutil.copytree(root / "train_dir/lg", root / "td40/lg", ignore=shutil.ignore_patterns(".control"))  # a fifo
