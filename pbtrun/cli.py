@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pbtrun import __version__, commands, remnants, store
+from pbtrun import __version__, commands, remnants, store, targets
+from pbtrun.cliparts import Command, OldSpelling, examples, help_of
 from pbtrun.errors import PbtrunError
 from pbtrun.limits import MAX_GPUS, MAX_GRACE_S, MAX_PAUSE_S
 
@@ -33,6 +34,8 @@ STATUS_ROWS = 1000  # a person reads no more; rendering 100k rows takes rich hal
 
 
 class _Group(click.Group):
+    command_class = Command
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -43,7 +46,16 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=examples(
+        "pbtrun init                         # write a starter sweep.toml",
+        "pbtrun up sweep.toml                # run it; Ctrl-C, then `pbtrun resume`",
+        "pbtrun status                       # where every sweep stands",
+        "pbtrun COMMAND --help               # each command's options and examples",
+    ),
+)
 @click.version_option(__version__, prog_name="pbtrun")
 def cli() -> None:
     """Run experiment sweeps from one TOML file, on the GPUs of this machine, resumably."""
@@ -76,14 +88,18 @@ def placement_options(func: Callable) -> Callable:
             "--num-gpus",
             "--num_gpus",
             "num_gpus",
+            cls=OldSpelling,
             type=click.IntRange(min=0, max=MAX_GPUS),
             help="GPUs to use (ids 0..N-1).",
         ),
-        click.option("--max-parallel", "--max_parallel", "max_parallel", type=int, help="Experiments at once."),
+        click.option(
+            "--max-parallel", "--max_parallel", "max_parallel", cls=OldSpelling, type=int, help="Experiments at once."
+        ),
         click.option(
             "--experiments-per-gpu",
             "--experiments_per_gpu",
             "experiments_per_gpu",
+            cls=OldSpelling,
             type=int,
             help="Experiments per GPU; -1 leaves CUDA_VISIBLE_DEVICES alone.",
         ),
@@ -91,6 +107,7 @@ def placement_options(func: Callable) -> Callable:
             "--pause-between",
             "--pause_between",
             "pause_between",
+            cls=OldSpelling,
             type=Seconds(MAX_PAUSE_S, "a day"),
             help="Seconds between two launches.",
         ),
@@ -127,10 +144,12 @@ def scheduler_options(func: Callable) -> Callable:
 # --------------------------------------------------------------------------- up
 
 
-@cli.command()
+@cli.command(**help_of("up"))
 @click.argument("spec_file", type=click.Path(path_type=Path))  # a directory: spec.load says so, as errors are said
 @scheduler_options
-@click.option("--train-dir", "--train_dir", "train_dir", help="Train dir (overrides the spec's train_dir).")
+@click.option(
+    "--train-dir", "--train_dir", "train_dir", cls=OldSpelling, help="Train dir (overrides the spec's train_dir)."
+)
 @click.option("--force", is_flag=True, help="Re-queue experiments whose command changed in the spec.")
 @click.option("--dry-run", is_flag=True, help="Print every experiment's command, env and GPU; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON (as `plan --json`).")
@@ -148,6 +167,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
     from pbtrun.spec import expand, load
 
     commands.cwd()  # as `up` without --dry-run: in a deleted directory, a relative spec path names nothing
+    targets.refuse_run_module(spec_file, "up")
     spec = load(spec_file)
     commands.warn(spec)
     settings = resolve(spec.scheduler, commands.flags(kw), spec_file)
@@ -186,16 +206,19 @@ def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_js
         click.echo(render.plan(name, sweep_dir, compiled, settings, lines))
 
 
-@cli.command()
+@cli.command(**help_of("plan"))
 @click.argument("spec_file", type=click.Path(path_type=Path))  # a directory: spec.load says so, as pbtrun does
 @placement_options
-@click.option("--train-dir", "--train_dir", "train_dir", help="Train dir (overrides the spec's train_dir).")
+@click.option(
+    "--train-dir", "--train_dir", "train_dir", cls=OldSpelling, help="Train dir (overrides the spec's train_dir)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> None:
     """Print the experiments SPEC_FILE would run (command, env, GPU slot); create and run nothing."""
     from pbtrun.gpus import resolve
     from pbtrun.spec import expand, load
 
+    targets.refuse_run_module(spec_file, "plan")
     spec = load(spec_file)
     commands.warn(spec)
     settings = resolve(spec.scheduler, commands.flags(kw), spec_file)
@@ -203,7 +226,7 @@ def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> No
     _print_plan(spec.name, Path(train_dir) / spec.name, expand(spec, train_dir), settings, as_json)
 
 
-@cli.command()
+@cli.command(**help_of("init"))
 @click.argument("path", required=False, default="sweep.toml", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
 def init(path: Path, force: bool) -> None:
@@ -241,7 +264,7 @@ def _cannot_write(path: Path, exc: OSError) -> str:
     return f"{path}: cannot write it: {exc.strerror or exc}. Give a path you can write to."
 
 
-@cli.command()
+@cli.command(**help_of("schema"))
 def schema() -> None:
     """Print the JSON Schema of sweep.toml (for editors: Even Better TOML / taplo)."""
     from importlib.resources import files
@@ -249,10 +272,16 @@ def schema() -> None:
     click.echo(files("pbtrun").joinpath("sweep.schema.json").read_text(), nl=False)
 
 
-@cli.command("import")
+@cli.command("import", **help_of("import"))
 @click.argument("target")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not to stdout.")
-@click.option("--experiment-suffix", "--experiment_suffix", "experiment_suffix", help="As the old launcher's flag.")
+@click.option(
+    "--experiment-suffix",
+    "--experiment_suffix",
+    "experiment_suffix",
+    cls=OldSpelling,
+    help="As the old launcher's flag.",
+)
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def import_(target: str, output: Path | None, experiment_suffix: str | None, force: bool) -> None:
     """Turn a RunDescription module (dotted name or .py file) into an equivalent sweep.toml."""
@@ -269,12 +298,13 @@ def import_(target: str, output: Path | None, experiment_suffix: str | None, for
 # --------------------------------------------------------------------------- resume
 
 
-@cli.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@cli.command(**help_of("resume"))
+@click.argument("path", required=False, type=click.Path(path_type=Path))
 @scheduler_options
-def resume(path: Path, **kw: Any) -> None:
-    """Continue the sweep at PATH (a sweep dir, or a train dir holding one sweep)."""
-    paths = _resolve(path, "resume")
+def resume(path: Path | None, **kw: Any) -> None:
+    """Continue the sweep at PATH (a sweep dir, or a train dir holding one sweep; default: the only
+    sweep under ./train_dir)."""
+    paths = _resolve(path or targets.DEFAULT_TRAIN_DIR, "resume", given=path is not None)
     flags = commands.flags(kw)
     with store.scheduler_lock(paths):
         if any(v is not None for v in flags._asdict().values()):
@@ -314,9 +344,11 @@ def _refuse_a_spec_file(path: Path, command: str) -> None:
     )
 
 
-def _resolve(path: Path, command: str) -> store.SweepPaths:
+def _resolve(path: Path, command: str, given: bool = True) -> store.SweepPaths:
     """The sweep at ``path`` (see ``store.resolve_sweep``); a sweep that lost its pbtrun.json, at
-    ``path`` or as the only one under a train dir, is reported with how to restore it."""
+    ``path`` or as the only one under a train dir, is reported with how to restore it; a path
+    that is not there, with the sweeps closest to it. ``given``: typed, not the default."""
+    targets.refuse_missing(path, command, given)
     _refuse_a_spec_file(path, command)
     target = path.parent if path.name == "pbtrun.json" else path
     remnants.refuse_lost_state(target)
@@ -336,7 +368,7 @@ def _resolve(path: Path, command: str) -> store.SweepPaths:
 # --------------------------------------------------------------------------- stop
 
 
-@cli.command()
+@cli.command(**help_of("stop"))
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--now", is_flag=True, help="Skip the grace period: kill the experiments at once.")
 @click.option("--no-wait", is_flag=True, help="Ask the scheduler to stop and return at once.")
@@ -406,7 +438,7 @@ def complete_experiments(ctx: click.Context, param: click.Parameter, incomplete:
     return [name for name in (e.name for e in sweep.experiments.values()) if name.startswith(incomplete)]
 
 
-@cli.command()
+@cli.command(**help_of("status"))
 @click.argument("path", required=False, type=click.Path(path_type=Path), shell_complete=complete_sweeps)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (documented in the README).")
 @click.option("--failed", is_flag=True, help="Only failed experiments.")
@@ -431,10 +463,11 @@ def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filt
         _refuse_filters(path, filters)
         _train_dir_status(path, as_json, watch)
     else:
-        raise PbtrunError(f"{path}: no such sweep or train dir. Run `pbtrun up SPEC.toml` to start a sweep.")
+        start = "Run `pbtrun up SPEC.toml` to start a sweep."
+        raise PbtrunError(f"{path}: no such sweep or train dir. {start}{targets.did_you_mean(path)}")
 
 
-@cli.command()
+@cli.command(**help_of("ls"))
 @click.argument(
     "train_dir",
     required=False,
@@ -595,24 +628,43 @@ def _sweep_rows(train_dir: Path, full_errors: bool = False) -> list[tuple]:
     return sorted(rows, key=lambda row: row[0])
 
 
-@cli.command()
-@click.argument("path", type=click.Path(path_type=Path), shell_complete=complete_sweeps)
+@cli.command(**help_of("logs"))
+@click.argument("path", required=False, type=click.Path(path_type=Path), shell_complete=complete_sweeps)
 @click.argument("experiment", required=False, shell_complete=complete_experiments)
-@click.option("-f", "--follow", is_flag=True, help="Keep printing what the experiment writes until it ends.")
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing what it writes until it ends (waits for it to start)."
+)
 @click.option("--attempt", type=click.IntRange(min=1), help="Which attempt (default: the last).")
 @click.option("--failed", is_flag=True, help="The tail of every failed experiment's last log.")
 @click.option(
-    "-n", "--lines", type=click.IntRange(min=1), default=20, show_default=True, help="Lines per log (--failed)."
+    "-n",
+    "--lines",
+    type=click.IntRange(min=1),
+    default=20,
+    help="With --failed: lines per log (default 20). With EXPERIMENT: only its last N lines.",
 )
 @click.pass_context
 def logs(
-    ctx: click.Context, path: Path, experiment: str | None, follow: bool, attempt: int | None, failed: bool, lines: int
+    ctx: click.Context,
+    path: Path | None,
+    experiment: str | None,
+    follow: bool,
+    attempt: int | None,
+    failed: bool,
+    lines: int,
 ) -> None:
-    """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index: the # of status)."""
+    """Print an experiment's log (EXPERIMENT: a name, a unique prefix of one, or its index: the # of status).
+
+    PATH defaults to the only sweep under ./train_dir; `pbtrun logs EXPERIMENT` reads that sweep too.
+    """
+    from click.core import ParameterSource
+
     from pbtrun import logs as logs_mod
 
-    _refuse_mixed_logs_options(ctx, experiment, follow, attempt, failed)
-    paths = _resolve(path, "logs")
+    given = path is not None
+    path, experiment = targets.logs_arguments(path, experiment)
+    _refuse_mixed_logs_options(experiment, follow, attempt, failed)
+    paths = _resolve(path, "logs", given=given)
     sweep = store.load(paths)
     if failed:
         tails = list(logs_mod.failed_tails(paths, sweep, lines))
@@ -625,18 +677,16 @@ def logs(
     if experiment is None:
         raise PbtrunError("name an experiment (a name, a unique prefix or an index), or give --failed.")
     exp = logs_mod.find(sweep, experiment)
-    number = logs_mod.attempt_number(exp, attempt)
-    follow = follow and not logs_mod.attempt_ended(sweep, exp.id, number)  # an ended attempt writes no more
-    ended = logs_mod.EndWatch(paths, exp, number)
-    logs_mod.copy(paths.log(exp, number), sys.stdout.buffer, follow=follow, ended=ended)
+    last = lines if ctx.get_parameter_source("lines") == ParameterSource.COMMANDLINE else None
+    try:
+        code = logs_mod.show(paths, sweep, exp, attempt, follow, last)
+    except KeyboardInterrupt:  # Ctrl-C is how a person stops `logs -f`: quietly, as an interruption
+        code = 130
+    ctx.exit(code)
 
 
-def _refuse_mixed_logs_options(
-    ctx: click.Context, experiment: str | None, follow: bool, attempt: int | None, failed: bool
-) -> None:
+def _refuse_mixed_logs_options(experiment: str | None, follow: bool, attempt: int | None, failed: bool) -> None:
     """``--failed`` prints the tails of every failed experiment; the one-log options would be ignored."""
-    from click.core import ParameterSource
-
     if failed and experiment is not None:
         raise click.UsageError(
             f"--failed goes without EXPERIMENT: `pbtrun logs SWEEP --failed` prints every failed one's tail, "
@@ -649,8 +699,6 @@ def _refuse_mixed_logs_options(
             f"{' and '.join(one_log)} {verb} with an EXPERIMENT, not with --failed: "
             f"pbtrun logs SWEEP EXPERIMENT {' '.join(one_log)}."
         )
-    if not failed and ctx.get_parameter_source("lines") == ParameterSource.COMMANDLINE:
-        raise click.UsageError("-n/--lines goes with --failed: pbtrun logs SWEEP --failed -n N.")
 
 
 def _echo_lines(lines: Any) -> None:

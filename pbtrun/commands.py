@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pbtrun import __version__, remnants, store
+from pbtrun import __version__, remnants, store, targets
 from pbtrun.errors import CWD_GONE, PbtrunError, SpecError, SweepBusy
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
     from pbtrun.state import Sweep, merge, new_experiment
 
     here = cwd()  # first: in a deleted directory, a relative spec path names nothing either
+    targets.refuse_run_module(spec_file, "up")
     spec = load(spec_file)
     warn(spec)
     settings = resolve(spec.scheduler, flags(kw), spec_file)
@@ -150,23 +152,34 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
             saved = compile_into_state()
             compiled = []  # the sweep holds what it needs of them
             run(paths, kw, saved)
-    except SweepBusy as busy:
-        added = _add_to_running(paths, compiled, force)
-        raise SweepBusy(f"{busy.message} {added}") from None
+    except SweepBusy:
+        # Not an error: what happened is said, beside the busy sweep's other messages on stderr;
+        # the exit code still tells a script that another scheduler runs the sweep.
+        say(_add_to_running(paths, compiled, force), sys.stderr)
+        sys.exit(SweepBusy.exit_code)
 
 
 def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str:
-    """Merge a re-compiled spec into a sweep another scheduler runs, and wake that scheduler."""
+    """Merge a re-compiled spec into a sweep another scheduler runs, wake that scheduler, and
+    say what happened."""
     from pbtrun.state import merge
 
+    holder = store.read_holder(paths)  # before it can go: a scheduler that ends removes its record
+    scheduler = "its scheduler" + (f" (pid {holder.get('pid')} on {holder.get('host')})" if holder else "")
     with store.transaction(paths) as sweep:
         report = merge(sweep, compiled, force=force)
+    name, where = paths.dir.name, shlex.quote(str(paths.dir))
     if not (report.added or report.changed):
-        return "The spec adds nothing new to it."
-    woke = store.notify(paths, "wake")
-    return f"Added {len(report.added)} new and re-queued {len(report.changed)} changed experiment(s) to it" + (
-        "; it will run them." if woke else "."
-    )
+        return f"nothing new to add to sweep {name}: {scheduler} already runs it. Watch it with: pbtrun status {where}"
+    if report.added:
+        what = f"added {len(report.added)} experiment(s) to sweep {name}"
+        what += f" and re-queued {len(report.changed)} changed one(s)" if report.changed else ""
+    else:
+        what = f"re-queued {len(report.changed)} changed experiment(s) of sweep {name}"
+    if store.notify(paths, "wake"):
+        return f"{what}; {scheduler} runs them"
+    # The scheduler ended between refusing this `up` and the merge: nothing will run them.
+    return f"{what}, but {scheduler} has ended since. Run them with: pbtrun resume {where}"
 
 
 def _say_merged(report: Any) -> None:

@@ -248,7 +248,7 @@ def _running_row(r: Running, now: float) -> list[RenderableType]:
         Text(r.name),
         Text(gpus),
         Text(render.duration(now - r.started_at), style=STYLES[RUNNING]),
-        Text(last[0] if last else "", style="dim"),
+        Text(last[0].strip() if last else "", style="dim"),  # one cell: indentation would only take room
     ]
 
 

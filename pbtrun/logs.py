@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,11 +15,12 @@ from pbtrun.backends.local import exit_outcome
 from pbtrun.backends.reaper import EXIT_PREFIX, PID_PREFIX, RECORDS_BYTES
 from pbtrun.errors import PbtrunError
 from pbtrun.progress import tail_lines
-from pbtrun.state import FAILED, Experiment, Sweep
+from pbtrun.state import FAILED, INTERRUPTED, NOT_STARTED, PENDING, Experiment, Sweep
 from pbtrun.store import SweepPaths
 
 FOLLOW_POLL_S = 0.2  # `logs -f` is a person watching a file; a short poll is the honest tool here
 STATE_RECHECK_S = 1.0  # how often `logs -f` reads the state again to see whether the attempt ended
+TAIL_BLOCK_BYTES = 1 << 16  # `logs EXP -n N` reads a log backwards in blocks of this size
 
 
 def find(sweep: Sweep, key: str) -> Experiment:
@@ -55,7 +59,7 @@ def find(sweep: Sweep, key: str) -> Experiment:
 def attempt_number(exp: Experiment, attempt: int | None) -> int:
     numbers = [a.number for a in render.real_attempts(exp)]
     if not numbers:
-        raise PbtrunError(f"{exp.name} has not run yet, so it has no log.")
+        raise PbtrunError(f"{exp.name} has not run yet, so it has no log; `-f` waits for it to start.")
     if attempt is None:
         return numbers[-1]
     if attempt not in numbers:
@@ -68,6 +72,80 @@ def attempt_ended(sweep: Sweep, exp_id: str, number: int) -> bool:
     exp = sweep.experiments.get(exp_id)
     attempt = None if exp is None else next((a for a in exp.attempts if a.number == number), None)
     return attempt is None or attempt.outcome is not None or attempt.ended_at is not None
+
+
+def show(paths: SweepPaths, sweep: Sweep, exp: Experiment, attempt: int | None, follow: bool, lines: int | None) -> int:
+    """``pbtrun logs SWEEP EXP``: print the log of one attempt (the last by default), or its last
+    ``lines`` lines; with ``follow``, go on until the attempt ends, and first wait for the
+    experiment to start if it is still to run. The exit code: 0, or 1 where it would wait for
+    an experiment that no scheduler will start."""
+    if follow and attempt is None and waits_to_run(exp):
+        number = wait_to_start(paths, exp, lambda: _say(f"waiting for {exp.name} to start..."))
+        if number is None:
+            _say(will_not_start(paths, exp))
+            return 1
+    else:
+        number = attempt_number(exp, attempt)
+        follow = follow and not attempt_ended(sweep, exp.id, number)  # an ended attempt writes no more
+    copy(paths.log(exp, number), sys.stdout.buffer, follow=follow, ended=EndWatch(paths, exp, number), lines=lines)
+    return 0
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def waits_to_run(exp: Experiment) -> bool:
+    """Whether the experiment is one a scheduler runs next (``logs -f`` then waits for its next attempt)."""
+    return exp.status in (PENDING, INTERRUPTED) and not exp.removed
+
+
+def wait_to_start(paths: SweepPaths, exp: Experiment, waiting: Callable[[], None]) -> int | None:
+    """Wait for the scheduler to start the experiment's next attempt; its number, or None when no
+    scheduler runs the sweep (then nothing would ever start it). ``waiting`` is called once, when
+    it has to wait.
+
+    Each look is a stat of the next attempt's log (its launch claim: the name is known ahead)
+    and of the scheduler's record; the state is read only once that log exists, to see that the
+    attempt is recorded (an abandoned launch leaves a log too, and is skipped).
+    """
+    after = max((a.number for a in exp.attempts), default=0)
+    said = False
+    while True:
+        number, after = _started(paths, exp, after)
+        if number is not None:
+            return number
+        if store.holder_alive(paths) is None:  # it may have started just before its scheduler ended
+            return _started(paths, exp, after)[0]
+        if not said:
+            waiting()
+            said = True
+        time.sleep(FOLLOW_POLL_S)
+
+
+def _started(paths: SweepPaths, exp: Experiment, after: int) -> tuple[int | None, int]:
+    """The first recorded attempt numbered above ``after`` that started a process, if any; and
+    the number to look above next time (past abandoned launches)."""
+    if not paths.log(exp, after + 1).exists():
+        return None, after
+    current = store.load(paths).experiments.get(exp.id)
+    for attempt in current.attempts if current is not None else ():
+        if attempt.number <= after:
+            continue
+        if attempt.outcome != NOT_STARTED:
+            return attempt.number, after
+        after = attempt.number
+    return None, after
+
+
+def will_not_start(paths: SweepPaths, exp: Experiment) -> str:
+    """What ``logs -f`` says when it would wait for an experiment that no scheduler will start."""
+    where = shlex.quote(str(paths.dir))
+    return (
+        f"{exp.name} is {exp.status} and no scheduler runs the sweep {paths.dir}, so nothing will start it. "
+        f"Run it with: pbtrun resume {where} (then `pbtrun logs {where} {shlex.quote(exp.name)} -f` follows it)."
+    )
 
 
 class EndWatch:
@@ -99,12 +177,13 @@ class EndWatch:
         return attempt_ended(sweep, self.exp_id, self.number)
 
 
-def copy(log: Path, out: BinaryIO, follow: bool, ended: Callable[[], bool]) -> None:
-    """Print the log; with ``follow``, keep printing what is appended until ``ended()``, then
-    what was written between the last read and the end."""
+def copy(log: Path, out: BinaryIO, follow: bool, ended: Callable[[], bool], lines: int | None = None) -> None:
+    """Print the log (with ``lines``, only its last ``lines`` lines, as ``tail -n``); with
+    ``follow``, keep printing what is appended until ``ended()``, then what was written between
+    the last read and the end. Ctrl-C stops it, after flushing what was read."""
     try:
         with open(log, "rb") as f:
-            out.write(_trim_records(f.read(RECORDS_BYTES)))
+            _write_from(f, out, 0 if lines is None else tail_start(f, lines))
             _drain(f, out)
             while follow and not ended():
                 time.sleep(FOLLOW_POLL_S)
@@ -114,6 +193,42 @@ def copy(log: Path, out: BinaryIO, follow: bool, ended: Callable[[], bool]) -> N
         raise PbtrunError(f"{log}: the log is not there (was the sweep directory cleaned?).") from None
     except KeyboardInterrupt:
         out.flush()
+        raise
+
+
+def tail_start(f: BinaryIO, lines: int) -> int:
+    """Where the last ``lines`` lines of ``f`` begin, read backwards from its end (a log may be
+    gigabytes). A newline that ends the file ends its last line; it does not begin another."""
+    size = f.seek(0, os.SEEK_END)
+    end = size
+    if size:
+        f.seek(size - 1)
+        end -= f.read(1) == b"\n"
+    found = 0
+    while end > 0:
+        begin = max(0, end - TAIL_BLOCK_BYTES)
+        f.seek(begin)
+        block = f.read(end - begin)
+        at = len(block)
+        while (at := block.rfind(b"\n", 0, at)) >= 0:
+            found += 1
+            if found == lines:
+                return begin + at + 1
+        end = begin
+    return 0
+
+
+def _write_from(f: BinaryIO, out: BinaryIO, start: int) -> None:
+    """Print ``f`` from offset ``start`` (a line's beginning) up to where it has been read, with
+    the records at its top trimmed where they are printed."""
+    if start >= RECORDS_BYTES:
+        f.seek(start)
+        return
+    f.seek(0)
+    head = f.read(RECORDS_BYTES)
+    skipped = head.count(b"\n", 0, start)  # trimming keeps every line, so they are skipped as counted
+    parts = _trim_records(head).split(b"\n", skipped)
+    out.write(parts[skipped] if len(parts) > skipped else b"")
 
 
 def _trim_records(head: bytes) -> bytes:

@@ -51,8 +51,8 @@ def tail_lines(path: Path, count: int) -> list[str]:
     (its exit and pid records, ``# pbtrun:``, ``# cwd:``, ``# gpus:``, ``# argv:``) is left out: for a run that printed
     little, it would fill the tail and hide the one line that says what went wrong. A carriage
     return (a progress bar redrawing its line) ends a line too, and terminal escape codes are
-    removed so a training script's colours cannot garble the view. A missing or unreadable file
-    has no lines.
+    removed so a training script's colours cannot garble the view. Leading whitespace is kept.
+    A missing or unreadable file has no lines.
     """
     limit = TAIL_BYTES_PER_LINE * max(count, 1)
     try:
@@ -71,7 +71,9 @@ def tail_lines(path: Path, count: int) -> list[str]:
     pieces = re.split(r"[\r\n]", data.decode(errors="replace"))
     if not whole:
         pieces = pieces[1:]  # the end of a longer line
-    lines = [clean for piece in pieces if (clean := _CONTROL.sub("", piece.replace("\t", " ")).strip())]
+    # Only the right side is stripped: the indentation of a traceback's lines is what makes it readable.
+    cleaned = (_CONTROL.sub("", piece.replace("\t", " ")).rstrip() for piece in pieces)
+    lines = [line for line in cleaned if line.strip()]
     return lines[-count:] if count else []
 
 

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pbtrun import render
+from pbtrun.naming import render_value
 from pbtrun.render import STYLES, SYMBOLS, Filters, active_counts, resume_hint
 from pbtrun.state import FAILED, RUNNING, SEEN_RUNNING, STATUSES, SUCCEEDED, Experiment, Observed, Sweep
 from pbtrun.store import SweepPaths
@@ -39,15 +40,17 @@ def status_text(exp: Experiment, seen: Observed | None = None) -> Text:
     return Text(f"{SYMBOLS[exp.status]} {render.status_word(exp)}", style=style)
 
 
-def counts_text(counts: Mapping[str, int], symbols: bool = False) -> Text:
-    """``3 succeeded, 1 failed`` (or ``✔ 3 ✘ 1`` where space is short), each in its colour."""
+def counts_text(counts: Mapping[str, int], symbols: bool = False, running_word: str = RUNNING) -> Text:
+    """``3 succeeded, 1 failed`` (or ``✔ 3 ✘ 1`` where space is short), each in its colour;
+    ``running_word`` says what the running count is (``recorded as running``, with no scheduler)."""
     text = Text()
     for status in STATUSES:
         if not counts.get(status):
             continue
         if text:
             text.append(" " if symbols else ", ")
-        word = f"{SYMBOLS[status]} {counts[status]}" if symbols else f"{counts[status]} {status}"
+        words = running_word if status == RUNNING else status
+        word = f"{SYMBOLS[status]} {counts[status]}" if symbols else f"{counts[status]} {words}"
         text.append(word, style=STYLES[status])
     return text or Text("no experiments", style="dim")
 
@@ -81,9 +84,10 @@ def sweep_table(
     if not shown:
         return Group(Text("no experiment matches the filters", style="dim"), footer)
     cut = shown[:limit] if limit is not None else shown
-    rows = [_row(n, e, now, observed.get(e.id)) for n, e in cut]
-    keep = _visible(rows)
-    columns = [c for i, c in enumerate(_EXPERIMENT_COLUMNS) if i in keep]
+    params = varying_params([e for _, e in cut])
+    rows = [_row(n, e, now, observed.get(e.id)) + _param_cells(e, params) for n, e in cut]
+    keep = _visible(rows) | set(range(len(_EXPERIMENT_COLUMNS), len(_EXPERIMENT_COLUMNS) + len(params)))
+    columns = [c for i, c in enumerate((*_EXPERIMENT_COLUMNS, *_param_columns(params))) if i in keep]
     table = FittedTable(columns, [[cell for i, cell in enumerate(row) if i in keep] for row in rows])
     if len(cut) == len(shown):
         return Group(table, footer)
@@ -98,12 +102,14 @@ def sweep_table(
 @dataclass(frozen=True)
 class Column:
     """A table column. ``drop_rank`` > 0 marks it optional, higher ranks going first when space runs
-    out; ``min_width`` marks it shrinkable down to that width, its cells ending in an ellipsis."""
+    out; ``min_width`` marks it shrinkable down to that width, its cells ending in an ellipsis.
+    ``extra`` columns go first of all, the last one first, before any column has to shrink."""
 
     header: str
     justify: JustifyMethod = "left"
     drop_rank: int = 0
     min_width: int | None = None
+    extra: bool = False
 
 
 # ``#`` is the experiment's index in the whole sweep (also under filters), what ``pbtrun logs
@@ -135,6 +141,31 @@ def _row(index: int, exp: Experiment, now: float, seen: Observed | None = None) 
         Text((f"{attempts} ({lost} lost)" if lost else str(attempts)) if attempts else ""),
         Text(render.duration(took), style="cyan" if exp.status == RUNNING and seen is None else ""),
     ]
+
+
+def varying_params(experiments: Sequence[Experiment]) -> dict[str, bool]:
+    """The parameters whose values tell these experiments apart (a value that differs, or that
+    some of them lack), in the order they first appear; for each, whether every value is a
+    number (its column is then right-aligned). A parameter with one value everywhere says
+    nothing about which row is which, so it gets no column."""
+    values: dict[str, set[str]] = {}
+    having: dict[str, int] = {}
+    numeric: dict[str, bool] = {}
+    for exp in experiments:
+        for name, value in exp.params.items():
+            values.setdefault(name, set()).add(render_value(value))
+            having[name] = having.get(name, 0) + 1
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            numeric[name] = numeric.get(name, True) and number
+    return {name: numeric[name] for name, seen in values.items() if len(seen) > 1 or having[name] < len(experiments)}
+
+
+def _param_columns(params: Mapping[str, bool]) -> list[Column]:
+    return [Column(name, "right" if number else "left", extra=True) for name, number in params.items()]
+
+
+def _param_cells(exp: Experiment, params: Mapping[str, bool]) -> list[RenderableType]:
+    return [Text(render_value(exp.params[name]) if name in exp.params else "") for name in params]
 
 
 def _visible(rows: Sequence[Sequence[RenderableType]]) -> set[int]:
@@ -211,12 +242,18 @@ def _one_line(cell: RenderableType) -> RenderableType:
 
 
 def _fit(columns: Sequence[Column], widths: Sequence[int], width: int) -> list[int]:
-    """Indices of the columns to show: optional ones are dropped, highest rank first, until the
-    rest fit with the shrinkable ones at their minimum."""
+    """Indices of the columns to show: extra ones are dropped, the last first, until the rest fit
+    as wide as they are; then optional ones, highest rank first, until the rest fit with the
+    shrinkable ones at their minimum."""
     keep = list(range(len(columns)))
 
     def needed() -> int:
         return sum(min(widths[i], columns[i].min_width or widths[i]) + _GAP for i in keep) - _GAP
+
+    for i in reversed([i for i, c in enumerate(columns) if c.extra]):
+        if sum(widths[k] + _GAP for k in keep) - _GAP <= width:
+            break
+        keep.remove(i)
 
     for i in sorted((i for i, c in enumerate(columns) if c.drop_rank), key=lambda i: -columns[i].drop_rank):
         if needed() <= width:
@@ -235,23 +272,29 @@ def sweep_footer(
     shown: int | None = None,
     observed: Mapping[str, Observed] | None = None,
 ) -> RenderableType:
-    """``ant: 12 experiments: 3 succeeded, 1 failed, 8 pending; not running · resume with: pbtrun resume DIR``."""
+    """``ant: 12 experiments: 3 succeeded, 1 failed, 8 pending; not running · resume with: pbtrun resume DIR``.
+
+    Without a scheduler, experiments the state calls running are only what the last scheduler
+    recorded: they are counted as ``recorded as running``, beside ``no scheduler running``, never
+    as ``4 running; not running``. With a scheduler, the footer names it and says nothing of resuming.
+    """
     counts = active_counts(sweep)
     total = sum(counts.values())
     noun = "experiment" if total == 1 else "experiments"
     text = Text(f"{sweep.name}: ")
     text.append(f"{shown} of {total} shown: " if shown is not None else f"{total} {noun}: ")
-    text.append_text(counts_text(counts))
+    recorded = holder is None and counts.get(RUNNING, 0) > 0
+    text.append_text(counts_text(counts, running_word="recorded as running" if recorded else "running"))
     removed = len(sweep.experiments) - total
     if removed:
         text.append(f", {removed} removed", style="dim")
     if holder is not None:
         text.append(f"; running (scheduler pid {holder.get('pid')} on {holder.get('host')})", style="cyan")
         return text
-    text.append("; not running")
+    text.append("; no scheduler running" if recorded else "; not running")
     stale = sum(1 for seen in (observed or {}).values() if seen.state != SEEN_RUNNING)
     if stale:
-        text.append(f"; {stale} of the running have ended, not yet recorded", style="yellow")
+        text.append(f"; {stale} of them have ended, not yet recorded", style="yellow")
     command = resume_hint(paths, counts)
     if command is None:
         return text

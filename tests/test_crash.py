@@ -918,7 +918,7 @@ def test_status_without_a_scheduler_shows_what_running_experiments_really_are(pr
     assert "✔ ended (0), not yet recorded" in shown["00_g_n_0"]
     assert "✘ ended (3), not yet recorded" in shown["01_g_n_3"]
     assert "● running (no scheduler)" in shown["02_g_n_5"]
-    assert "3 running; not running; 2 of the running have ended, not yet recorded" in shown["footer"]
+    assert "3 recorded as running; no scheduler running; 2 of them have ended, not yet recorded" in shown["footer"]
     assert "resume with: pbtrun resume train_dir/o" in shown["footer"]
     observed = {e["name"]: e["observed"] for e in project.status_json("o")["experiments"]}
     assert observed["01_g_n_3"]["state"] == "ended" and observed["01_g_n_3"]["returncode"] == 3

@@ -279,7 +279,6 @@ def test_logs_attempt_and_failed_tails(finished):
         (("0", "--failed"), "Error: --failed goes without EXPERIMENT"),
         (("--failed", "-f", "--attempt", "3"), "Error: -f and --attempt 3 go with an EXPERIMENT, not with --failed"),
         (("--failed", "--attempt", "1"), "Error: --attempt 1 goes with an EXPERIMENT, not with --failed"),
-        (("0", "-n", "5"), "Error: -n/--lines goes with --failed"),
     ],
 )
 def test_logs_options_that_do_not_go_together_are_usage_errors(finished, args, said):
@@ -474,6 +473,15 @@ def test_shell_completion_offers_sweeps_and_experiment_names(finished):
     assert "train_dir/lg" in values(finished, "pbtrun status train_dir/")
     assert values(finished, "pbtrun logs train_dir/lg 01") == ["01_ok_i_2"]
     assert {"up", "resume", "status", "logs"} <= set(values(finished, "pbtrun "))
+
+
+@pytest.mark.parametrize("words", ["pbtrun up sweep.toml --", "pbtrun resume train_dir/lg --", "pbtrun plan x --"])
+def test_shell_completion_offers_one_spelling_of_each_option(finished, words):
+    offered = values(finished, words)
+    assert {"--num-gpus", "--max-parallel", "--experiments-per-gpu", "--pause-between"} <= set(offered)
+    assert not [o for o in offered if "_" in o]  # --num_gpus and the like: still taken, never offered
+    assert len(offered) == len(set(offered))
+    assert values(finished, words + "num") == ["--num-gpus"]
 
 
 def test_shell_completion_of_sweeps_anywhere(finished):

@@ -140,7 +140,8 @@ def test_what_running_experiments_really_are_when_no_scheduler_runs() -> None:
     assert "⏸ lost, not yet recorded" in rows["03_ant"] and not rows["03_ant"].endswith("s")
     assert "○ never started, not yet recorded" in rows["04_ant"]
     footer = lines_of(text)[-1]
-    assert "5 running; not running; 4 of the running have ended, not yet recorded" in footer
+    assert "5 recorded as running; no scheduler running; 4 of them have ended, not yet recorded" in footer
+    assert "not running" not in footer  # it read "5 running; not running"
     assert "resume with: pbtrun resume 'train_dir/my sweep'" in footer
 
 
@@ -188,8 +189,8 @@ def test_filters_combine(filters: Filters, expected: set[str]) -> None:
 def test_footer_counts_and_the_exact_resume_command() -> None:
     text, _ = show(sweep_table(PATHS, mixed_sweep(), NOW, holder=None))
     footer = " ".join(line.strip() for line in lines_of(text)[8:])
-    assert "7 experiments: 1 pending, 1 running, 1 succeeded, 3 failed, 1 interrupted" in footer
-    assert "not running" in footer
+    assert "7 experiments: 1 pending, 1 recorded as running, 1 succeeded, 3 failed, 1 interrupted" in footer
+    assert "no scheduler running" in footer
     assert lines_of(text)[-1] == "resume with: pbtrun resume 'train_dir/my sweep'"  # quoted: the path has a space
 
 
@@ -234,6 +235,26 @@ def test_a_narrow_terminal_drops_optional_columns_before_the_status() -> None:
     assert all(len(line) <= 40 for line in lines_of(text))
     assert lines_of(text)[0].split() == ["#", "EXPERIMENT", "STATUS"]
     assert "✘ failed (timed out)" in text and "00_ant_ok" in text
+
+
+def test_parameter_columns_go_before_any_column_shrinks_the_last_first() -> None:
+    runs = [(0, "00_ant_lr_0.1", 0.1, "adam_with_a_long_name"), (1, "01_ant_lr_0.03", 0.03, "sgd")]
+    sweep = make_sweep(
+        *(
+            experiment(n, name, SUCCEEDED, attempt(gpus=(n,)))._replace(params={"seed": 1, "lr": lr, "optimizer": opt})
+            for n, name, lr, opt in runs
+        )
+    )
+    wide, _ = show(sweep_table(PATHS, sweep, NOW, holder=None), width=120)
+    assert lines_of(wide)[0].split() == ["#", "EXPERIMENT", "STATUS", "GPU", "DURATION", "lr", "optimizer"]  # no seed
+    assert lines_of(wide)[1].split()[-2:] == ["0.1", "adam_with_a_long_name"]
+    assert lines_of(wide)[2].split()[-2:] == ["0.03", "sgd"]
+    fits, _ = show(sweep_table(PATHS, sweep, NOW, holder=None), width=60)
+    assert lines_of(fits)[0].split() == ["#", "EXPERIMENT", "STATUS", "GPU", "DURATION", "lr"]  # the last went first
+    narrow, _ = show(sweep_table(PATHS, sweep, NOW, holder=None), width=46)
+    assert lines_of(narrow)[0].split() == ["#", "EXPERIMENT", "STATUS", "GPU", "DURATION"]
+    assert "01_ant_lr_0.03" in narrow and "…" not in narrow  # no name is cut while a parameter is shown
+    assert all(len(line) <= 46 for line in lines_of(narrow))
 
 
 def test_no_escape_codes_when_not_a_terminal() -> None:

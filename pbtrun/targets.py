@@ -1,0 +1,112 @@
+"""What the paths on a command line mean: the sweep a command works on when none is named, a
+"did you mean" for a mistyped sweep path, and the command to use when a Python run module is
+given where a sweep spec goes.
+
+Nothing here writes; it only lists directories and stats files, so a typo costs a clear message
+and never a traceback or a silent "no sweeps".
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from pbtrun import store
+from pbtrun.errors import SpecError, StateError
+
+DEFAULT_TRAIN_DIR = Path("train_dir")  # what `status`, `resume` and `logs` read when given no path
+SUGGESTIONS = 3
+
+
+def logs_arguments(path: Path | None, experiment: str | None) -> tuple[Path, str | None]:
+    """``pbtrun logs [PATH] [EXPERIMENT]``: the sweep and the experiment the arguments name.
+
+    With one argument that names nothing on disk (no ``/``, no such file or directory) while
+    ./train_dir holds sweeps, that argument is the experiment, in the only sweep there
+    (``pbtrun logs 00_ant``): an experiment's name is never a path, and a mistyped sweep path
+    still gets its "did you mean" because it has a ``/`` or the train dir holds no sweep.
+    """
+    if path is None:
+        return DEFAULT_TRAIN_DIR, experiment
+    bare = "/" not in str(path) and str(path) not in (".", "..") and not path.exists()
+    if experiment is None and bare and store.find_sweeps(DEFAULT_TRAIN_DIR):
+        return DEFAULT_TRAIN_DIR, str(path)
+    return path, experiment
+
+
+def refuse_missing(path: Path, command: str, given: bool = True) -> None:
+    """Raise the error a sweep path that does not exist gets: the closest sweeps' paths, or, when
+    no path was given, that ./train_dir is not here either."""
+    if path.exists() or path.is_symlink():
+        return
+    if not given:
+        raise StateError(
+            f"no sweep given, and there is no {path}/ here to find one in: give the sweep's directory "
+            f"(pbtrun {command} TRAIN_DIR/NAME), or run pbtrun where {path}/ is."
+        )
+    raise StateError(f"{path}: no such directory. Give a sweep directory (train_dir/NAME).{did_you_mean(path)}")
+
+
+def did_you_mean(path: Path) -> str:
+    """`` Did you mean 'train_dir/ant'?`` for the sweeps whose paths are closest to ``path``, or ''."""
+    close = close_sweeps(path)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(shlex.quote(c) for c in close) + "?"
+
+
+def close_sweeps(path: Path) -> list[str]:
+    """Sweep paths, spelled as ``path`` is (relative or absolute), that differ from it by a typo:
+    sweeps beside it (``train_dir/quickstrat``), in a directory next to its missing parent
+    (``trian_dir/quickstart``), or under ./train_dir for a bare name (``quickstrat``)."""
+    import difflib  # only once a path is already wrong
+
+    parent = path.parent
+    candidates: dict[str, str] = {}  # what is compared -> what is suggested
+    if parent.is_dir():
+        for sweep in store.find_sweeps(parent):
+            candidates[sweep.name] = str(sweep)
+        if parent == Path("."):
+            for sweep in store.find_sweeps(DEFAULT_TRAIN_DIR):
+                candidates.setdefault(sweep.name, str(sweep))
+        typed = path.name
+    elif parent.parent.is_dir() and parent != parent.parent:
+        for directory in store.subdirectories(parent.parent):
+            for sweep in store.find_sweeps(directory):
+                candidates[f"{directory.name}/{sweep.name}"] = str(sweep)
+        typed = f"{parent.name}/{path.name}"
+    else:
+        return []
+    found = difflib.get_close_matches(typed, list(candidates), n=SUGGESTIONS, cutoff=0.6)
+    return [candidates[key] for key in found]
+
+
+def refuse_run_module(spec_file: Path, command: str) -> None:
+    """A Python file given to ``up`` or ``plan``: say the ``pbtrun import`` command that turns an
+    old launcher's run module into a spec, and the command to run after it, on a line of their
+    own to copy. Raised before the file is read as TOML, whose complaint about the first line
+    of Python would help no one."""
+    if spec_file.suffix != ".py" or not spec_file.is_file():
+        return
+    toml = spec_file.with_suffix(".toml")
+    steps = f"pbtrun import {shlex.quote(str(spec_file))} -o {shlex.quote(str(toml))}"
+    steps += f" && pbtrun {command} {shlex.quote(str(toml))}"
+    overwrites = ""
+    if toml.exists():  # never suggest --force: that file may be a spec written by hand
+        overwrites = f" ({toml} exists already, and import will not write over it: give -o another name)"
+    if _defines_run_description(spec_file):
+        what = f"{spec_file} is a Python run module (it defines RUN_DESCRIPTION), not a sweep spec. Convert it"
+    else:
+        what = (
+            f"{spec_file} is a Python file, not a sweep spec (TOML). A training script goes in a spec's "
+            "`command` (`pbtrun init` writes a starter spec). An old launcher's run module (one that defines "
+            "RUN_DESCRIPTION) is converted"
+        )
+    raise SpecError(f"{what}, then run, with{overwrites}:\n    {steps}")
+
+
+def _defines_run_description(path: Path) -> bool:
+    try:
+        return b"RUN_DESCRIPTION" in path.read_bytes()
+    except OSError:
+        return False
