@@ -133,7 +133,10 @@ def scheduler_options(func: Callable) -> Callable:
             show_default=True,
             help="Seconds between SIGINT and SIGTERM when stopping.",
         ),
-        click.option("--retry-failed", is_flag=True, help="Run failed experiments again."),
+        click.option("--retry-failed", is_flag=True, help="Run failed experiments again (lost ones too)."),
+        click.option(
+            "--retry-lost", is_flag=True, help="Run again the lost ones: their outcome is unknowable (a reboot)."
+        ),
         click.option("--plain", is_flag=True, help="Plain timestamped lines instead of the live view."),
     ]
     for option in reversed(options):

@@ -203,7 +203,14 @@ def run(paths: store.SweepPaths, kw: dict[str, Any], saved: tuple[Sweep, tuple |
     from pbtrun.scheduler import Scheduler
 
     view = make_view(paths, True if kw["plain"] else None)
-    scheduler = Scheduler(paths, view, grace_s=kw["grace"], retry_failed=kw["retry_failed"], saved=saved)
+    scheduler = Scheduler(
+        paths,
+        view,
+        grace_s=kw["grace"],
+        retry_failed=kw["retry_failed"],
+        retry_lost=kw["retry_lost"],
+        saved=saved,
+    )
     try:
         scheduler.prepare()  # adopt and record first: the view starts from the true state
     except BaseException:

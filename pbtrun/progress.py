@@ -331,7 +331,16 @@ def summary_lines(paths: SweepPaths, sweep: Sweep, code: int, wall_s: float | No
     lines = [_verdict(sweep, counts, code, wall_s)]
     lines += _time_lines(sweep)
     lines += _failed_lines(paths, sweep)
-    command = resume_hint(paths, counts)
+    lost = render.lost_count(sweep)
+    if lost:
+        lines.append(
+            Line(
+                f"{lost} lost: pbtrun cannot know how they ended (the machine or their processes went "
+                "without an exit record); they may have succeeded, so they run again only with --retry-lost",
+                "yellow",
+            )
+        )
+    command = resume_hint(paths, counts, lost)
     if command is not None:
         lines.append(Line(f"resume with: {command}", "bold"))
     return lines

@@ -91,7 +91,7 @@ def _status_word(exp: Experiment) -> str:
         return "failed (timed out)"
     if exp.status == FAILED and last is not None and last.returncode is not None:
         return f"failed ({returncode_word(last.returncode)})"
-    if exp.status == INTERRUPTED and last is not None and last.outcome == LOST:
+    if exp.status in (INTERRUPTED, FAILED) and last is not None and last.outcome == LOST:  # interrupted: format 1
         return "lost"
     return exp.status
 
@@ -112,7 +112,7 @@ def observed_status(seen: Observed) -> str:
     """The status an observation amounts to (its symbol and colour in tables)."""
     if seen.state == SEEN_ENDED:
         return SUCCEEDED if seen.returncode == 0 else FAILED
-    return {SEEN_LOST: INTERRUPTED, SEEN_NOT_STARTED: PENDING}.get(seen.state, RUNNING)
+    return {SEEN_LOST: FAILED, SEEN_NOT_STARTED: PENDING}.get(seen.state, RUNNING)
 
 
 def observed_json(seen: Observed | None) -> dict[str, Any] | None:
@@ -342,18 +342,29 @@ def active_counts(sweep: Sweep) -> dict[str, int]:
     return counts
 
 
-def resume_hint(paths: SweepPaths, counts: Mapping[str, int]) -> str | None:
+def resume_hint(paths: SweepPaths, counts: Mapping[str, int], lost: int = 0) -> str | None:
     """The exact command that continues the sweep, or None when nothing is left to do.
 
     Failed experiments alone stay failed on a plain resume, so for them the command names
-    ``--retry-failed``; the directory is shell-quoted so the line can be pasted as it is.
+    ``--retry-failed`` (``--retry-lost`` where every failure is a ``lost`` one); the directory
+    is shell-quoted so the line can be pasted as it is.
     """
     where = shlex.quote(str(paths.dir))
     if counts.get(PENDING, 0) + counts.get(INTERRUPTED, 0) + counts.get(RUNNING, 0):
         return f"pbtrun resume {where}"
     if counts.get(FAILED, 0):
-        return f"pbtrun resume {where} --retry-failed"
+        return f"pbtrun resume {where} --retry-{'lost' if lost == counts[FAILED] else 'failed'}"
     return None
+
+
+def lost_count(sweep: Sweep) -> int:
+    """Experiments in the spec whose last attempt was lost (failed: their outcome is unknowable)."""
+    return sum(1 for e in sweep.experiments.values() if not e.removed and e.status == FAILED and _last_lost(e))
+
+
+def _last_lost(exp: Experiment) -> bool:
+    last = last_attempt(exp)
+    return last is not None and last.outcome == LOST
 
 
 def _item_encoder() -> Callable[[Any], str]:

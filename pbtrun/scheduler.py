@@ -77,6 +77,7 @@ class Scheduler:
         listener: Listener,
         grace_s: float = 30.0,
         retry_failed: bool = False,
+        retry_lost: bool = False,
         saved: tuple[Sweep, tuple | None] | None = None,
     ) -> None:
         """``saved``: the sweep as just saved and the file's signature (see StateWriter)."""
@@ -84,6 +85,7 @@ class Scheduler:
         self.listener = listener
         self.grace_s = grace_s
         self.retry_failed = retry_failed
+        self.retry_lost = retry_lost  # only the failed whose outcome is lost (retry_failed: all)
         self.selector = selectors.DefaultSelector()
         # A reaper is forked first: before the sweep is loaded (a small process to copy) and
         # before the state writer starts its thread (forking a threaded process is unsafe).
@@ -273,9 +275,9 @@ class Scheduler:
                     why = _stopped_by_pbtrun(exp.last, found)  # type: ignore[arg-type]
                     sweep.update(_ended(exp, found, stopped=why == "stop", timed_out=why == "timeout"))  # type: ignore[arg-type]
                     recorded.append(exp.id)
-            if self.retry_failed:
+            if self.retry_failed or self.retry_lost:
                 for exp in list(sweep.experiments.values()):
-                    if exp.status == FAILED and not exp.removed:
+                    if exp.status == FAILED and not exp.removed and (self.retry_failed or _lost(exp)):
                         sweep.update(exp.to(PENDING))
 
         self._transact(change)
@@ -590,6 +592,10 @@ class Scheduler:
                         self.writer.refresh()
 
 
+def _lost(exp: Experiment) -> bool:
+    return exp.last is not None and exp.last.outcome == LOST
+
+
 def _stopped_by_pbtrun(attempt: Attempt, outcome: Outcome) -> str | None:
     """ "stop" or "timeout" if the attempt ended after pbtrun signalled it, else None.
 
@@ -615,8 +621,8 @@ def _ended(exp: Experiment, outcome: Outcome, stopped: bool, timed_out: bool = F
         return exp.to(PENDING, last._replace(outcome=NOT_STARTED_OUTCOME, **common))
     if stopped:  # stopped on purpose: it runs again, whatever its exit status
         return exp.to(INTERRUPTED, last._replace(outcome=STOPPED, **common))
-    if outcome.returncode is None and not timed_out:
-        return exp.to(INTERRUPTED, last._replace(outcome=LOST, **common))
+    if outcome.returncode is None and not timed_out:  # it may have succeeded: run again only if asked
+        return exp.to(FAILED, last._replace(outcome=LOST, **common))
     if outcome.returncode == 0 and not timed_out:
         return exp.to(SUCCEEDED, last._replace(outcome=EXITED, **common))
     exp = exp.to(FAILED, last._replace(outcome=TIMED_OUT if timed_out else EXITED, **common))

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from pbtrun import render
 from pbtrun.naming import render_value
-from pbtrun.render import STYLES, SYMBOLS, Filters, active_counts, resume_hint
+from pbtrun.render import STYLES, SYMBOLS, Filters, active_counts, lost_count, resume_hint
 from pbtrun.state import FAILED, RUNNING, SEEN_RUNNING, STATUSES, SUCCEEDED, Experiment, Observed, Sweep
 from pbtrun.store import SweepPaths
 
@@ -295,7 +295,7 @@ def sweep_footer(
     stale = sum(1 for seen in (observed or {}).values() if seen.state != SEEN_RUNNING)
     if stale:
         text.append(f"; {stale} of them have ended, not yet recorded", style="yellow")
-    command = resume_hint(paths, counts)
+    command = resume_hint(paths, counts, lost_count(sweep))
     if command is None:
         return text
     return OneLine(text, Text.assemble("resume with: ", (command, "bold")), " · ")

@@ -927,22 +927,30 @@ def test_status_without_a_scheduler_shows_what_running_experiments_really_are(pr
     # The reaper and the last experiment vanish at once, as in a reboot: no exit record, no process.
     os.kill(pid_records[2]["reaper"], signal.SIGKILL)
     os.killpg(pid_records[2]["pid"], signal.SIGKILL)
-    assert project.wait_for(lambda: "⏸ lost, not yet recorded" in rows()["02_g_n_5"])
+    assert project.wait_for(lambda: "✘ lost, not yet recorded" in rows()["02_g_n_5"])
     assert (project.root / "train_dir/o/pbtrun.json").read_bytes() == state_before  # status only looked
 
-    (project.root / "gate5").touch()  # the lost one runs again on resume, and exits 5 this time
-    resumed = project.run("resume", "train_dir/o", "--plain")
+    (project.root / "gate5").touch()
+    resumed = project.run("resume", "train_dir/o", "--plain")  # records the truth; runs nothing lost
     assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    assert "1 lost: pbtrun cannot know how they ended" in resumed.stdout
     after = {e["name"]: e for e in project.status_json("o")["experiments"]}
     assert (after["00_g_n_0"]["status"], after["00_g_n_0"]["returncode"]) == ("succeeded", 0)
     assert (after["01_g_n_3"]["status"], after["01_g_n_3"]["returncode"]) == ("failed", 3)
+    assert (after["02_g_n_5"]["status"], after["02_g_n_5"]["outcome"]) == ("failed", "lost")
+    assert "resume with: pbtrun resume" in project.run("status", "train_dir/o").stdout
+    retried = project.run("resume", "train_dir/o", "--plain", "--retry-lost")  # asked: it runs, exits 5
+    assert retried.returncode == 1, retried.stdout + retried.stderr
+    after = {e["name"]: e for e in project.status_json("o")["experiments"]}
     assert [h["outcome"] for h in after["02_g_n_5"]["history"]] == ["lost", "exited"]
+    assert after["01_g_n_3"]["attempts"] == 1  # --retry-lost leaves the other failures alone
     assert all(e["observed"] is None for e in after.values())
 
 
-def test_attempts_lost_to_a_reboot_run_again_and_show_as_lost(project, recorder):
+def test_attempts_lost_to_a_reboot_are_kept_failed_and_run_again_with_retry_lost(project, recorder):
     """A reboot leaves the state saying "running", with no process and no exit record: resume
-    records those attempts as lost and runs the experiments again."""
+    records those attempts as lost, failed (they may have succeeded: nothing that succeeded runs
+    twice unless asked), and with --retry-lost runs the experiments again."""
     project.spec(f'name = "rb"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\nlist = [{{ sleep = 30 }}]\n')
     proc = project.start("up", "sweep.toml")
     project.wait_for(project.records, timeout=20)
@@ -953,8 +961,13 @@ def test_attempts_lost_to_a_reboot_run_again_and_show_as_lost(project, recorder)
     project.wait_for(lambda: not Path(f"/proc/{project.records()[0]['pid']}").exists(), timeout=10)
     status = project.run("status", "train_dir/rb")
     assert "running" in status.stdout  # what the state still says, until a scheduler looks
-    project.spec(f'name = "rb"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\nlist = [{{ sleep = 30 }}]\n')
-    resumed = project.start("resume", "train_dir/rb")
+    kept = project.run("resume", "train_dir/rb", "--plain")
+    assert kept.returncode == 1, kept.stdout + kept.stderr
+    (exp,) = project.status_json("rb")["experiments"]
+    assert (exp["status"], exp["outcome"], exp["returncode"]) == ("failed", "lost", None)
+    footer = project.run("status", "train_dir/rb").stdout.splitlines()[-1]
+    assert "resume with: pbtrun resume train_dir/rb --retry-lost" in footer, footer
+    resumed = project.start("resume", "train_dir/rb", "--retry-lost")
     project.wait_for(lambda: len(project.records()) >= 2, timeout=20)  # started again
     (exp,) = project.state("rb")["experiments"]
     assert exp["attempts"][0]["outcome"] == "lost" and exp["attempts"][0]["returncode"] is None

@@ -364,7 +364,7 @@ def test_logs_follow_ends_when_the_state_ends_an_attempt_that_has_no_exit_record
     assert follow.stdout.readline().startswith("# pbtrun pid: {")
     assert follow.stdout.readline().startswith("# pbtrun: 00_a_sle_30, attempt 1")
     assert follow.poll() is None  # the state still says "running"
-    resumed = project.start("resume", "train_dir/rb")  # records attempt 1 as lost, runs attempt 2
+    resumed = project.start("resume", "train_dir/rb", "--retry-lost")  # records attempt 1 as lost, runs attempt 2
     project.wait_for(lambda: project.status_json("rb")["experiments"][0]["attempts"] == 2, timeout=TIMEOUT)
     out, err = follow.communicate(timeout=TIMEOUT)  # ends by itself: no exit record will ever come
     assert follow.returncode == 0, err

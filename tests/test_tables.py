@@ -137,7 +137,7 @@ def test_what_running_experiments_really_are_when_no_scheduler_runs() -> None:
     assert "✘ ended (3), not yet recorded" in rows["00_ant"] and rows["00_ant"].endswith("1m00s")
     assert "✘ ended (SIGKILL), not yet recorded" in rows["01_ant"] and rows["01_ant"].endswith("1m10s")
     assert "● running (no scheduler)" in rows["02_ant"] and rows["02_ant"].endswith("1m40s")
-    assert "⏸ lost, not yet recorded" in rows["03_ant"] and not rows["03_ant"].endswith("s")
+    assert "✘ lost, not yet recorded" in rows["03_ant"] and not rows["03_ant"].endswith("s")
     assert "○ never started, not yet recorded" in rows["04_ant"]
     footer = lines_of(text)[-1]
     assert "5 recorded as running; no scheduler running; 4 of them have ended, not yet recorded" in footer
