@@ -1,8 +1,10 @@
-"""Read-only facts about processes from ``/proc`` (Linux)."""
+"""Facts about processes from ``/proc`` (Linux), and the one process setting the scheduler makes
+(it becomes a child subreaper)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -35,19 +37,29 @@ def _running_stat(pid: int | str) -> list[bytes] | None:
     return fields if fields and fields[0] not in (b"Z", b"X") else None
 
 
+def group_members(pgid: int) -> list[int]:
+    """The pids of the running processes of group ``pgid`` (zombies aside). Scans /proc."""
+    try:
+        return list(_group_pids(pgid))
+    except OSError:
+        return []
+
+
 def group_has_live_process(pgid: int) -> bool:
     """Whether any process of group ``pgid`` runs, zombies aside: in a container whose first
     process reaps nothing, a killed orphan stays a zombie for good, yet still counts for kill(0).
     Scans /proc: for the end of a stop only, not for every check."""
     try:
-        names = os.listdir("/proc")
+        return next(_group_pids(pgid), None) is not None
     except OSError:
         return True  # cannot tell: assume it runs (the caller keeps sending SIGKILL)
-    for name in names:
+
+
+def _group_pids(pgid: int) -> Iterator[int]:
+    for name in os.listdir("/proc"):
         fields = _running_stat(name) if name.isdigit() else None  # None too if gone meanwhile
         if fields is not None and len(fields) > 2 and int(fields[2]) == pgid:
-            return True
-    return False
+            yield int(name)
 
 
 def become_subreaper() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -132,3 +133,65 @@ def test_a_reaper_killed_while_the_scheduler_lives_loses_no_exit_status(project)
         assert read_records(exp["log"])[0]["returncode"] == exp["returncode"]
     again = project.run("resume", "train_dir/r", "--plain")
     assert again.returncode == 1 and project.status_json("r")["experiments"][0]["attempts"] == 1
+
+
+def _forge_pid_record(log: Path, pid: int) -> None:
+    """Write into a log's pid record another process's real pid and start time."""
+    from pbtrun.backends import reaper
+    from pbtrun.proc import process_start_time
+
+    record = {"pid": pid, "start": process_start_time(pid), "at": time.time(), "reaper": 1, "address": "nobody"}
+    payload = json.dumps(record, sort_keys=True).encode().ljust(reaper.PID_WIDTH)
+    with open(log, "r+b") as f:
+        f.seek(reaper.PID_OFFSET + len(reaper.PID_PREFIX))
+        f.write(payload)
+
+
+def test_a_forged_pid_record_is_neither_adopted_nor_signalled(project, recorder):
+    """Anyone who can write in a sweep directory can write a pid record: resume must not adopt
+    the process it names, and stop --now must not kill its group."""
+    from helpers import alive, reaper_of
+
+    project.spec(f'name = "fg"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\nlist = [{{ sleep = 30 }}]\n')
+    proc = project.start("up", "sweep.toml", "--plain")
+    project.wait_for(project.records, timeout=20)
+    log = next((project.root / "train_dir/fg/logs").glob("*.log"))
+    os.kill(proc.pid, signal.SIGKILL)
+    os.kill(reaper_of(log.parent), signal.SIGKILL)
+    os.killpg(project.records()[0]["pid"], signal.SIGKILL)
+    victim = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        _forge_pid_record(log, victim.pid)
+        resumed = project.start("resume", "train_dir/fg", "--plain", "--retry-lost")
+        project.wait_for(lambda: len([r for r in project.records() if r["event"] == "start"]) == 2, timeout=20)
+        stop = project.run("stop", "train_dir/fg", "--now", timeout=30)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        out, _ = resumed.communicate(timeout=30)
+        assert "adopted" not in out, out
+        assert alive(victim.pid), "a forged pid record got an unrelated process killed"
+        (exp,) = project.status_json("fg")["experiments"]
+        assert [h["outcome"] for h in exp["history"]] == ["lost", "stopped"]
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_a_forged_pid_record_of_a_running_attempt_is_never_signalled(project, recorder):
+    """The record of an attempt that runs, overwritten: the stop leaves the named process alone
+    (the attempt's own end still comes from its reaper)."""
+    from helpers import alive
+
+    project.spec(f'name = "fr"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\nlist = [{{ sleep = 2 }}]\n')
+    proc = project.start("up", "sweep.toml", "--plain")
+    project.wait_for(project.records, timeout=20)
+    log = next((project.root / "train_dir/fr/logs").glob("*.log"))
+    victim = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        _forge_pid_record(log, victim.pid)
+        stop = project.run("stop", "train_dir/fr", "--now", timeout=30)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        proc.communicate(timeout=30)
+        assert alive(victim.pid), "a forged pid record got an unrelated process killed"
+    finally:
+        victim.kill()
+        victim.wait()

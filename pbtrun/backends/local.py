@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from pbtrun.backends import reaper
 from pbtrun.errors import BackendError
-from pbtrun.proc import exit_code_of, group_has_live_process, process_start_time
+from pbtrun.proc import exit_code_of, group_has_live_process, group_members, process_start_time
 from pbtrun.state import (  # the observation vocabulary lives with the state, for status to read without this module
     SEEN_ENDED,
     SEEN_LOST,
@@ -378,14 +378,9 @@ class LocalBackend:
         if found is None:
             return None  # no log: the reaper never claimed the attempt, so never started it
         pid_record = found[1]
-        if pid_record is not None:
+        if pid_record is not None and self._belongs(pid_record, handle):
             return _pidfd(pid_record.get("pid"), pid_record.get("start"))
-        markers = (
-            f"PBTRUN_SWEEP_DIR={self.sweep_dir}".encode(),
-            f"PBTRUN_EXPERIMENT={handle.name}".encode(),
-            f"PBTRUN_ATTEMPT={handle.attempt}".encode(),
-        )
-        return _pidfd_by_environ(markers)
+        return _pidfd_by_environ(self._identity(handle))
 
     # ---------------------------------------------------------------- after a crash
 
@@ -415,13 +410,15 @@ class LocalBackend:
             if exit_record.get("abandoned"):
                 return NOT_STARTED
             return _outcome(exit_record, pid_record) or Outcome(None, time.time())
+        if pid_record is not None and not self._belongs(pid_record, handle):
+            found = pid_record = None  # a forged or stale record: neither adopted nor ever signalled
         handle.pgid = (pid_record or {}).get("pid")
         address = address or (pid_record or {}).get("address")
         conn = self._connect(address) if address else None
         if conn is not None:
             handle.source = conn.fileno()
         else:  # its reaper is gone: the experiment may still run, orphaned
-            pidfd = self._orphan(handle, found)
+            pidfd = self._orphan(handle, found or (None, None))
             if pidfd is None:
                 return exit_outcome(handle.log) or Outcome(None, time.time())
             handle.source = self._watch_source(pidfd)
@@ -446,14 +443,43 @@ class LocalBackend:
     # ---------------------------------------------------------------- signals and the end
 
     def signal(self, handle: Handle, sig: int) -> bool:
-        """Signal the experiment's process group; False if it has not started yet."""
+        """Signal the experiment's process group; False if it has not started yet. A pid record
+        that names a process other than this attempt's (a forged log) is never acted on."""
         if handle.pgid is None:
             found = reaper.read_records(handle.log)
-            handle.pgid = found[1].get("pid") if found and found[1] else None
-        if handle.pgid is None:
+            record = found[1] if found and found[1] else None
+            if record is None:
+                return False
+            if not self._belongs(record, handle):
+                return True  # nothing of ours to signal: the attempt's end comes from its reaper
+            handle.pgid = record.get("pid")
+        if not isinstance(handle.pgid, int):
             return False
         self.signal_group(handle.pgid, sig)
         return True
+
+    def _belongs(self, record: dict, handle: Handle) -> bool:
+        """Whether a pid record names this attempt's process group: its leader runs, started when
+        the record says, and carries the attempt's ``PBTRUN_*`` identity in its environment; or,
+        its leader gone, a process of the group still carries it, or none is left to signal. Anyone
+        who can write in a sweep directory can write a pid record: without this, resume would adopt
+        and ``stop --now`` kill whatever process it names."""
+        pid, start = record.get("pid"), record.get("start")
+        if not isinstance(pid, int) or pid <= 1:
+            return False
+        markers = self._identity(handle)
+        started = process_start_time(pid)
+        if started is not None:
+            return started == start and _carries(pid, markers)
+        members = group_members(pid)
+        return not members or any(_carries(member, markers) for member in members)
+
+    def _identity(self, handle: Handle) -> tuple[bytes, ...]:
+        return (
+            f"PBTRUN_SWEEP_DIR={self.sweep_dir}".encode(),
+            f"PBTRUN_EXPERIMENT={handle.name}".encode(),
+            f"PBTRUN_ATTEMPT={handle.attempt}".encode(),
+        )
 
     def signal_group(self, pgid: int, sig: int) -> None:
         """Signal a process group, also one whose leader has ended (see :meth:`group_alive`)."""
@@ -558,19 +584,24 @@ def _pid_of(pidfd: int) -> int | None:
     return None
 
 
+def _carries(pid: int, markers: tuple[bytes, ...]) -> bool:
+    """Whether process ``pid``'s environment holds every marker."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = set(f.read().split(b"\0"))
+    except OSError:
+        return False
+    return all(m in env for m in markers)
+
+
 def _pidfd_by_environ(markers: tuple[bytes, ...]) -> int | None:
     """A pidfd on the process-group leader whose environment holds every marker, if any."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                env = set(f.read().split(b"\0"))
-        except OSError:
-            continue
         pid = int(name)
         with contextlib.suppress(OSError):
-            if all(m in env for m in markers) and os.getpgid(pid) == pid:
+            if _carries(pid, markers) and os.getpgid(pid) == pid:
                 return _pidfd(pid, process_start_time(pid))
     return None
 
