@@ -210,13 +210,22 @@ def _pump(backend: LocalBackend, selector: selectors.BaseSelector, until, timeou
     return outcomes
 
 
+def _identity(paths: store.SweepPaths, exp, number: int = 1) -> dict[str, str]:
+    """The ``PBTRUN_*`` variables the scheduler gives an attempt: who may adopt and signal it."""
+    return {
+        "PBTRUN_SWEEP_DIR": str(paths.dir.resolve()),
+        "PBTRUN_EXPERIMENT": exp.name,
+        "PBTRUN_ATTEMPT": str(number),
+    }
+
+
 def _launched(tmp_path: Path, command: str) -> tuple[LocalBackend, selectors.BaseSelector, Handle]:
     """The running attempt of :func:`_running_sweep`, launched by a backend of its own."""
     paths, sweep = _running_sweep(tmp_path, command)
     exp = next(iter(sweep.experiments.values()))
     selector = selectors.DefaultSelector()
     backend = LocalBackend(paths, str(tmp_path), selector)
-    return backend, selector, backend.launch(exp, exp.last, dict(os.environ))
+    return backend, selector, backend.launch(exp, exp.last, _identity(paths, exp))
 
 
 def _started_pid(handle: Handle) -> int | None:
@@ -251,7 +260,7 @@ def test_a_started_launch_is_adopted_through_its_reaper(tmp_path):
     exp = next(iter(sweep.experiments.values()))
     first_selector, second_selector = selectors.DefaultSelector(), selectors.DefaultSelector()
     first = LocalBackend(paths, str(tmp_path), first_selector)
-    launched = first.launch(exp, exp.last, dict(os.environ))
+    launched = first.launch(exp, exp.last, _identity(paths, exp))
     _pump(first, first_selector, lambda _: _started_pid(launched) is not None)
     # A second scheduler (as after a crash) adopts it: same process, not a new one. It finds
     # the reaper by the address the attempt records.
@@ -301,12 +310,7 @@ def test_an_experiment_spawned_as_its_reaper_died_is_found_and_never_started_twi
     backend = LocalBackend(paths, str(tmp_path), selector)
     log = backend.log(exp, 1)
     Path(log).write_bytes(reaper.records() + b"# pbtrun: header\n")  # what the reaper writes before spawning
-    env = {
-        **os.environ,
-        "PBTRUN_SWEEP_DIR": str(paths.dir.resolve()),
-        "PBTRUN_EXPERIMENT": exp.name,
-        "PBTRUN_ATTEMPT": "1",
-    }
+    env = {**os.environ, **_identity(paths, exp)}
     # Not a child of this process (as for a resumed scheduler): its exit status is nobody's to read.
     launcher = subprocess.run(
         ["sh", "-c", "setsid sleep 30 >/dev/null 2>&1 & echo $!"], env=env, capture_output=True, text=True, check=True
