@@ -31,6 +31,12 @@ class StateError(PbtrunError):
     """The state file is missing, damaged, or from a newer pbtrun."""
 
 
+class DiskFull(StateError):
+    """The file system holding the sweep is full: nothing more is launched, nothing is lost."""
+
+    exit_code = 4
+
+
 class SweepBusy(PbtrunError):
     """Another scheduler already runs this sweep."""
 

@@ -18,6 +18,7 @@ while other slots stood idle).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import signal
@@ -28,7 +29,7 @@ from typing import Protocol
 
 from pbtrun import store
 from pbtrun.backends.local import NOT_STARTED, Handle, LocalBackend, Outcome
-from pbtrun.errors import BackendError, PbtrunError
+from pbtrun.errors import BackendError, DiskFull, PbtrunError
 from pbtrun.gpus import Placement
 from pbtrun.placeholders import fill_attempt
 from pbtrun.proc import become_subreaper, hostname
@@ -433,7 +434,11 @@ class Scheduler:
                     if "reaper" in outcome.error
                     else "free space or fix permissions"
                 )
-                self.failure = BackendError(
+                if outcome.errno in (errno.ENOSPC, errno.EDQUOT):
+                    fault, advice = DiskFull, "the disk is full: free space"
+                else:
+                    fault = BackendError
+                self.failure = fault(
                     f"{outcome.error.format(name=name)}. pbtrun stops launching; {advice}, then resume the sweep."
                 )
                 self.listener.message(f"error: {self.failure.message}")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtrun import __version__
-from pbtrun.errors import StateError, SweepBusy
+from pbtrun.errors import DiskFull, StateError, SweepBusy
 from pbtrun.naming import safe_file_name
 from pbtrun.proc import hostname, process_start_time
 from pbtrun.state import (
@@ -259,10 +259,12 @@ def replay(paths: SweepPaths, sweep: Sweep) -> int:
     """Apply the journal's entries newer than the sweep's ``journal_seq``; return the byte length
     of its complete lines (a torn last line, from a crash mid-append, is ignored)."""
     try:
-        data = paths.journal.read_bytes()
+        data = _read_own(paths.journal)
     except FileNotFoundError:
         return 0
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _link_refused(paths.journal) from None
         raise StateError(f"{paths.journal}: cannot read the journal: {exc.strerror}.") from None
     end = _complete_length(data)
     for number, line in enumerate(data[:end].splitlines(), 1):
@@ -376,9 +378,24 @@ def save(
 
 
 def _write_error(path: Path, exc: OSError) -> StateError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(
+            f"{path}: the disk is full ({exc.strerror}). The previous state is intact and every end "
+            "is kept (in the journal's reserve and in each log's exit record); free space, then resume "
+            "the sweep."
+        )
+    if exc.errno == errno.ELOOP:
+        return _link_refused(path)
     return StateError(
         f"{path}: cannot write the state: {exc.strerror or exc}. The previous state is intact; "
         "free space or fix permissions, then resume the sweep."
+    )
+
+
+def _link_refused(path: Path) -> StateError:
+    return StateError(
+        f"{path} is a symbolic link: pbtrun reads and writes only files of its own in a sweep "
+        "directory and never follows a link there. Remove the link, then resume the sweep."
     )
 
 
@@ -404,6 +421,13 @@ def read_summary(paths: SweepPaths) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("counts"), dict) else None
+
+
+def _read_own(path: Path) -> bytes:
+    """The bytes of a file of pbtrun's own: a symbolic link in its place is refused (ELOOP)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def version(paths: SweepPaths) -> tuple | None:
@@ -640,7 +664,7 @@ class Journal:
         """(Re)open after the file changed under us (a fold, another writer); find its end."""
         self.close()
         try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             data = os.pread(self.fd, os.fstat(self.fd).st_size, 0) if os.fstat(self.fd).st_size else b""
             self.offset = _complete_length(data)
             self.allocated = len(data)
@@ -684,7 +708,7 @@ class Journal:
         self.sync()
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            write_atomic(tmp, bytes(self.GROW_BYTES))
+            write_atomic(tmp, bytes(self._room(self.GROW_BYTES)))
             os.replace(tmp, self.path)
             fsync_dir(self.path.parent)
         except OSError as exc:
@@ -698,9 +722,19 @@ class Journal:
         that needed them. Not synced here: the first commit of a sweep grows the journal, and a
         sync (a file-system journal commit, 1 ms here) would delay the first launch."""
         self.sync()
-        size = max(self.GROW_BYTES if self.allocated else self.FIRST_BYTES, need, self.allocated)
+        size = max(need, self._room(max(self.GROW_BYTES if self.allocated else self.FIRST_BYTES, self.allocated)))
         _write_all(self.fd, bytes(size), self.allocated)  # type: ignore[arg-type]
         self.allocated += size
+
+    def _room(self, wanted: int) -> int:
+        """``wanted`` bytes to allocate, or less on a small or nearly full file system: at most a
+        sixteenth of the space left (never under a page), so the journal's reserve never takes
+        the room the experiments' own files and the state need."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return wanted
+        return max(4096, min(wanted, st.f_bavail * st.f_frsize // 16))
 
     def _flush(self) -> None:
         while True:

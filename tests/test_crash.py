@@ -746,8 +746,8 @@ def test_disk_full_keeps_state_intact_and_resume_completes(project, recorder, ti
         """
     )
     result = project.run("up", "sweep.toml")
-    assert result.returncode != 0
-    assert "No space left on device" in result.stdout + result.stderr
+    assert result.returncode == 4, result.stdout + result.stderr  # disk full has a code of its own
+    assert "No space left on device" in result.stderr and "the disk is full" in result.stderr
     assert "Traceback" not in result.stderr
     state = json.loads((tiny_fs / "full/pbtrun.json").read_text())  # still whole and valid
     assert all(e["status"] in ("pending", "running", "failed") for e in state["experiments"])
@@ -758,6 +758,26 @@ def test_disk_full_keeps_state_intact_and_resume_completes(project, recorder, ti
     statuses = {e["name"]: e["status"] for e in final["experiments"]}
     assert statuses.pop("00_fill") == "failed"
     assert set(statuses.values()) == {"succeeded"}
+
+
+def test_a_small_disk_holds_a_whole_sweep_the_journal_sized_to_it(project, tiny_fs):
+    """On a 2 MiB file system, the journal's reserve (at most a sixteenth of the free space) leaves
+    room for the sweep itself: 80 experiments that write nothing run to the end."""
+    project.spec(
+        f"""
+        name = "small"
+        train_dir = "{tiny_fs}"
+        command = "true"
+        experiment_arg_name = ""
+        experiment_dir_arg_name = ""
+        [[experiments]]
+        name = "t"
+        repeat = 80
+        """
+    )
+    result = project.run("up", "sweep.toml", "--plain")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tiny_fs / "small/pbtrun.journal").stat().st_size <= (2 << 20) // 16
 
 
 def test_disk_full_lets_running_experiments_finish_and_records_their_ends(project, recorder, tiny_fs):
@@ -786,7 +806,7 @@ def test_disk_full_lets_running_experiments_finish_and_records_their_ends(projec
         """
     )
     result = project.run("up", "sweep.toml")
-    assert result.returncode != 0
+    assert result.returncode == 4, result.stdout + result.stderr
     assert "No space left on device" in result.stdout + result.stderr and "Traceback" not in result.stderr
     exps = {e["name"]: e for e in project.state("full", train_dir=str(tiny_fs))["experiments"]}
     codes = {name: (e["status"], e["attempts"][-1]["returncode"]) for name, e in exps.items() if "long" in name}

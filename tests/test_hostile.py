@@ -195,3 +195,17 @@ def test_a_forged_pid_record_of_a_running_attempt_is_never_signalled(project, re
     finally:
         victim.kill()
         victim.wait()
+
+
+def test_a_journal_symlinked_elsewhere_is_refused_not_written(project, recorder):
+    project.spec(f'name = "sl"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\ngrid = {{ i = [1, 2] }}\n')
+    assert project.run("up", "sweep.toml", "--plain").returncode == 0
+    elsewhere = project.root / "precious.txt"
+    elsewhere.write_text("keep me\n")
+    journal = project.root / "train_dir/sl/pbtrun.journal"
+    journal.unlink()
+    journal.symlink_to(elsewhere)
+    result = project.run("resume", "train_dir/sl", "--plain", "--retry-failed")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is a symbolic link" in result.stderr and "Traceback" not in result.stderr
+    assert elsewhere.read_text() == "keep me\n"

@@ -67,6 +67,7 @@ class Outcome(NamedTuple):
     error: str | None = None  # the backend could not do its job (disk full, read-only train dir)
     started: bool = True  # False: the experiment never started, so it may simply run again
     started_at: float | None = None  # when it started, if it is known better than the attempt knows it
+    errno: int | None = None  # with ``error``: the system's reason, where one was given (ENOSPC: disk full)
 
 
 def resolve_argv(argv: Sequence[str]) -> list[str]:
@@ -292,7 +293,8 @@ class LocalBackend:
         what = "record the exit status of" if message["started"] else "start"
         why = os.strerror(message["errno"] or 0)
         error = f"cannot {what} {{name}}: writing in {self.paths.logs} failed: {why}"
-        return [(handle.exp_id, Outcome(None, time.time(), error=error, started=message["started"]))]
+        outcome = Outcome(None, time.time(), error=error, started=message["started"], errno=message["errno"])
+        return [(handle.exp_id, outcome)]
 
     def _already_there(self, handle: Handle) -> list[tuple[str, Outcome]]:
         """The attempt's log existed when its reaper came to claim it. Usually resume abandoned
