@@ -209,3 +209,22 @@ def test_a_journal_symlinked_elsewhere_is_refused_not_written(project, recorder)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "is a symbolic link" in result.stderr and "Traceback" not in result.stderr
     assert elsewhere.read_text() == "keep me\n"
+
+
+def test_a_foreign_file_under_a_logs_name_neither_stalls_nor_counts_as_an_attempt(project, recorder):
+    """A file that is no pbtrun log, where an attempt's log goes: that launch is not started (no
+    2 s wait for records that never come, no phantom lost attempt) and the next attempt runs."""
+    project.spec(f'name = "ff"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\ngrid = {{ i = [1, 2, 3] }}\n')
+    plan = json.loads(project.run("plan", "sweep.toml", "--json").stdout)
+    logs = project.root / "train_dir/ff/logs"
+    logs.mkdir(parents=True)
+    for exp in plan["experiments"]:
+        (logs / f"{exp['name']}.1.log").write_text("not a pbtrun log\n")
+    started = time.monotonic()
+    result = project.run("up", "sweep.toml", "--plain")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started < 4  # was 2 s per collision
+    for exp in project.status_json("ff")["experiments"]:
+        assert exp["status"] == "succeeded" and exp["log"].endswith(".2.log")
+        assert [h["outcome"] for h in exp["history"]] == ["exited"]
+        assert (logs / f"{exp['name']}.1.log").read_text() == "not a pbtrun log\n"  # left alone

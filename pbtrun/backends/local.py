@@ -305,6 +305,8 @@ class LocalBackend:
         link = self._link_of(handle.source)
         if link is not None:
             link.running -= 1
+        if not reaper.is_log(handle.log):  # a file of someone else's under the log's name: not ours
+            return [(handle.exp_id, Outcome(None, time.time(), started=False))]  # the next attempt has another name
         # A log with neither record was claimed a moment ago by a reaper that is starting it:
         # its pid record, which names that reaper, follows within milliseconds.
         deadline = time.monotonic() + CLAIMED_WAIT_S

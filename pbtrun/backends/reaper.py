@@ -175,6 +175,15 @@ def read_records(log: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None
     return _payload(head, 0, EXIT_PREFIX, EXIT_WIDTH), _payload(head, PID_OFFSET, PID_PREFIX, PID_WIDTH)
 
 
+def is_log(log: str) -> bool:
+    """Whether the file at ``log`` begins as every attempt log does (a reaper's claim, at least)."""
+    try:
+        with open(log, "rb") as f:
+            return f.read(len(EXIT_PREFIX)) == EXIT_PREFIX
+    except OSError:
+        return False
+
+
 def _payload(head: bytes, offset: int, prefix: bytes, width: int) -> dict[str, Any] | None:
     start = offset + len(prefix)
     if head[offset:start] != prefix or len(head) < start + width:
