@@ -155,6 +155,44 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(project, recorde
     _check_promises(project)
 
 
+def _check_limits(project, max_parallel: int, per_gpu: int) -> None:
+    """From the experiments' own records: never more than ``max_parallel`` at once nor more than
+    ``per_gpu`` on a GPU, and every process that started is an attempt of the state, on the GPU
+    it really had. (A record's start comes after its process started and its end before it
+    ended: a breach can go unseen here, but is never wrongly seen.)"""
+    records = project.records()
+    events = sorted((r["t"], 1 if r["event"] == "start" else -1, r["gpus"]) for r in records)  # an end first on a tie
+    running, on_gpu = 0, defaultdict(int)
+    for _, step, gpu in events:
+        running += step
+        on_gpu[gpu] += step
+        assert running <= max_parallel and on_gpu[gpu] <= per_gpu, (running, dict(on_gpu))
+    attempts = {(e["name"], str(a["number"])): a for e in project.state("faults")["experiments"] for a in e["attempts"]}
+    for r in records:
+        if r["event"] == "start":
+            attempt = attempts.get((r["name"], r["attempt"]))
+            assert attempt is not None and attempt["outcome"] != "not_started", r
+            assert ",".join(map(str, attempt["gpus"])) == r["gpus"], (r, attempt)
+
+
+def test_sigstop_then_sigkill_with_experiments_waiting_keeps_every_limit(project, recorder):
+    """The scheduler frozen (SIGSTOP) while its experiments run on and end, then killed; resume
+    each time. Nothing may start that the state does not record first, so the limits hold
+    across the crashes and every process ran on the GPU the state says."""
+    rng = random.Random(_seed())
+    _fault_spec(project, recorder, rng, count=60)
+
+    def freeze_then_kill(proc) -> None:
+        os.kill(proc.pid, signal.SIGSTOP)
+        time.sleep(rng.uniform(0.1, 0.5))
+        os.kill(proc.pid, signal.SIGKILL)
+
+    dealt = _run_with_faults(project, rng, freeze_then_kill, faults=20, while_running=0.5)
+    assert dealt >= 20
+    _check_promises(project)
+    _check_limits(project, max_parallel=3, per_gpu=2)
+
+
 def _stopped_attempts(project) -> int:
     return sum(a["outcome"] == "stopped" for e in project.state("faults")["experiments"] for a in e["attempts"])
 
