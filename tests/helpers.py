@@ -36,3 +36,38 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
+
+
+# An experiment that waits for a file named gate<N>, then exits N (its one argument is --n=N).
+GATED = (
+    "import os, sys, time\n"
+    "n = sys.argv[1].split('=')[1]\n"
+    "while not os.path.exists(f'gate{n}'):\n"
+    "    time.sleep(0.01)\n"
+    "sys.exit(int(n))\n"
+)
+
+
+def start_gated(project, sweep: str, codes: list[int]):
+    """``pbtrun up`` of one gated experiment per exit code, all at once; returns the process, the
+    sweep's logs directory and the pid records of the experiments (in name order) once all started."""
+    import sys
+
+    from pbtrun.backends.reaper import read_records
+
+    (project.root / "gated.py").write_text(GATED)
+    project.spec(
+        f'name = "{sweep}"\ncommand = "{sys.executable} gated.py"\nexperiment_arg_name = ""\n'
+        f'experiment_dir_arg_name = ""\n[[experiments]]\nname = "g"\ngrid = {{ n = {codes} }}\n'
+    )
+    proc = project.start("up", "sweep.toml", "--plain")
+    logs = project.root / "train_dir" / sweep / "logs"
+    records = project.wait_for(
+        lambda: (
+            (found := [read_records(str(p)) for p in sorted(logs.glob("*.log"))])
+            and len(found) == len(codes)
+            and all(f and f[1] for f in found)
+            and [f[1] for f in found]
+        )
+    )
+    return proc, logs, records

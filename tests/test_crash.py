@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from helpers import reaper_of
+from helpers import reaper_of, start_gated
 
 from pbtrun import store
 from pbtrun.backends import reaper
@@ -933,34 +933,11 @@ def test_max_retries_per_group_overrides_the_sweep_and_keeps_every_attempt(proje
     assert flaky["status"] == "succeeded" and [a["returncode"] for a in flaky["attempts"]] == [4, 0]
 
 
-GATED = (
-    "import os, sys, time\n"
-    "n = sys.argv[1].split('=')[1]\n"
-    "while not os.path.exists(f'gate{n}'):\n"
-    "    time.sleep(0.01)\n"
-    "sys.exit(int(n))\n"
-)
-
-
 def test_status_without_a_scheduler_shows_what_running_experiments_really_are(project):
     """The state says "running" until a scheduler records otherwise; with the scheduler killed,
     status reads each attempt's log records and the process table (touching nothing) and shows
     the truth: ended with its code, still running, or lost. Resume then records the same."""
-    (project.root / "gated.py").write_text(GATED)
-    project.spec(
-        f'name = "o"\ncommand = "{sys.executable} gated.py"\nexperiment_arg_name = ""\n'
-        'experiment_dir_arg_name = ""\n[[experiments]]\nname = "g"\ngrid = { n = [0, 3, 5] }\n'
-    )
-    proc = project.start("up", "sweep.toml", "--plain")
-    logs = project.root / "train_dir/o/logs"
-    pid_records = project.wait_for(
-        lambda: (
-            (found := [read_records(str(p)) for p in sorted(logs.glob("*.log"))])
-            and len(found) == 3
-            and all(f and f[1] for f in found)
-            and [f[1] for f in found]
-        )
-    )
+    proc, _, pid_records = start_gated(project, "o", [0, 3, 5])
     os.kill(proc.pid, signal.SIGKILL)  # the reaper lives on: it records what ends from now on
     proc.communicate(timeout=20)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from conftest import Project
 
 
-def _failing_sweep(project: Project, recorder: str, scheduler: str = "", count: int = 8) -> None:
+def _sweep(project: Project, recorder: str, group: str, scheduler: str) -> None:
     project.spec(
         f"""
         name = "h"
@@ -14,13 +14,16 @@ def _failing_sweep(project: Project, recorder: str, scheduler: str = "", count: 
         experiment_arg_name = ""
         experiment_dir_arg_name = ""
         [scheduler]
-        max_parallel = 2
         {scheduler}
         [[experiments]]
-        name = "bad"
-        grid = {{ seed = {list(range(count))}, exit = [3], sleep = [0.05] }}
+        {group}
         """
     )
+
+
+def _failing_sweep(project: Project, recorder: str, scheduler: str = "", count: int = 8) -> None:
+    group = f'name = "bad"\ngrid = {{ seed = {list(range(count))}, exit = [3], sleep = [0.05] }}'
+    _sweep(project, recorder, group, f"max_parallel = 2\n{scheduler}")
 
 
 def test_max_failures_stops_launching_and_lets_the_running_finish(project, recorder):
@@ -76,19 +79,8 @@ def test_the_first_experiments_failing_alike_raise_a_warning_once(project, recor
 
 
 def test_no_warning_when_one_of_the_first_succeeds(project, recorder):
-    project.spec(
-        f"""
-        name = "h"
-        command = "{recorder}"
-        experiment_arg_name = ""
-        experiment_dir_arg_name = ""
-        [scheduler]
-        max_parallel = 1
-        [[experiments]]
-        name = "mixed"
-        list = [{{ exit = 3 }}, {{ exit = 0 }}, {{ exit = 3 }}, {{ exit = 3 }}]
-        """
-    )
+    group = 'name = "mixed"\nlist = [{ exit = 3 }, { exit = 0 }, { exit = 3 }, { exit = 3 }]'
+    _sweep(project, recorder, group, "max_parallel = 1")
     result = project.run("up", "sweep.toml", "--plain")
     assert result.returncode == 1
     assert "WARNING" not in result.stdout

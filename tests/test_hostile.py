@@ -87,34 +87,14 @@ def test_a_launch_the_reaper_cannot_be_given_fails_that_attempt_with_127(tmp_pat
     backend.close()
 
 
-GATED = """import os, sys, time
-n = int(sys.argv[1].split("=")[1])
-while not os.path.exists(f"gate{n}"):
-    time.sleep(0.02)
-sys.exit(n)
-"""
-
-
 def test_a_reaper_killed_while_the_scheduler_lives_loses_no_exit_status(project):
     """The scheduler is a child subreaper: the dead reaper's experiments become its children, and
     it waits for them with their true exit statuses. Nothing that succeeded runs again."""
+    from helpers import start_gated
+
     from pbtrun.backends.reaper import read_records
 
-    (project.root / "gated.py").write_text(GATED)
-    project.spec(
-        f'name = "r"\ncommand = "{sys.executable} gated.py"\nexperiment_arg_name = ""\n'
-        'experiment_dir_arg_name = ""\n[[experiments]]\nname = "g"\ngrid = { n = [0, 3, 4] }\n'
-    )
-    proc = project.start("up", "sweep.toml", "--plain")
-    logs = project.root / "train_dir/r/logs"
-    records = project.wait_for(
-        lambda: (
-            (found := [read_records(str(p)) for p in sorted(logs.glob("*.log"))])
-            and len(found) == 3
-            and all(f and f[1] for f in found)
-            and [f[1] for f in found]
-        )
-    )
+    proc, logs, records = start_gated(project, "r", [0, 3, 4])
     (project.root / "gate4").touch()  # one ends before the reaper dies: the reaper records it
     project.wait_for(lambda: read_records(str(sorted(logs.glob("*.log"))[2]))[0] is not None)
     os.kill(records[0]["reaper"], signal.SIGKILL)
