@@ -66,7 +66,7 @@ def become_subreaper() -> bool:
     """Make this process the one that inherits its descendants' orphans (``prctl(2)``
     ``PR_SET_CHILD_SUBREAPER``), so that an experiment whose reaper died becomes our child and
     its true exit status can still be waited for. False where the kernel refuses."""
-    import ctypes  # here: a few milliseconds, paid after the first launches
+    import ctypes  # here, not at the top: only the scheduler needs it, after its first launches
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)

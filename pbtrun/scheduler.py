@@ -147,7 +147,7 @@ class Scheduler:
             first = True
             while True:
                 self._step(ended)
-                if first:  # once the first experiments are off: it costs a few ms of imports
+                if first:  # after the first launches, not before them: it imports ctypes
                     first = False
                     become_subreaper()  # a dead reaper's experiments become ours to wait for
                 if self._done():
