@@ -131,32 +131,40 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
         raise PbtrunError(f"{paths.dir}: cannot create the sweep directory: {exc.strerror}.") from None
 
     def compile_into_state() -> tuple[Sweep, tuple | None]:
-        """Save the compiled sweep; return it and the saved file's signature, so the scheduler
-        can start from it instead of reading it back (seconds at 100,000 experiments)."""
-        with store.state_lock(paths):
-            if store.is_sweep(paths.dir):
-                sweep = store.load(paths)
-                report = merge(sweep, compiled, force=force)
-                sweep.settings = settings
-                _say_merged(report)
-            else:
-                remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
-                sweep = Sweep(spec.name, here, train_dir, time.time(), settings, pbtrun_version=__version__)
-                sweep.replace_all(new_experiment(c) for c in compiled)
-            store.write_spec_copy(paths, spec.text)
-            store.save(paths, sweep)
-            return sweep, store.signature(paths)
+        """Save the compiled sweep (under the state lock); return it and the saved file's
+        signature, so the scheduler can start from it instead of reading it back (seconds at
+        100,000 experiments)."""
+        if store.is_sweep(paths.dir):
+            sweep = store.load(paths)
+            report = merge(sweep, compiled, force=force)
+            sweep.settings = settings
+            _say_merged(report)
+        else:
+            remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
+            sweep = Sweep(spec.name, here, train_dir, time.time(), settings, pbtrun_version=__version__)
+            sweep.replace_all(new_experiment(c) for c in compiled)
+        store.write_spec_copy(paths, spec.text)
+        store.save(paths, sweep)
+        return sweep, store.signature(paths)
 
-    try:
-        with store.scheduler_lock(paths):
-            saved = compile_into_state()
-            compiled = []  # the sweep holds what it needs of them
-            run(paths, kw, saved)
-    except SweepBusy:
-        # Not an error: what happened is said, beside the busy sweep's other messages on stderr;
-        # the exit code still tells a script that another scheduler runs the sweep.
-        say(_add_to_running(paths, compiled, force), sys.stderr)
-        sys.exit(SweepBusy.exit_code)
+    with contextlib.ExitStack() as lifetime:
+        # The scheduler lock is tried, and the state compiled, inside one state lock: an `up`
+        # that finds the sweep busy therefore finds it compiled too, and its holder recorded,
+        # even when two `up` race on a fresh spec (issue 18, 5).
+        with store.state_lock(paths):
+            try:
+                lifetime.enter_context(store.scheduler_lock(paths))
+            except SweepBusy:
+                saved = None
+            else:
+                saved = compile_into_state()
+                compiled = []  # the sweep holds what it needs of them
+        if saved is not None:
+            run(paths, kw, saved)  # exits with the scheduler's code
+    # Not an error: what happened is said, beside the busy sweep's other messages on stderr;
+    # the exit code still tells a script that another scheduler runs the sweep.
+    say(_add_to_running(paths, compiled, force), sys.stderr)
+    sys.exit(SweepBusy.exit_code)
 
 
 def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str:
@@ -164,7 +172,7 @@ def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str
     say what happened."""
     from pbtrun.state import merge
 
-    holder = store.read_holder(paths)  # before it can go: a scheduler that ends removes its record
+    holder = store.busy_holder(paths)  # before it can go: a scheduler that ends removes its record
     scheduler = "its scheduler" + (f" (pid {holder.get('pid')} on {holder.get('host')})" if holder else "")
     with store.transaction(paths) as sweep:
         report = merge(sweep, compiled, force=force)

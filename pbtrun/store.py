@@ -903,6 +903,17 @@ def read_holder(paths: SweepPaths) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def busy_holder(paths: SweepPaths, wait_s: float = 0.5) -> dict[str, Any] | None:
+    """The record of the scheduler whose lifetime lock a caller was just refused. A scheduler
+    writes it just after taking the lock, so it may be a moment late: wait for it a little, so
+    that the refusal names a pid and host. (Not by probing the lock: taking it, even for a
+    moment, could refuse a scheduler that starts just then.)"""
+    deadline = time.monotonic() + wait_s
+    while (holder := read_holder(paths)) is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return holder
+
+
 def holder_alive(paths: SweepPaths) -> dict[str, Any] | None:
     """The running scheduler's record, or None. Read-only: never touches the lock itself."""
     holder = read_holder(paths)
@@ -958,7 +969,7 @@ def wait_for_scheduler(paths: SweepPaths) -> None:
 
 
 def _busy_message(paths: SweepPaths) -> str:
-    holder = read_holder(paths) or {}
+    holder = busy_holder(paths) or {}
     who = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}"
     return (
         f"{paths.dir}: this sweep already has a scheduler ({who}). Watch it with "
