@@ -819,9 +819,7 @@ def _check_count(src: _Source, where: tuple, count: int, before: int) -> None:
     """The group's ``count`` experiments, and the sweep's so far with them, within the limit."""
     limit = f"more than the {MAX_EXPERIMENTS:,} pbtrun accepts"
     if count > MAX_EXPERIMENTS:
-        raise src.error(
-            where, f"this group gives {quantity(count)} experiments; pbtrun accepts at most {MAX_EXPERIMENTS:,}."
-        )
+        raise src.error(where, f"this group gives {quantity(count)} experiments, {limit}.")
     if before + count > MAX_EXPERIMENTS:
         raise src.error(
             where,
@@ -977,7 +975,7 @@ def _grid_size(src: _Source, axes: _Axes, where: tuple) -> int:
     total = math.prod(len(rows) for _, rows in axes)
     if total > MAX_EXPERIMENTS:
         raise src.error(
-            where, f"this grid gives {quantity(total)} experiments; pbtrun accepts at most {MAX_EXPERIMENTS:,}."
+            where, f"this grid gives {quantity(total)} experiments, more than the {MAX_EXPERIMENTS:,} pbtrun accepts."
         )
     return total
 
