@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pbtrun import __version__, remnants, store, targets
 from pbtrun.errors import CWD_GONE, PbtrunError, SpecError, SweepBusy
+from pbtrun.printable import printable_lines
 
 if TYPE_CHECKING:
     from pbtrun.spec import SchedulerSettings, Spec
@@ -53,9 +54,10 @@ def report(exc: PbtrunError) -> int:
 
 
 def say(line: str, stream: Any) -> None:
-    """One line, flushed; a closed terminal is not an error (the exit code still tells)."""
+    """One line (a message of several keeps its line breaks), flushed, with any control character
+    of a name or value escaped; a closed terminal is not an error (the exit code still tells)."""
     with contextlib.suppress(OSError, ValueError):
-        stream.write(line + "\n")
+        stream.write(printable_lines(line) + "\n")
         stream.flush()
 
 

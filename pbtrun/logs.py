@@ -14,6 +14,7 @@ from pbtrun import render, store
 from pbtrun.backends.local import exit_outcome, observe
 from pbtrun.backends.reaper import EXIT_PREFIX, PID_PREFIX, RECORDS_BYTES
 from pbtrun.errors import PbtrunError
+from pbtrun.printable import printable
 from pbtrun.proc import hostname
 from pbtrun.progress import tail_lines
 from pbtrun.state import (
@@ -106,7 +107,7 @@ def show(paths: SweepPaths, sweep: Sweep, exp: Experiment, attempt: int | None, 
 
 
 def _say(line: str) -> None:
-    sys.stderr.write(line + "\n")
+    sys.stderr.write(printable(line) + "\n")
     sys.stderr.flush()
 
 
@@ -300,4 +301,4 @@ def failed_tails(paths: SweepPaths, sweep: Sweep, lines: int) -> Iterator[tuple[
         if exp.status != FAILED or last is None:
             continue
         log = paths.dir / last.log
-        yield f"== {exp.name}: {render.status_word(exp)}, {log}", tail_lines(log, lines)
+        yield printable(f"== {exp.name}: {render.status_word(exp)}, {log}"), tail_lines(log, lines)
