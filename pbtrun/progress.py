@@ -146,6 +146,7 @@ class Tracker:
         self.name = ""
         self.slots = 1
         self._status: dict[str, str] = {}
+        self._source: Sweep | None = None  # the sweep counted: a reload of the state is another one
         self._seen = 0
         self.counts: dict[str, int] = {}
         self.running: dict[str, Running] = {}
@@ -171,13 +172,16 @@ class Tracker:
 
     def _recount(self, sweep: Sweep) -> None:
         self._status = {e.id: e.status for e in sweep.experiments.values() if not e.removed}
-        self._seen = len(sweep.experiments)
+        self._source, self._seen = sweep, len(sweep.experiments)
         self.counts = dict.fromkeys((PENDING, RUNNING, SUCCEEDED, FAILED, INTERRUPTED), 0)
         for status in self._status.values():
             self.counts[status] += 1
 
     def _set(self, exp: Experiment, sweep: Sweep) -> None:
-        if len(sweep.experiments) != self._seen:
+        # A merge by `pbtrun up` reaches the scheduler as a reloaded state, which may hold as many
+        # experiments as before (one never run dropped, one added): counting on from the old
+        # statuses would keep the dropped one forever ("3/4 done" for a sweep of 3).
+        if sweep is not self._source or len(sweep.experiments) != self._seen:
             self._recount(sweep)
             return
         old = self._status.get(exp.id)
