@@ -57,7 +57,7 @@ def find(sweep: Sweep, key: str) -> Experiment:
     if len(matches) == 1:
         return matches[0]
     if matches:
-        listing = ", ".join(e.name for e in matches[:10]) + (", ..." if len(matches) > 10 else "")
+        listing = ", ".join(printable(e.name) for e in matches[:10]) + (", ..." if len(matches) > 10 else "")
         raise PbtrunError(
             f"{key!r} matches {len(matches)} experiments ({listing}); give more of the name, or its index "
             "(the # column of `pbtrun status`)."
