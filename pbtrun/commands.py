@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pbtrun import __version__, remnants, store, targets
 from pbtrun.errors import CWD_GONE, PbtrunError, SpecError, SweepBusy
+from pbtrun.printable import printable_lines
 
 if TYPE_CHECKING:
     from pbtrun.spec import SchedulerSettings, Spec
@@ -53,9 +54,10 @@ def report(exc: PbtrunError) -> int:
 
 
 def say(line: str, stream: Any) -> None:
-    """One line, flushed; a closed terminal is not an error (the exit code still tells)."""
+    """One line (a message of several keeps its line breaks), flushed, with any control character
+    of a name or value escaped; a closed terminal is not an error (the exit code still tells)."""
     with contextlib.suppress(OSError, ValueError):
-        stream.write(line + "\n")
+        stream.write(printable_lines(line) + "\n")
         stream.flush()
 
 
@@ -131,32 +133,40 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
         raise PbtrunError(f"{paths.dir}: cannot create the sweep directory: {exc.strerror}.") from None
 
     def compile_into_state() -> tuple[Sweep, tuple | None]:
-        """Save the compiled sweep; return it and the saved file's signature, so the scheduler
-        can start from it instead of reading it back (seconds at 100,000 experiments)."""
-        with store.state_lock(paths):
-            if store.is_sweep(paths.dir):
-                sweep = store.load(paths)
-                report = merge(sweep, compiled, force=force)
-                sweep.settings = settings
-                _say_merged(report)
-            else:
-                remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
-                sweep = Sweep(spec.name, here, train_dir, time.time(), settings, pbtrun_version=__version__)
-                sweep.replace_all(new_experiment(c) for c in compiled)
-            store.write_spec_copy(paths, spec.text)
-            store.save(paths, sweep)
-            return sweep, store.signature(paths)
+        """Save the compiled sweep (under the state lock); return it and the saved file's
+        signature, so the scheduler can start from it instead of reading it back (seconds at
+        100,000 experiments)."""
+        if store.is_sweep(paths.dir):
+            sweep = store.load(paths)
+            report = merge(sweep, compiled, force=force)
+            sweep.settings = settings
+            _say_merged(report)
+        else:
+            remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
+            sweep = Sweep(spec.name, here, train_dir, time.time(), settings, pbtrun_version=__version__)
+            sweep.replace_all(new_experiment(c) for c in compiled)
+        store.write_spec_copy(paths, spec.text)
+        store.save(paths, sweep)
+        return sweep, store.signature(paths)
 
-    try:
-        with store.scheduler_lock(paths):
-            saved = compile_into_state()
-            compiled = []  # the sweep holds what it needs of them
-            run(paths, kw, saved)
-    except SweepBusy:
-        # Not an error: what happened is said, beside the busy sweep's other messages on stderr;
-        # the exit code still tells a script that another scheduler runs the sweep.
-        say(_add_to_running(paths, compiled, force), sys.stderr)
-        sys.exit(SweepBusy.exit_code)
+    with contextlib.ExitStack() as lifetime:
+        # The scheduler lock is tried, and the state compiled, inside one state lock: an `up`
+        # that finds the sweep busy therefore finds it compiled too, and its holder recorded,
+        # even when two `up` race on a fresh spec (issue 18, 5).
+        with store.state_lock(paths):
+            try:
+                lifetime.enter_context(store.scheduler_lock(paths))
+            except SweepBusy:
+                saved = None
+            else:
+                saved = compile_into_state()
+                compiled = []  # the sweep holds what it needs of them
+        if saved is not None:
+            run(paths, kw, saved)  # exits with the scheduler's code
+    # Not an error: what happened is said, beside the busy sweep's other messages on stderr;
+    # the exit code still tells a script that another scheduler runs the sweep.
+    say(_add_to_running(paths, compiled, force), sys.stderr)
+    sys.exit(SweepBusy.exit_code)
 
 
 def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str:
@@ -164,7 +174,7 @@ def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str
     say what happened."""
     from pbtrun.state import merge
 
-    holder = store.read_holder(paths)  # before it can go: a scheduler that ends removes its record
+    holder = store.busy_holder(paths)  # before it can go: a scheduler that ends removes its record
     scheduler = "its scheduler" + (f" (pid {holder.get('pid')} on {holder.get('host')})" if holder else "")
     with store.transaction(paths) as sweep:
         report = merge(sweep, compiled, force=force)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtrun.errors import SpecError
+from pbtrun.printable import quantity
 from pbtrun.spec import SchedulerSettings, settings_problems
 from pbtrun.state import Settings
 
@@ -44,7 +45,7 @@ def resolve(spec: SchedulerSettings, flags: SchedulerSettings, where: Path | str
     if settings.experiments_per_gpu > 0 and not settings.gpus:
         source = "--experiments-per-gpu" if flags.experiments_per_gpu is not None else f"{where}: experiments_per_gpu ="
         raise SpecError(
-            f"{source} {settings.experiments_per_gpu} pins experiments to GPUs, "
+            f"{source} {quantity(settings.experiments_per_gpu)} pins experiments to GPUs, "
             "but there are no GPUs (none found, or num_gpus = 0). Give --num-gpus N, or set "
             "experiments_per_gpu = -1 to run without pinning."
         )

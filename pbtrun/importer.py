@@ -43,7 +43,7 @@ from typing import Any
 
 import tomli_w
 
-from pbtrun import launcher_compat
+from pbtrun import launcher_compat, nesting
 from pbtrun.errors import CWD_GONE, SpecError
 from pbtrun.spec import expand, name_problem, parse
 
@@ -355,6 +355,8 @@ def _read_group(experiment: Any, k: int, where: str) -> _Group:
                     f"{here} has a parameter named {key!r}; pbtrun passes each parameter as one "
                     "argument, so a name must be a non-empty string without spaces, '=' or a NUL character. Rename it."
                 )
+            if nesting.too_deep(value) is not None:  # before anything recurses into it
+                raise SpecError(f"{here}.params: the value of {key!r} is {nesting.TOO_DEEP} in the run module.")
             if _holds_nul(toml_value(value)):
                 raise SpecError(f"{here}.params: the value of {key!r}, {value!r}, {_NUL}")
     env = {str(key): f"{value}" for key, value in env_vars.items()}

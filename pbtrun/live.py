@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pbtrun import render
+from pbtrun.printable import printable
 from pbtrun.progress import (
     Failure,
     Line,
@@ -39,7 +40,12 @@ from pbtrun.tables import Column, FittedTable
 def summary_renderable(lines: Iterable[Line]) -> RenderableType:
     return Group(
         *(
-            Text(line.text, style=line.style, no_wrap=line.truncate, overflow="ellipsis" if line.truncate else "fold")
+            Text(
+                printable(line.text),
+                style=line.style,
+                no_wrap=line.truncate,
+                overflow="ellipsis" if line.truncate else "fold",
+            )
             for line in lines
         )
     )
@@ -82,7 +88,7 @@ class LiveView:
     def begin(self, sweep: Sweep) -> None:
         self.began_at = self.clock()
         self.tracker.begin(sweep)
-        self.console.print(Text(settings_line(self.paths, sweep), style="dim"))
+        self.console.print(Text(printable(settings_line(self.paths, sweep)), style="dim"))
         self._live = Live(
             console=self.console,
             auto_refresh=self.auto_refresh,
@@ -98,12 +104,12 @@ class LiveView:
     def ended(self, exp: Experiment, sweep: Sweep) -> None:
         self.tracker.ended(exp, sweep)
         if (alarm := self.tracker.take_alarm()) is not None:
-            self.console.print(Text(f"⚠ {alarm}", style="bold red"))
+            self.console.print(Text(printable(f"⚠ {alarm}"), style="bold red"))
 
     def message(self, text: str) -> None:
         """Printed above the live display (messages are rare: adoption, stopping, errors)."""
         stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
-        self.console.print(Text(f"{stamp}  {text}"))
+        self.console.print(Text(printable(f"{stamp}  {text}")))
 
     def refresh(self) -> None:
         if self._live is not None:
@@ -188,7 +194,7 @@ class _Header:
     MIN_BAR_WIDTH = 10
 
     def __init__(self, snap: Snapshot) -> None:
-        self.name = Text(snap.name, style="bold", no_wrap=True, overflow="ellipsis")
+        self.name = Text(printable(snap.name), style="bold", no_wrap=True, overflow="ellipsis")
         self.words = Text(progress_words(snap))
         self.bar = ProgressBar(total=max(snap.total, 1), completed=snap.done)
 
@@ -245,7 +251,7 @@ def _running_row(r: Running, now: float) -> list[RenderableType]:
     last = tail_lines(r.log, 1)
     gpus = "" if r.gpus is None else ",".join(map(str, r.gpus))
     return [
-        Text(r.name),
+        Text(printable(r.name)),
         Text(gpus),
         Text(render.duration(now - r.started_at), style=STYLES[RUNNING]),
         Text(last[0].strip() if last else "", style="dim"),  # one cell: indentation would only take room
@@ -265,8 +271,13 @@ def _failures(failures: Sequence[Failure], logs: bool) -> RenderableType:
     for f in reversed(failures):
         retry = ", retrying" if f.retrying else ""
         lines.append(
-            Text(f"{SYMBOLS[FAILED]} {f.name} {f.word}{retry}", style=STYLES[FAILED], no_wrap=True, overflow="ellipsis")
+            Text(
+                printable(f"{SYMBOLS[FAILED]} {f.name} {f.word}{retry}"),
+                style=STYLES[FAILED],
+                no_wrap=True,
+                overflow="ellipsis",
+            )
         )
         if logs:
-            lines.append(Text(f"  log: {f.log}", overflow="fold"))
+            lines.append(Text(printable(f"  log: {f.log}"), overflow="fold"))
     return Group(*lines)

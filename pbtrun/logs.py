@@ -11,11 +11,23 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pbtrun import render, store
-from pbtrun.backends.local import exit_outcome
+from pbtrun.backends.local import exit_outcome, observe
 from pbtrun.backends.reaper import EXIT_PREFIX, PID_PREFIX, RECORDS_BYTES
 from pbtrun.errors import PbtrunError
+from pbtrun.printable import printable
+from pbtrun.proc import hostname
 from pbtrun.progress import tail_lines
-from pbtrun.state import FAILED, INTERRUPTED, NOT_STARTED, PENDING, Experiment, Sweep
+from pbtrun.state import (
+    FAILED,
+    INTERRUPTED,
+    NOT_STARTED,
+    PENDING,
+    SEEN_LOST,
+    SEEN_NOT_STARTED,
+    Experiment,
+    Observed,
+    Sweep,
+)
 from pbtrun.store import SweepPaths
 
 FOLLOW_POLL_S = 0.2  # `logs -f` is a person watching a file; a short poll is the honest tool here
@@ -45,7 +57,7 @@ def find(sweep: Sweep, key: str) -> Experiment:
     if len(matches) == 1:
         return matches[0]
     if matches:
-        listing = ", ".join(e.name for e in matches[:10]) + (", ..." if len(matches) > 10 else "")
+        listing = ", ".join(printable(e.name) for e in matches[:10]) + (", ..." if len(matches) > 10 else "")
         raise PbtrunError(
             f"{key!r} matches {len(matches)} experiments ({listing}); give more of the name, or its index "
             "(the # column of `pbtrun status`)."
@@ -87,12 +99,15 @@ def show(paths: SweepPaths, sweep: Sweep, exp: Experiment, attempt: int | None, 
     else:
         number = attempt_number(exp, attempt)
         follow = follow and not attempt_ended(sweep, exp.id, number)  # an ended attempt writes no more
-    copy(paths.log(exp, number), sys.stdout.buffer, follow=follow, ended=EndWatch(paths, exp, number), lines=lines)
+    watch = EndWatch(paths, exp, number)
+    copy(paths.log(exp, number), sys.stdout.buffer, follow=follow, ended=watch, lines=lines)
+    if watch.seen is not None:
+        _say(unrecorded_end(paths, exp, number, watch.seen))
     return 0
 
 
 def _say(line: str) -> None:
-    sys.stderr.write(line + "\n")
+    sys.stderr.write(printable(line) + "\n")
     sys.stderr.flush()
 
 
@@ -153,13 +168,20 @@ class EndWatch:
 
     The exit record at the top of the log says so at once, but an attempt can end without one:
     lost to a reboot, or recorded by a resume after its reaper died. So the state is read again too,
-    about every ``STATE_RECHECK_S`` (less often where a huge state takes long to read).
+    about every ``STATE_RECHECK_S`` (less often where a huge state takes long to read). While no
+    scheduler runs, nothing will record such an attempt: then the log and the process are looked at
+    as ``status`` does (``observe``), and an attempt ``status`` shows as lost or never started ends
+    the follow without waiting for a resume (``seen`` says which, for the message).
     """
 
     def __init__(self, paths: SweepPaths, exp: Experiment, number: int) -> None:
         self.paths, self.exp_id, self.number = paths, exp.id, number
         self.log = str(paths.log(exp, number))
-        self._recheck_at = time.monotonic() + STATE_RECHECK_S
+        attempt = next((a for a in exp.attempts if a.number == number), None)
+        self.host = attempt.host if attempt is not None else ""
+        self.seen: Observed | None = None
+        self._recheck_at = time.monotonic()  # the first look skips the state: the caller just read it
+        self._state_read = False
 
     def __call__(self) -> bool:
         if exit_outcome(self.log) is not None:
@@ -168,13 +190,36 @@ class EndWatch:
         if began < self._recheck_at:
             return False
         try:
-            sweep = store.load(self.paths)
+            if self._state_read and attempt_ended(store.load(self.paths), self.exp_id, self.number):
+                return True
         except PbtrunError:  # unreadable for now (being repaired?): the attempt may still run
             return not self.paths.state.exists()
         finally:
+            self._state_read = True
             took_s = time.monotonic() - began
             self._recheck_at = time.monotonic() + max(STATE_RECHECK_S, 10 * took_s)
-        return attempt_ended(sweep, self.exp_id, self.number)
+        return self._over_unrecorded()
+
+    def _over_unrecorded(self) -> bool:
+        """Whether, with no scheduler to record it, the attempt is known to be over (lost or never
+        started: an exit record would have been seen above)."""
+        if store.holder_alive(self.paths) is not None:  # a scheduler records what becomes of it
+            return False
+        seen = observe(self.log, same_host=self.host in ("", hostname()))
+        if seen.state in (SEEN_LOST, SEEN_NOT_STARTED):
+            self.seen = seen
+            return True
+        return False
+
+
+def unrecorded_end(paths: SweepPaths, exp: Experiment, number: int, seen: Observed) -> str:
+    """What ``logs -f`` says when it stops following an attempt no scheduler has recorded as over."""
+    where = shlex.quote(str(paths.dir))
+    again = " (with --retry-lost to run it again)" if seen.state == SEEN_LOST else ""
+    return (
+        f"{exp.name}, attempt {number}: {render.observed_word(seen)} (no scheduler runs the sweep). "
+        f"Record it with: pbtrun resume {where}{again}"
+    )
 
 
 def copy(log: Path, out: BinaryIO, follow: bool, ended: Callable[[], bool], lines: int | None = None) -> None:
@@ -256,4 +301,4 @@ def failed_tails(paths: SweepPaths, sweep: Sweep, lines: int) -> Iterator[tuple[
         if exp.status != FAILED or last is None:
             continue
         log = paths.dir / last.log
-        yield f"== {exp.name}: {render.status_word(exp)}, {log}", tail_lines(log, lines)
+        yield printable(f"== {exp.name}: {render.status_word(exp)}, {log}"), tail_lines(log, lines)

@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, NamedTuple
 
 from pbtrun import render
 from pbtrun.backends.reaper import LOG_HEADER_PREFIXES
+from pbtrun.printable import printable
 from pbtrun.render import STYLES, SYMBOLS, active_counts, resume_hint
 from pbtrun.state import FAILED, INTERRUPTED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
 from pbtrun.store import SweepPaths
@@ -40,7 +41,9 @@ ETA_EVERY_S = 0.5
 # sign of a command the app does not accept: said loudly, not left for the summary.
 EARLY_ENDS = 3
 EARLY_S = 60.0
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?|[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(  # sequences, then single controls: C0 (tab and newline are dealt with), DEL and C1
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
 
 
 def tail_lines(path: Path, count: int) -> list[str]:
@@ -143,6 +146,7 @@ class Tracker:
         self.name = ""
         self.slots = 1
         self._status: dict[str, str] = {}
+        self._source: Sweep | None = None  # the sweep counted: a reload of the state is another one
         self._seen = 0
         self.counts: dict[str, int] = {}
         self.running: dict[str, Running] = {}
@@ -168,13 +172,16 @@ class Tracker:
 
     def _recount(self, sweep: Sweep) -> None:
         self._status = {e.id: e.status for e in sweep.experiments.values() if not e.removed}
-        self._seen = len(sweep.experiments)
+        self._source, self._seen = sweep, len(sweep.experiments)
         self.counts = dict.fromkeys((PENDING, RUNNING, SUCCEEDED, FAILED, INTERRUPTED), 0)
         for status in self._status.values():
             self.counts[status] += 1
 
     def _set(self, exp: Experiment, sweep: Sweep) -> None:
-        if len(sweep.experiments) != self._seen:
+        # A merge by `pbtrun up` reaches the scheduler as a reloaded state, which may hold as many
+        # experiments as before (one never run dropped, one added): counting on from the old
+        # statuses would keep the dropped one forever ("3/4 done" for a sweep of 3).
+        if sweep is not self._source or len(sweep.experiments) != self._seen:
             self._recount(sweep)
             return
         old = self._status.get(exp.id)
@@ -497,7 +504,9 @@ class PlainView:
             self._stamp_second, self._stamp = second, time.strftime("%H:%M:%S", time.localtime(second))
         stamp = self._stamp
         with self._lock:
-            self.out.write(f"{' ' * len(stamp) if continued else stamp}  {text}\n")
+            # One event, one line: names and values from a spec or state cannot break it or reach
+            # the terminal as escape sequences.
+            self.out.write(f"{' ' * len(stamp) if continued else stamp}  {printable(text)}\n")
             if self._closed or time.monotonic() - self._flushed_at >= FLUSH_EVERY_S:
                 self._flush_locked()
             elif self._due is None:

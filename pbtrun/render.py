@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from pbtrun.printable import printable
 from pbtrun.state import (
     FAILED,
     INTERRUPTED,
@@ -207,7 +208,7 @@ def plan(
         f"plan: sweep {name}, {len(experiments)} experiment(s), max_parallel {settings.max_parallel}, {pinned}; "
         f"state {state} {sweep_dir}/pbtrun.json. Nothing was created or run."
     )
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))  # a name or value with a line break stays on its line
 
 
 def command_lines(exp: ExperimentSpec, note: str = "") -> list[str]:

@@ -19,10 +19,11 @@ from itertools import product
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pbtrun import argstyle, placeholders
+from pbtrun import argstyle, nesting, placeholders
 from pbtrun.errors import SpecError
 from pbtrun.limits import MAX_EXPERIMENTS, MAX_GPUS, MAX_PAUSE_S, MAX_TIMEOUT_MIN
 from pbtrun.naming import MAX_NAME_BYTES, canonical_json, experiment_name, id_from_json, render_value, shorthands
+from pbtrun.printable import clip, quantity
 
 # Upper bounds on numbers that become waits or lists. Beyond them a value is a typo, not a plan,
 # and it would only fail later, far from the line that caused it (or never end: nan and inf).
@@ -159,7 +160,7 @@ class _Source:
         place = f"{self.path}, line {line}" if line else str(self.path)
         message = f"{place}: {_describe(where)}: {problem}"
         if line:
-            message += f"\n    {line} | {self.lines[line - 1].strip()}"
+            message += f"\n    {line} | {clip(self.lines[line - 1].strip())}"
         return SpecError(message)
 
     def find_line(self, where: Sequence[str | int]) -> int | None:
@@ -186,7 +187,7 @@ def key_lines(text: str) -> dict[tuple, int]:
     it, the places found so far are returned, and errors simply name fewer lines.
     """
     reader = _KeyLines(text)
-    with contextlib.suppress(_Lost, IndexError, tomllib.TOMLDecodeError):
+    with contextlib.suppress(_Lost, IndexError, tomllib.TOMLDecodeError, RecursionError):
         reader.document()
     return reader.found
 
@@ -444,7 +445,7 @@ def _not_utf8(path: Path, data: bytes, at: int) -> str:
     line = data.count(b"\n", 0, at) + 1
     start = data.rfind(b"\n", 0, at) + 1
     end = data.find(b"\n", at)
-    shown = data[start : None if end < 0 else end].decode("utf-8", "replace").strip()
+    shown = clip(data[start : None if end < 0 else end].decode("utf-8", "replace").strip())
     return (
         f"{path}, line {line}: not UTF-8 text (byte 0x{data[at]:02x} at column {at - start + 1}): "
         f"TOML files are UTF-8. Save the file as UTF-8, or write the character as an escape (\\u00e9).\n"
@@ -458,7 +459,11 @@ def parse(text: str, path: Path) -> Spec:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(_not_toml(path, text, exc)) from None
+    except RecursionError:  # tomllib recurses per level: hundreds of nested brackets end it
+        raise SpecError(_too_deep(path, text)) from None
     src = _Source(path, text)
+    if (where := nesting.too_deep(raw)) is not None:  # dotted keys nest without brackets
+        raise src.error(where[:3], nesting.TOO_DEEP + ".")
     _check_keys(src, raw, (), TOP_KEYS)
     args = _args(src, raw)
     defaults = argstyle.DEFAULTS[args]
@@ -528,11 +533,18 @@ def _not_toml(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> str:
         return f"{path}: not valid TOML: {problem}. Fix the syntax there."
     line, column = int(place.group(1)), int(place.group(2))
     lines = text.split("\n")
-    shown = lines[line - 1].rstrip("\r").strip() if line <= len(lines) else ""
+    shown = clip(lines[line - 1].rstrip("\r").strip()) if line <= len(lines) else ""
     return (
         f"{path}, line {line}: not valid TOML: {problem[: place.start()]} (column {column}). "
         f"Fix the syntax at that line.\n    {line} | {shown}"
     )
+
+
+def _too_deep(path: Path, text: str) -> str:
+    line = nesting.deep_line(text)
+    if line is None:
+        return f"{path}: {nesting.TOO_DEEP}."
+    return f"{path}, line {line}: {nesting.TOO_DEEP}.\n    {line} | {clip(text.split(chr(10))[line - 1].strip())}"
 
 
 def _check_keys(src: _Source, table: Mapping[str, Any], where: tuple, valid: Sequence[str]) -> None:
@@ -677,17 +689,19 @@ def settings_problems(s: SchedulerSettings) -> list[tuple[str, str]]:
     as (key, what is wrong) so each caller can say where the value came from."""
     problems = []
     if s.num_gpus is not None and not 0 <= s.num_gpus <= MAX_GPUS:
-        problems.append(("num_gpus", f"must be 0 to {MAX_GPUS} (more than any machine has), not {s.num_gpus}."))
+        problem = f"must be 0 to {MAX_GPUS} (more than any machine has), not {quantity(s.num_gpus)}."
+        problems.append(("num_gpus", problem))
     if s.max_parallel is not None and s.max_parallel < 1:
-        problems.append(("max_parallel", f"must be at least 1, not {s.max_parallel}."))
+        problems.append(("max_parallel", f"must be at least 1, not {quantity(s.max_parallel)}."))
     epg = s.experiments_per_gpu
     if epg is not None and (epg == 0 or epg < -1):
-        problems.append(("experiments_per_gpu", f"must be -1 (do not pin GPUs) or at least 1, not {epg}."))
+        problems.append(("experiments_per_gpu", f"must be -1 (do not pin GPUs) or at least 1, not {quantity(epg)}."))
     pause = s.pause_between_s
     if pause is not None and not 0 <= pause <= MAX_PAUSE_S:  # also false for nan
         problems.append(("pause_between", f"must be 0 to {MAX_PAUSE_S:g} seconds (a day), not {pause:g}."))
     if s.max_failures is not None and s.max_failures < 1:
-        problems.append(("max_failures", f"must be at least 1 (leave it out for no limit), not {s.max_failures}."))
+        problem = f"must be at least 1 (leave it out for no limit), not {quantity(s.max_failures)}."
+        problems.append(("max_failures", problem))
     return problems
 
 
@@ -805,12 +819,12 @@ def _check_count(src: _Source, where: tuple, count: int, before: int) -> None:
     """The group's ``count`` experiments, and the sweep's so far with them, within the limit."""
     limit = f"more than the {MAX_EXPERIMENTS:,} pbtrun accepts"
     if count > MAX_EXPERIMENTS:
-        raise src.error(where, f"this group gives {count:,} experiments, {limit}.")
+        raise src.error(where, f"this group gives {quantity(count)} experiments, {limit}.")
     if before + count > MAX_EXPERIMENTS:
         raise src.error(
             where,
-            f"this group gives {count:,} experiments and the groups before it {before:,}: "
-            f"{before + count:,} in all, {limit}. Split the sweep into several specs.",
+            f"this group gives {quantity(count)} experiments and the groups before it {quantity(before)}: "
+            f"{quantity(before + count)} in all, {limit}. Split the sweep into several specs.",
         )
 
 
@@ -828,14 +842,14 @@ def _seeded_and_repeated(
 def _positive(src: _Source, table: Mapping, where: tuple, key: str) -> int | None:
     value = _int(src, table, where, key)
     if value is not None and value < 1:
-        raise src.error((*where, key), f"must be at least 1, not {value}.")
+        raise src.error((*where, key), f"must be at least 1, not {quantity(value)}.")
     return value
 
 
 def _retries(src: _Source, table: Mapping, where: tuple) -> int | None:
     value = _int(src, table, where, "max_retries")
     if value is not None and value < 0:
-        raise src.error((*where, "max_retries"), f"must be 0 or more, not {value}.")
+        raise src.error((*where, "max_retries"), f"must be 0 or more, not {quantity(value)}.")
     return value
 
 
@@ -961,7 +975,7 @@ def _grid_size(src: _Source, axes: _Axes, where: tuple) -> int:
     total = math.prod(len(rows) for _, rows in axes)
     if total > MAX_EXPERIMENTS:
         raise src.error(
-            where, f"this grid gives {total:,} experiments, more than the {MAX_EXPERIMENTS:,} pbtrun accepts."
+            where, f"this grid gives {quantity(total)} experiments, more than the {MAX_EXPERIMENTS:,} pbtrun accepts."
         )
     return total
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pbtrun.errors import SpecError, StateError
+from pbtrun.printable import printable
 
 if TYPE_CHECKING:  # only for annotations: readers of the state need not load the spec layer
     from pbtrun.spec import ExperimentSpec
@@ -335,7 +336,7 @@ def _changed_message(sweep: Sweep, changed: Sequence[ExperimentSpec]) -> str:
         lines.append(f"    {exp.name}: {describe(diff)}")
     if len(changed) > CHANGES_SHOWN:
         lines.append(f"    ... and {len(changed) - CHANGES_SHOWN} more: `pbtrun plan` with this spec shows them all.")
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))  # a name or value with a line break stays on its line
 
 
 # --------------------------------------------------------------------------- JSON

@@ -277,9 +277,11 @@ def replay(paths: SweepPaths, sweep: Sweep) -> int:
             for change in entry.get("changes", ()):
                 apply_change(sweep, change)
             sweep.journal_seq = entry["seq"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            from pbtrun.statecheck import journal_problem  # only now: a journal that reads needs none of it
+
             raise StateError(
-                f"{paths.journal}, line {number}: the journal is damaged ({type(exc).__name__}: {exc}). "
+                f"{paths.journal}, line {number}: the journal is damaged ({journal_problem(line, sweep.experiments)}). "
                 f"pbtrun leaves it untouched; {paths.state.name} holds the state as of the last fold "
                 "(at most about a second before the journal's last line). To go on from there, make "
                 "sure no experiment of this sweep still runs, move the journal aside (mv "
@@ -299,12 +301,33 @@ def _complete_length(journal: bytes) -> int:
 def parse(paths: SweepPaths, data: bytes) -> Sweep:
     try:
         return _parse_rows(data) or from_json(json.loads(data))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StateError(_damaged(paths, f"it is not valid JSON ({exc})")) from None
+    except ValueError as exc:  # not JSON (UnicodeDecodeError is one too)
+        raise StateError(_damaged(paths, _not_json(data, exc))) from None
+    except RecursionError:  # json recurses per level of nesting
+        raise StateError(_damaged(paths, _NESTED)) from None
     except NewerState as exc:  # not damaged: the backup is no better, an upgrade is the answer
         raise StateError(f"{paths.state}: {exc.message}.") from None
     except StateError as exc:
-        raise StateError(_damaged(paths, exc.message)) from None
+        from pbtrun.statecheck import document_problem  # only now: a state that reads needs none of it
+
+        raise StateError(_damaged(paths, document_problem(json.loads(data)) or exc.message)) from None
+
+
+def _not_json(data: bytes, exc: ValueError) -> str:
+    """Why ``data`` is not the JSON text pbtrun writes (UTF-8), in words, with its line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line = data.count(b"\n", 0, bad.start) + 1
+        return (
+            f"it is not UTF-8 text, as pbtrun writes it (byte 0x{data[bad.start]:02x} on line {line}): "
+            "it was saved in another encoding, or is not a state file"
+        )
+    if (nul := text.find("\0")) >= 0:
+        return f"it holds NUL bytes (from line {text.count(chr(10), 0, nul) + 1}), which JSON text never does"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"it is not valid JSON ({exc.msg.lower()}, line {exc.lineno}, column {exc.colno})"
+    return "it holds a number of thousands of digits, which no field of a state has"
 
 
 def _parse_rows(data: bytes) -> Sweep | None:
@@ -327,7 +350,7 @@ def _parse_rows(data: bytes) -> Sweep | None:
                 sweep.update(experiment_from(item, shared))
         if rows_read != len(sweep.experiments):  # an experiment listed twice: the whole-file reader names it
             return None
-    except (ValueError, TypeError, KeyError, AttributeError, StateError):
+    except (ValueError, TypeError, KeyError, AttributeError, StateError, RecursionError):
         return None  # not our layout, or damaged: the whole-file reader says precisely what is wrong
     sweep.dirty.clear()
     return sweep
@@ -345,6 +368,9 @@ def _row_chunks(data: bytes, begin: int, end: int) -> Iterator[tuple[bytes, int]
         piece = data[begin:stop]
         yield piece, piece.count(b"\n") + 1
         begin = stop + len(_ROW_SEP)
+
+
+_NESTED = "its values nest more deeply than JSON can be read (hundreds of arrays or objects inside each other)"
 
 
 def _damaged(paths: SweepPaths, why: str) -> str:
@@ -418,7 +444,7 @@ def read_summary(paths: SweepPaths) -> dict[str, Any] | None:
         if os.stat(paths.summary).st_mtime_ns < newest:
             return None
         data = json.loads(paths.summary.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("counts"), dict) else None
 
@@ -932,9 +958,20 @@ def resolve_sweep(path: Path) -> SweepPaths:
 def read_holder(paths: SweepPaths) -> dict[str, Any] | None:
     try:
         data = json.loads(paths.holder.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def busy_holder(paths: SweepPaths, wait_s: float = 0.5) -> dict[str, Any] | None:
+    """The record of the scheduler whose lifetime lock a caller was just refused. A scheduler
+    writes it just after taking the lock, so it may be a moment late: wait for it a little, so
+    that the refusal names a pid and host. (Not by probing the lock: taking it, even for a
+    moment, could refuse a scheduler that starts just then.)"""
+    deadline = time.monotonic() + wait_s
+    while (holder := read_holder(paths)) is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return holder
 
 
 def holder_alive(paths: SweepPaths) -> dict[str, Any] | None:
@@ -992,7 +1029,7 @@ def wait_for_scheduler(paths: SweepPaths) -> None:
 
 
 def _busy_message(paths: SweepPaths) -> str:
-    holder = read_holder(paths) or {}
+    holder = busy_holder(paths) or {}
     who = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}"
     return (
         f"{paths.dir}: this sweep already has a scheduler ({who}). Watch it with "

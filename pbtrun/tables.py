@@ -23,6 +23,7 @@ from rich.text import Text
 
 from pbtrun import render
 from pbtrun.naming import render_value
+from pbtrun.printable import printable
 from pbtrun.render import STYLES, SYMBOLS, Filters, active_counts, lost_count, resume_hint
 from pbtrun.state import FAILED, RUNNING, SEEN_RUNNING, STATUSES, SUCCEEDED, Experiment, Observed, Sweep
 from pbtrun.store import SweepPaths
@@ -135,7 +136,7 @@ def _row(index: int, exp: Experiment, now: float, seen: Observed | None = None) 
     lost = render.lost_attempts(exp)
     return [
         Text(str(index), style="dim"),
-        Text(exp.name, style="dim" if exp.removed else ""),
+        Text(printable(exp.name), style="dim" if exp.removed else ""),
         status_text(exp, seen),
         Text(gpus),
         Text((f"{attempts} ({lost} lost)" if lost else str(attempts)) if attempts else ""),
@@ -161,11 +162,11 @@ def varying_params(experiments: Sequence[Experiment]) -> dict[str, bool]:
 
 
 def _param_columns(params: Mapping[str, bool]) -> list[Column]:
-    return [Column(name, "right" if number else "left", extra=True) for name, number in params.items()]
+    return [Column(printable(name), "right" if number else "left", extra=True) for name, number in params.items()]
 
 
 def _param_cells(exp: Experiment, params: Mapping[str, bool]) -> list[RenderableType]:
-    return [Text(render_value(exp.params[name]) if name in exp.params else "") for name in params]
+    return [Text(printable(render_value(exp.params[name])) if name in exp.params else "") for name in params]
 
 
 def _visible(rows: Sequence[Sequence[RenderableType]]) -> set[int]:
@@ -281,7 +282,7 @@ def sweep_footer(
     counts = active_counts(sweep)
     total = sum(counts.values())
     noun = "experiment" if total == 1 else "experiments"
-    text = Text(f"{sweep.name}: ")
+    text = Text(f"{printable(sweep.name)}: ")
     text.append(f"{shown} of {total} shown: " if shown is not None else f"{total} {noun}: ")
     recorded = holder is None and counts.get(RUNNING, 0) > 0
     text.append_text(counts_text(counts, running_word="recorded as running" if recorded else "running"))
@@ -289,7 +290,7 @@ def sweep_footer(
     if removed:
         text.append(f", {removed} removed", style="dim")
     if holder is not None:
-        text.append(f"; running (scheduler pid {holder.get('pid')} on {holder.get('host')})", style="cyan")
+        text.append(printable(f"; running (scheduler pid {holder.get('pid')} on {holder.get('host')})"), style="cyan")
         return text
     text.append("; no scheduler running" if recorded else "; not running")
     stale = sum(1 for seen in (observed or {}).values() if seen.state != SEEN_RUNNING)
@@ -298,7 +299,7 @@ def sweep_footer(
     command = resume_hint(paths, counts, lost_count(sweep))
     if command is None:
         return text
-    return OneLine(text, Text.assemble("resume with: ", (command, "bold")), " · ")
+    return OneLine(text, Text.assemble("resume with: ", (printable(command), "bold")), " · ")
 
 
 class OneLine:
@@ -348,10 +349,12 @@ def _sweep_row(
     path: Path, sweep: Sweep | Mapping[str, Any] | None, holder: Mapping[str, Any] | None, error: str, symbols: bool
 ) -> list[RenderableType]:
     if sweep is None:
-        return [Text(path.name), Text(""), Text(""), Text(error or "unreadable", style="red"), Text("")]
+        error_text = Text(printable(error or "unreadable"), style="red")
+        return [Text(printable(path.name)), Text(""), Text(""), error_text, Text("")]
     name, counts = (sweep.name, sweep.counts()) if isinstance(sweep, Sweep) else (sweep["name"], sweep["counts"])
     total = sum(counts.values())
     done = counts.get(SUCCEEDED, 0) + counts.get(FAILED, 0)
     bar = ProgressBar(total=max(total, 1), completed=done, width=PROGRESS_BAR_WIDTH)
-    scheduler = Text(f"running (pid {holder.get('pid')})", style="cyan") if holder else Text("not running", style="dim")
-    return [Text(str(name)), bar, Text(f"{done}/{total}"), counts_text(counts, symbols=symbols), scheduler]
+    running = printable(f"running (pid {holder.get('pid')})") if holder else ""
+    scheduler = Text(running, style="cyan") if holder else Text("not running", style="dim")
+    return [Text(printable(str(name))), bar, Text(f"{done}/{total}"), counts_text(counts, symbols=symbols), scheduler]

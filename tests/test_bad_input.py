@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from pbtrun.printable import clip
+
 GROUP = '[[experiments]]\nname = "g"\n'
 BASE = 'name = "s"\ncommand = "prog"\n'
 
@@ -383,7 +385,7 @@ def test_bad_spec_is_refused_cleanly(
     line = _marked_line(text)
     if line is not None:
         assert f"line {line}:" in err, f"message does not point at line {line}:\n{err}"
-        shown = text.split("\n")[line - 1].strip()
+        shown = clip(text.split("\n")[line - 1].strip())  # a long line is cut, marked with "…"
         assert err.endswith(f"\n    {line} | {shown}\n"), f"message does not show line {line}:\n{err}"
 
 

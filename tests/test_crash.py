@@ -599,10 +599,10 @@ def _break_duplicate(data: dict) -> None:
     ("breakage", "said"),
     [
         (_break_format, '"format" is 0'),
-        (_break_returncode, "must be integers"),
-        (_break_number, "must be integers"),
-        (_break_outcome, "unknown outcome 'fine'"),
-        (_break_duplicate, "listed twice"),
+        (_break_returncode, 'attempt #1: "returncode" must be an integer, or null, not the string "zero"'),
+        (_break_number, 'attempt #1: "number" must be an integer, not the string "1"'),
+        (_break_outcome, '"outcome" must be one of "exited", "timed_out", "stopped", "lost", "not_started", or null'),
+        (_break_duplicate, "has the id of experiment #0: each is listed once"),
     ],
 )
 @pytest.mark.parametrize("command", ["status", "resume", "up"])

@@ -358,20 +358,20 @@ def test_logs_follow_ends_when_the_state_ends_an_attempt_that_has_no_exit_record
     project.wait_for(project.records, timeout=TIMEOUT)
     _reboot(project, runner)
     assert not list((project.root / "train_dir/rb/logs").glob("*.exit"))
-    follow = project.start("logs", "train_dir/rb", "00_a", "-f")
-    ready, _, _ = select.select([follow.stdout], [], [], TIMEOUT)
-    assert ready and follow.stdout.readline().startswith("# pbtrun exit: -")  # it follows
-    assert follow.stdout.readline().startswith("# pbtrun pid: {")
-    assert follow.stdout.readline().startswith("# pbtrun: 00_a_sle_30, attempt 1")
-    assert follow.poll() is None  # the state still says "running"
+    # The state still says "running", but no scheduler runs and the process is gone: `logs -f`
+    # sees what `status` sees ("lost, not yet recorded"), prints the log and ends, with no
+    # resume needed (issue 18, 6: it used to wait for one).
+    follow = project.run("logs", "train_dir/rb", "00_a", "-f", timeout=TIMEOUT)
+    assert follow.returncode == 0, follow.stderr
+    assert follow.stdout.startswith("# pbtrun exit: -\n# pbtrun pid: {")
+    assert "\n# pbtrun: 00_a_sle_30, attempt 1" in follow.stdout
+    assert "attempt 1: lost, not yet recorded" in follow.stderr
     resumed = project.start("resume", "train_dir/rb", "--retry-lost")  # records attempt 1 as lost, runs attempt 2
     project.wait_for(lambda: project.status_json("rb")["experiments"][0]["attempts"] == 2, timeout=TIMEOUT)
-    out, err = follow.communicate(timeout=TIMEOUT)  # ends by itself: no exit record will ever come
-    assert follow.returncode == 0, err
-    assert "attempt 2" not in out
     # An attempt that has already ended is printed, not followed.
     again = project.run("logs", "train_dir/rb", "00_a", "-f", "--attempt", "1", timeout=TIMEOUT)
     assert again.returncode == 0 and "\n# pbtrun: 00_a_sle_30, attempt 1" in again.stdout
+    assert "attempt 2" not in again.stdout and "not yet recorded" not in again.stderr
     os.kill(resumed.pid, signal.SIGINT)
     resumed.communicate(timeout=TIMEOUT)
 
