@@ -208,3 +208,18 @@ def test_a_foreign_file_under_a_logs_name_neither_stalls_nor_counts_as_an_attemp
         assert exp["status"] == "succeeded" and exp["log"].endswith(".2.log")
         assert [h["outcome"] for h in exp["history"]] == ["exited"]
         assert (logs / f"{exp['name']}.1.log").read_text() == "not a pbtrun log\n"  # left alone
+
+
+def test_a_newline_in_an_argument_keeps_the_log_header_four_lines(project):
+    """The header is four lines whatever the values hold: a newline in an argument is written
+    escaped there (the experiment still gets it as it is), and the tail shows the program's lines."""
+    (project.root / "echo.py").write_text("import sys; print(repr(sys.argv[1]))\n")
+    project.spec(
+        f'name = "nl"\ncommand = ["{sys.executable}", "echo.py", "two\\nlines"]\nexperiment_arg_name = ""\n'
+        'experiment_dir_arg_name = ""\n[[experiments]]\nname = "a"\n'
+    )
+    assert project.run("up", "sweep.toml", "--plain").returncode == 0
+    (exp,) = project.status_json("nl")["experiments"]
+    lines = Path(exp["log"]).read_text().splitlines()
+    assert lines[5].startswith("# argv: ") and lines[5].endswith("'two\\nlines'")
+    assert lines[6:] == ["'two\\nlines'"]  # what the program got: the real newline

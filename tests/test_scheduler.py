@@ -90,7 +90,7 @@ def started_lines(stdout: str) -> list[tuple[str, int | None]]:
 # --------------------------------------------------------------------------- GPU placement
 
 
-SLEEPS = (0.05, 0.3, 0.1, 0.2, 0.05, 0.15, 0.25, 0.1)
+SLEEPS = (0.05, 0.3, 0.1, 0.2, 0.06, 0.15, 0.25, 0.11)  # distinct: a grid refuses a value twice
 
 
 def test_pinned_placement_under_load_respects_every_limit(project, recorder):

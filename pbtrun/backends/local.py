@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from pbtrun.backends import reaper
 from pbtrun.errors import BackendError
+from pbtrun.printable import printable
 from pbtrun.proc import exit_code_of, group_has_live_process, group_members, process_start_time
 from pbtrun.state import (  # the observation vocabulary lives with the state, for status to read without this module
     SEEN_ENDED,
@@ -612,10 +613,11 @@ def _pidfd_by_environ(markers: tuple[bytes, ...]) -> int | None:
 
 def _header(exp: Experiment, attempt: Attempt, cwd: str, argv: Sequence[str]) -> str:
     """The lines after the records: what ran (``argv`` as run: ``python`` resolved), where, on
-    which GPUs."""
+    which GPUs. Each is one line whatever the values hold (a newline in an argument is written
+    ``\\n``): readers of the log skip exactly these lines."""
     when = time.strftime(reaper.HEADER_TIME, time.localtime(attempt.started_at))
     gpus = "not pinned" if attempt.gpus is None else ",".join(map(str, attempt.gpus))
     return (
-        f"# pbtrun: {exp.name}, attempt {attempt.number}, started {when} on {attempt.host}\n"
-        f"# cwd: {cwd}\n# gpus: {gpus}\n# argv: {shlex.join(argv)}\n"
+        f"# pbtrun: {printable(exp.name)}, attempt {attempt.number}, started {when} on {printable(attempt.host)}\n"
+        f"# cwd: {printable(cwd)}\n# gpus: {gpus}\n# argv: {printable(shlex.join(argv))}\n"
     )
