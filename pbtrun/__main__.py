@@ -1,9 +1,10 @@
 """The entry point of ``pbtrun`` and ``python -m pbtrun``.
 
 ``pbtrun up SPEC`` with ordinary flags is parsed without click (:mod:`pbtrun.quickargs`): a
-sweep's first experiments start 15 ms sooner. Every other command line goes to click.
+sweep's first experiments start sooner, since click's import is a large share of start-up (see
+docs/performance.md). Every other command line goes to click.
 
-Ctrl-C while the CLI's modules are still being imported (the first tenth of a second) ends
+Ctrl-C while the CLI's modules are still being imported (the start of every command) ends
 pbtrun with exit code 130 like any other interruption, not with a traceback.
 """
 

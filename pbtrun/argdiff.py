@@ -26,7 +26,7 @@ def difference(
     """The words of ``old_argv`` that ``new_argv`` drops and the ones it brings, found by
     matching the two in order: a value changed in place reads as one word out, one word in,
     and a word that moved is reported too (argv order can matter to a program)."""
-    from difflib import SequenceMatcher  # here: a millisecond that `pbtrun up` without a change never needs
+    from difflib import SequenceMatcher  # here: an import that `pbtrun up` without a change never needs
 
     removed: list[str] = []
     added: list[str] = []

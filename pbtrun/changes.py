@@ -97,7 +97,7 @@ def text(changes: Changes, shown: Sequence[ExperimentSpec]) -> list[str]:
 
 
 def to_json(changes: Changes) -> dict[str, Any]:
-    """``plan --json``'s ``changes`` (documented in the README): add keys, never rename them."""
+    """``plan --json``'s ``changes`` (documented in docs/status-json.md): add keys, never rename them."""
     return {
         "unchanged": [name for name, _ in changes.unchanged],
         "new": list(changes.new),

@@ -1,7 +1,7 @@
 """What ``up`` does once its arguments are parsed, the run it shares with ``resume``, and how
 every command ends: no click here. ``pbtrun up SPEC`` with ordinary flags is parsed by
-:mod:`pbtrun.quickargs` and comes straight here, without loading click (15 ms of a 65 ms
-start-up, issue 6); everything else, and anything unusual about ``up``, goes through
+:mod:`pbtrun.quickargs` and comes straight here, without loading click (a large share of
+start-up: see docs/performance.md); everything else, and anything unusual about ``up``, goes through
 :mod:`pbtrun.cli`, which calls the same functions. Every :class:`PbtrunError` becomes its
 message and exit code in :func:`report`.
 """
@@ -62,8 +62,8 @@ def say(line: str, stream: Any) -> None:
 
 
 def leave(code: int) -> None:
-    """Leave without the interpreter's teardown (tens of milliseconds of freeing every module,
-    on every run): by then every ``finally`` has run, and only the standard streams hold
+    """Leave without the interpreter's teardown (freeing every module, on every run, is work
+    nobody waits for): by then every ``finally`` has run, and only the standard streams hold
     anything unwritten."""
     for stream in (sys.stdout, sys.stderr):
         try:

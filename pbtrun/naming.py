@@ -89,8 +89,9 @@ def id_from_json(group_json: str, params_json: str, occurrence: int) -> str:
 def _sha256() -> Callable[[bytes], Any]:
     """SHA-256, loaded on first use (only compiling a spec makes ids): CPython's own built-in
     implementation where it has one, the one ``hashlib`` itself falls back to. ``hashlib``
-    first loads OpenSSL, 3-4 ms of every ``pbtrun up`` before its first launch, to hash inputs
-    of a hundred bytes, which the built-in one does as fast (the digests are the same: tested)."""
+    first loads OpenSSL, a visible share of ``pbtrun up``'s time before its first launch (see
+    docs/performance.md), to hash inputs of a hundred bytes, which the built-in one does as fast
+    (the digests are the same: tested)."""
     for module in ("_sha2", "_sha256"):  # Python 3.12+, 3.11
         with contextlib.suppress(ImportError):
             return importlib.import_module(module).sha256

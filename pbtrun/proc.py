@@ -11,7 +11,7 @@ PR_SET_CHILD_SUBREAPER = 36
 
 def hostname() -> str:
     """This machine's name, as ``gethostname(2)`` gives it (the kernel's node name), without
-    importing ``socket``: a few milliseconds of every ``pbtrun status``."""
+    importing ``socket``, whose import ``pbtrun status`` would otherwise pay at every start."""
     return os.uname().nodename
 
 

@@ -1,5 +1,5 @@
-"""``pbtrun up SPEC`` with ordinary flags, parsed without click (issue 6: click is 15 ms of a
-65 ms start-up, and `up` is what a sweep waits for).
+"""``pbtrun up SPEC`` with ordinary flags, parsed without click (issue 6: click's import is a
+large share of start-up, and `up` is what a sweep waits for; see docs/performance.md).
 
 This parser knows only the happy path: the spec, then options spelled as ``--name value`` or
 ``--name=value``, each with a valid value. Anything else (help, ``--dry-run``, an unknown or

@@ -1,6 +1,6 @@
 """Turning state into what people and scripts read: tables, summaries, the ``--json`` shape.
 
-The ``status --json`` shape is a public interface (documented in the README); add keys, never
+The ``status --json`` shape is a public interface (documented in docs/status-json.md); add keys, never
 rename or remove them.
 """
 
@@ -370,7 +370,7 @@ def _last_lost(exp: Experiment) -> bool:
 
 def _item_encoder() -> Callable[[Any], str]:
     """``json.dumps`` of one item, made once: ``JSONEncoder.encode`` builds the C encoder anew
-    for every call, a tenth of the time of 100,000 experiments."""
+    for every call, which adds up over 100,000 experiments."""
     from json.encoder import c_make_encoder, encode_basestring_ascii
 
     if c_make_encoder is None:  # an interpreter without the json accelerator
@@ -385,10 +385,10 @@ def _item_encoder() -> Callable[[Any], str]:
 
 class Rows:
     """A long list in a JSON document whose items are made as they are written (``json_lines``):
-    ``make(x)`` for each ``x`` of ``source``. Making them is half the work of ``status --json``
-    at 100,000 experiments, and a second process can then share it. (A plain class, like the
-    other records on ``pbtrun up``'s path: a dataclass costs a few tenths of a millisecond to
-    define at import.)"""
+    ``make(x)`` for each ``x`` of ``source``. Making them is much of the work of
+    ``status --json`` at 100,000 experiments, and a second process can then share it. (A plain
+    class, like the other records on ``pbtrun up``'s path: defining a dataclass costs start-up
+    time at import.)"""
 
     __slots__ = ("make", "source")
 
@@ -404,8 +404,8 @@ CHUNK = 1000
 def json_lines(document: dict[str, Any], key: str) -> Iterator[str]:
     """``document`` as JSON text, in pieces: indented, except that ``document[key]``, a long
     list (of experiments; a list or ``Rows``), comes last with one item per line. The json
-    module indents only in pure Python, 10x slower than its compact encoder; at 100,000
-    experiments that is seconds, and this layout is as easy to read and to grep. The text is
+    module indents only in pure Python, many times slower than its compact encoder, which
+    shows at 100,000 experiments; and this layout is as easy to read and to grep. The text is
     ASCII (non-ASCII characters are escaped), as ``json.dumps`` writes it by default."""
     rest = {k: v for k, v in document.items() if k != key}
     head = json.dumps(rest, indent=2)[:-2] + ",\n" if rest else "{\n"

@@ -750,8 +750,8 @@ def _group(
     """One group, checked: its name, how many experiments it gives, and how to expand them.
 
     The count comes from the grid's axes, the list's length, ``seeds`` and ``repeat``, so that a
-    spec over the limit (three groups of a million) is refused in milliseconds, before anything is
-    expanded, never after seconds and gigabytes.
+    spec over the limit (three groups of a million) is refused at once, before anything is
+    expanded, not after the time and memory that expanding it would take.
     """
     where = ("experiments", i)
     _check_keys(src, table, where, EXPERIMENT_KEYS)

@@ -1,7 +1,7 @@
 """What is wrong with a state file that cannot be read, in words: which field of which
 experiment, and what it should be.
 
-Reading a state is a hot loop (100,000 experiments in a second), so the reader checks only what
+Reading a state is a hot loop (it must stay fast at 100,000 experiments), so the reader checks only what
 it must and lets a wrong type fail inside Python ("intern() argument must be str, not int").
 This module runs only after such a failure: it walks the same document slowly, field by field,
 and names the first thing that differs from what pbtrun writes.

@@ -55,7 +55,7 @@ SUMMARY_EVERY_S = 1.0
 
 class SweepPaths:
     """The one object that knows where every file of a sweep lives (equal when the directory
-    is; a plain class: a frozen dataclass costs ~0.4 ms to define, at every start)."""
+    is; a plain class: defining a frozen dataclass costs start-up time, at every start)."""
 
     def __init__(self, dir: Path) -> None:
         self.dir = dir
@@ -170,7 +170,7 @@ def fsync_dir(path: Path) -> None:
 
 # The layout of pbtrun.json: an indented head, then one experiment per line (sorted keys), so
 # that a person can read and diff it, and so that pbtrun can write and read it in chunks, at C
-# speed (the json module's indented encoder is pure Python: 10x slower at 100,000 experiments).
+# speed (the json module's indented encoder is pure Python, many times slower than its compact one).
 # Any other layout of the same JSON (an older pbtrun's, a hand-edited file) is read as well.
 _BODY_START = b'\n "experiments": [\n'
 _BODY_END = b"\n ]\n}\n"
@@ -245,7 +245,8 @@ def load(paths: SweepPaths) -> Sweep:
 def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection inside: reading 100,000 experiments allocates millions of
     containers, and each 700 of them start a collection that walks the younger ones again (a
-    third of the time of ``status --json`` at that size). Nothing read here forms a cycle."""
+    large share of ``status --json``'s time at that size: see docs/performance.md). Nothing read
+    here forms a cycle."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -661,7 +662,7 @@ class Journal:
     grows: the first sync after that also records the new size and blocks, since ``fdatasync``
     writes whatever metadata reading the data back needs), and a thread ``fdatasync``s behind the
     writer: one sync covers every line written before it (group commit), so a transition is on
-    disk within one sync's time (~0.3 ms here) without the scheduler waiting for it. Writing
+    disk within one sync's time without the scheduler waiting for it. Writing
     into allocated space changes no file-system metadata, so the other syncs flush data only
     and do not force a file-system journal commit, which would stall every process creating
     files on the same file system (the reaper creates several per experiment). The scheduler
@@ -746,7 +747,7 @@ class Journal:
     def _grow(self, need: int) -> None:
         """Allocate more: zeros, made durable by the thread's next sync together with the line
         that needed them. Not synced here: the first commit of a sweep grows the journal, and a
-        sync (a file-system journal commit, 1 ms here) would delay the first launch."""
+        sync (a file-system journal commit) would delay the first launch."""
         self.sync()
         size = max(need, self._room(max(self.GROW_BYTES if self.allocated else self.FIRST_BYTES, self.allocated)))
         _write_all(self.fd, bytes(size), self.allocated)  # type: ignore[arg-type]
@@ -835,8 +836,8 @@ class Flock:
     descriptor closes, so when its process dies, and a crash leaves no stale lock.
 
     pbtrun used ``filelock.FileLock`` for this, which takes the same lock (its Unix backend is
-    flock too). Its import cost 20 ms of every command's start-up, and each acquisition
-    re-opened and re-checked the file and its directories, 0.2 ms: a fifth of the scheduler's
+    flock too). Its import was a large share of every command's start-up, and each acquisition
+    re-opened and re-checked the file and its directories: a large share of the scheduler's
     time per experiment, which takes the state lock for every commit. This keeps the
     descriptor open; uncontended, an acquisition is one system call.
     """

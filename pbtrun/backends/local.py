@@ -116,9 +116,9 @@ class LocalBackend:
         launch). The scheduler calls this before it starts any thread, which would make
         forking unsafe; the first one before it even loads the sweep (a smaller copy).
 
-        Why more than one: a reaper is blocked in ``posix_spawn`` until its child has exec'd
-        (about half a millisecond here), so one reaper starts at most ~2,000 experiments a
-        second; two spawn side by side on two cores."""
+        Why more than one: a reaper is blocked in ``posix_spawn`` until its child has exec'd,
+        which bounds how many experiments one reaper starts a second; two spawn side by side on
+        two cores (docs/performance.md measures it)."""
         while len(self.links) < max(1, reapers):
             owner, pid, address = reaper.start()
             self.links[address] = ReaperLink(owner, pid, address)
@@ -309,7 +309,7 @@ class LocalBackend:
         if not reaper.is_log(handle.log):  # a file of someone else's under the log's name: not ours
             return [(handle.exp_id, Outcome(None, time.time(), started=False))]  # the next attempt has another name
         # A log with neither record was claimed a moment ago by a reaper that is starting it:
-        # its pid record, which names that reaper, follows within milliseconds.
+        # its pid record, which names that reaper, follows as soon as the process is spawned.
         deadline = time.monotonic() + CLAIMED_WAIT_S
         while reaper.read_records(handle.log) == (None, None) and time.monotonic() < deadline:
             time.sleep(0.005)

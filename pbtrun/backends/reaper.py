@@ -3,7 +3,7 @@
 Why a separate process: an experiment's exit status must be captured outside the scheduler, so
 that a scheduler killed without warning (SIGKILL, the OOM killer, a lost SSH session) loses
 nothing. Why one for all experiments, not one per experiment: a per-experiment helper forked
-from a Python process costs milliseconds of copy-on-write work per experiment, the reaper costs
+from a Python process pays copy-on-write faults for every experiment, the reaper costs
 a few system calls (experiments start with ``posix_spawn``, which does not copy the process).
 
 Protocol: messages are JSON over ``SOCK_SEQPACKET`` unix sockets. The scheduler that forked the
@@ -442,7 +442,7 @@ class Reaper:
     def _which(self, name: str, path: str) -> str:
         """``name`` found on ``path`` once, as exec would find it, then remembered. A search in
         the child (posix_spawnp) tries every directory before the right one, each a failed
-        exec, while the reaper waits: a tenth of a millisecond a launch here. Nothing found:
+        exec that the reaper waits for, at every launch. Nothing found:
         FileNotFoundError, as exec gives."""
         if "/" in name:
             return name
