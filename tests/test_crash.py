@@ -407,6 +407,7 @@ def test_a_stop_under_way_when_the_scheduler_dies_still_counts_on_resume(project
     script.write_text(
         "import os, signal, sys, time\n"
         "def bye(*_):\n"
+        "    open('signalled', 'w').close()\n"
         "    time.sleep(1.0)  # saving a checkpoint\n"
         "    sys.exit(0)\n"
         "signal.signal(signal.SIGINT, bye)\n"
@@ -418,6 +419,7 @@ def test_a_stop_under_way_when_the_scheduler_dies_still_counts_on_resume(project
     project.wait_for((project.root / "1").exists)
     os.kill(proc.pid, signal.SIGINT)
     project.wait_for(lambda: project.state("g")["experiments"][0]["attempts"][-1].get("stop_at"))
+    project.wait_for((project.root / "signalled").exists)  # the SIGINT reached it: now the scheduler dies
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)
     log = project.root / "train_dir/g" / project.state("g")["experiments"][0]["attempts"][-1]["log"]
