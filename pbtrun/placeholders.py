@@ -49,9 +49,11 @@ def fill_attempt(argv: Sequence[str], env: Mapping[str, str], number: int) -> tu
     return argv, env
 
 
-def has_any(text: str) -> bool:
-    """Whether ``text`` holds a token :func:`fill` would replace with one of :data:`COMPILED`."""
-    return "{" in text and any(m[1] in COMPILED for m in _TOKEN.finditer(text))
+def has_any(text: str, attempt: bool = False) -> bool:
+    """Whether ``text`` holds a token :func:`fill` would replace with one of :data:`COMPILED`
+    (or, with ``attempt``, ``{attempt}`` too)."""
+    names = KNOWN if attempt else COMPILED
+    return "{" in text and any(m[1] in names for m in _TOKEN.finditer(text))
 
 
 def problem(text: str) -> str | None:

@@ -154,6 +154,7 @@ class _Source:
         self.text = text
         self.lines = [line.rstrip("\r") for line in text.split("\n")]  # TOML's lines, not str.splitlines'
         self._places: dict[tuple, int] | None = None
+        self.named_by_values = True  # customize_experiment_name: parameter values show in names
 
     def error(self, where: Sequence[str | int], problem: str) -> SpecError:
         line = self.find_line(where)
@@ -472,6 +473,7 @@ def parse(text: str, path: Path) -> Spec:
     command = raw.get("command")
     top_argv = _command(src, ("command",), command) if command is not None else None
     suffix = _suffix(src, raw)
+    src.named_by_values = _bool(src, raw, "customize_experiment_name", True)
     groups = _groups(src, raw, top_argv, suffix)
     randomize = _bool(src, raw, "randomize", False)
     random_seed = _int(src, raw, (), "random_seed")
@@ -902,6 +904,14 @@ def _check_value(src: _Source, where: tuple, value: Any, dotted: bool = False) -
         if "\0" in value:
             raise src.error(where, _NUL)
         _placeholders(src, where, value)
+        if src.named_by_values and placeholders.has_any(value, attempt=True):
+            raise src.error(
+                where,
+                f"{value!r} holds a placeholder, but parameter values are part of the experiment's name "
+                "(customize_experiment_name = true), and a name must not change with what fills it in. "
+                'Put the placeholder in command (command = "python train.py --out={experiment_dir}/ckpt") '
+                "or in env, or set customize_experiment_name = false (names are then NN_<group>).",
+            )
     if isinstance(value, list):
         for item in value:
             _check_value(src, where, item)

@@ -134,9 +134,10 @@ def test_placeholders_are_filled_in_the_command_params_and_env(tmp_path: Path) -
         env = { RUN = "{experiment}", LOG = "{sweep_dir}/{experiment}.{attempt}" }
         """,
         command='["prog", "--name={experiment}", "--sweep={sweep_dir}", "--try={attempt}"]',
+        customize_experiment_name="false",  # else a value that names the experiment cannot hold one
     )
     (exp,) = compile_text(tmp_path, text)
-    name = "00_g_lr_0.1_out_{experiment_dir}/ckpt"  # names render the values as written
+    name = "00_g"
     assert exp.name == name
     assert exp.argv == (
         "prog",
@@ -184,8 +185,19 @@ def test_placeholders_leave_ids_as_they_were(tmp_path: Path) -> None:
     with_command = compile_text(tmp_path, spec_text(command='"prog --out={experiment_dir}"', args='"hydra"'))
     assert [e.id for e in with_command] == [e.id for e in plain]
     assert plain[0].id == experiment_id("g", {"lr": 0.1}, 0) == "5a9fcd65d9406b71"  # as before placeholders existed
-    (exp,) = compile_text(tmp_path, spec_text('grid = { out = ["{sweep_dir}/x"] }'))
+    (exp,) = compile_text(tmp_path, spec_text('grid = { out = ["{sweep_dir}/x"] }', customize_experiment_name="false"))
     assert exp.id == experiment_id("g", {"out": "{sweep_dir}/x"}, 0)
+
+
+@pytest.mark.parametrize("value", ["a{attempt}", "{experiment}-b", "{experiment_dir}/ckpt"])
+def test_a_placeholder_in_a_value_that_names_the_experiment_is_refused(project, value: str) -> None:
+    """The name would hold the token, and filling it in would change the name's own arguments
+    (hydra.run.dir of attempt 2 another directory than attempt 1's)."""
+    project.spec(spec_text(f'grid = {{ lr = [0.1, 0.2], tag = ["{value}"] }}', args='"hydra"'))
+    result = project.run("plan", "sweep.toml")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "sweep.toml, line 7: experiments[1].grid.tag[1]" in result.stderr
+    assert "customize_experiment_name" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
