@@ -114,7 +114,9 @@ def placement_options(func: Callable) -> Callable:
         ),
         click.option(
             "--max-failures",
+            "--max_failures",  # not an old launcher flag, but spelled as its siblings are
             "max_failures",
+            cls=OldSpelling,
             type=click.IntRange(min=1),
             help="Stop launching after N experiments failed (the running ones finish).",
         ),

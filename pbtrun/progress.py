@@ -154,12 +154,14 @@ class Tracker:
         self._took_s = [0.0, 0]  # sum and number of succeeded attempts' durations
         self._any_took_s = [0.0, 0]  # the same over every ended attempt, while none has succeeded
         self._early: list[Failure | None] = []  # how the first attempts to end in this run ended
+        self._halts = False  # max_failures is set: no need to suggest it
         self._alarm: str | None = None
 
     def begin(self, sweep: Sweep) -> None:
         with self._lock:
             self.name = sweep.name
             self.slots = slots(sweep.settings)
+            self._halts = sweep.settings.max_failures is not None
             self._recount(sweep)
             for exp in sweep.experiments.values():
                 last = render.last_attempt(exp)
@@ -232,10 +234,11 @@ class Tracker:
         assert first is not None
         tail = tail_lines(first.log, 1)
         says = f"; {first.name}'s log ends with: {tail[0][:200]}" if tail else ""
+        halt = "" if self._halts else " (max_failures = N in [scheduler] stops a sweep after N failures)"
         self._alarm = (
             f"the first {expected} experiments all {first.word} within {EARLY_S:g} s of their start{says}. "
-            "The command may be wrong for this app: look at `pbtrun logs --failed` for this sweep "
-            "(max_failures = N in [scheduler] stops a sweep after N failures)."
+            f"The command may be wrong for this app: look at `pbtrun logs {shlex.quote(str(self.paths.dir))} "
+            f"--failed`{halt}."
         )
 
     def take_alarm(self) -> str | None:

@@ -49,7 +49,7 @@ UP_OPTIONS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
     **dict.fromkeys(("--max-parallel", "--max_parallel"), ("max_parallel", int)),
     **dict.fromkeys(("--experiments-per-gpu", "--experiments_per_gpu"), ("experiments_per_gpu", int)),
     **dict.fromkeys(("--pause-between", "--pause_between"), ("pause_between", _seconds(MAX_PAUSE_S))),
-    "--max-failures": ("max_failures", _int_range(1, 2**63)),
+    **dict.fromkeys(("--max-failures", "--max_failures"), ("max_failures", _int_range(1, 2**63))),
     "--grace": ("grace", _seconds(MAX_GRACE_S)),
     "--retry-failed": ("retry_failed", None),
     "--retry-lost": ("retry_lost", None),

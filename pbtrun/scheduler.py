@@ -372,8 +372,9 @@ class Scheduler:
         running = f"; the {len(self.handles)} running finish first" if self.handles else ""
         self.listener.message(
             f"{self.failed} experiment(s) failed (max_failures = {limit}): pbtrun launches nothing more "
-            f"({waiting} left waiting){running}. Look at them with `pbtrun logs {self.sweep_dir} --failed`, "
-            f"fix the cause, then `pbtrun resume {self.sweep_dir} --retry-failed`."
+            f"({waiting} left waiting){running}. Look at them with `pbtrun logs {self.sweep_dir} --failed` and "
+            f"fix the cause; then `pbtrun resume {self.sweep_dir}` runs the rest (with --retry-failed, the "
+            "failed ones again too)."
         )
 
     def _why_ended(self, exp: Experiment, outcome: Outcome) -> str | None:

@@ -75,7 +75,8 @@ def test_the_first_experiments_failing_alike_raise_a_warning_once(project, recor
     warnings = [line for line in result.stdout.splitlines() if "WARNING" in line]
     assert len(warnings) == 1, result.stdout
     assert "the first 3 experiments all failed (3) within 60 s" in warnings[0]
-    assert "pbtrun logs --failed" in warnings[0]
+    assert "pbtrun logs " in warnings[0] and "train_dir/h --failed" in warnings[0]
+    assert "max_failures = N" in warnings[0]  # not set: suggested
 
 
 def test_no_warning_when_one_of_the_first_succeeds(project, recorder):
