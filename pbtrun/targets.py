@@ -88,20 +88,22 @@ def refuse_run_module(spec_file: Path, command: str) -> None:
     of Python would help no one."""
     if spec_file.suffix != ".py" or not spec_file.is_file():
         return
+    if not _defines_run_description(spec_file):  # a training script: importing it would run it
+        script, toml = shlex.quote(str(spec_file)), shlex.quote(str(spec_file.with_suffix(".toml")))
+        raise SpecError(
+            f"{spec_file} is a Python file, not a sweep spec (TOML): a training script is what a spec's "
+            f"`command` runs. Write a starter spec, set its command to `python {script}`, then run it:\n"
+            f"    pbtrun init {toml} && $EDITOR {toml} && pbtrun {command} {toml}\n"
+            "(`pbtrun import` is for an old launcher's run module, one that defines RUN_DESCRIPTION; this "
+            "file does not.)"
+        )
     toml = spec_file.with_suffix(".toml")
     steps = f"pbtrun import {shlex.quote(str(spec_file))} -o {shlex.quote(str(toml))}"
     steps += f" && pbtrun {command} {shlex.quote(str(toml))}"
     overwrites = ""
     if toml.exists():  # never suggest --force: that file may be a spec written by hand
         overwrites = f" ({toml} exists already, and import will not write over it: give -o another name)"
-    if _defines_run_description(spec_file):
-        what = f"{spec_file} is a Python run module (it defines RUN_DESCRIPTION), not a sweep spec. Convert it"
-    else:
-        what = (
-            f"{spec_file} is a Python file, not a sweep spec (TOML). A training script goes in a spec's "
-            "`command` (`pbtrun init` writes a starter spec). An old launcher's run module (one that defines "
-            "RUN_DESCRIPTION) is converted"
-        )
+    what = f"{spec_file} is a Python run module (it defines RUN_DESCRIPTION), not a sweep spec. Convert it"
     raise SpecError(f"{what}, then run, with{overwrites}:\n    {steps}")
 
 

@@ -254,7 +254,8 @@ def test_up_given_a_python_run_module_names_the_import_command(project):
     (project.root / "train.py").write_text("print('hi')\n")
     script = project.run("up", "train.py")
     assert script.returncode == 2 and "train.py is a Python file, not a sweep spec (TOML)" in script.stderr
-    assert "pbtrun import train.py -o train.toml && pbtrun up train.toml" in script.stderr
+    assert "pbtrun init train.toml && $EDITOR train.toml && pbtrun up train.toml" in script.stderr
+    assert "pbtrun import train.py" not in script.stderr  # importing a training script would run it
 
 
 # --------------------------------------------------------------------------- help
