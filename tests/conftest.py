@@ -57,11 +57,12 @@ class Project:
             **popen,
         )
 
-    def start(self, *args: str, **env: str) -> subprocess.Popen:
-        """Start ``pbtrun ARGS`` in the background (in its own session); reaped at teardown."""
+    def start(self, *args: str, cwd: Path | None = None, **env: str) -> subprocess.Popen:
+        """Start ``pbtrun ARGS`` in the background (in its own session, in ``cwd``, by default the
+        project); reaped at teardown."""
         proc = subprocess.Popen(
             [sys.executable, "-m", "pbtrun", *args],
-            cwd=self.root,
+            cwd=self.root if cwd is None else cwd,
             env=self.env(**env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -24,17 +24,7 @@ TIMEOUT = 20
 
 
 def _start_up(root: Path, project: Project) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pbtrun", "up", "sweep.toml", "--plain"],
-        cwd=root,
-        env=project.env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    project.procs.append(proc)
-    return proc
+    return project.start("up", "sweep.toml", "--plain", cwd=root)
 
 
 def test_two_up_racing_on_a_fresh_spec_the_loser_exits_3_naming_the_winner(project):
