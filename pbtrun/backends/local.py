@@ -251,10 +251,7 @@ class LocalBackend:
                 status = os.waitid(os.P_PID, handle.pgid, os.WEXITED | os.WNOHANG)
         if status is None:
             return exit_outcome(handle.log) or Outcome(None, time.time(), error=handle.error)
-        outcome = Outcome(exit_code_of(status), time.time(), status.si_pid)
-        with contextlib.suppress(OSError):  # the state records it all the same
-            reaper.write_exit(handle.log, outcome.returncode, outcome.ended_at, outcome.pid)  # type: ignore[arg-type]
-        return outcome
+        return _reaped(handle, status)
 
     def reap_orphans(self) -> list[tuple[str, Outcome]]:
         """Wait for every child of ours that ended (SIGCHLD): orphaned experiments, whose
@@ -271,9 +268,7 @@ class LocalBackend:
             handle = orphans.pop(status.si_pid, None)
             if handle is None:
                 continue
-            outcome = Outcome(exit_code_of(status), time.time(), status.si_pid)
-            with contextlib.suppress(OSError):
-                reaper.write_exit(handle.log, outcome.returncode, outcome.ended_at, outcome.pid)  # type: ignore[arg-type]
+            outcome = _reaped(handle, status)
             if isinstance(handle.source, int) and isinstance(self.sources.get(handle.source), int):
                 self._forget_source(handle.source)
             ended.append((handle.exp_id, outcome))
@@ -540,6 +535,15 @@ def observe(log: str, same_host: bool = True) -> Observed:
 
 
 # --------------------------------------------------------------------------- records and processes
+
+
+def _reaped(handle: Handle, status: os.waitid_result) -> Outcome:
+    """The outcome of an orphan we waited for; its log's exit record is written as its reaper
+    would have (best effort: the state records it all the same)."""
+    outcome = Outcome(exit_code_of(status), time.time(), status.si_pid)
+    with contextlib.suppress(OSError):
+        reaper.write_exit(handle.log, exit_code_of(status), outcome.ended_at, status.si_pid)
+    return outcome
 
 
 def exit_outcome(log: str) -> Outcome | None:
