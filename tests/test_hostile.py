@@ -223,3 +223,27 @@ def test_a_newline_in_an_argument_keeps_the_log_header_four_lines(project):
     lines = Path(exp["log"]).read_text().splitlines()
     assert lines[5].startswith("# argv: ") and lines[5].endswith("'two\\nlines'")
     assert lines[6:] == ["'two\\nlines'"]  # what the program got: the real newline
+
+
+def test_a_spilled_launch_the_reaper_cannot_read_fails_that_attempt_not_silently(tmp_path):
+    import selectors
+
+    from pbtrun.backends.local import Handle, LocalBackend
+    from pbtrun.store import SweepPaths
+
+    paths = SweepPaths(tmp_path / "train_dir" / "s")
+    paths.logs.mkdir(parents=True)
+    selector = selectors.DefaultSelector()
+    backend = LocalBackend(paths, str(tmp_path), selector)
+    backend.start()
+    link = next(iter(backend.links.values()))
+    backend.handles["e1"] = Handle("e1", 1, str(paths.logs / "x.1.log"), "x", source=link.owner.fileno())
+    link.owner.send(json.dumps({"op": "launch", "spilled": str(tmp_path / "gone"), "id": "e1", "attempt": 1}).encode())
+    ended = []
+    deadline = time.monotonic() + 10
+    while not ended and time.monotonic() < deadline:
+        for key, _ in selector.select(0.1):
+            ended += backend.on_ready(key.data[1])
+    ((exp_id, outcome),) = ended
+    assert exp_id == "e1" and not outcome.started and "No such file" in outcome.error
+    backend.close()

@@ -87,7 +87,8 @@ def send_launch(sock: socket.socket, request: dict[str, Any], spill: str) -> str
                 f.write(data)
         except OSError as exc:
             return f"cannot write its launch request to {spill}: {exc.strerror or exc}"
-        data = json.dumps({"op": "launch", "spilled": spill}).encode()
+        ident = {"id": request["id"], "attempt": request["attempt"]}
+        data = json.dumps({"op": "launch", "spilled": spill, **ident}).encode()
     try:
         sock.send(data)
     except (BrokenPipeError, ConnectionError):
@@ -97,16 +98,18 @@ def send_launch(sock: socket.socket, request: dict[str, Any], spill: str) -> str
     return None
 
 
-def _unspill(message: dict[str, Any]) -> dict[str, Any] | None:
-    """The launch request a message names a file for (read, then removed); None if unreadable."""
+def _unspill(message: dict[str, Any]) -> dict[str, Any] | OSError:
+    """The launch request a message names a file for (read, then removed), or why it cannot be."""
     path = message["spilled"]
     try:
         with open(path, "rb") as f:
             request = json.loads(f.read())
         os.unlink(path)
-    except (OSError, ValueError):
-        return None
-    return request if isinstance(request, dict) else None
+    except OSError as exc:
+        return exc
+    except ValueError:
+        return OSError(errno.EINVAL, f"{path} holds no launch request")
+    return request if isinstance(request, dict) else OSError(errno.EINVAL, f"{path} holds no launch request")
 
 
 def receive(sock: socket.socket) -> dict[str, Any] | None:
@@ -329,9 +332,12 @@ class Reaper:
             if client is not self.owner:
                 continue
             if message.get("op") == "launch":
-                if "spilled" in message and (message := _unspill(message)) is None:
-                    continue  # unreadable: the attempt's log is never claimed, and resume abandons it
-                self._launch(message)
+                request = _unspill(message) if "spilled" in message else message
+                if isinstance(request, OSError):  # never silent: the attempt fails, not started
+                    ident = {"id": message["id"], "attempt": message["attempt"]}
+                    self._broadcast({"op": "failed", **ident, "errno": request.errno, "started": False})
+                    continue
+                self._launch(request)
 
     def _drop(self, client: socket.socket) -> None:
         with contextlib.suppress(KeyError, ValueError):
