@@ -19,9 +19,8 @@ from pbtrun.proc import hostname
 from pbtrun.progress import tail_lines
 from pbtrun.state import (
     FAILED,
-    INTERRUPTED,
     NOT_STARTED,
-    PENDING,
+    RUNNABLE,
     SEEN_LOST,
     SEEN_NOT_STARTED,
     Experiment,
@@ -113,7 +112,7 @@ def _say(line: str) -> None:
 
 def waits_to_run(exp: Experiment) -> bool:
     """Whether the experiment is one a scheduler runs next (``logs -f`` then waits for its next attempt)."""
-    return exp.status in (PENDING, INTERRUPTED) and not exp.removed
+    return exp.status in RUNNABLE and not exp.removed
 
 
 def wait_to_start(paths: SweepPaths, exp: Experiment, waiting: Callable[[], None]) -> int | None:

@@ -39,6 +39,7 @@ from pbtrun.state import (
     INTERRUPTED,
     LOST,
     PENDING,
+    RUNNABLE,
     RUNNING,
     STOPPED,
     SUCCEEDED,
@@ -198,7 +199,7 @@ class Scheduler:
         experiments = self.sweep.experiments
         while self.queue:
             exp = experiments.get(self.queue[0])
-            if exp is not None and exp.status in (PENDING, INTERRUPTED) and not exp.removed:
+            if exp is not None and exp.status in RUNNABLE and not exp.removed:
                 return True
             self.queue.popleft()
         return False
@@ -235,7 +236,7 @@ class Scheduler:
 
     def _exit_code(self) -> int:
         live = [e for e in self.sweep.experiments.values() if not e.removed]
-        if self.stopping and any(e.status in (INTERRUPTED, PENDING) for e in live):
+        if self.stopping and any(e.status in RUNNABLE for e in live):
             return EXIT_INTERRUPTED
         return 0 if all(e.status == SUCCEEDED for e in live) else 1
 
@@ -324,7 +325,7 @@ class Scheduler:
                 return
             for exp_id, gpus in chosen:
                 exp = sweep.experiments.get(exp_id)
-                if exp is None or exp.removed or exp.status not in (PENDING, INTERRUPTED):
+                if exp is None or exp.removed or exp.status not in RUNNABLE:
                     continue  # another writer changed it since we looked
                 attempt = self._new_attempt(exp, gpus, now, self.backend.assign())
                 exp = exp.to(RUNNING, attempt)
@@ -347,7 +348,7 @@ class Scheduler:
     def _tell(self, done: list[Experiment], launched: list[tuple[Experiment, Attempt]]) -> None:
         """Show a round: what ended, then the new launches; put retries back in line."""
         for exp in done:
-            if exp.status in (PENDING, INTERRUPTED):  # a retry: back in line, and look again at once
+            if exp.status in RUNNABLE:  # a retry: back in line, and look again at once
                 self.queue.append(exp.id)
                 self.again = True
             self.listener.ended(exp, self.sweep)

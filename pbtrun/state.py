@@ -32,6 +32,7 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
 STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, INTERRUPTED)
+RUNNABLE = (PENDING, INTERRUPTED)  # what a scheduler launches (failed ones only when asked to retry)
 
 # How an attempt ended. ``None`` while it runs.
 EXITED = "exited"  # the process ended by itself; returncode tells how (negative: a signal)
@@ -174,7 +175,7 @@ class Sweep:
         return dict(self._counts)
 
     def runnable(self) -> list[Experiment]:
-        return [e for e in self.experiments.values() if e.status in (PENDING, INTERRUPTED) and not e.removed]
+        return [e for e in self.experiments.values() if e.status in RUNNABLE and not e.removed]
 
     def running(self) -> list[Experiment]:
         return [e for e in self.experiments.values() if e.status == RUNNING]
