@@ -64,23 +64,17 @@ def experiment_name(
     return f"{index:02d}_" + "_".join(tokens)
 
 
-def experiment_id(group: str, params: Mapping[str, Any], occurrence: int) -> str:
-    """A stable id: the same group and parameters give the same id, whatever their position.
-
-    ``occurrence`` tells apart experiments of one group with identical parameters (repeats), so
-    re-compiling an edited spec recognises every experiment it already has.
-    """
-    return id_from_json(canonical_json(group), canonical_json(dict(params)), occurrence)
-
-
 def canonical_json(value: Any) -> str:
     """``value`` as ids see it: JSON with sorted keys, anything else as its ``str()``."""
     return _ID_JSON.encode(value)
 
 
 def id_from_json(group_json: str, params_json: str, occurrence: int) -> str:
-    """:func:`experiment_id` from the canonical JSON of its parts (a compile makes the group's
-    once, and the parameters' serve it also to count repeats). The text hashed is exactly
+    """An experiment's stable id, from the canonical JSON of its group and parameters: the same
+    group and parameters give the same id, whatever their position, and ``occurrence`` tells
+    apart experiments of one group with identical parameters (repeats), so re-compiling an edited
+    spec recognises every experiment it already has. (A compile makes the group's JSON once, and
+    the parameters' serves it also to count repeats.) The text hashed is exactly
     ``canonical_json([group, params, occurrence])``, as in the first release: ids never change."""
     return _sha256()(f"[{group_json}, {params_json}, {occurrence}]".encode()).hexdigest()[:16]
 

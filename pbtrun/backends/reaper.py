@@ -112,12 +112,6 @@ def _unspill(message: dict[str, Any]) -> dict[str, Any] | OSError:
     return request if isinstance(request, dict) else OSError(errno.EINVAL, f"{path} holds no launch request")
 
 
-def receive(sock: socket.socket) -> dict[str, Any] | None:
-    """One message, or None at end of stream (the peer closed)."""
-    data = sock.recv(MAX_MESSAGE)
-    return json.loads(data) if data else None
-
-
 def receive_all(sock: socket.socket) -> Iterator[dict[str, Any] | None]:
     """Every message already waiting (at least one read); None, last, if the peer closed."""
     flags = 0
