@@ -209,8 +209,8 @@ def _say_merged(report: Any) -> None:
 def run(paths: store.SweepPaths, kw: dict[str, Any], saved: tuple[Sweep, tuple | None] | None = None) -> None:
     """Schedule the sweep at ``paths`` with a view of its progress until it ends; exit with
     the scheduler's code (``saved``: the state ``up`` just wrote, not read back)."""
-    from pbtrun.progress import make_view
     from pbtrun.scheduler import Scheduler
+    from pbtrun.views import make_view
 
     view = make_view(paths, True if kw["plain"] else None)
     scheduler = Scheduler(

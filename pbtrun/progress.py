@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import IO, NamedTuple
 
 from pbtrun import render
 from pbtrun.backends.reaper import LOG_HEADER_PREFIXES
@@ -26,9 +26,6 @@ from pbtrun.printable import printable
 from pbtrun.render import STYLES, SYMBOLS, active_counts, resume_hint
 from pbtrun.state import FAILED, INTERRUPTED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
 from pbtrun.store import SweepPaths
-
-if TYPE_CHECKING:
-    from pbtrun.live import LiveView
 
 RECENT_FAILURES = 3
 SLOWEST = 3
@@ -598,30 +595,6 @@ def settings_line(paths: SweepPaths, sweep: Sweep) -> str:
         f"sweep {sweep.name}: {_count(len(sweep.experiments), 'experiment')}, {len(sweep.runnable())} to run; "
         f"max_parallel {s.max_parallel}, {gpus}; dir {paths.dir}"
     )
-
-
-def make_view(paths: SweepPaths, plain: bool | None, stream: IO[str] | None = None) -> LiveView | PlainView:
-    """The live view on a terminal, plain lines otherwise (``plain=None``: decide by ``stream``).
-
-    A terminal that cannot move the cursor (``TERM=dumb``) gets plain lines too.
-    """
-    out = stream if stream is not None else sys.stdout
-    if plain is None:
-        plain = not _isatty(out) or os.environ.get("TERM") in ("dumb", "unknown")
-    if plain:
-        return PlainView(paths, stream)
-    from rich.console import Console  # only here: plain lines (pipes, --plain) never load rich
-
-    from pbtrun.live import LiveView
-
-    return LiveView(paths, Console() if stream is None else Console(file=stream))
-
-
-def _isatty(stream: IO[str]) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):  # no isatty, or a closed file
-        return False
 
 
 def _count(n: int, noun: str) -> str:
