@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from pbtrun import render, store
 from pbtrun.backends.local import exit_outcome, observe
-from pbtrun.backends.reaper import EXIT_PREFIX, PID_PREFIX, RECORDS_BYTES
+from pbtrun.backends.logrecords import EXIT_PREFIX, PID_PREFIX, RECORDS_BYTES
 from pbtrun.errors import PbtrunError
 from pbtrun.printable import printable
 from pbtrun.proc import hostname

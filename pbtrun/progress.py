@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from pbtrun import render
-from pbtrun.backends.reaper import LOG_HEADER_PREFIXES
+from pbtrun.backends.logrecords import LOG_HEADER_PREFIXES
 from pbtrun.printable import printable
 from pbtrun.render import STYLES, SYMBOLS, active_counts, resume_hint
 from pbtrun.state import FAILED, INTERRUPTED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep

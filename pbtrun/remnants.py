@@ -57,7 +57,7 @@ def _count_logs(logs: Path) -> int:
 
 
 def _is_attempt_log(path: str) -> bool:
-    from pbtrun.backends.reaper import EXIT_PREFIX  # the log's format; only when a pbtrun.json is missing
+    from pbtrun.backends.logrecords import EXIT_PREFIX  # the log's format; only when a pbtrun.json is missing
 
     try:
         with open(path, "rb") as f:

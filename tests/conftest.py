@@ -107,7 +107,7 @@ class Project:
             proc.communicate(timeout=10)
         # Experiments live in sessions of their own: kill any the test left behind, by the
         # process groups and reapers their logs' pid records name.
-        from pbtrun.backends.reaper import read_records
+        from pbtrun.backends.logrecords import read_records
 
         for log in self.root.rglob("*.log"):
             found = read_records(str(log))

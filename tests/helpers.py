@@ -23,7 +23,7 @@ def colour_codes(raw: str) -> list[str]:
 def reaper_of(logs: Path) -> int:
     """The pid of the reaper that started the (first) experiment logged in ``logs``, from its
     log's pid record."""
-    from pbtrun.backends.reaper import read_records
+    from pbtrun.backends.logrecords import read_records
 
     log = next(logs.glob("*.log"))
     return read_records(str(log))[1]["reaper"]
@@ -53,7 +53,7 @@ def start_gated(project, sweep: str, codes: list[int]):
     sweep's logs directory and the pid records of the experiments (in name order) once all started."""
     import sys
 
-    from pbtrun.backends.reaper import read_records
+    from pbtrun.backends.logrecords import read_records
 
     (project.root / "gated.py").write_text(GATED)
     project.spec(

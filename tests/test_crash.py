@@ -25,9 +25,9 @@ import pytest
 from helpers import reaper_of, start_gated
 
 from pbtrun import store
-from pbtrun.backends import reaper
+from pbtrun.backends import logrecords
 from pbtrun.backends.local import NOT_STARTED, Handle, LocalBackend
-from pbtrun.backends.reaper import read_records
+from pbtrun.backends.logrecords import read_records
 from pbtrun.spec import expand, parse
 from pbtrun.state import RUNNING, Attempt, Settings, Sweep, from_json, new_experiment
 
@@ -347,7 +347,7 @@ def test_an_experiment_spawned_as_its_reaper_died_is_found_and_never_started_twi
     selector = selectors.DefaultSelector()
     backend = LocalBackend(paths, str(tmp_path), selector)
     log = backend.log(exp, 1)
-    Path(log).write_bytes(reaper.records() + b"# pbtrun: header\n")  # what the reaper writes before spawning
+    Path(log).write_bytes(logrecords.records() + b"# pbtrun: header\n")  # what the reaper writes before spawning
     env = {**os.environ, **_identity(paths, exp)}
     # Not a child of this process (as for a resumed scheduler): its exit status is nobody's to read.
     launcher = subprocess.run(

@@ -92,7 +92,7 @@ def test_a_reaper_killed_while_the_scheduler_lives_loses_no_exit_status(project)
     it waits for them with their true exit statuses. Nothing that succeeded runs again."""
     from helpers import start_gated
 
-    from pbtrun.backends.reaper import read_records
+    from pbtrun.backends.logrecords import read_records
 
     proc, logs, records = start_gated(project, "r", [0, 3, 4])
     (project.root / "gate4").touch()  # one ends before the reaper dies: the reaper records it
@@ -117,13 +117,13 @@ def test_a_reaper_killed_while_the_scheduler_lives_loses_no_exit_status(project)
 
 def _forge_pid_record(log: Path, pid: int) -> None:
     """Write into a log's pid record another process's real pid and start time."""
-    from pbtrun.backends import reaper
+    from pbtrun.backends import logrecords
     from pbtrun.proc import process_start_time
 
     record = {"pid": pid, "start": process_start_time(pid), "at": time.time(), "reaper": 1, "address": "nobody"}
-    payload = json.dumps(record, sort_keys=True).encode().ljust(reaper.PID_WIDTH)
+    payload = json.dumps(record, sort_keys=True).encode().ljust(logrecords.PID_WIDTH)
     with open(log, "r+b") as f:
-        f.seek(reaper.PID_OFFSET + len(reaper.PID_PREFIX))
+        f.seek(logrecords.PID_OFFSET + len(logrecords.PID_PREFIX))
         f.write(payload)
 
 

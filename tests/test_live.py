@@ -16,7 +16,7 @@ from helpers import colour_codes
 from rich.console import Console
 
 from pbtrun import progress
-from pbtrun.backends import reaper
+from pbtrun.backends import logrecords
 from pbtrun.live import LiveView
 from pbtrun.progress import FLUSH_EVERY_S, PlainView, summary_lines, tail_lines
 from pbtrun.state import EXITED, FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
@@ -518,7 +518,7 @@ def test_tail_of_missing_and_empty_logs(tmp_path: Path) -> None:
     assert tail_lines(tmp_path / "short.log", 5) == ["one", "two"]
 
 
-HEADER = reaper.records(b'{"ended_at": 1.0, "pid": 7, "returncode": 0}', b'{"pid": 7}').decode() + (
+HEADER = logrecords.records(b'{"ended_at": 1.0, "pid": 7, "returncode": 0}', b'{"pid": 7}').decode() + (
     "# pbtrun: 00_ant, attempt 1, started 2026-01-01 00:00:00 on gpu7\n"
     "# cwd: /work\n# gpus: 0\n# argv: python train.py --lr=0.1\n"
 )

@@ -112,7 +112,7 @@ def by_name(status: dict) -> dict[str, dict]:
 
 def reaper_pids(project: Project) -> list[int]:
     """The reapers that started the experiments, from their logs' pid records."""
-    from pbtrun.backends.reaper import read_records
+    from pbtrun.backends.logrecords import read_records
 
     records = [read_records(str(log)) for log in project.root.rglob("*.log")]
     pids = {r[1]["reaper"] for r in records if r and r[1]}

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from pbtrun.backends import reaper
+from pbtrun.backends import logrecords, reaper
 from pbtrun.errors import BackendError
 from pbtrun.printable import printable
 from pbtrun.proc import exit_code_of, group_has_live_process, group_members, process_start_time
@@ -188,7 +188,7 @@ class LocalBackend:
         try:
             fd = os.open(handle.log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
-                os.write(fd, reaper.records(record) + header.encode() + text.encode())
+                os.write(fd, logrecords.records(record) + header.encode() + text.encode())
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -301,12 +301,12 @@ class LocalBackend:
         link = self._link_of(handle.source)
         if link is not None:
             link.running -= 1
-        if not reaper.is_log(handle.log):  # a file of someone else's under the log's name: not ours
+        if not logrecords.is_log(handle.log):  # a file of someone else's under the log's name: not ours
             return [(handle.exp_id, Outcome(None, time.time(), started=False))]  # the next attempt has another name
         # A log with neither record was claimed a moment ago by a reaper that is starting it:
         # its pid record, which names that reaper, follows as soon as the process is spawned.
         deadline = time.monotonic() + CLAIMED_WAIT_S
-        while reaper.read_records(handle.log) == (None, None) and time.monotonic() < deadline:
+        while logrecords.read_records(handle.log) == (None, None) and time.monotonic() < deadline:
             time.sleep(0.005)
         fresh = Handle(handle.exp_id, handle.attempt, handle.log, handle.name)
         found = self._settle(fresh, None, claim=False)
@@ -346,7 +346,7 @@ class LocalBackend:
         self._forget_source(fd)
         ended = []
         for handle in mine:
-            found = reaper.read_records(handle.log)
+            found = logrecords.read_records(handle.log)
             outcome = exit_outcome(handle.log)
             if outcome is None and found and found[1]:  # it may be our child now, ended already (a zombie)
                 handle.pgid, handle.error = found[1].get("pid"), error
@@ -395,11 +395,11 @@ class LocalBackend:
         ``claim``, an attempt with no log is claimed as abandoned; ``address`` is its reaper's
         (else the one its pid record names)."""
         try:
-            found = reaper.read_records(handle.log)
+            found = logrecords.read_records(handle.log)
             if found is None:
-                if not claim or reaper.abandon(handle.log):
+                if not claim or logrecords.abandon(handle.log):
                     return NOT_STARTED
-                found = reaper.read_records(handle.log) or (None, None)  # the reaper claimed it just now
+                found = logrecords.read_records(handle.log) or (None, None)  # the reaper claimed it just now
         except OSError as exc:
             raise BackendError(
                 f"cannot settle {handle.name}: writing in {self.paths.logs} failed: {exc.strerror or exc}. "
@@ -446,7 +446,7 @@ class LocalBackend:
         """Signal the experiment's process group; False if it has not started yet. A pid record
         that names a process other than this attempt's (a forged log) is never acted on."""
         if handle.pgid is None:
-            found = reaper.read_records(handle.log)
+            found = logrecords.read_records(handle.log)
             record = found[1] if found and found[1] else None
             if record is None:
                 return False
@@ -516,7 +516,7 @@ def observe(log: str, same_host: bool = True) -> Observed:
     runs and the state still says "running" (only a scheduler records what became of it).
     Nothing is written, claimed or signalled: the next scheduler settles it (``inspect``).
     A pid is only checked on ``same_host``: another machine's pids mean nothing here."""
-    found = reaper.read_records(log)
+    found = logrecords.read_records(log)
     if found is None:
         return Observed(SEEN_NOT_STARTED)
     exit_record, pid_record = found
@@ -542,13 +542,13 @@ def _reaped(handle: Handle, status: os.waitid_result) -> Outcome:
     would have (best effort: the state records it all the same)."""
     outcome = Outcome(exit_code_of(status), time.time(), status.si_pid)
     with contextlib.suppress(OSError):
-        reaper.write_exit(handle.log, exit_code_of(status), outcome.ended_at, status.si_pid)
+        logrecords.write_exit(handle.log, exit_code_of(status), outcome.ended_at, status.si_pid)
     return outcome
 
 
 def exit_outcome(log: str) -> Outcome | None:
     """The outcome the log's exit record holds, if it is written (and not an abandon)."""
-    found = reaper.read_records(log)
+    found = logrecords.read_records(log)
     if found is None or found[0] is None or found[0].get("abandoned"):
         return None
     return _outcome(*found)
@@ -619,7 +619,7 @@ def _header(exp: Experiment, attempt: Attempt, cwd: str, argv: Sequence[str]) ->
     """The lines after the records: what ran (``argv`` as run: ``python`` resolved), where, on
     which GPUs. Each is one line whatever the values hold (a newline in an argument is written
     ``\\n``): readers of the log skip exactly these lines."""
-    when = time.strftime(reaper.HEADER_TIME, time.localtime(attempt.started_at))
+    when = time.strftime(logrecords.HEADER_TIME, time.localtime(attempt.started_at))
     gpus = "not pinned" if attempt.gpus is None else ",".join(map(str, attempt.gpus))
     return (
         f"# pbtrun: {printable(exp.name)}, attempt {attempt.number}, started {when} on {printable(attempt.host)}\n"
