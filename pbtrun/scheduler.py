@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from pbtrun import store
-from pbtrun.backends.local import NOT_STARTED, Handle, LocalBackend, Outcome
+from pbtrun.backends.local import ABANDONED, Handle, LocalBackend, Outcome
 from pbtrun.errors import BackendError, DiskFull, PbtrunError
 from pbtrun.gpus import Placement
 from pbtrun.placeholders import fill_attempt
@@ -38,6 +38,7 @@ from pbtrun.state import (
     FAILED,
     INTERRUPTED,
     LOST,
+    NOT_STARTED,
     PENDING,
     RUNNABLE,
     RUNNING,
@@ -47,9 +48,6 @@ from pbtrun.state import (
     Attempt,
     Experiment,
     Sweep,
-)
-from pbtrun.state import (
-    NOT_STARTED as NOT_STARTED_OUTCOME,
 )
 
 KILL_AFTER_TERM_S = 5.0
@@ -270,8 +268,8 @@ class Scheduler:
                 if isinstance(found, Handle):
                     adopted.append(found)
                     self.gpus_of[exp.id] = exp.last.gpus or ()  # type: ignore[union-attr]
-                elif found == NOT_STARTED:
-                    last = exp.last._replace(outcome=NOT_STARTED_OUTCOME, ended_at=time.time())  # type: ignore[arg-type]
+                elif found == ABANDONED:
+                    last = exp.last._replace(outcome=NOT_STARTED, ended_at=time.time())  # type: ignore[arg-type]
                     sweep.update(exp.to(PENDING, last))
                 else:
                     why = _stopped_by_pbtrun(exp.last, found)  # type: ignore[arg-type]
@@ -625,7 +623,7 @@ def _ended(exp: Experiment, outcome: Outcome, stopped: bool, timed_out: bool = F
     if outcome.started_at is not None:  # it ran earlier than this attempt says (a state behind its logs)
         common["started_at"] = min(outcome.started_at, last.started_at)
     if not outcome.started:
-        return exp.to(PENDING, last._replace(outcome=NOT_STARTED_OUTCOME, **common))
+        return exp.to(PENDING, last._replace(outcome=NOT_STARTED, **common))
     if stopped:  # stopped on purpose: it runs again, whatever its exit status
         return exp.to(INTERRUPTED, last._replace(outcome=STOPPED, **common))
     if outcome.returncode is None and not timed_out:  # it may have succeeded: run again only if asked

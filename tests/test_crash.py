@@ -26,7 +26,7 @@ from helpers import reaper_of, start_gated
 
 from pbtrun import store
 from pbtrun.backends import logrecords
-from pbtrun.backends.local import NOT_STARTED, Handle, LocalBackend
+from pbtrun.backends.local import ABANDONED, Handle, LocalBackend
 from pbtrun.backends.logrecords import read_records
 from pbtrun.spec import expand, parse
 from pbtrun.state import RUNNING, Attempt, Settings, Sweep, from_json, new_experiment
@@ -280,7 +280,7 @@ def test_resume_abandons_an_unstarted_launch_and_the_late_reaper_obeys(tmp_path)
     selector = selectors.DefaultSelector()
     backend = LocalBackend(paths, str(tmp_path), selector)
     # Resume finds no log, the launch claim: it claims the attempt as abandoned.
-    assert backend.inspect(exp, exp.last) == NOT_STARTED
+    assert backend.inspect(exp, exp.last) == ABANDONED
     log = backend.log(exp, 1)
     abandoned = {"abandoned": True, "at": pytest.approx(time.time(), abs=5)}
     assert read_records(log) == (abandoned, None)

@@ -39,7 +39,7 @@ from pbtrun.store import SweepPaths
 
 _PYTHONS = ("python", "python3")
 CLAIMED_WAIT_S = 2.0  # how long a claimed log may go without records before it counts as lost
-NOT_STARTED = "not_started"
+ABANDONED = "abandoned"  # what inspect() returns for an attempt it made sure never starts
 
 
 class Handle:
@@ -386,7 +386,7 @@ class LocalBackend:
 
     def inspect(self, exp: Experiment, attempt: Attempt) -> Handle | Outcome | str:
         """What became of an attempt recorded as running: an adopted handle, its outcome, or
-        ``NOT_STARTED`` (in which case this call has made sure it never will start)."""
+        ``ABANDONED`` (in which case this call has made sure it never will start)."""
         handle = Handle(exp.id, attempt.number, self.log(exp, attempt.number), exp.name)
         return self._settle(handle, attempt.reaper, claim=True)
 
@@ -398,7 +398,7 @@ class LocalBackend:
             found = logrecords.read_records(handle.log)
             if found is None:
                 if not claim or logrecords.abandon(handle.log):
-                    return NOT_STARTED
+                    return ABANDONED
                 found = logrecords.read_records(handle.log) or (None, None)  # the reaper claimed it just now
         except OSError as exc:
             raise BackendError(
@@ -408,7 +408,7 @@ class LocalBackend:
         exit_record, pid_record = found
         if exit_record is not None:
             if exit_record.get("abandoned"):
-                return NOT_STARTED
+                return ABANDONED
             return _outcome(exit_record, pid_record) or Outcome(None, time.time())
         if pid_record is not None and not self._belongs(pid_record, handle):
             found = pid_record = None  # a forged or stale record: neither adopted nor ever signalled
