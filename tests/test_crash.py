@@ -354,6 +354,17 @@ def test_an_experiment_spawned_as_its_reaper_died_is_found_and_never_started_twi
         ["sh", "-c", "setsid sleep 30 >/dev/null 2>&1 & echo $!"], env=env, capture_output=True, text=True, check=True
     )
     orphan = int(launcher.stdout)
+
+    def running_alone() -> bool:  # setsid has made it a group leader and exec'd sleep, as a reaper's child is
+        try:
+            return os.getpgid(orphan) == orphan and Path(f"/proc/{orphan}/comm").read_text().strip() == "sleep"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while not running_alone():
+        assert time.monotonic() < deadline, "the orphan never became a sleeping group leader"
+        time.sleep(0.005)
     try:
         found = backend.inspect(exp, exp.last._replace(reaper="pbtrun-reaper-that-is-gone"))
         assert isinstance(found, Handle), found
