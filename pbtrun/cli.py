@@ -169,7 +169,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
     if not dry_run:  # what `pbtrun up SPEC` runs without click, too (pbtrun.quickargs)
         commands.up(spec_file, train_dir, force, kw)
         return
-    from pbtrun.gpus import resolve
+    from pbtrun.settings import resolve
     from pbtrun.spec import expand, load
 
     commands.cwd()  # as `up` without --dry-run: in a deleted directory, a relative spec path names nothing
@@ -221,7 +221,7 @@ def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_js
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> None:
     """Print the experiments SPEC_FILE would run (command, env, GPU slot); create and run nothing."""
-    from pbtrun.gpus import resolve
+    from pbtrun.settings import resolve
     from pbtrun.spec import expand, load
 
     targets.refuse_run_module(spec_file, "plan")
@@ -314,7 +314,7 @@ def resume(path: Path | None, **kw: Any) -> None:
     flags = commands.flags(kw)
     with store.scheduler_lock(paths):
         if any(v is not None for v in flags._asdict().values()):
-            from pbtrun.gpus import resolve
+            from pbtrun.settings import resolve
             from pbtrun.spec import SchedulerSettings
 
             with store.transaction(paths) as sweep:

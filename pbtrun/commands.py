@@ -115,7 +115,7 @@ def train_dir_of(flag: str | None, spec: Spec) -> str:
 def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) -> None:
     """Compile ``spec_file`` into the sweep's state and run it (``pbtrun up`` without
     ``--dry-run``, which cli.py prints)."""
-    from pbtrun.gpus import resolve
+    from pbtrun.settings import resolve
     from pbtrun.spec import expand, load
     from pbtrun.state import Sweep, merge, new_experiment
 

@@ -721,6 +721,11 @@ def test_the_package_has_no_import_cycle():
     assert "pbtrun.live" in graph["pbtrun.views"]  # the scan is not vacuous: it sees lazy imports
 
 
+def test_placement_does_not_know_the_spec():
+    """GPUs are placed from the resolved settings (pbtrun.settings reads the spec's)."""
+    assert "pbtrun.spec" not in import_graph()["pbtrun.gpus"]
+
+
 def test_errors_module_imports_no_other_pbtrun_module():
     tree = modules()["errors.py"]
     assert not {n for n in imported(tree, "errors.py") if n == "pbtrun" or n.startswith("pbtrun.")}
