@@ -53,17 +53,9 @@ def _count_logs(logs: Path) -> int:
             names = [e.path for e in entries if e.name.endswith(".log") and not e.name.startswith(".")]
     except OSError:
         return 0
-    return len(names) if any(_is_attempt_log(p) for p in names) else 0
+    from pbtrun.backends.logrecords import is_log  # the log's format; only when a pbtrun.json is missing
 
-
-def _is_attempt_log(path: str) -> bool:
-    from pbtrun.backends.logrecords import EXIT_PREFIX  # the log's format; only when a pbtrun.json is missing
-
-    try:
-        with open(path, "rb") as f:
-            return f.read(len(EXIT_PREFIX)) == EXIT_PREFIX
-    except OSError:
-        return False
+    return len(names) if any(is_log(p) for p in names) else 0
 
 
 def lost_state_message(sweep_dir: Path, found: list[str]) -> str:
