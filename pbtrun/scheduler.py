@@ -514,7 +514,11 @@ class Scheduler:
                 if not self.backend.signal(self.handles[exp_id], steps[0][1]):
                     steps[0] = (now + RETRY_SIGNAL_S, steps[0][1])  # not exec'd yet: try again shortly
                     break
-                steps.pop(0)
+                # The grace counts from when this signal really went out (recording the stop, or
+                # retries, may have delayed it), so the next one never comes early.
+                late = time.monotonic() - steps.pop(0)[0]
+                if late > 0:
+                    steps[:] = [(at + late, sig) for at, sig in steps]
         self._advance_lingering(now)
 
     def _advance_lingering(self, now: float) -> None:
