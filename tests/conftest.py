@@ -74,7 +74,8 @@ class Project:
 
     def state(self, sweep: str, train_dir: str = "train_dir") -> dict:
         """The whole state as a reader sees it: pbtrun.json plus the journal not yet folded in."""
-        from pbtrun import state, store
+        from pbtrun.state import records as state
+        from pbtrun.state import store
 
         return state.to_json(store.load(store.SweepPaths(self.root / train_dir / sweep)))
 

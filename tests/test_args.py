@@ -15,9 +15,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pbtrun import argstyle, state
-from pbtrun.naming import canonical_json, id_from_json
-from pbtrun.spec import ExperimentSpec, expand, load
+from pbtrun.spec import argstyle
+from pbtrun.spec.naming import canonical_json, id_from_json
+from pbtrun.spec.reading import ExperimentSpec, expand, load
+from pbtrun.state import records as state
 
 WARNING = "pbtrun: warning:"
 

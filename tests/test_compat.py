@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from helpers import CASES, COMPAT, TRAIN_DIR
 
-from pbtrun.spec import ExperimentSpec, Spec, expand, load
+from pbtrun.spec.reading import ExperimentSpec, Spec, expand, load
 
 SPECS = Path(__file__).parent / "data" / "compat"
 

@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 from helpers import reaper_of, start_gated
 
-from pbtrun import store
 from pbtrun.backends import logrecords
 from pbtrun.backends.local import ABANDONED, Handle, LocalBackend
 from pbtrun.backends.logrecords import read_records
-from pbtrun.spec import expand, parse
-from pbtrun.state import RUNNING, Attempt, Settings, Sweep, from_json, new_experiment
+from pbtrun.spec.reading import expand, parse
+from pbtrun.state import store
+from pbtrun.state.records import RUNNING, Attempt, Settings, Sweep, from_json, new_experiment
 
 DATA = Path(__file__).parent / "data"
 

@@ -23,11 +23,11 @@ import old_launcher
 import pytest
 from helpers import CASES, COMPAT, TRAIN_DIR
 
-from pbtrun import launcher_compat
+from pbtrun.compat import launcher as launcher_compat
+from pbtrun.compat.importer import load_run_description, to_toml
+from pbtrun.compat.launcher import Experiment, ParamGrid, ParamList, RunDescription
 from pbtrun.errors import SpecError
-from pbtrun.importer import load_run_description, to_toml
-from pbtrun.launcher_compat import Experiment, ParamGrid, ParamList, RunDescription
-from pbtrun.spec import expand, parse
+from pbtrun.spec.reading import expand, parse
 
 
 @pytest.fixture(autouse=True)

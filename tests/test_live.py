@@ -15,13 +15,13 @@ import pytest
 from helpers import colour_codes
 from rich.console import Console
 
-from pbtrun import progress
 from pbtrun.backends import logrecords
-from pbtrun.live import LiveView
-from pbtrun.progress import FLUSH_EVERY_S, PlainView, summary_lines, tail_lines
-from pbtrun.state import EXITED, FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
-from pbtrun.store import SweepPaths
-from pbtrun.views import make_view
+from pbtrun.state.records import EXITED, FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui import progress
+from pbtrun.ui.live import LiveView
+from pbtrun.ui.progress import FLUSH_EVERY_S, PlainView, summary_lines, tail_lines
+from pbtrun.ui.views import make_view
 
 T0 = 1_700_000_000.0
 LONG = "00_ant_pbt_see_1111_lr_0.001_pbt.policy_idx_7_very_long_shorthand_names_that_never_end"

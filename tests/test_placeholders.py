@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import pbtrun.placeholders
-from pbtrun.placeholders import fill, fill_attempt, problem
+import pbtrun.spec.placeholders
+from pbtrun.spec.placeholders import fill, fill_attempt, problem
 
 
 def test_fill_attempt() -> None:
@@ -60,7 +60,7 @@ def test_anything_else_is_no_problem(text: str) -> None:
 def test_placeholders_module_is_light_for_the_scheduler() -> None:
     """The scheduler calls fill_attempt at every launch: its module must not bring the spec
     layer (TOML parsing) or anything that does I/O with it."""
-    tree = ast.parse(Path(pbtrun.placeholders.__file__).read_text())
+    tree = ast.parse(Path(pbtrun.spec.placeholders.__file__).read_text())
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert imported <= {"__future__", "re", "collections.abc", "difflib"}, imported

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from pbtrun.errors import SpecError
-from pbtrun.spec import EXPERIMENT_KEYS, SCHEDULER_KEYS, TOP_KEYS, expand, parse
+from pbtrun.spec.reading import EXPERIMENT_KEYS, SCHEDULER_KEYS, TOP_KEYS, expand, parse
 
 ROOT = Path(__file__).parent.parent
 HEAD = 'name = "s"\ncommand = "python train.py"\n'
@@ -294,7 +294,7 @@ def test_init_where_it_cannot_write_says_why(project, target, said):
 def schema() -> dict:
     from importlib.resources import files
 
-    doc = json.loads(files("pbtrun").joinpath("sweep.schema.json").read_text())
+    doc = json.loads(files("pbtrun.spec").joinpath("sweep.schema.json").read_text())
     jsonschema.Draft7Validator.check_schema(doc)
     return doc
 
@@ -313,7 +313,7 @@ def test_schema_knows_exactly_the_keys_the_spec_accepts(schema):
 
 
 def spec_files() -> list[Path]:
-    return [*ROOT.glob("examples/*.toml"), *ROOT.glob("tests/data/compat/*.toml"), ROOT / "pbtrun/starter.toml"]
+    return [*ROOT.glob("examples/*.toml"), *ROOT.glob("tests/data/compat/*.toml"), ROOT / "pbtrun/spec/starter.toml"]
 
 
 @pytest.mark.parametrize("path", spec_files(), ids=lambda p: p.name)

@@ -1,6 +1,6 @@
 """Compiling a spec: grid order, tied and listed parameters, naming, quoting, env, ids, file names.
 
-Pure: each test writes a spec into ``tmp_path``, loads it with :func:`pbtrun.spec.load` and
+Pure: each test writes a spec into ``tmp_path``, loads it with :func:`pbtrun.spec.reading.load` and
 expands it; no process runs.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from pbtrun.errors import SpecError
-from pbtrun.naming import safe_file_name, shorthands
-from pbtrun.spec import ExperimentSpec, Spec, expand, key_lines, load
+from pbtrun.spec.naming import safe_file_name, shorthands
+from pbtrun.spec.reading import ExperimentSpec, Spec, expand, key_lines, load
 
 
 def load_text(tmp_path: Path, text: str) -> Spec:
@@ -533,7 +533,7 @@ def _paths(value: Any, prefix: tuple = ()) -> Iterator[tuple]:
 
 def _spec_files() -> list[Path]:
     root = Path(__file__).parent.parent
-    return sorted([*root.glob("examples/*.toml"), *root.glob("tests/data/compat/*.toml"), root / "pbtrun/starter.toml"])
+    return sorted([*root.glob("examples/*.toml"), *root.glob("tests/data/compat/*.toml"), root / "pbtrun/spec/starter.toml"])
 
 
 @pytest.mark.parametrize(

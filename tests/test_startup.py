@@ -12,8 +12,9 @@ import os
 
 import pytest
 
-from pbtrun import naming, render
-from pbtrun.backends.aside import Aside
+from pbtrun.spec import naming
+from pbtrun.ui import render
+from pbtrun.ui.forkedwork import ForkedWork
 
 
 def _imported(project, *args: str) -> set[str]:
@@ -28,27 +29,35 @@ def _imported(project, *args: str) -> set[str]:
 
 def test_help_loads_neither_the_spec_layer_nor_rich(project):
     loaded = _imported(project, "--help")
-    assert "pbtrun.cli" in loaded
-    assert not loaded & {"rich", "rich.console", "pbtrun.spec", "tomllib", "pbtrun.gpus", "pbtrun.render", "filelock"}
+    assert "pbtrun.ui.cli" in loaded
+    assert not loaded & {
+        "rich",
+        "rich.console",
+        "pbtrun.spec.reading",
+        "tomllib",
+        "pbtrun.run.gpus",
+        "pbtrun.ui.render",
+        "filelock",
+    }
 
 
 def test_plain_output_never_loads_rich(project, recorder):
     project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
     loaded = _imported(project, "up", "sweep.toml", "--plain")
-    assert "pbtrun.scheduler" in loaded and "pbtrun.progress" in loaded
+    assert "pbtrun.run.scheduler" in loaded and "pbtrun.ui.progress" in loaded
     assert not {m for m in loaded if m == "rich" or m.startswith("rich.")}
     assert "dataclasses" not in loaded  # its classes cost tenths of a millisecond each to define
 
 
 def test_up_runs_without_click_and_leaves_the_unusual_to_it(project, recorder):
-    """`pbtrun up SPEC` with ordinary flags is parsed by pbtrun.quickargs; --dry-run goes to click."""
+    """`pbtrun up SPEC` with ordinary flags is parsed by pbtrun.ui.quickargs; --dry-run goes to click."""
     project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
     loaded = _imported(project, "up", "sweep.toml", "--plain", "--num-gpus=2", "--grace", "5")
-    assert "pbtrun.scheduler" in loaded and "click" not in loaded
+    assert "pbtrun.run.scheduler" in loaded and "click" not in loaded
     assert "click" in _imported(project, "up", "sweep.toml", "--dry-run")
 
 
-# Command lines of `pbtrun up`: each is parsed by pbtrun.quickargs exactly as click parses it, or
+# Command lines of `pbtrun up`: each is parsed by pbtrun.ui.quickargs exactly as click parses it, or
 # left to click. Those marked True are ones quickargs must take itself (the point of it).
 UP_COMMAND_LINES = [
     (["s.toml"], True),
@@ -99,7 +108,7 @@ UP_COMMAND_LINES = [
 def test_quickargs_parses_up_as_click_does(args, quick, capsys):
     import click
 
-    from pbtrun import cli, quickargs
+    from pbtrun.ui import cli, quickargs
 
     parsed = quickargs.parse_up(args)
     try:
@@ -116,7 +125,7 @@ def test_quickargs_knows_every_option_of_up():
     """An option added to `up` in cli.py and not here would send every command line with it to
     click: correct, only slower. A changed spelling would not be: this catches it (and the
     defaults, the first command line above)."""
-    from pbtrun import cli, quickargs
+    from pbtrun.ui import cli, quickargs
 
     params = {p.name: p for p in cli.cli.commands["up"].params}
     for spelling, (name, convert) in quickargs.UP_OPTIONS.items():
@@ -130,7 +139,7 @@ def test_quickargs_knows_every_option_of_up():
 
 
 def test_quickargs_leaves_shell_completion_to_click(monkeypatch):
-    from pbtrun import quickargs
+    from pbtrun.ui import quickargs
 
     monkeypatch.setenv("_PBTRUN_COMPLETE", "bash_complete")
     assert quickargs.parse_up(["s.toml"]) is None
@@ -140,7 +149,7 @@ def test_status_json_does_not_load_the_spec_layer(project, recorder):
     project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
     assert project.run("up", "sweep.toml").returncode == 0
     loaded = _imported(project, "status", "train_dir/p", "--json")
-    assert not loaded & {"pbtrun.spec", "tomllib", "pbtrun.scheduler"}
+    assert not loaded & {"pbtrun.spec.reading", "tomllib", "pbtrun.run.scheduler"}
 
 
 def test_the_train_dir_listing_loads_no_backend_and_no_hashing(project, recorder):
@@ -148,7 +157,7 @@ def test_the_train_dir_listing_loads_no_backend_and_no_hashing(project, recorder
     project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
     assert project.run("up", "sweep.toml").returncode == 0
     loaded = _imported(project, "status")
-    assert "pbtrun.tables" in loaded
+    assert "pbtrun.ui.tables" in loaded
     assert not loaded & {"socket", "selectors", "hashlib", "pbtrun.backends.local", "pbtrun.backends.reaper"}
 
 
@@ -156,7 +165,7 @@ def test_compiling_a_spec_hashes_without_loading_openssl(project, recorder):
     """Ids are SHA-256 of a hundred bytes: CPython's built-in hash, not OpenSSL's start-up."""
     project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
     loaded = _imported(project, "up", "sweep.toml", "--dry-run")
-    assert "pbtrun.spec" in loaded
+    assert "pbtrun.spec.reading" in loaded
     assert not loaded & {"hashlib", "_hashlib"}
 
 
@@ -200,8 +209,8 @@ def test_a_long_list_encoded_by_two_processes_is_the_same_text(monkeypatch):
     monkeypatch.setattr(render, "SPLIT_ROWS", 10)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a one-core machine would not fork
     seen = []
-    real_start = Aside.start
-    monkeypatch.setattr(Aside, "start", lambda *a: seen.append(real_start(*a)) or seen[-1])
+    real_start = ForkedWork.start
+    monkeypatch.setattr(ForkedWork, "start", lambda *a: seen.append(real_start(*a)) or seen[-1])
     two_processes = "".join(render.json_lines({"sweep": {}, "experiments": _rows(4500)}, "experiments"))
     assert seen and seen[0] is not None  # a helper did encode the second half
     assert two_processes == one_process
@@ -217,8 +226,8 @@ def test_a_helper_that_fails_leaves_its_half_to_the_parent(monkeypatch, capfd, s
         return {"n": i}
 
     results = []
-    real_result = Aside.result
-    monkeypatch.setattr(Aside, "result", lambda self: results.append(real_result(self)) or results[-1])
+    real_result = ForkedWork.result
+    monkeypatch.setattr(ForkedWork, "result", lambda self: results.append(real_result(self)) or results[-1])
     text = "".join(render.json_lines({"experiments": render.Rows(list(range(4000)), make)}, "experiments"))
     assert results == [None]  # the helper was started, and failed
     assert [e["n"] for e in json.loads(text)["experiments"]] == list(range(4000))
@@ -227,8 +236,8 @@ def test_a_helper_that_fails_leaves_its_half_to_the_parent(monkeypatch, capfd, s
 
 def test_a_reader_that_stops_early_ends_the_helper(monkeypatch, split):
     helpers = []
-    real_start = Aside.start
-    monkeypatch.setattr(Aside, "start", lambda *a: helpers.append(real_start(*a)) or helpers[-1])
+    real_start = ForkedWork.start
+    monkeypatch.setattr(ForkedWork, "start", lambda *a: helpers.append(real_start(*a)) or helpers[-1])
     slow = render.Rows(list(range(4000)), lambda i: {"n": i, "pad": "x" * 2000})
     pieces = render.json_lines({"experiments": slow}, "experiments")
     next(pieces), next(pieces)  # the head and the first rows: the helper is at work on the rest

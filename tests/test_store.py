@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pbtrun import store
-from pbtrun.spec import expand, parse
-from pbtrun.state import FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Settings, Sweep, new_experiment, to_json
+from pbtrun.spec.reading import expand, parse
+from pbtrun.state import store
+from pbtrun.state.records import FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Settings, Sweep, new_experiment, to_json
 
 DATA = Path(__file__).parent / "data"
 
@@ -200,7 +200,7 @@ def test_a_scheduler_keeps_no_lines_for_a_large_sweep_or_a_reloaded_one(tmp_path
 
 
 def test_a_transition_keeps_every_other_field_of_an_experiment():
-    from pbtrun.state import Experiment
+    from pbtrun.state.records import Experiment
 
     values = {name: f"value of {name}" for name in Experiment._fields} | {"status": PENDING, "attempts": ()}
     attempt = Attempt(1, 2.0, "logs/x.1.log")

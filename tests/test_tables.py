@@ -10,7 +10,7 @@ import pytest
 from helpers import colour_codes
 from rich.console import Console, RenderableType
 
-from pbtrun.state import (
+from pbtrun.state.records import (
     EXITED,
     FAILED,
     INTERRUPTED,
@@ -24,8 +24,8 @@ from pbtrun.state import (
     Settings,
     Sweep,
 )
-from pbtrun.store import SweepPaths
-from pbtrun.tables import Filters, resume_hint, sweep_table, sweeps_table
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui.tables import Filters, resume_hint, sweep_table, sweeps_table
 
 NOW = 10_000.0
 LONG = "00_ant_pbt_see_1111_lr_0.001_pbt.policy_idx_7_very_long_shorthand_names_that_never_end"
@@ -121,7 +121,7 @@ def test_an_attempt_lost_earlier_shows_in_the_attempts_column() -> None:
 
 
 def test_what_running_experiments_really_are_when_no_scheduler_runs() -> None:
-    from pbtrun.state import Observed
+    from pbtrun.state.records import Observed
 
     running = [attempt(took=None, rc=None, start=NOW - 100, gpus=(0,)) for _ in range(5)]
     sweep = make_sweep(*(experiment(n, f"0{n}_ant", RUNNING, running[n]) for n in range(5)))
@@ -320,8 +320,8 @@ def test_sweeps_table_takes_a_summary_instead_of_a_whole_state() -> None:
 
 
 def test_status_word_keeps_removed_for_every_status() -> None:
-    from pbtrun.render import status_word
-    from pbtrun.state import EXITED, LOST
+    from pbtrun.state.records import EXITED, LOST
+    from pbtrun.ui.render import status_word
 
     failed = experiment(0, "a", FAILED, Attempt(1, 0.0, "l", ended_at=1.0, returncode=1, outcome=EXITED), removed=True)
     lost = experiment(1, "b", INTERRUPTED, Attempt(1, 0.0, "l", ended_at=1.0, outcome=LOST), removed=True)

@@ -1,2 +1,3 @@
-"""Backends: the only code that starts or signals processes: experiments (``local``, with its
-``reaper``) and a helper that shares CPU work with the process that forks it (``aside``)."""
+"""Backends: the only code that starts or signals experiments. :mod:`pbtrun.backends.base` is the
+seam the scheduler drives; ``local`` (with its ``reaper``) runs experiments as processes on this
+machine; ``logrecords`` is the log format every backend writes and ``status``/``logs`` read."""

@@ -25,7 +25,9 @@ from pbtrun.backends import logrecords, reaper
 from pbtrun.errors import BackendError
 from pbtrun.printable import printable
 from pbtrun.proc import exit_code_of, group_has_live_process, group_members, process_start_time
-from pbtrun.state import (  # the observation vocabulary lives with the state, for status to read without this module
+
+# The observation vocabulary lives with the state, for status to read without this module:
+from pbtrun.state.records import (
     SEEN_ENDED,
     SEEN_LOST,
     SEEN_NOT_STARTED,
@@ -35,7 +37,7 @@ from pbtrun.state import (  # the observation vocabulary lives with the state, f
     Experiment,
     Observed,
 )
-from pbtrun.store import SweepPaths
+from pbtrun.state.store import SweepPaths
 
 _PYTHONS = ("python", "python3")
 CLAIMED_WAIT_S = 2.0  # how long a claimed log may go without records before it counts as lost

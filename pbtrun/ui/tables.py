@@ -21,12 +21,12 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from pbtrun import render
-from pbtrun.naming import render_value
 from pbtrun.printable import printable
-from pbtrun.render import STYLES, SYMBOLS, Filters, active_counts, lost_count, resume_hint
-from pbtrun.state import FAILED, RUNNING, SEEN_RUNNING, STATUSES, SUCCEEDED, Experiment, Observed, Sweep
-from pbtrun.store import SweepPaths
+from pbtrun.spec.naming import render_value
+from pbtrun.state.records import FAILED, RUNNING, SEEN_RUNNING, STATUSES, SUCCEEDED, Experiment, Observed, Sweep
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui import render
+from pbtrun.ui.render import STYLES, SYMBOLS, Filters, active_counts, lost_count, resume_hint
 
 PROGRESS_BAR_WIDTH = 16
 

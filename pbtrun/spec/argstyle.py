@@ -20,8 +20,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from pbtrun.naming import render_value
-from pbtrun.placeholders import fill, has_any
+from pbtrun.spec.naming import render_value
+from pbtrun.spec.placeholders import fill, has_any
 
 ARGPARSE = "argparse"
 HYDRA = "hydra"

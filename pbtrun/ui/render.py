@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pbtrun.printable import printable
-from pbtrun.state import (
+from pbtrun.state.records import (
     FAILED,
     INTERRUPTED,
     LOST,
@@ -35,10 +35,10 @@ from pbtrun.state import (
     Settings,
     Sweep,
 )
-from pbtrun.store import SweepPaths
+from pbtrun.state.store import SweepPaths
 
 if TYPE_CHECKING:  # for annotations: status and logs need not load the spec layer
-    from pbtrun.spec import ExperimentSpec
+    from pbtrun.spec.reading import ExperimentSpec
 
 
 class Filters(NamedTuple):
@@ -164,7 +164,7 @@ def counts_line(counts: dict[str, int]) -> str:
 def first_slots(experiments: Sequence[ExperimentSpec], settings: Settings) -> list[tuple[int, ...] | None]:
     """Where each experiment would start if the sweep began now with every slot free:
     a tuple of GPUs (empty: not pinned), or None for those that wait for a slot."""
-    from pbtrun.gpus import Placement
+    from pbtrun.run.gpus import Placement
 
     placement = Placement(settings)
     load: dict[int, int] = {}
@@ -418,11 +418,11 @@ def json_lines(document: dict[str, Any], key: str) -> Iterator[str]:
     encode = _item_encoder()
     cut, aside = 0, None
     if len(source) >= SPLIT_ROWS:
-        from pbtrun.backends.aside import Aside  # only for long lists: most callers never need it
+        from pbtrun.ui.forkedwork import ForkedWork  # only for long lists: most callers never need it
 
         cut = len(source) // 2 // CHUNK * CHUNK
         if cut:  # (under two chunks there is no second half to give away)
-            aside = Aside.start(lambda: "".join(_item_lines(source[cut:], make, encode)).encode("ascii"))
+            aside = ForkedWork.start(lambda: "".join(_item_lines(source[cut:], make, encode)).encode("ascii"))
     try:
         yield from _item_lines(source[: cut if aside else None], make, encode)
     except BaseException:  # the reader stopped (a closed pipe, Ctrl-C): so does the helper

@@ -8,7 +8,7 @@ same env, same order.
 
 Without the launcher installed: while the module is imported, ``sample_factory.launcher.
 run_description`` and ``isaacgymenvs.pbt.launcher.run_description`` (and the helpers' modules in
-:data:`pbtrun.launcher_compat.STAND_INS`) resolve to :mod:`pbtrun.launcher_compat` when (and only
+:data:`pbtrun.compat.launcher.STAND_INS`) resolve to :mod:`pbtrun.compat.launcher` when (and only
 when) the real module cannot be found. The stand-in is
 a finder placed last on ``sys.meta_path``, removed afterwards together with the modules it made, so
 an installed launcher always wins and nothing stays behind. Other imports of the module still need
@@ -43,9 +43,10 @@ from typing import Any
 
 import tomli_w
 
-from pbtrun import launcher_compat, nesting
+from pbtrun.compat import launcher as launcher_compat
 from pbtrun.errors import CWD_GONE, SpecError
-from pbtrun.spec import expand, name_problem, parse
+from pbtrun.spec import nesting
+from pbtrun.spec.reading import expand, name_problem, parse
 
 LAUNCHER_MODULES = tuple(launcher_compat.STAND_INS)
 
@@ -103,7 +104,7 @@ class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module: types.ModuleType) -> None:
         self.made[module.__name__] = module
         if module.__name__ in LAUNCHER_MODULES:
-            module.__doc__ = f"pbtrun's stand-in for {module.__name__} (see pbtrun.launcher_compat)."
+            module.__doc__ = f"pbtrun's stand-in for {module.__name__} (see pbtrun.compat.launcher)."
             for name in launcher_compat.STAND_INS[module.__name__]:
                 setattr(module, name, getattr(launcher_compat, name))
 

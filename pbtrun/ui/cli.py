@@ -2,7 +2,7 @@
 
 Every :class:`PbtrunError` becomes its message and exit code in one place (``commands.report``).
 ``pbtrun up SPEC`` with ordinary flags does not come here: ``__main__`` hands it to
-:mod:`pbtrun.quickargs` and :mod:`pbtrun.commands`, which this module calls for it too.
+:mod:`pbtrun.ui.quickargs` and :mod:`pbtrun.ui.commands`, which this module calls for it too.
 """
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pbtrun import __version__, commands, remnants, store, targets
-from pbtrun.cliparts import Command, OldSpelling, examples, help_of
+from pbtrun import __version__
 from pbtrun.errors import PbtrunError
 from pbtrun.limits import MAX_GPUS, MAX_GRACE_S, MAX_PAUSE_S
+from pbtrun.state import store
+from pbtrun.ui import commands, targets
+from pbtrun.ui import leftovers as remnants
+from pbtrun.ui.cliparts import Command, OldSpelling, examples, help_of
 
 if TYPE_CHECKING:
-    from pbtrun.state import Sweep
+    from pbtrun.state.records import Sweep
 
 # The spec layer, the state records and the renderers are imported where a command needs them:
 # `pbtrun --help`, `status` and `ls` then start without paying for them (issue 6 sets a start-up
@@ -166,11 +169,11 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
             "--json goes with --dry-run: `pbtrun up SPEC --dry-run --json` prints the plan as JSON. "
             "A running sweep's progress as JSON is `pbtrun status SWEEP --json`."
         )
-    if not dry_run:  # what `pbtrun up SPEC` runs without click, too (pbtrun.quickargs)
+    if not dry_run:  # what `pbtrun up SPEC` runs without click, too (pbtrun.ui.quickargs)
         commands.up(spec_file, train_dir, force, kw)
         return
-    from pbtrun.settings import resolve
-    from pbtrun.spec import expand, load
+    from pbtrun.run.settings import resolve
+    from pbtrun.spec.reading import expand, load
 
     commands.cwd()  # as `up` without --dry-run: in a deleted directory, a relative spec path names nothing
     targets.refuse_run_module(spec_file, "up")
@@ -184,13 +187,14 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
 def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_json: bool) -> None:
     """The plan shows the argv that would run: ``python`` is the interpreter pbtrun runs under.
     For a sweep that exists, what the spec changes in it, read from its state, which stays as it is."""
-    from pbtrun import render, store
     from pbtrun.backends.local import resolve_argv
+    from pbtrun.state import store
+    from pbtrun.ui import render
 
     changes = None
     paths = store.SweepPaths(sweep_dir)
     if store.is_sweep(paths.dir):
-        from pbtrun import changes as diffing
+        from pbtrun.ui import changes as diffing
 
         changes = diffing.compare(store.load(paths), compiled)
         compiled = changes.planned  # the names and order `up` would give them
@@ -221,8 +225,8 @@ def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_js
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> None:
     """Print the experiments SPEC_FILE would run (command, env, GPU slot); create and run nothing."""
-    from pbtrun.settings import resolve
-    from pbtrun.spec import expand, load
+    from pbtrun.run.settings import resolve
+    from pbtrun.spec.reading import expand, load
 
     targets.refuse_run_module(spec_file, "plan")
     spec = load(spec_file)
@@ -239,7 +243,7 @@ def init(path: Path, force: bool) -> None:
     """Write a commented starter spec to PATH (default ./sweep.toml)."""
     from importlib.resources import files
 
-    _write_new(path, files("pbtrun").joinpath("starter.toml").read_text(), force)
+    _write_new(path, files("pbtrun.spec").joinpath("starter.toml").read_text(), force)
     click.echo(f"wrote {path}; edit it, then: pbtrun plan {path}  and  pbtrun up {path}")
 
 
@@ -275,7 +279,7 @@ def schema() -> None:
     """Print the JSON Schema of sweep.toml (for editors: Even Better TOML / taplo)."""
     from importlib.resources import files
 
-    click.echo(files("pbtrun").joinpath("sweep.schema.json").read_text(), nl=False)
+    click.echo(files("pbtrun.spec").joinpath("sweep.schema.json").read_text(), nl=False)
 
 
 @cli.command("import", **help_of("import"))
@@ -291,7 +295,7 @@ def schema() -> None:
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def import_(target: str, output: Path | None, experiment_suffix: str | None, force: bool) -> None:
     """Turn a RunDescription module (dotted name or .py file) into an equivalent sweep.toml."""
-    from pbtrun.importer import to_toml
+    from pbtrun.compat.importer import to_toml
 
     text = to_toml(target, experiment_suffix)
     if output is None:
@@ -314,8 +318,8 @@ def resume(path: Path | None, **kw: Any) -> None:
     flags = commands.flags(kw)
     with store.scheduler_lock(paths):
         if any(v is not None for v in flags._asdict().values()):
-            from pbtrun.settings import resolve
-            from pbtrun.spec import SchedulerSettings
+            from pbtrun.run.settings import resolve
+            from pbtrun.spec.reading import SchedulerSettings
 
             with store.transaction(paths) as sweep:
                 stored = sweep.settings
@@ -337,7 +341,7 @@ def _refuse_a_spec_file(path: Path, command: str) -> None:
         return
     if path.suffix != ".toml":
         raise PbtrunError(f"{path} is a file, not a sweep directory: give a sweep directory (train_dir/NAME).")
-    from pbtrun.spec import load
+    from pbtrun.spec.reading import load
 
     try:
         spec = load(path)
@@ -388,7 +392,7 @@ def stop(path: Path, now: bool, no_wait: bool) -> None:
     click.echo(f"asked the scheduler (pid {holder.get('pid', '?')}) to stop{' now' if now else ''}")
     if no_wait:
         return
-    from pbtrun import render
+    from pbtrun.ui import render
 
     store.wait_for_scheduler(paths)
     counts = store.load(paths).counts()
@@ -499,7 +503,7 @@ def _console() -> Any:
 def _sweep_status(
     paths: store.SweepPaths, as_json: bool, watch: bool, limit: int | None, options: dict[str, Any]
 ) -> None:
-    from pbtrun import render
+    from pbtrun.ui import render
 
     filters = render.Filters(**options)
     if as_json:
@@ -508,7 +512,7 @@ def _sweep_status(
             document = render.sweep_json(paths, sweep, holder, _observed(paths, sweep, holder), filters)
             _echo_lines(render.json_lines(document, "experiments"))
         return
-    from pbtrun.tables import sweep_table
+    from pbtrun.ui.tables import sweep_table
 
     loaded: dict[tuple | None, Sweep] = {}  # --watch reads the state again only when it changed
 
@@ -599,7 +603,7 @@ def _train_dir_status(train_dir: Path, as_json: bool, watch: bool = False) -> No
 def _train_dir_view(train_dir: Path) -> Any:
     from rich.text import Text
 
-    from pbtrun.tables import sweeps_table
+    from pbtrun.ui.tables import sweeps_table
 
     rows = _sweep_rows(train_dir)
     if not rows:
@@ -665,7 +669,7 @@ def logs(
     """
     from click.core import ParameterSource
 
-    from pbtrun import logs as logs_mod
+    from pbtrun.ui import logs as logs_mod
 
     given = path is not None
     path, experiment = targets.logs_arguments(path, experiment)

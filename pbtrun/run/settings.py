@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from pbtrun.errors import SpecError
-from pbtrun.gpus import detect_gpu_count
 from pbtrun.printable import quantity
-from pbtrun.spec import SchedulerSettings, settings_problems
-from pbtrun.state import Settings
+from pbtrun.run.gpus import detect_gpu_count
+from pbtrun.spec.reading import SchedulerSettings, settings_problems
+from pbtrun.state.records import Settings
 
 DEFAULT_MAX_PARALLEL = 4
 

@@ -17,9 +17,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from pbtrun import render
 from pbtrun.printable import printable
-from pbtrun.progress import (
+from pbtrun.state.records import FAILED, RUNNING, Experiment, Sweep
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui import render
+from pbtrun.ui.progress import (
     Failure,
     Line,
     Running,
@@ -31,10 +33,8 @@ from pbtrun.progress import (
     summary_lines,
     tail_lines,
 )
-from pbtrun.render import STYLES, SYMBOLS
-from pbtrun.state import FAILED, RUNNING, Experiment, Sweep
-from pbtrun.store import SweepPaths
-from pbtrun.tables import Column, FittedTable
+from pbtrun.ui.render import STYLES, SYMBOLS
+from pbtrun.ui.tables import Column, FittedTable
 
 
 def summary_renderable(lines: Iterable[Line]) -> RenderableType:

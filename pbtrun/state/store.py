@@ -28,9 +28,9 @@ from typing import Any
 
 from pbtrun import __version__
 from pbtrun.errors import DiskFull, StateError, SweepBusy
-from pbtrun.naming import safe_file_name
 from pbtrun.proc import hostname, process_start_time
-from pbtrun.state import (
+from pbtrun.spec.naming import safe_file_name
+from pbtrun.state.records import (
     Experiment,
     NewerState,
     Sweep,
@@ -279,7 +279,7 @@ def replay(paths: SweepPaths, sweep: Sweep) -> int:
                 apply_change(sweep, change)
             sweep.journal_seq = entry["seq"]
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            from pbtrun.statecheck import journal_problem  # only now: a journal that reads needs none of it
+            from pbtrun.state.check import journal_problem  # only now: a journal that reads needs none of it
 
             raise StateError(
                 f"{paths.journal}, line {number}: the journal is damaged ({journal_problem(line, sweep.experiments)}). "
@@ -309,7 +309,7 @@ def parse(paths: SweepPaths, data: bytes) -> Sweep:
     except NewerState as exc:  # not damaged: the backup is no better, an upgrade is the answer
         raise StateError(f"{paths.state}: {exc.message}.") from None
     except StateError as exc:
-        from pbtrun.statecheck import document_problem  # only now: a state that reads needs none of it
+        from pbtrun.state.check import document_problem  # only now: a state that reads needs none of it
 
         raise StateError(_damaged(paths, document_problem(json.loads(data)) or exc.message)) from None
 

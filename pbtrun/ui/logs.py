@@ -10,24 +10,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pbtrun import render, store
 from pbtrun.backends.local import exit_outcome, observe
 from pbtrun.backends.logrecords import EXIT_PREFIX, PID_PREFIX, RECORDS_BYTES
 from pbtrun.errors import PbtrunError
 from pbtrun.printable import printable
 from pbtrun.proc import hostname
-from pbtrun.progress import tail_lines
-from pbtrun.state import (
-    FAILED,
-    NOT_STARTED,
-    RUNNABLE,
-    SEEN_LOST,
-    SEEN_NOT_STARTED,
-    Experiment,
-    Observed,
-    Sweep,
-)
-from pbtrun.store import SweepPaths
+from pbtrun.state import store
+from pbtrun.state.records import FAILED, NOT_STARTED, RUNNABLE, SEEN_LOST, SEEN_NOT_STARTED, Experiment, Observed, Sweep
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui import render
+from pbtrun.ui.progress import tail_lines
 
 FOLLOW_POLL_S = 0.2  # `logs -f` is a person watching a file; a short poll is the honest tool here
 STATE_RECHECK_S = 1.0  # how often `logs -f` reads the state again to see whether the attempt ended

@@ -27,13 +27,13 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from pbtrun import store
 from pbtrun.backends.local import ABANDONED, Handle, LocalBackend, Outcome
 from pbtrun.errors import BackendError, DiskFull, PbtrunError
-from pbtrun.gpus import Placement
-from pbtrun.placeholders import fill_attempt
 from pbtrun.proc import become_subreaper, hostname
-from pbtrun.state import (
+from pbtrun.run.gpus import Placement
+from pbtrun.spec.placeholders import fill_attempt
+from pbtrun.state import store
+from pbtrun.state.records import (
     EXITED,
     FAILED,
     INTERRUPTED,

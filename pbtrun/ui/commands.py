@@ -1,8 +1,8 @@
 """What ``up`` does once its arguments are parsed, the run it shares with ``resume``, and how
 every command ends: no click here. ``pbtrun up SPEC`` with ordinary flags is parsed by
-:mod:`pbtrun.quickargs` and comes straight here, without loading click (a large share of
+:mod:`pbtrun.ui.quickargs` and comes straight here, without loading click (a large share of
 start-up: see docs/performance.md); everything else, and anything unusual about ``up``, goes through
-:mod:`pbtrun.cli`, which calls the same functions. Every :class:`PbtrunError` becomes its
+:mod:`pbtrun.ui.cli`, which calls the same functions. Every :class:`PbtrunError` becomes its
 message and exit code in :func:`report`.
 """
 
@@ -16,13 +16,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pbtrun import __version__, remnants, store, targets
+from pbtrun import __version__
 from pbtrun.errors import CWD_GONE, PbtrunError, SpecError, SweepBusy
 from pbtrun.printable import printable_lines
+from pbtrun.state import store
+from pbtrun.ui import leftovers as remnants
+from pbtrun.ui import targets
 
 if TYPE_CHECKING:
-    from pbtrun.spec import SchedulerSettings, Spec
-    from pbtrun.state import Sweep
+    from pbtrun.spec.reading import SchedulerSettings, Spec
+    from pbtrun.state.records import Sweep
 
 
 def cwd() -> str:
@@ -89,7 +92,7 @@ def warn(spec: Spec) -> None:
 
 def flags(kw: dict[str, Any]) -> SchedulerSettings:
     """The ``[scheduler]`` overrides given on the command line."""
-    from pbtrun.spec import SchedulerSettings
+    from pbtrun.spec.reading import SchedulerSettings
 
     return SchedulerSettings(
         num_gpus=kw["num_gpus"],
@@ -115,9 +118,9 @@ def train_dir_of(flag: str | None, spec: Spec) -> str:
 def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) -> None:
     """Compile ``spec_file`` into the sweep's state and run it (``pbtrun up`` without
     ``--dry-run``, which cli.py prints)."""
-    from pbtrun.settings import resolve
-    from pbtrun.spec import expand, load
-    from pbtrun.state import Sweep, merge, new_experiment
+    from pbtrun.run.settings import resolve
+    from pbtrun.spec.reading import expand, load
+    from pbtrun.state.records import Sweep, merge, new_experiment
 
     here = cwd()  # first: in a deleted directory, a relative spec path names nothing either
     targets.refuse_run_module(spec_file, "up")
@@ -172,7 +175,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
 def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str:
     """Merge a re-compiled spec into a sweep another scheduler runs, wake that scheduler, and
     say what happened."""
-    from pbtrun.state import merge
+    from pbtrun.state.records import merge
 
     holder = store.busy_holder(paths)  # before it can go: a scheduler that ends removes its record
     scheduler = "its scheduler" + (f" (pid {holder.get('pid')} on {holder.get('host')})" if holder else "")
@@ -194,7 +197,7 @@ def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str
 
 def _say_merged(report: Any) -> None:
     """Said inside the state lock, before the merge is saved: a closed stdout must not stop it."""
-    from pbtrun.progress import guarded
+    from pbtrun.ui.progress import guarded
 
     out = guarded(sys.stdout)
     if report.added:
@@ -209,8 +212,8 @@ def _say_merged(report: Any) -> None:
 def run(paths: store.SweepPaths, kw: dict[str, Any], saved: tuple[Sweep, tuple | None] | None = None) -> None:
     """Schedule the sweep at ``paths`` with a view of its progress until it ends; exit with
     the scheduler's code (``saved``: the state ``up`` just wrote, not read back)."""
-    from pbtrun.scheduler import Scheduler
-    from pbtrun.views import make_view
+    from pbtrun.run.scheduler import Scheduler
+    from pbtrun.ui.views import make_view
 
     view = make_view(paths, True if kw["plain"] else None)
     scheduler = Scheduler(
@@ -236,7 +239,7 @@ def run(paths: store.SweepPaths, kw: dict[str, Any], saved: tuple[Sweep, tuple |
 
 
 def run_up_quickly(kw: dict[str, Any]) -> None:
-    """``pbtrun up`` parsed by :mod:`pbtrun.quickargs`: run it and leave, as cli.main would."""
+    """``pbtrun up`` parsed by :mod:`pbtrun.ui.quickargs`: run it and leave, as cli.main would."""
     try:
         up(kw["spec_file"], kw["train_dir"], kw["force"], kw)
         code = 0

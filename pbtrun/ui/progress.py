@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from pbtrun import render
 from pbtrun.backends.logrecords import LOG_HEADER_PREFIXES
 from pbtrun.printable import printable
-from pbtrun.render import STYLES, SYMBOLS, active_counts, resume_hint
-from pbtrun.state import FAILED, INTERRUPTED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
-from pbtrun.store import SweepPaths
+from pbtrun.state.records import FAILED, INTERRUPTED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui import render
+from pbtrun.ui.render import STYLES, SYMBOLS, active_counts, resume_hint
 
 RECENT_FAILURES = 3
 SLOWEST = 3

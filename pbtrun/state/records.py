@@ -17,7 +17,7 @@ from pbtrun.errors import SpecError, StateError
 from pbtrun.printable import printable
 
 if TYPE_CHECKING:  # only for annotations: readers of the state need not load the spec layer
-    from pbtrun.spec import ExperimentSpec
+    from pbtrun.spec.reading import ExperimentSpec
 
 FORMAT = 1
 
@@ -316,7 +316,7 @@ CHANGES_SHOWN = 3  # changed experiments whose difference the refusal spells out
 
 
 def _changed_message(sweep: Sweep, changed: Sequence[ExperimentSpec]) -> str:
-    from pbtrun.argdiff import describe, difference  # here: only a refusal needs it, not every `up`
+    from pbtrun.spec.argdiff import describe, difference  # here: only a refusal needs it, not every `up`
 
     old = sweep.experiments
     names = ", ".join(old[c.id].name for c in changed[:5]) + (

@@ -18,14 +18,14 @@ from collections.abc import Callable
 _STOPS = {signal.SIGINT, signal.SIGTERM}
 
 
-class Aside:
+class ForkedWork:
     __slots__ = ("fd", "pid")
 
     def __init__(self, pid: int, fd: int) -> None:
         self.pid, self.fd = pid, fd
 
     @classmethod
-    def start(cls, produce: Callable[[], bytes]) -> Aside | None:
+    def start(cls, produce: Callable[[], bytes]) -> ForkedWork | None:
         """A helper computing ``produce()``, or None where there is no second core or no fork."""
         cpus = getattr(os, "sched_getaffinity", None)
         if not hasattr(os, "fork") or cpus is None or len(cpus(0)) < 2:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Container, Iterator, Mapping
 from typing import Any
 
 from pbtrun.printable import clip, printable
-from pbtrun.state import OUTCOMES, STATUSES, STOP_REASONS
+from pbtrun.state.records import OUTCOMES, STATUSES, STOP_REASONS
 
 Check = tuple[Callable[[Any], bool], str]  # a test of a value, and what the value should be
 

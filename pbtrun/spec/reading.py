@@ -19,11 +19,11 @@ from itertools import product
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pbtrun import argstyle, nesting, placeholders
 from pbtrun.errors import SpecError
 from pbtrun.limits import MAX_EXPERIMENTS, MAX_GPUS, MAX_PAUSE_S, MAX_TIMEOUT_MIN
-from pbtrun.naming import MAX_NAME_BYTES, canonical_json, experiment_name, id_from_json, render_value, shorthands
 from pbtrun.printable import clip, quantity
+from pbtrun.spec import argstyle, nesting, placeholders
+from pbtrun.spec.naming import MAX_NAME_BYTES, canonical_json, experiment_name, id_from_json, render_value, shorthands
 
 # Upper bounds on numbers that become waits or lists. Beyond them a value is a typo, not a plan,
 # and it would only fail later, far from the line that caused it (or never end: nan and inf).

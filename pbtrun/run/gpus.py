@@ -1,5 +1,5 @@
 """The GPU inventory and placement: least busy GPU first, so experiments spread before they pack.
-Placement knows the settings a sweep runs with (resolved by :mod:`pbtrun.settings`), not the spec
+Placement knows the settings a sweep runs with (resolved by :mod:`pbtrun.run.settings`), not the spec
 they came from."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from pbtrun.state import Settings
+from pbtrun.state.records import Settings
 
 
 def detect_gpu_count() -> int:

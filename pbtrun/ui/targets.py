@@ -11,8 +11,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from pbtrun import store
 from pbtrun.errors import SpecError, StateError
+from pbtrun.state import store
 
 DEFAULT_TRAIN_DIR = Path("train_dir")  # what `status`, `resume` and `logs` read when given no path
 SUGGESTIONS = 3

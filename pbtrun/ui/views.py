@@ -1,7 +1,7 @@
 """Which view a run gets: the live view on a terminal, plain lines otherwise.
 
-Its own module so that the two views depend on nothing above them: :mod:`pbtrun.live` builds on
-:mod:`pbtrun.progress` (the tracker, the summary), and neither needs to know of the other's choice.
+Its own module so that the two views depend on nothing above them: :mod:`pbtrun.ui.live` builds on
+:mod:`pbtrun.ui.progress` (the tracker, the summary), and neither needs to know of the other's choice.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING
 
-from pbtrun.progress import PlainView
-from pbtrun.store import SweepPaths
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui.progress import PlainView
 
 if TYPE_CHECKING:
-    from pbtrun.live import LiveView
+    from pbtrun.ui.live import LiveView
 
 
 def make_view(paths: SweepPaths, plain: bool | None, stream: IO[str] | None = None) -> LiveView | PlainView:
@@ -29,7 +29,7 @@ def make_view(paths: SweepPaths, plain: bool | None, stream: IO[str] | None = No
         return PlainView(paths, stream)
     from rich.console import Console  # only here: plain lines (pipes, --plain) never load rich
 
-    from pbtrun.live import LiveView
+    from pbtrun.ui.live import LiveView
 
     return LiveView(paths, Console() if stream is None else Console(file=stream))
 

@@ -4,7 +4,7 @@ Run modules written for the old launcher start with
 ``from sample_factory.launcher.run_description import Experiment, ParamGrid, RunDescription`` (or the
 same from ``isaacgymenvs.pbt.launcher.run_description``). ``pbtrun import`` must read such a module
 on a machine where neither package is installed, so while it imports one it maps those module names
-to this module (see :mod:`pbtrun.importer`). The classes take the same arguments and record what the
+to this module (see :mod:`pbtrun.compat.importer`). The classes take the same arguments and record what the
 module declares exactly as the originals do (``Experiment.params`` is the expanded list of
 parameter dicts); compiling experiments from them is pbtrun's job, so they stop there.
 

@@ -1,4 +1,4 @@
-"""The click pieces the commands of :mod:`pbtrun.cli` are made of, beyond click's own: an option
+"""The click pieces the commands of :mod:`pbtrun.ui.cli` are made of, beyond click's own: an option
 with a hidden old spelling, the command class that leaves those spellings out of completion, and
 the examples at the end of each command's help."""
 
