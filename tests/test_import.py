@@ -27,7 +27,8 @@ from pbtrun.compat import launcher as launcher_compat
 from pbtrun.compat.importer import load_run_description, to_toml
 from pbtrun.compat.launcher import Experiment, ParamGrid, ParamList, RunDescription
 from pbtrun.errors import SpecError
-from pbtrun.spec.reading import expand, parse
+from pbtrun.spec.expansion import expand
+from pbtrun.spec.reading import parse
 
 
 @pytest.fixture(autouse=True)

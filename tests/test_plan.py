@@ -13,7 +13,9 @@ import jsonschema
 import pytest
 
 from pbtrun.errors import SpecError
-from pbtrun.spec.reading import EXPERIMENT_KEYS, SCHEDULER_KEYS, TOP_KEYS, expand, parse
+from pbtrun.spec.expansion import expand
+from pbtrun.spec.keys import EXPERIMENT_KEYS, SCHEDULER_KEYS, TOP_KEYS
+from pbtrun.spec.reading import parse
 
 ROOT = Path(__file__).parent.parent
 HEAD = 'name = "s"\ncommand = "python train.py"\n'

@@ -46,7 +46,9 @@ import tomli_w
 from pbtrun.compat import launcher as launcher_compat
 from pbtrun.errors import CWD_GONE, SpecError
 from pbtrun.spec import nesting
-from pbtrun.spec.reading import expand, name_problem, parse
+from pbtrun.spec.expansion import expand
+from pbtrun.spec.keys import name_problem
+from pbtrun.spec.reading import parse
 
 LAUNCHER_MODULES = tuple(launcher_compat.STAND_INS)
 
