@@ -24,8 +24,9 @@ import pytest
 from helpers import CASES, COMPAT, TRAIN_DIR
 
 from pbtrun.compat import launcher as launcher_compat
-from pbtrun.compat.importer import load_run_description, to_toml
+from pbtrun.compat.importer import to_toml
 from pbtrun.compat.launcher import Experiment, ParamGrid, ParamList, RunDescription
+from pbtrun.compat.run_module import load_run_description
 from pbtrun.errors import SpecError
 from pbtrun.spec.expansion import expand
 from pbtrun.spec.reading import parse
