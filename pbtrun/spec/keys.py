@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 TOP_KEYS = (
     "name",
     "train_dir",
+    "backend",
     "command",
     "args",
     "param_prefix",

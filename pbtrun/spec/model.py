@@ -13,6 +13,11 @@ from typing import Any, NamedTuple
 
 from pbtrun.spec import argstyle
 
+LOCAL = "local"
+# The backends a spec may name in ``backend`` (each implemented under pbtrun.backends), with what
+# each does, as an error lists them. The spec layer sits below the backends: it keeps the names.
+BACKENDS = {LOCAL: "each experiment a process on this machine"}
+
 
 class SchedulerSettings(NamedTuple):
     """What ``[scheduler]`` asks for; ``None`` means "not given" so CLI flags and defaults apply."""
@@ -57,6 +62,7 @@ class Spec(NamedTuple):
     text: str = ""
     args: str = argstyle.ARGPARSE
     warnings: tuple[str, ...] = ()  # for plan and up to print; the spec layer never prints
+    backend: str = LOCAL
 
 
 class ExperimentSpec(NamedTuple):

@@ -22,7 +22,7 @@ from pbtrun.errors import SpecError
 from pbtrun.printable import clip
 from pbtrun.spec import argstyle, keys, nesting
 from pbtrun.spec.groups import read_groups
-from pbtrun.spec.model import Spec
+from pbtrun.spec.model import BACKENDS, LOCAL, Spec
 from pbtrun.spec.positions import SpecSource
 from pbtrun.spec.scheduler_table import read_scheduler
 
@@ -63,6 +63,7 @@ def parse(text: str, path: Path) -> Spec:
     defaults = argstyle.DEFAULTS[args]
     arg_keys = {key: keys.string(src, raw, key, getattr(defaults, key)) for key in defaults._fields}
     name = keys.name(src, raw, ("name",))
+    backend = _backend(src, raw)
     command = raw.get("command")
     top_argv = keys.command(src, ("command",), command) if command is not None else None
     suffix = _suffix(src, raw)
@@ -89,6 +90,7 @@ def parse(text: str, path: Path) -> Spec:
         text=text,
         args=args,
         warnings=_style_warnings(src, raw, arg_keys),
+        backend=backend,
     )
 
 
@@ -100,6 +102,20 @@ def _args(src: SpecSource, raw: Mapping) -> str:
             ("args",),
             f"{json.dumps(value)} is not an argument style: use {styles} (Hydra overrides: lr=0.1, "
             "hydra.run.dir=<a directory for each experiment>).",
+        )
+    return value
+
+
+def _backend(src: SpecSource, raw: Mapping) -> str:
+    """Where the experiments run. Only the name is checked here: the spec layer sits below the
+    backends that implement it."""
+    value = keys.string(src, raw, "backend", LOCAL)
+    if value not in BACKENDS:
+        known = ", ".join(f"{json.dumps(name)} ({does})" for name, does in BACKENDS.items())
+        raise src.error(
+            ("backend",),
+            f"{json.dumps(value)} is not a backend pbtrun knows. Known backends: {known}. "
+            f'Leave backend out for "{LOCAL}", the default.',
         )
     return value
 
