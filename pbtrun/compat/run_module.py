@@ -32,11 +32,6 @@ from pbtrun.errors import CWD_GONE, SpecError
 LAUNCHER_MODULES = tuple(launcher_compat.STAND_INS)
 
 
-def load_run_description(target: str) -> Any:
-    """Import the run module ``target`` (stand-ins for the launcher if needed); its ``RUN_DESCRIPTION``."""
-    return load_run_module(target)[1]
-
-
 def load_run_module(target: str) -> tuple[str, Any]:
     """(how to name the module ``target`` in messages, its ``RUN_DESCRIPTION``)."""
     if target.endswith(".py") or "/" in target or os.sep in target:
