@@ -68,7 +68,7 @@ def _read_group(
     """One group, checked: its name, how many experiments it gives, and how to expand them."""
     where = ("experiments", i)
     keys.check_keys(src, table, where, keys.EXPERIMENT_KEYS)
-    name = keys.name(src, table, (*where, "name"))
+    name = keys.required_name(src, table, (*where, "name"))
     if "command" in table:
         argv = keys.command(src, (*where, "command"), table["command"])
     elif top_argv is not None:

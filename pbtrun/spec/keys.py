@@ -140,6 +140,7 @@ def integer(src: SpecSource, table: Mapping, where: tuple, key: str) -> int | No
 
 
 def max_retries(src: SpecSource, table: Mapping, where: tuple) -> int | None:
+    """``max_retries`` of the top level or a group: 0 or more, or None where it is not given."""
     value = integer(src, table, where, "max_retries")
     if value is not None and value < 0:
         raise src.error((*where, "max_retries"), f"must be 0 or more, not {quantity(value)}.")
@@ -147,6 +148,7 @@ def max_retries(src: SpecSource, table: Mapping, where: tuple) -> int | None:
 
 
 def timeout_min(src: SpecSource, table: Mapping, where: tuple) -> float | None:
+    """``timeout_min`` of the top level or a group, in minutes, or None where it is not given."""
     value = table.get("timeout_min")
     if value is None:
         return None
@@ -161,7 +163,7 @@ def timeout_min(src: SpecSource, table: Mapping, where: tuple) -> float | None:
     return float(value)
 
 
-def name(src: SpecSource, table: Mapping, where: tuple) -> str:
+def required_name(src: SpecSource, table: Mapping, where: tuple) -> str:
     """The required ``name`` of a table (``where`` is the key's path): the sweep's or a group's."""
     if "name" not in table:
         raise src.error(where, 'is required: give a name, for example name = "my_sweep".')

@@ -62,7 +62,7 @@ def parse(text: str, path: Path) -> Spec:
     args = _args(src, raw)
     defaults = argstyle.DEFAULTS[args]
     arg_keys = {key: keys.string(src, raw, key, getattr(defaults, key)) for key in defaults._fields}
-    name = keys.name(src, raw, ("name",))
+    name = keys.required_name(src, raw, ("name",))
     backend = _backend(src, raw)
     command = raw.get("command")
     top_argv = keys.command(src, ("command",), command) if command is not None else None
