@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pbtrun.spec.reading import expand, parse
+from pbtrun.spec.expansion import expand
+from pbtrun.spec.reading import parse
 from pbtrun.state import store
 from pbtrun.state.records import FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Settings, Sweep, new_experiment, to_json
 

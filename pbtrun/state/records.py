@@ -17,7 +17,7 @@ from pbtrun.errors import SpecError, StateError
 from pbtrun.printable import printable
 
 if TYPE_CHECKING:  # only for annotations: readers of the state need not load the spec layer
-    from pbtrun.spec.reading import ExperimentSpec
+    from pbtrun.spec.model import ExperimentSpec
 
 FORMAT = 1
 

@@ -24,7 +24,7 @@ from pbtrun.ui import leftovers as remnants
 from pbtrun.ui import targets
 
 if TYPE_CHECKING:
-    from pbtrun.spec.reading import SchedulerSettings, Spec
+    from pbtrun.spec.model import SchedulerSettings, Spec
     from pbtrun.state.records import Sweep
 
 
@@ -92,7 +92,7 @@ def warn(spec: Spec) -> None:
 
 def flags(kw: dict[str, Any]) -> SchedulerSettings:
     """The ``[scheduler]`` overrides given on the command line."""
-    from pbtrun.spec.reading import SchedulerSettings
+    from pbtrun.spec.model import SchedulerSettings
 
     return SchedulerSettings(
         num_gpus=kw["num_gpus"],
@@ -119,7 +119,8 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
     """Compile ``spec_file`` into the sweep's state and run it (``pbtrun up`` without
     ``--dry-run``, which cli.py prints)."""
     from pbtrun.run.settings import resolve
-    from pbtrun.spec.reading import expand, load
+    from pbtrun.spec.expansion import expand
+    from pbtrun.spec.reading import load
     from pbtrun.state.records import Sweep, merge, new_experiment
 
     here = cwd()  # first: in a deleted directory, a relative spec path names nothing either

@@ -38,7 +38,7 @@ from pbtrun.state.records import (
 from pbtrun.state.store import SweepPaths
 
 if TYPE_CHECKING:  # for annotations: status and logs need not load the spec layer
-    from pbtrun.spec.reading import ExperimentSpec
+    from pbtrun.spec.model import ExperimentSpec
 
 
 class Filters(NamedTuple):
