@@ -6,6 +6,9 @@ Every error carries a message written for the person at the terminal: what is wr
 
 from __future__ import annotations
 
+import errno
+from typing import NamedTuple
+
 # Said by every error that a deleted working directory explains, so the CLI does not add it again.
 CWD_GONE = "the current directory no longer exists (it was deleted or moved after the shell entered it)"
 
@@ -47,3 +50,31 @@ class BackendError(PbtrunError):
     """A backend could not do what it was asked (not an experiment failing: that is an outcome)."""
 
     exit_code = 1
+
+
+# What a fault's kind advises, unless its errno says the disk is full (see BackendFault.error).
+RUNNER_DIED = "runner_died"  # what runs the experiments died (local: a reaper, killed)
+WRITE_FAILED = "write_failed"  # a file the backend must write could not be (a log, a launch request)
+_ADVICE = {
+    RUNNER_DIED: "check what killed it (the OOM killer, a kill command)",
+    WRITE_FAILED: "free space or fix permissions",
+}
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class BackendFault(NamedTuple):
+    """Why a backend lost an attempt or could not run it: a fault of pbtrun's own machinery, not
+    of the experiment (whose failure is an outcome). It rides on the attempt's outcome; the
+    scheduler turns the first one into the error that stops launching. Typed, so that the advice
+    never depends on the words of a message (or of a path inside one)."""
+
+    kind: str  # RUNNER_DIED or WRITE_FAILED
+    text: str  # what went wrong; "{name}" stands for the experiment's name
+    errno: int | None = None  # the system's reason, where one was given (ENOSPC: the disk is full)
+
+    def error(self, name: str) -> PbtrunError:
+        """The error that stops launching: a full disk says so (and exits as DiskFull does)."""
+        what = self.text.replace("{name}", name)
+        if self.errno in _DISK_FULL:
+            return DiskFull(f"{what}. pbtrun stops launching; the disk is full: free space, then resume the sweep.")
+        return BackendError(f"{what}. pbtrun stops launching; {_ADVICE[self.kind]}, then resume the sweep.")

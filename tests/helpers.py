@@ -71,3 +71,12 @@ def start_gated(project, sweep: str, codes: list[int]):
         )
     )
     return proc, logs, records
+
+
+def stop_being_a_subreaper() -> None:
+    """Undo what a local backend run inside pytest's own process did to it: it made the process
+    a child subreaper, which would leave the orphans of later tests' processes to pytest (to stay
+    zombies, since pytest reaps nothing) instead of to init."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(36, 0, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER, off

@@ -22,11 +22,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from helpers import reaper_of, start_gated
+from helpers import reaper_of, start_gated, stop_being_a_subreaper
 
 from pbtrun.backends import logrecords
-from pbtrun.backends.local import ABANDONED, Handle, LocalBackend
+from pbtrun.backends.base import LaunchRequest, Outcome
+from pbtrun.backends.local import Handle, LocalBackend
 from pbtrun.backends.logrecords import read_records
+from pbtrun.errors import RUNNER_DIED
 from pbtrun.spec.expansion import expand
 from pbtrun.spec.reading import parse
 from pbtrun.state import store
@@ -238,14 +240,24 @@ def _running_sweep(tmp_path: Path, command: str) -> tuple[store.SweepPaths, Swee
     return paths, sweep
 
 
-def _pump(backend: LocalBackend, selector: selectors.BaseSelector, until, timeout: float = 10.0) -> list:
-    """Feed the backend its events until ``until(outcomes)`` holds; return the outcomes."""
+@pytest.fixture
+def in_process():
+    """A backend runs in this test's own process: afterwards, this process is no subreaper."""
+    yield
+    stop_being_a_subreaper()
+
+
+def _pump(backend: LocalBackend, until, timeout: float = 10.0) -> list:
+    """Collect the backend's ends, waiting on its fds, until ``until(outcomes)`` holds; return them."""
     outcomes: list = []
     deadline = time.monotonic() + timeout
-    while not until(outcomes):
-        assert time.monotonic() < deadline, f"no such event within {timeout} s: {outcomes}"
-        for key, _ in selector.select(0.05):
-            outcomes.extend(backend.on_ready(key.data[1]))
+    with selectors.DefaultSelector() as selector:
+        for fd in backend.fds():
+            selector.register(fd, selectors.EVENT_READ)
+        while not until(outcomes):
+            assert time.monotonic() < deadline, f"no such event within {timeout} s: {outcomes}"
+            selector.select(0.05)
+            outcomes.extend(backend.collect())
     return outcomes
 
 
@@ -258,13 +270,23 @@ def _identity(paths: store.SweepPaths, exp, number: int = 1) -> dict[str, str]:
     }
 
 
-def _launched(tmp_path: Path, command: str) -> tuple[LocalBackend, selectors.BaseSelector, Handle]:
+def _launch(backend: LocalBackend, exp, attempt, env: dict[str, str], cwd: Path) -> Handle:
+    """Launch ``attempt`` with the reference the backend reserves for it, as the scheduler does."""
+    request = LaunchRequest(exp, attempt._replace(reaper=backend.reserve()), exp.argv, env, str(cwd))
+    (handle,) = backend.launch([request])
+    return handle
+
+
+def _launched(tmp_path: Path, command: str) -> tuple[LocalBackend, Handle]:
     """The running attempt of :func:`_running_sweep`, launched by a backend of its own."""
     paths, sweep = _running_sweep(tmp_path, command)
     exp = next(iter(sweep.experiments.values()))
-    selector = selectors.DefaultSelector()
-    backend = LocalBackend(paths, str(tmp_path), selector)
-    return backend, selector, backend.launch(exp, exp.last, _identity(paths, exp))
+    backend = LocalBackend(paths)
+    return backend, _launch(backend, exp, exp.last, _identity(paths, exp), tmp_path)
+
+
+def _log(paths: store.SweepPaths, exp, number: int = 1) -> str:
+    return str(paths.dir.resolve() / paths.log_name(exp, number))
 
 
 def _started_pid(handle: Handle) -> int | None:
@@ -274,80 +296,83 @@ def _started_pid(handle: Handle) -> int | None:
     return found[1].get("pid") if found and found[1] else None
 
 
-def test_resume_abandons_an_unstarted_launch_and_the_late_reaper_obeys(tmp_path):
+def test_resume_abandons_an_unstarted_launch_and_the_late_reaper_obeys(tmp_path, in_process):
     marker = tmp_path / "ran"
     paths, sweep = _running_sweep(tmp_path, f"touch {marker}")
     exp = next(iter(sweep.experiments.values()))
-    selector = selectors.DefaultSelector()
-    backend = LocalBackend(paths, str(tmp_path), selector)
+    backend = LocalBackend(paths)
     # Resume finds no log, the launch claim: it claims the attempt as abandoned.
-    assert backend.inspect(exp, exp.last) == ABANDONED
-    log = backend.log(exp, 1)
+    settled = backend.settle(exp, exp.last)
+    assert isinstance(settled, Outcome) and not settled.started
+    log = _log(paths, exp)
     abandoned = {"abandoned": True, "at": pytest.approx(time.time(), abs=5)}
     assert read_records(log) == (abandoned, None)
     # A launch of that attempt arriving late (a request sent just before the crash) must not run.
-    backend.launch(exp, exp.last, dict(os.environ))
-    ((exp_id, outcome),) = _pump(backend, selector, bool)
+    _launch(backend, exp, exp.last, dict(os.environ), tmp_path)
+    ((exp_id, outcome),) = _pump(backend, bool)
     assert exp_id == exp.id and not outcome.started and outcome.returncode is None
     backend.close()
     assert not marker.exists()
     assert read_records(log) == (abandoned, None)  # the late reaper left the claim alone
 
 
-def test_a_started_launch_is_adopted_through_its_reaper(tmp_path):
+def test_a_started_launch_is_adopted_through_its_reaper(tmp_path, in_process):
     paths, sweep = _running_sweep(tmp_path, "sleep 0.5")
     exp = next(iter(sweep.experiments.values()))
-    first_selector, second_selector = selectors.DefaultSelector(), selectors.DefaultSelector()
-    first = LocalBackend(paths, str(tmp_path), first_selector)
-    launched = first.launch(exp, exp.last, _identity(paths, exp))
-    _pump(first, first_selector, lambda _: _started_pid(launched) is not None)
+    first = LocalBackend(paths)
+    attempt = exp.last._replace(reaper=first.reserve())
+    (launched,) = first.launch([LaunchRequest(exp, attempt, exp.argv, _identity(paths, exp), str(tmp_path))])
+    _pump(first, lambda _: _started_pid(launched) is not None)
     # A second scheduler (as after a crash) adopts it: same process, not a new one. It finds
     # the reaper by the address the attempt records.
-    second = LocalBackend(paths, str(tmp_path), second_selector)
-    adopted = second.inspect(exp, exp.last._replace(reaper=first.address))
+    second = LocalBackend(paths)
+    adopted = second.settle(exp, attempt)
     assert adopted.pgid == _started_pid(launched)
-    ((_, outcome),) = _pump(second, second_selector, bool)
+    ((_, outcome),) = _pump(second, bool)
     assert outcome.returncode == 0 and outcome.pid == adopted.pgid
-    ((_, same),) = _pump(first, first_selector, bool)
+    ((_, same),) = _pump(first, bool)
     assert same == outcome
     first.close()
     second.close()
 
 
-def test_a_launch_is_signalled_through_its_pid_record_without_any_event(tmp_path):
+def test_a_launch_is_signalled_through_its_pid_record_without_any_event(tmp_path, in_process):
     """Starts are not announced: the scheduler finds whom to signal in the log's pid record."""
-    backend, selector, handle = _launched(tmp_path, "sleep 30")
+    backend, handle = _launched(tmp_path, "sleep 30")
     deadline = time.monotonic() + 10
     while not backend.signal(handle, signal.SIGTERM):  # False until the reaper has recorded the pid
         assert time.monotonic() < deadline
         time.sleep(0.005)
     assert handle.pgid == _started_pid(handle)
-    ((_, outcome),) = _pump(backend, selector, bool)
+    ((_, outcome),) = _pump(backend, bool)
     assert outcome.returncode == -signal.SIGTERM and outcome.pid == handle.pgid
     backend.close()
 
 
-def test_a_killed_reaper_never_leads_to_a_second_start(tmp_path):
-    backend, selector, handle = _launched(tmp_path, "sleep 0.8")
-    _pump(backend, selector, lambda _: _started_pid(handle) is not None)
-    os.kill(backend.reaper_pid, signal.SIGKILL)
+def test_a_killed_reaper_never_leads_to_a_second_start(tmp_path, in_process):
+    backend, handle = _launched(tmp_path, "sleep 0.8")
+    # As where the kernel refuses a child subreaper: the orphan is not ours to wait for, so its
+    # exit status goes with its reaper (test_hostile has the scheduler, a subreaper, get it).
+    stop_being_a_subreaper()
+    _pump(backend, lambda _: _started_pid(handle) is not None)
+    os.kill(read_records(handle.log)[1]["reaper"], signal.SIGKILL)
     started = time.monotonic()
     # The experiment, orphaned, is still watched until it really ends; only then is it lost.
-    ((_, outcome),) = _pump(backend, selector, bool)
+    ((_, outcome),) = _pump(backend, bool)
     assert time.monotonic() - started > 0.5
-    assert outcome.returncode is None and outcome.started and "reaper" in outcome.error
+    assert outcome.returncode is None and outcome.started
+    assert outcome.fault.kind == RUNNER_DIED and "reaper" in outcome.fault.text
     backend.close()
 
 
-def test_an_experiment_spawned_as_its_reaper_died_is_found_and_never_started_twice(tmp_path):
+def test_an_experiment_spawned_as_its_reaper_died_is_found_and_never_started_twice(tmp_path, in_process):
     """The reaper killed between spawning an experiment and writing its pid record: the log is
     claimed, no pid is recorded, the reaper is gone. Resume must find the orphan (by its
     PBTRUN_* environment) and wait for it, not declare the attempt lost and start it again."""
     paths, sweep = _running_sweep(tmp_path, "sleep 30")
     exp = next(iter(sweep.experiments.values()))
-    selector = selectors.DefaultSelector()
-    backend = LocalBackend(paths, str(tmp_path), selector)
-    log = backend.log(exp, 1)
+    backend = LocalBackend(paths)
+    log = _log(paths, exp)
     Path(log).write_bytes(logrecords.records() + b"# pbtrun: header\n")  # what the reaper writes before spawning
     env = {**os.environ, **_identity(paths, exp)}
     # Not a child of this process (as for a resumed scheduler): its exit status is nobody's to read.
@@ -367,12 +392,12 @@ def test_an_experiment_spawned_as_its_reaper_died_is_found_and_never_started_twi
         assert time.monotonic() < deadline, "the orphan never became a sleeping group leader"
         time.sleep(0.005)
     try:
-        found = backend.inspect(exp, exp.last._replace(reaper="pbtrun-reaper-that-is-gone"))
+        found = backend.settle(exp, exp.last._replace(reaper="pbtrun-reaper-that-is-gone"))
         assert isinstance(found, Handle), found
-        for key, _ in selector.select(0.3):  # watched: no end while it runs
-            assert backend.on_ready(key.data[1]) == []
+        watched_until = time.monotonic() + 0.3
+        assert _pump(backend, lambda _: time.monotonic() > watched_until) == []  # watched: no end while it runs
         os.kill(orphan, signal.SIGKILL)  # now it ends
-        ((exp_id, outcome),) = _pump(backend, selector, bool)
+        ((exp_id, outcome),) = _pump(backend, bool)
         assert exp_id == exp.id
         assert outcome.returncode is None and outcome.started  # lost: its reaper could not record it
     finally:

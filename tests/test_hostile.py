@@ -57,8 +57,9 @@ def test_an_argv_over_the_kernels_limit_fails_fast_with_127_and_the_log_says_why
 def test_a_launch_the_reaper_cannot_be_given_fails_that_attempt_with_127(tmp_path):
     """The spill file cannot be written (its name is taken by a directory): the attempt fails with
     127 at once and its log says why; nothing hangs and nothing else is affected."""
-    import selectors
+    from helpers import stop_being_a_subreaper
 
+    from pbtrun.backends.base import LaunchRequest
     from pbtrun.backends.local import LocalBackend
     from pbtrun.backends.reaper import INLINE_REQUEST_MAX
     from pbtrun.spec.expansion import expand
@@ -74,18 +75,19 @@ def test_a_launch_the_reaper_cannot_be_given_fails_that_attempt_with_127(tmp_pat
         tmp_path / "sweep.toml",
     )
     (exp,) = [new_experiment(e) for e in expand(spec)]
-    selector = selectors.DefaultSelector()
-    backend = LocalBackend(paths, str(tmp_path), selector)
-    backend.start()
-    log = backend.log(exp, 1)
-    Path(f"{paths.dir.resolve()}/logs/.{Path(log).name}.request").mkdir()
-    attempt = Attempt(1, 0.0, paths.log_name(exp, 1), None, "here", reaper=backend.assign())
-    backend.launch(exp, attempt, {})
-    ((exp_id, outcome),) = backend.take_failed_launches()
-    assert (exp_id, outcome.returncode, outcome.error) == (exp.id, 127, None)
-    text = Path(log).read_text()
+    backend = LocalBackend(paths)
+    log = paths.dir.resolve() / paths.log_name(exp, 1)
+    Path(f"{paths.dir.resolve()}/logs/.{log.name}.request").mkdir()
+    attempt = Attempt(1, 0.0, paths.log_name(exp, 1), None, "here", reaper=backend.reserve())
+    try:
+        backend.launch([LaunchRequest(exp, attempt, exp.argv, {}, str(tmp_path))])
+        ((exp_id, outcome),) = backend.collect()
+    finally:
+        backend.close()
+        stop_being_a_subreaper()
+    assert (exp_id, outcome.returncode, outcome.fault) == (exp.id, 127, None)
+    text = log.read_text()
     assert "cannot write its launch request" in text and text.startswith('# pbtrun exit: {"ended_at"')
-    backend.close()
 
 
 def test_a_reaper_killed_while_the_scheduler_lives_loses_no_exit_status(project):
@@ -230,21 +232,25 @@ def test_a_spilled_launch_the_reaper_cannot_read_fails_that_attempt_not_silently
     import selectors
 
     from pbtrun.backends.local import Handle, LocalBackend
+    from pbtrun.errors import WRITE_FAILED
     from pbtrun.state.store import SweepPaths
 
     paths = SweepPaths(tmp_path / "train_dir" / "s")
     paths.logs.mkdir(parents=True)
-    selector = selectors.DefaultSelector()
-    backend = LocalBackend(paths, str(tmp_path), selector)
-    backend.start()
+    backend = LocalBackend(paths)
     link = next(iter(backend.links.values()))
-    backend.handles["e1"] = Handle("e1", 1, str(paths.logs / "x.1.log"), "x", source=link.owner.fileno())
+    handle = Handle("e1", 1, str(paths.logs / "x.1.log"), "x", link.address)
+    handle.source = link.owner.fileno()
+    backend.handles["e1"] = handle
     link.owner.send(json.dumps({"op": "launch", "spilled": str(tmp_path / "gone"), "id": "e1", "attempt": 1}).encode())
     ended = []
     deadline = time.monotonic() + 10
-    while not ended and time.monotonic() < deadline:
-        for key, _ in selector.select(0.1):
-            ended += backend.on_ready(key.data[1])
+    with selectors.DefaultSelector() as selector:
+        selector.register(backend.fds()[0], selectors.EVENT_READ)
+        while not ended and time.monotonic() < deadline:
+            selector.select(0.1)
+            ended += backend.collect()
     ((exp_id, outcome),) = ended
-    assert exp_id == "e1" and not outcome.started and "No such file" in outcome.error
+    assert exp_id == "e1" and not outcome.started
+    assert outcome.fault.kind == WRITE_FAILED and "No such file" in outcome.fault.text
     backend.close()

@@ -172,6 +172,23 @@ def test_scheduler_neither_starts_processes_itself_nor_parses_toml():
     assert not names & {"subprocess", "tomllib", "tomli"}
 
 
+def test_the_run_layer_knows_backends_only_through_their_interface():
+    """The scheduler opens a backend by name and talks to it through ``backends/base.py``: no
+    module of ``run/`` imports a backend itself (its reapers, process groups, orphans)."""
+    graph = import_graph()
+    interface = {"pbtrun.backends.base", "pbtrun.backends.registry"}
+    for module, deps in graph.items():
+        if module.startswith("pbtrun.run."):
+            assert {d for d in deps if d.startswith("pbtrun.backends")} <= interface, module
+    assert "pbtrun.backends.registry" in graph["pbtrun.run.scheduler"]  # not vacuous
+
+
+def test_the_backend_interface_names_no_backend():
+    graph = import_graph()
+    assert not {d for d in graph["pbtrun.backends.base"] if d.startswith("pbtrun.backends")}
+    assert "pbtrun.backends.local" in graph["pbtrun.backends.registry"]  # opened by name, lazily
+
+
 def test_state_and_naming_do_no_io_or_locking():
     for module in ("state/records.py", "spec/naming.py"):
         names = imported(modules()[module], module)

@@ -313,7 +313,7 @@ class Reaper:
         """Write the pid records of the experiments just started. Done once the launches
         waiting are all started, not after each: a burst of launches is not
         held up by them. Until its record is written, an experiment whose reaper is killed is
-        still found, by its environment (see ``LocalBackend._orphan``)."""
+        still found, by its environment (see ``orphans.find``)."""
         for pid, child, at in self.unrecorded:
             with contextlib.suppress(OSError):
                 log = os.open(child.log, os.O_WRONLY | os.O_CLOEXEC)

@@ -540,7 +540,7 @@ def _observed(paths: store.SweepPaths, sweep: Sweep, holder: dict[str, Any] | No
     at those attempts' logs and processes (read-only) to show what they really are."""
     if holder is not None:
         return {}
-    from pbtrun.backends.local import observe
+    from pbtrun.backends.fromlog import observe
     from pbtrun.proc import hostname
 
     host = hostname()

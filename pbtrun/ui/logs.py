@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pbtrun.backends.local import exit_outcome, observe
+from pbtrun.backends.fromlog import exit_outcome, observe
 from pbtrun.backends.logrecords import EXIT_PREFIX, PID_PREFIX, RECORDS_BYTES
 from pbtrun.errors import PbtrunError
 from pbtrun.printable import printable

@@ -1,0 +1,44 @@
+"""A new attempt of an experiment, and what its backend is asked to start for it.
+
+What every attempt gets is the same whatever the backend: its number, its log's name, the GPUs
+it is pinned to, the reference the backend reserved for it, and the ``PBTRUN_*`` variables (and
+``CUDA_VISIBLE_DEVICES`` where it is pinned) in its environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from pbtrun.backends.base import LaunchRequest
+from pbtrun.spec.placeholders import fill_attempt
+from pbtrun.state.records import Attempt, Experiment
+from pbtrun.state.store import SweepPaths
+
+
+def next_attempt(
+    paths: SweepPaths, exp: Experiment, gpus: tuple[int, ...] | None, started_at: float, host: str, ref: str | None
+) -> Attempt:
+    """``exp``'s next attempt, pinned to ``gpus`` (None: not pinned), known to its backend by
+    ``ref`` (what the backend's ``reserve`` gave)."""
+    number = 1 + max((a.number for a in exp.attempts), default=0)
+    return Attempt(number, started_at, paths.log_name(exp, number), gpus, host, reaper=ref)
+
+
+def launch_requests(
+    launched: Iterable[tuple[Experiment, Attempt]], sweep_dir: str, cwd: str
+) -> Iterator[LaunchRequest]:
+    """The launch requests, each made as the backend takes it (so the first starts sooner)."""
+    for exp, attempt in launched:
+        argv, env = fill_attempt(exp.argv, added_env(exp, attempt, sweep_dir), attempt.number)
+        yield LaunchRequest(exp, attempt, argv, env, cwd)
+
+
+def added_env(exp: Experiment, attempt: Attempt, sweep_dir: str) -> dict[str, str]:
+    """What the attempt's environment adds to pbtrun's own, which it inherits."""
+    env = dict(exp.env)
+    env["PBTRUN_EXPERIMENT"] = exp.name
+    env["PBTRUN_SWEEP_DIR"] = sweep_dir
+    env["PBTRUN_ATTEMPT"] = str(attempt.number)
+    if attempt.gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, attempt.gpus))
+    return env
