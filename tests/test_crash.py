@@ -29,6 +29,7 @@ from pbtrun.backends.local import ABANDONED, Handle, LocalBackend
 from pbtrun.backends.logrecords import read_records
 from pbtrun.spec.reading import expand, parse
 from pbtrun.state import store
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import RUNNING, Attempt, Settings, Sweep, from_json, new_experiment
 
 DATA = Path(__file__).parent / "data"
@@ -223,12 +224,12 @@ def test_pbtrun_stop_at_random_moments_stops_gracefully_and_resumes(project, rec
 # --------------------------------------------------------------------------- the launch claim
 
 
-def _running_sweep(tmp_path: Path, command: str) -> tuple[store.SweepPaths, Sweep]:
+def _running_sweep(tmp_path: Path, command: str) -> tuple[SweepPaths, Sweep]:
     """A sweep whose only experiment is recorded as running attempt 1, as if the scheduler had
     been killed right after recording the launch."""
     text = f'name = "c"\ncommand = "{command}"\nexperiment_arg_name = ""\nexperiment_dir_arg_name = ""\n'
     spec = parse(text + '[[experiments]]\nname = "a"\n', tmp_path / "s.toml")
-    paths = store.SweepPaths(tmp_path / "train_dir" / "c")
+    paths = SweepPaths(tmp_path / "train_dir" / "c")
     sweep = Sweep("c", str(tmp_path), "train_dir", time.time(), Settings())
     exp = new_experiment(expand(spec)[0])
     attempt = Attempt(1, time.time(), str(paths.log(exp, 1).relative_to(paths.dir)), None, "host")
@@ -248,7 +249,7 @@ def _pump(backend: LocalBackend, selector: selectors.BaseSelector, until, timeou
     return outcomes
 
 
-def _identity(paths: store.SweepPaths, exp, number: int = 1) -> dict[str, str]:
+def _identity(paths: SweepPaths, exp, number: int = 1) -> dict[str, str]:
     """The ``PBTRUN_*`` variables the scheduler gives an attempt: who may adopt and signal it."""
     return {
         "PBTRUN_SWEEP_DIR": str(paths.dir.resolve()),
@@ -533,7 +534,7 @@ def test_an_argument_exec_cannot_pass_fails_that_experiment_not_the_reaper(proje
 
 def test_state_from_the_first_release_still_loads():
     """tests/data/state-format-1.json was written by pbtrun 0.1.0; keep it loading forever."""
-    paths = store.SweepPaths(DATA / "state-format-1")
+    paths = SweepPaths(DATA / "state-format-1")
     sweep = store.load(paths)
     assert sweep.name == "quickstart"
     assert sweep.counts()["succeeded"] == 6

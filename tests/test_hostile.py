@@ -62,8 +62,8 @@ def test_a_launch_the_reaper_cannot_be_given_fails_that_attempt_with_127(tmp_pat
     from pbtrun.backends.local import LocalBackend
     from pbtrun.backends.reaper import INLINE_REQUEST_MAX
     from pbtrun.spec.reading import expand, parse
+    from pbtrun.state.paths import SweepPaths
     from pbtrun.state.records import Attempt, new_experiment
-    from pbtrun.state.store import SweepPaths
 
     paths = SweepPaths(tmp_path / "train_dir" / "s")
     paths.logs.mkdir(parents=True)
@@ -229,7 +229,7 @@ def test_a_spilled_launch_the_reaper_cannot_read_fails_that_attempt_not_silently
     import selectors
 
     from pbtrun.backends.local import Handle, LocalBackend
-    from pbtrun.state.store import SweepPaths
+    from pbtrun.state.paths import SweepPaths
 
     paths = SweepPaths(tmp_path / "train_dir" / "s")
     paths.logs.mkdir(parents=True)

@@ -25,6 +25,7 @@ from pbtrun.backends import logrecords, reaper
 from pbtrun.errors import BackendError
 from pbtrun.printable import printable
 from pbtrun.proc import exit_code_of, group_has_live_process, group_members, process_start_time
+from pbtrun.state.paths import SweepPaths
 
 # The observation vocabulary lives with the state, for status to read without this module:
 from pbtrun.state.records import (
@@ -37,7 +38,6 @@ from pbtrun.state.records import (
     Experiment,
     Observed,
 )
-from pbtrun.state.store import SweepPaths
 
 _PYTHONS = ("python", "python3")
 CLAIMED_WAIT_S = 2.0  # how long a claimed log may go without records before it counts as lost

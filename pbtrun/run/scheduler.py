@@ -32,7 +32,8 @@ from pbtrun.errors import BackendError, DiskFull, PbtrunError
 from pbtrun.proc import become_subreaper, hostname
 from pbtrun.run.gpus import Placement
 from pbtrun.spec.placeholders import fill_attempt
-from pbtrun.state import store
+from pbtrun.state.control import open_control
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import (
     EXITED,
     FAILED,
@@ -49,6 +50,7 @@ from pbtrun.state.records import (
     Experiment,
     Sweep,
 )
+from pbtrun.state.writer import StateWriter
 
 KILL_AFTER_TERM_S = 5.0
 RETRY_SIGNAL_S = 0.02
@@ -73,7 +75,7 @@ class Scheduler:
 
     def __init__(
         self,
-        paths: store.SweepPaths,
+        paths: SweepPaths,
         listener: Listener,
         grace_s: float = 30.0,
         retry_failed: bool = False,
@@ -91,7 +93,7 @@ class Scheduler:
         # before the state writer starts its thread (forking a threaded process is unsafe).
         self.backend = LocalBackend(paths, "", self.selector)
         self.backend.start(reapers=1)
-        self.writer = store.StateWriter(paths, saved)
+        self.writer = StateWriter(paths, saved)
         self.backend.cwd = self.sweep.cwd
         if len(self.sweep.runnable()) > self.sweep.settings.max_parallel:
             self.backend.start(reapers=REAPERS)  # experiments will follow each other: start them side by side
@@ -221,7 +223,7 @@ class Scheduler:
     def _wait(self, timeout: float | None) -> list[tuple[str, Outcome]]:
         """Block until something happens; return the attempts that ended, with their outcomes."""
         ended = self.backend.take_failed_launches()
-        self.writer.kick()  # the commits of this round become durable while we wait
+        self.writer.start_sync()  # the commits of this round become durable while we wait
         for key, _ in self.selector.select(timeout):
             kind, payload = key.data
             if kind == "backend":
@@ -582,7 +584,7 @@ class Scheduler:
 
     @contextlib.contextmanager
     def _control(self) -> Iterator[None]:
-        fd = store.open_control(self.paths)
+        fd = open_control(self.paths)
         self.selector.register(fd, selectors.EVENT_READ, ("control", None))
         try:
             yield

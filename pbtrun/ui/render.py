@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pbtrun.printable import printable
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import (
     FAILED,
     INTERRUPTED,
@@ -35,7 +36,6 @@ from pbtrun.state.records import (
     Settings,
     Sweep,
 )
-from pbtrun.state.store import SweepPaths
 
 if TYPE_CHECKING:  # for annotations: status and logs need not load the spec layer
     from pbtrun.spec.reading import ExperimentSpec
