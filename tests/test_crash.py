@@ -29,8 +29,10 @@ from pbtrun.backends.local import ABANDONED, Handle, LocalBackend
 from pbtrun.backends.logrecords import read_records
 from pbtrun.spec.reading import expand, parse
 from pbtrun.state import store
+from pbtrun.state.codec import from_json
+from pbtrun.state.merge import new_experiment
 from pbtrun.state.paths import SweepPaths
-from pbtrun.state.records import RUNNING, Attempt, Settings, Sweep, from_json, new_experiment
+from pbtrun.state.records import RUNNING, Attempt, Settings, Sweep
 
 DATA = Path(__file__).parent / "data"
 

@@ -13,9 +13,11 @@ from pbtrun.errors import StateError
 from pbtrun.spec.reading import expand, parse
 from pbtrun.state import layout, store
 from pbtrun.state import writer as writer_module
+from pbtrun.state.codec import to_json
 from pbtrun.state.journal import Journal
+from pbtrun.state.merge import new_experiment
 from pbtrun.state.paths import SweepPaths
-from pbtrun.state.records import FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Settings, Sweep, new_experiment, to_json
+from pbtrun.state.records import FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Settings, Sweep
 from pbtrun.state.writer import StateWriter
 
 DATA = Path(__file__).parent / "data"

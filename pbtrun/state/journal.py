@@ -2,7 +2,7 @@
 rewritten, one JSON line each, and how a reader replays them.
 
 An entry is ``{"seq": N, "changes": [...], "experiments": [...]}``: ``changes`` hold a status and
-the attempt that changed (see :func:`pbtrun.state.records.change_json`), ``experiments`` whole
+the attempt that changed (see :func:`pbtrun.state.codec.change_json`), ``experiments`` whole
 records (a new experiment, or one whose definition changed). Entries up to the state's
 ``journal_seq`` are already in ``pbtrun.json`` and are skipped.
 """
@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pbtrun.errors import StateError
+from pbtrun.state.codec import apply_change, change_json, experiment_from, experiment_json
 from pbtrun.state.files import fsync_dir, link_refused, read_own, write_all, write_atomic, write_error
-from pbtrun.state.records import Sweep, apply_change, change_json, experiment_from, experiment_json
+from pbtrun.state.records import Sweep
 
 if TYPE_CHECKING:
     from pbtrun.state.paths import SweepPaths

@@ -12,7 +12,8 @@ import json
 from collections.abc import Iterator
 
 from pbtrun.errors import StateError
-from pbtrun.state.records import Experiment, Sweep, experiment_from, experiment_json, head_json, sweep_from
+from pbtrun.state.codec import experiment_from, experiment_json, head_json, sweep_from
+from pbtrun.state.records import Experiment, Sweep
 
 _BODY_START = b'\n "experiments": [\n'
 _BODY_END = b"\n ]\n}\n"

@@ -24,12 +24,13 @@ from typing import Any
 
 from pbtrun import __version__
 from pbtrun.errors import StateError
+from pbtrun.state.codec import NewerState, from_json
 from pbtrun.state.files import keep_backup, write_atomic, write_error
 from pbtrun.state.journal import complete_length, replay
 from pbtrun.state.layout import dump_chunks, parse_rows
 from pbtrun.state.locks import state_lock
 from pbtrun.state.paths import SweepPaths
-from pbtrun.state.records import Experiment, NewerState, Sweep, from_json
+from pbtrun.state.records import Experiment, Sweep
 
 
 def load(paths: SweepPaths) -> Sweep:

@@ -121,7 +121,8 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
     ``--dry-run``, which cli.py prints)."""
     from pbtrun.run.settings import resolve
     from pbtrun.spec.reading import expand, load
-    from pbtrun.state.records import Sweep, merge, new_experiment
+    from pbtrun.state.merge import merge, new_experiment
+    from pbtrun.state.records import Sweep
 
     here = cwd()  # first: in a deleted directory, a relative spec path names nothing either
     targets.refuse_run_module(spec_file, "up")
@@ -176,7 +177,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
 def _add_to_running(paths: SweepPaths, compiled: list, force: bool) -> str:
     """Merge a re-compiled spec into a sweep another scheduler runs, wake that scheduler, and
     say what happened."""
-    from pbtrun.state.records import merge
+    from pbtrun.state.merge import merge
 
     holder = locks.busy_holder(paths)  # before it can go: a scheduler that ends removes its record
     scheduler = "its scheduler" + (f" (pid {holder.get('pid')} on {holder.get('host')})" if holder else "")
