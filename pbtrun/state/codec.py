@@ -15,13 +15,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from pbtrun.errors import StateError
-from pbtrun.state.records import OUTCOMES, STATUSES, STOP_REASONS, Attempt, Experiment, Settings, Sweep
+from pbtrun.state.records import STOP_REASONS, Attempt, AttemptOutcome, Experiment, Settings, Status, Sweep
 
 FORMAT = 1
 
 
 class NewerState(StateError):
     """The state was written by a newer pbtrun, in a format this one does not know."""
+
+
+# The enum members by the words the JSON holds: a dict lookup, cheaper than calling the enum
+# once per experiment of a large state.
+_STATUS_OF = {status.value: status for status in Status}
+_OUTCOME_OF = {outcome.value: outcome for outcome in AttemptOutcome}
 
 
 def to_json(sweep: Sweep) -> dict[str, Any]:
@@ -81,9 +87,9 @@ def _same_definition(a: Experiment, b: Experiment) -> bool:
 def apply_change(sweep: Sweep, change: Mapping[str, Any]) -> None:
     """Replay one journal change (see :func:`change_json`)."""
     exp = sweep.experiments[change["id"]]
-    status = change["status"]
-    if status not in STATUSES:
-        raise ValueError(f"unknown status {status!r} for {exp.name}")
+    status = _STATUS_OF.get(change["status"])
+    if status is None:
+        raise ValueError(f"unknown status {change['status']!r} for {exp.name}")
     attempts = exp.attempts
     if change["attempt"] is not None:
         attempt = _attempt_from(change["attempt"])
@@ -191,9 +197,9 @@ def experiment_from(raw: Mapping[str, Any], shared: dict | None = None) -> Exper
     experiments share equal env mappings, and command words are interned: 100,000 experiments
     parsed from JSON would otherwise each hold their own copy of the same strings. A value of
     the wrong type raises (TypeError, ValueError), which readers report as a malformed file."""
-    status = raw["status"]
-    if status not in STATUSES:
-        raise ValueError(f"unknown status {status!r} for {raw.get('name')}")
+    status = _STATUS_OF.get(raw["status"])
+    if status is None:
+        raise ValueError(f"unknown status {raw['status']!r} for {raw.get('name')}")
     intern = sys.intern
     env = {intern(k): intern(v) for k, v in raw["env"].items()}
     if shared is not None:
@@ -241,8 +247,11 @@ def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
         raise TypeError(
             f"attempt {number!r}: number, pid and returncode must be integers (pid and returncode may be null)"
         )
-    if outcome is not None and outcome not in OUTCOMES:
-        raise ValueError(f"attempt {number}: unknown outcome {outcome!r}")
+    if outcome is not None:
+        known = _OUTCOME_OF.get(outcome)
+        if known is None:
+            raise ValueError(f"attempt {number}: unknown outcome {outcome!r}")
+        outcome = known
     stop_at, stop_reason = get("stop_at"), get("stop_reason")
     if (stop_at is None) != (stop_reason is None) or (stop_reason is not None and stop_reason not in STOP_REASONS):
         raise ValueError(f"attempt {number}: stop_at {stop_at!r} with stop_reason {stop_reason!r}")

@@ -8,23 +8,67 @@ Pure data: no file I/O, no locks, no processes (``codec.py`` gives the records t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from typing import Any, NamedTuple
 
-PENDING = "pending"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
-STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, INTERRUPTED)
-RUNNABLE = (PENDING, INTERRUPTED)  # what a scheduler launches (failed ones only when asked to retry)
 
-# How an attempt ended. ``None`` while it runs.
-EXITED = "exited"  # the process ended by itself; returncode tells how (negative: a signal)
-TIMED_OUT = "timed_out"  # pbtrun stopped it because it ran longer than timeout_min; counts as failed
-STOPPED = "stopped"  # pbtrun stopped it (Ctrl-C, SIGTERM); it runs again on resume
-LOST = "lost"  # it was running but its fate is unknowable (the machine rebooted)
-NOT_STARTED = "not_started"  # recorded as launching, but the process was never started
-OUTCOMES = (EXITED, TIMED_OUT, STOPPED, LOST, NOT_STARTED)
+class Status(StrEnum):
+    """Where an experiment stands. The state's JSON holds the value (``"pending"``)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+# The one definition of "runnable": what a scheduler launches (a failed experiment only when
+# asked to retry it). See also Experiment.runnable, which leaves out removed experiments.
+RUNNABLE = frozenset({Status.PENDING, Status.INTERRUPTED})
+
+
+class AttemptOutcome(StrEnum):
+    """How an attempt ended (``Attempt.outcome``; None while it runs)."""
+
+    EXITED = "exited"  # the process ended by itself; returncode tells how (negative: a signal)
+    TIMED_OUT = "timed_out"  # pbtrun stopped it because it ran longer than timeout_min; counts as failed
+    STOPPED = "stopped"  # pbtrun stopped it (Ctrl-C, SIGTERM); it runs again on resume
+    LOST = "lost"  # it was running but its fate is unknowable (the machine rebooted)
+    NOT_STARTED = "not_started"  # recorded as launching, but its process never started (and never will)
+
+
+class Seen(StrEnum):
+    """What an attempt the state records as running really is, looked at from its log's records
+    and the process table while no scheduler runs (``backends.local.observe``; ``status`` shows
+    it). Not recorded: once a scheduler records it, it becomes an outcome."""
+
+    RUNNING = "running"  # its process still runs (the same process: pid and start time)
+    ENDED = "ended"  # its exit record is written: it ended, with that return code
+    LOST = "lost"  # its process is gone and left no exit record
+    NOT_STARTED = "not_started"  # it never started (no log, or resume's abandon record): NOT_STARTED once recorded
+    UNKNOWN = "unknown"  # its log holds no pid yet, or it ran on another host
+
+
+# The members under the module-level names the code base imported before the enums existed,
+# so that it need not change now; new code may use either.
+PENDING = Status.PENDING
+RUNNING = Status.RUNNING
+SUCCEEDED = Status.SUCCEEDED
+FAILED = Status.FAILED
+INTERRUPTED = Status.INTERRUPTED
+STATUSES = tuple(Status)
+EXITED = AttemptOutcome.EXITED
+TIMED_OUT = AttemptOutcome.TIMED_OUT
+STOPPED = AttemptOutcome.STOPPED
+LOST = AttemptOutcome.LOST
+NOT_STARTED = AttemptOutcome.NOT_STARTED
+OUTCOMES = tuple(AttemptOutcome)
+SEEN_RUNNING = Seen.RUNNING
+SEEN_ENDED = Seen.ENDED
+SEEN_LOST = Seen.LOST
+SEEN_NOT_STARTED = Seen.NOT_STARTED
+SEEN_UNKNOWN = Seen.UNKNOWN
+
 STOP_REASONS = ("stop", "timeout")  # why pbtrun signalled an attempt (Attempt.stop_reason)
 
 _NEXT = {
@@ -51,7 +95,7 @@ class Attempt(NamedTuple):
     pid: int | None = None
     ended_at: float | None = None
     returncode: int | None = None
-    outcome: str | None = None
+    outcome: AttemptOutcome | None = None
     reaper: str | None = None  # the backend's handle on what runs it (local: the reaper's address)
     # When pbtrun first signalled it to stop (time.time()) and why ("stop" or "timeout"), written
     # before the signal goes out: its end after that is pbtrun's doing, even if the scheduler
@@ -75,7 +119,7 @@ class Experiment(NamedTuple):
     env: Mapping[str, str]
     params: Mapping[str, Any]
     name_arg: int | None = None
-    status: str = PENDING
+    status: Status = PENDING
     attempts: tuple[Attempt, ...] = ()
     removed: bool = False  # no longer in the spec; kept for its history, never launched again
     max_retries: int = 0
@@ -85,7 +129,12 @@ class Experiment(NamedTuple):
     def last(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
-    def to(self, status: str, attempt: Attempt | None = None) -> Experiment:
+    @property
+    def runnable(self) -> bool:
+        """Whether a scheduler may launch it: its status is runnable and it is still in the spec."""
+        return self.status in RUNNABLE and not self.removed
+
+    def to(self, status: Status, attempt: Attempt | None = None) -> Experiment:
         """A copy in ``status``; ``attempt`` replaces the last attempt or, if new, is appended."""
         if status not in _NEXT[self.status] and status != self.status:
             raise ValueError(f"illegal transition {self.status} -> {status} for {self.name}")
@@ -96,19 +145,10 @@ class Experiment(NamedTuple):
         return self._replace(status=status, attempts=attempts)
 
 
-# What an attempt the state records as running really is, looked at from its log's records and
-# the process table while no scheduler runs (``backends.local.observe``; shown by ``status``).
-SEEN_RUNNING = "running"  # its process still runs (the same process: pid and start time)
-SEEN_ENDED = "ended"  # its exit record is written: it ended, with that return code
-SEEN_LOST = "lost"  # its process is gone and left no exit record
-SEEN_NOT_STARTED = "not_started"  # it never started: no log, or resume's abandon record
-SEEN_UNKNOWN = "unknown"  # its log holds no pid yet, or it ran on another host
-
-
 class Observed(NamedTuple):
     """What an attempt is, seen from its log's records and the process table."""
 
-    state: str
+    state: Seen
     returncode: int | None = None
     ended_at: float | None = None
 
@@ -150,16 +190,16 @@ class Sweep:
         self.journal_seq = journal_seq  # the last journal entry folded into pbtrun.json
         self.experiments: dict[str, Experiment] = {}
         self.dirty: dict[str, Experiment | None] = {}  # id -> before
-        self._counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        self._counts: dict[Status, int] = dict.fromkeys(Status, 0)
 
     def __repr__(self) -> str:
         return f"Sweep(name={self.name!r}, {len(self.experiments)} experiments, journal_seq={self.journal_seq})"
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[Status, int]:
         return dict(self._counts)
 
     def runnable(self) -> list[Experiment]:
-        return [e for e in self.experiments.values() if e.status in RUNNABLE and not e.removed]
+        return [e for e in self.experiments.values() if e.runnable]
 
     def running(self) -> list[Experiment]:
         return [e for e in self.experiments.values() if e.status == RUNNING]
@@ -175,6 +215,6 @@ class Sweep:
     def replace_all(self, experiments: Iterable[Experiment]) -> None:
         """Swap in a whole new set of experiments (a merge); everything counts as changed."""
         self.experiments = {}
-        self._counts = dict.fromkeys(STATUSES, 0)
+        self._counts = dict.fromkeys(Status, 0)
         for exp in experiments:
             self.update(exp)

@@ -21,6 +21,7 @@ from pbtrun.state.records import (
     LOST,
     NOT_STARTED,
     PENDING,
+    RUNNABLE,
     RUNNING,
     SEEN_ENDED,
     SEEN_LOST,
@@ -58,7 +59,7 @@ class Filters(NamedTuple):
     def statuses(self) -> frozenset[str]:
         chosen = {FAILED} if self.failed else set()
         chosen |= {RUNNING} if self.running else set()
-        chosen |= {PENDING, INTERRUPTED} if self.pending else set()
+        chosen |= RUNNABLE if self.pending else set()
         return frozenset(chosen or STATUSES)
 
     @property
