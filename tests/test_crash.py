@@ -306,7 +306,7 @@ def test_a_started_launch_is_adopted_through_its_reaper(tmp_path):
     # A second scheduler (as after a crash) adopts it: same process, not a new one. It finds
     # the reaper by the address the attempt records.
     second = LocalBackend(paths, str(tmp_path), second_selector)
-    adopted = second.inspect(exp, exp.last._replace(reaper=first.address))
+    adopted = second.inspect(exp, exp.last._replace(ref=first.address))
     assert adopted.pgid == _started_pid(launched)
     ((_, outcome),) = _pump(second, second_selector, bool)
     assert outcome.returncode == 0 and outcome.pid == adopted.pgid
@@ -369,7 +369,7 @@ def test_an_experiment_spawned_as_its_reaper_died_is_found_and_never_started_twi
         assert time.monotonic() < deadline, "the orphan never became a sleeping group leader"
         time.sleep(0.005)
     try:
-        found = backend.inspect(exp, exp.last._replace(reaper="pbtrun-reaper-that-is-gone"))
+        found = backend.inspect(exp, exp.last._replace(ref="pbtrun-reaper-that-is-gone"))
         assert isinstance(found, Handle), found
         for key, _ in selector.select(0.3):  # watched: no end while it runs
             assert backend.on_ready(key.data[1]) == []

@@ -79,7 +79,7 @@ def test_a_launch_the_reaper_cannot_be_given_fails_that_attempt_with_127(tmp_pat
     backend.start()
     log = backend.log(exp, 1)
     Path(f"{paths.dir.resolve()}/logs/.{Path(log).name}.request").mkdir()
-    attempt = Attempt(1, 0.0, paths.log_name(exp, 1), None, "here", reaper=backend.assign())
+    attempt = Attempt(1, 0.0, paths.log_name(exp, 1), None, "here", ref=backend.assign())
     backend.launch(exp, attempt, {})
     ((exp_id, outcome),) = backend.take_failed_launches()
     assert (exp_id, outcome.returncode, outcome.error) == (exp.id, 127, None)

@@ -95,7 +95,7 @@ def _transitions(writer: StateWriter) -> None:
     def start(sweep: Sweep) -> None:
         for exp_id in ids[:2]:
             exp = sweep.experiments[exp_id]
-            sweep.update(exp.to(RUNNING, Attempt(1, time.time(), f"logs/{exp.name}.1.log", (0,), "host", reaper="r")))
+            sweep.update(exp.to(RUNNING, Attempt(1, time.time(), f"logs/{exp.name}.1.log", (0,), "host", ref="r")))
 
     def end(sweep: Sweep) -> None:
         for exp_id, status, code in ((ids[0], SUCCEEDED, 0), (ids[1], FAILED, 3)):

@@ -151,11 +151,11 @@ class LocalBackend:
     # ---------------------------------------------------------------- launching
 
     def launch(self, exp: Experiment, attempt: Attempt, env: Mapping[str, str]) -> Handle:
-        """Send the launch to the attempt's reaper (``attempt.reaper``, from :meth:`assign`).
+        """Send the launch to the attempt's reaper (``attempt.ref``, from :meth:`assign`).
         ``env`` is what the experiment's environment adds to pbtrun's own."""
         self.start()
         log = self.log(exp, attempt.number)
-        link = self.links.get(attempt.reaper or "")
+        link = self.links.get(attempt.ref or "")
         if link is None and (address := self.assign()) is not None:
             link = self.links[address]
         handle = Handle(exp.id, attempt.number, log, exp.name)
@@ -390,7 +390,7 @@ class LocalBackend:
         """What became of an attempt recorded as running: an adopted handle, its outcome, or
         ``ABANDONED`` (in which case this call has made sure it never will start)."""
         handle = Handle(exp.id, attempt.number, self.log(exp, attempt.number), exp.name)
-        return self._settle(handle, attempt.reaper, claim=True)
+        return self._settle(handle, attempt.ref, claim=True)
 
     def _settle(self, handle: Handle, address: str | None, claim: bool) -> Handle | Outcome | str:
         """What became of the attempt logged at ``handle.log``: see :meth:`inspect`. With

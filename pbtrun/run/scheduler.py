@@ -417,7 +417,7 @@ class Scheduler:
         """``exp``'s next attempt, on ``gpus`` (pinned only if placement pins), sent to ``reaper``."""
         number = 1 + max((a.number for a in exp.attempts), default=0)
         pinned = gpus if self.placement.pins else None
-        return Attempt(number, started_at, self._log(exp, number), pinned, self.host, reaper=reaper)
+        return Attempt(number, started_at, self._log(exp, number), pinned, self.host, ref=reaper)
 
     def _finish(self, ended: list[tuple[str, Outcome]]) -> list[tuple[str, Outcome]]:
         """Forget the handles of ended attempts; a backend failure stops launching."""

@@ -1,8 +1,6 @@
-"""The persisted shape of the state: records to plain JSON and back, with the format number
-and the refusal of a newer format.
-
-Format history:
-    1 (pbtrun 0.1): first format.
+"""The persisted shape of the state: records to plain JSON and back, in the current format
+(see ``migrations.py`` for the format's history): an older format is migrated as it is read, a
+newer one refused.
 
 Pure: dicts in, records out and back (``layout.py`` lays them out as bytes, ``store.py`` does
 the file I/O).
@@ -15,9 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pbtrun.errors import StateError
+from pbtrun.state.migrations import FORMAT, upgrade_attempt, upgrade_experiment, upgrade_head
 from pbtrun.state.records import STOP_REASONS, Attempt, AttemptOutcome, Experiment, Settings, Status, Sweep
-
-FORMAT = 1
 
 
 class NewerState(StateError):
@@ -39,6 +36,7 @@ def head_json(sweep: Sweep) -> dict[str, Any]:
     """Everything but the experiments."""
     return {
         "format": FORMAT,
+        "backend": sweep.backend,
         "pbtrun_version": sweep.pbtrun_version,
         "journal_seq": sweep.journal_seq,
         "sweep": {
@@ -84,14 +82,16 @@ def _same_definition(a: Experiment, b: Experiment) -> bool:
     )
 
 
-def apply_change(sweep: Sweep, change: Mapping[str, Any]) -> None:
-    """Replay one journal change (see :func:`change_json`)."""
+def apply_change(sweep: Sweep, change: Mapping[str, Any], stored_format: int = FORMAT) -> None:
+    """Replay one journal change (see :func:`change_json`), written in ``stored_format``."""
     exp = sweep.experiments[change["id"]]
     status = _STATUS_OF.get(change["status"])
     if status is None:
         raise ValueError(f"unknown status {change['status']!r} for {exp.name}")
     attempts = exp.attempts
     if change["attempt"] is not None:
+        if stored_format != FORMAT:
+            upgrade_attempt(change["attempt"], stored_format)
         attempt = _attempt_from(change["attempt"])
         same = attempts and attempts[-1].number == attempt.number
         attempts = (*attempts[:-1], attempt) if same else (*attempts, attempt)
@@ -127,7 +127,7 @@ def _attempt_json(a: Attempt) -> dict[str, Any]:
         "pid": a.pid,
         "returncode": a.returncode,
         "outcome": a.outcome,
-        "reaper": a.reaper,
+        "ref": a.ref,
     }
     if a.stop_at is not None:
         raw["stop_at"] = a.stop_at
@@ -141,7 +141,7 @@ def from_json(data: Any) -> Sweep:
     try:
         shared: dict = {}
         for raw in data["experiments"]:
-            exp = experiment_from(raw, shared)
+            exp = experiment_from(raw, shared, sweep.disk_format)
             if exp.id in sweep.experiments:
                 raise ValueError(f"experiment {exp.id} ({exp.name}) is listed twice")
             sweep.update(exp)
@@ -152,7 +152,8 @@ def from_json(data: Any) -> Sweep:
 
 
 def sweep_from(data: Any) -> Sweep:
-    """The sweep without its experiments, from the persisted shape's head."""
+    """The sweep without its experiments, from the persisted shape's head (brought to the
+    current format in place if it is older)."""
     if not isinstance(data, dict) or not isinstance(data.get("format"), int):
         raise StateError('it is not a pbtrun state file (no "format" number)')
     if data["format"] < 1:
@@ -164,12 +165,18 @@ def sweep_from(data: Any) -> Sweep:
             f"it was written by {writer} (state format {data['format']}), newer than this "
             f"pbtrun understands (format {FORMAT}). Upgrade pbtrun (pip install -U pbtrun) to read it"
         )
+    stored_format = data["format"]
     try:
+        if stored_format != FORMAT:
+            upgrade_head(data, stored_format)
+        backend = data["backend"]
+        if type(backend) is not str:
+            raise TypeError(f"backend must be a string, not {type(backend).__name__}")
         head = data["sweep"]
         settings = head["settings"]
         if int(settings["max_parallel"]) < 1:
             raise ValueError(f"max_parallel is {settings['max_parallel']}, it must be at least 1")
-        return Sweep(
+        sweep = Sweep(
             name=head["name"],
             cwd=head["cwd"],
             train_dir=head["train_dir"],
@@ -183,20 +190,26 @@ def sweep_from(data: Any) -> Sweep:
             ),
             pbtrun_version=str(data.get("pbtrun_version", "")),
             journal_seq=int(data.get("journal_seq", 0)),
+            backend=backend,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateError(f"its content is malformed ({type(exc).__name__}: {exc})") from None
+    sweep.disk_format = stored_format
+    return sweep
 
 
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def experiment_from(raw: Mapping[str, Any], shared: dict | None = None) -> Experiment:
+def experiment_from(raw: dict[str, Any], shared: dict | None = None, stored_format: int = FORMAT) -> Experiment:
     """An experiment from its persisted shape. ``shared`` (a dict kept across calls) lets
     experiments share equal env mappings, and command words are interned: 100,000 experiments
     parsed from JSON would otherwise each hold their own copy of the same strings. A value of
-    the wrong type raises (TypeError, ValueError), which readers report as a malformed file."""
+    the wrong type raises (TypeError, ValueError), which readers report as a malformed file.
+    ``stored_format``: the format it was written in (it is brought to the current one in place)."""
+    if stored_format != FORMAT:
+        upgrade_experiment(raw, stored_format)
     status = _STATUS_OF.get(raw["status"])
     if status is None:
         raise ValueError(f"unknown status {raw['status']!r} for {raw.get('name')}")
@@ -265,7 +278,7 @@ def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
         None if ended_at is None else float(ended_at),
         returncode,
         outcome,
-        get("reaper"),
+        get("ref"),
         None if stop_at is None else float(stop_at),
         stop_reason,
     )

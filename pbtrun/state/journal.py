@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pbtrun.errors import StateError
 from pbtrun.state.codec import apply_change, change_json, experiment_from, experiment_json
 from pbtrun.state.files import fsync_dir, link_refused, read_own, write_all, write_atomic, write_error
+from pbtrun.state.migrations import FORMAT
 from pbtrun.state.records import Sweep
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ def entry_line(sweep: Sweep, seq: int) -> bytes:
 
 def replay(paths: SweepPaths, sweep: Sweep) -> int:
     """Apply the journal's entries newer than the sweep's ``journal_seq``; return the byte length
-    of its complete lines (a torn last line, from a crash mid-append, is ignored)."""
+    of its complete lines (a torn last line, from a crash mid-append, is ignored). The lines are
+    in the format of the ``pbtrun.json`` the sweep was read from."""
+    stored_format = sweep.disk_format or FORMAT
     try:
         data = read_own(paths.journal)
     except FileNotFoundError:
@@ -60,15 +63,16 @@ def replay(paths: SweepPaths, sweep: Sweep) -> int:
             if entry["seq"] <= sweep.journal_seq:
                 continue
             for raw in entry.get("experiments", ()):
-                sweep.update(experiment_from(raw))
+                sweep.update(experiment_from(raw, stored_format=stored_format))
             for change in entry.get("changes", ()):
-                apply_change(sweep, change)
+                apply_change(sweep, change, stored_format)
             sweep.journal_seq = entry["seq"]
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             from pbtrun.state.check import journal_problem  # only now: a journal that reads needs none of it
 
+            problem = journal_problem(line, sweep.experiments, stored_format)
             raise StateError(
-                f"{paths.journal}, line {number}: the journal is damaged ({journal_problem(line, sweep.experiments)}). "
+                f"{paths.journal}, line {number}: the journal is damaged ({problem}). "
                 f"pbtrun leaves it untouched; {paths.state.name} holds the state as of the last fold "
                 "(at most about a second before the journal's last line). To go on from there, make "
                 "sure no experiment of this sweep still runs, move the journal aside (mv "

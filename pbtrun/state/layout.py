@@ -1,7 +1,8 @@
 """The layout of ``pbtrun.json``'s bytes: an indented head, then one experiment per line (keys
 sorted), so that a person can read and diff it, and so that pbtrun can write and read it in
 chunks, at C speed (the json module's indented encoder is pure Python, many times slower than its
-compact one). Any other layout of the same JSON (a hand-edited file) is read whole instead.
+compact one). Any other layout of the same JSON (an older pbtrun's, a hand-edited file) is read
+whole instead.
 
 Bytes in, records out and back: no file I/O here (``store.py`` reads and writes the file).
 """
@@ -76,7 +77,7 @@ def parse_rows(data: bytes) -> Sweep | None:
                 return None
             rows_read += expected
             for item in raw:
-                sweep.update(experiment_from(item, shared))
+                sweep.update(experiment_from(item, shared, sweep.disk_format))
         if rows_read != len(sweep.experiments):  # an experiment listed twice: the whole-file reader names it
             return None
     except (ValueError, TypeError, KeyError, AttributeError, StateError, RecursionError):

@@ -96,7 +96,9 @@ class Attempt(NamedTuple):
     ended_at: float | None = None
     returncode: int | None = None
     outcome: AttemptOutcome | None = None
-    reaper: str | None = None  # the backend's handle on what runs it (local: the reaper's address)
+    # The backend's reference to what runs it, recorded before launch (local: its reaper's
+    # address; a batch system: a job id).
+    ref: str | None = None
     # When pbtrun first signalled it to stop (time.time()) and why ("stop" or "timeout"), written
     # before the signal goes out: its end after that is pbtrun's doing, even if the scheduler
     # that sent the signal died before the end came.
@@ -180,6 +182,7 @@ class Sweep:
         settings: Settings,
         pbtrun_version: str = "",
         journal_seq: int = 0,
+        backend: str = "local",
     ) -> None:
         self.name = name
         self.cwd = cwd
@@ -188,6 +191,10 @@ class Sweep:
         self.settings = settings
         self.pbtrun_version = pbtrun_version
         self.journal_seq = journal_seq  # the last journal entry folded into pbtrun.json
+        self.backend = backend  # the name of the backend its experiments run on
+        # The state format of its file on disk, which the journal's lines are in too (None: not
+        # read from a file yet). A writer that finds an older one rewrites the file first.
+        self.disk_format: int | None = None
         self.experiments: dict[str, Experiment] = {}
         self.dirty: dict[str, Experiment | None] = {}  # id -> before
         self._counts: dict[Status, int] = dict.fromkeys(Status, 0)

@@ -29,6 +29,7 @@ from pbtrun.state.files import keep_backup, write_atomic, write_error
 from pbtrun.state.journal import complete_length, replay
 from pbtrun.state.layout import dump_chunks, parse_rows
 from pbtrun.state.locks import state_lock
+from pbtrun.state.migrations import FORMAT
 from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import Experiment, Sweep
 
@@ -121,12 +122,14 @@ def save(
     """Write the whole state atomically, folding the journal into it, and keep the version it
     replaces as the backup. Call with the state lock held. The journal's entries are all
     <= journal_seq now, skipped even if kept; it is emptied unless ``keep_journal`` (the
-    scheduler replaces it with a preallocated one itself). ``rows``: see :func:`dump_chunks`."""
+    scheduler replaces it with a preallocated one itself). ``rows``: see :func:`dump_chunks`.
+    The state is written in the current format, whatever format it was read in."""
     sweep.pbtrun_version = __version__
     try:
         if paths.state.exists():
             keep_backup(paths)
         write_atomic(paths.state, dump_chunks(sweep, rows))
+        sweep.disk_format = FORMAT
         if not keep_journal and paths.journal.exists():
             os.truncate(paths.journal, 0)
     except OSError as exc:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pbtrun.errors import StateError
 from pbtrun.state.journal import Journal, entry_line
 from pbtrun.state.locks import Flock
+from pbtrun.state.migrations import FORMAT
 from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import Experiment, Sweep
 from pbtrun.state.store import load, save, signature, write_summary
@@ -81,6 +82,10 @@ class StateWriter:
     def _reload(self) -> None:
         self.rows.clear()  # every record is new
         self._sweep = load(self.paths)
+        if self._sweep.disk_format != FORMAT:
+            # The journal's lines are in the format of the pbtrun.json they follow: a state of an
+            # older pbtrun is rewritten in this one's format before a line of it is appended.
+            save(self.paths, self._sweep)
         self.journal.reopen()
         self.entries = 0
         self.generation += 1

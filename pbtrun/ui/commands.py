@@ -148,7 +148,8 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
             _say_merged(report)
         else:
             remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
-            sweep = Sweep(spec.name, here, train_dir, time.time(), settings, pbtrun_version=__version__)
+            backend = getattr(spec, "backend", "local")  # spec.backend, once the spec has that key
+            sweep = Sweep(spec.name, here, train_dir, time.time(), settings, __version__, backend=backend)
             sweep.replace_all(new_experiment(c) for c in compiled)
         store.write_spec_copy(paths, spec.text)
         store.save(paths, sweep)
