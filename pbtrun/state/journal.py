@@ -4,7 +4,8 @@ rewritten, one JSON line each, and how a reader replays them.
 An entry is ``{"seq": N, "changes": [...], "experiments": [...]}``: ``changes`` hold a status and
 the attempt that changed (see :func:`pbtrun.state.codec.change_json`), ``experiments`` whole
 records (a new experiment, or one whose definition changed). Entries up to the state's
-``journal_seq`` are already in ``pbtrun.json`` and are skipped.
+``journal_seq`` are already in ``pbtrun.json`` and are skipped. The lines are in the state format
+of the ``pbtrun.json`` they follow (see ``migrations.py``).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ class Seen(StrEnum):
     RUNNING = "running"  # its process still runs (the same process: pid and start time)
     ENDED = "ended"  # its exit record is written: it ended, with that return code
     LOST = "lost"  # its process is gone and left no exit record
-    NOT_STARTED = "not_started"  # it never started (no log, or resume's abandon record): NOT_STARTED once recorded
+    NOT_STARTED = "not_started"  # it never started (no log, or resume's abandon record): outcome NOT_STARTED
     UNKNOWN = "unknown"  # its log holds no pid yet, or it ran on another host
 
 
