@@ -3,7 +3,7 @@
 Sample Factory 2.x ``sample_factory/launcher/run_description.py`` and IsaacGymEnvs
 ``isaacgymenvs/pbt/launcher/run_description.py`` behave alike; this follows their documented
 behaviour, quirks included (see ../shared/compat/README.md), and deliberately shares no code with
-``pbtrun.spec.naming`` or ``pbtrun.spec.reading``: the equivalence tests compare pbtrun against it, so a bug in
+``pbtrun.spec.naming`` or ``pbtrun.spec.expansion``: the equivalence tests compare pbtrun against it, so a bug in
 pbtrun's naming cannot hide by being on both sides. It reads any object shaped like a
 ``RunDescription`` (the real one, or ``pbtrun.compat.launcher``'s stand-in).
 """

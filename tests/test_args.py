@@ -16,8 +16,10 @@ import jsonschema
 import pytest
 
 from pbtrun.spec import argstyle
+from pbtrun.spec.expansion import expand
+from pbtrun.spec.model import ExperimentSpec
 from pbtrun.spec.naming import canonical_json, id_from_json
-from pbtrun.spec.reading import ExperimentSpec, expand, load
+from pbtrun.spec.reading import load
 from pbtrun.state import merge as merging
 from pbtrun.state import records as state
 

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from helpers import CASES, COMPAT, TRAIN_DIR
 
-from pbtrun.spec.reading import ExperimentSpec, Spec, expand, load
+from pbtrun.spec.expansion import expand
+from pbtrun.spec.model import ExperimentSpec, Spec
+from pbtrun.spec.reading import load
 
 SPECS = Path(__file__).parent / "data" / "compat"
 

@@ -27,7 +27,8 @@ from helpers import reaper_of, start_gated
 from pbtrun.backends import logrecords
 from pbtrun.backends.local import ABANDONED, Handle, LocalBackend
 from pbtrun.backends.logrecords import read_records
-from pbtrun.spec.reading import expand, parse
+from pbtrun.spec.expansion import expand
+from pbtrun.spec.reading import parse
 from pbtrun.state import store
 from pbtrun.state.codec import from_json
 from pbtrun.state.merge import new_experiment

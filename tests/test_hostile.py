@@ -61,7 +61,8 @@ def test_a_launch_the_reaper_cannot_be_given_fails_that_attempt_with_127(tmp_pat
 
     from pbtrun.backends.local import LocalBackend
     from pbtrun.backends.reaper import INLINE_REQUEST_MAX
-    from pbtrun.spec.reading import expand, parse
+    from pbtrun.spec.expansion import expand
+    from pbtrun.spec.reading import parse
     from pbtrun.state.merge import new_experiment
     from pbtrun.state.paths import SweepPaths
     from pbtrun.state.records import Attempt

@@ -24,10 +24,12 @@ import pytest
 from helpers import CASES, COMPAT, TRAIN_DIR
 
 from pbtrun.compat import launcher as launcher_compat
-from pbtrun.compat.importer import load_run_description, to_toml
+from pbtrun.compat.importer import to_toml
 from pbtrun.compat.launcher import Experiment, ParamGrid, ParamList, RunDescription
+from pbtrun.compat.run_module import load_run_module
 from pbtrun.errors import SpecError
-from pbtrun.spec.reading import expand, parse
+from pbtrun.spec.expansion import expand
+from pbtrun.spec.reading import parse
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +49,7 @@ def _no_leftovers() -> Iterator[None]:
 
 def _old(target: str, suffix: str | None = None, *, joined: bool = False) -> list[dict[str, Any]]:
     """What the old launcher generates for the module (via the oracle)."""
-    rd = copy.copy(load_run_description(target))  # a copy: a dotted module is cached, leave it as it was
+    rd = copy.copy(load_run_module(target)[1])  # a copy: a dotted module is cached, leave it as it was
     if suffix is not None:
         rd.experiment_suffix = suffix
     return [
@@ -108,7 +110,7 @@ def write_module(directory: Path, name: str, source: str) -> Path:
 def test_oracle_reproduces_the_real_launcher(case: str, expected: dict[str, Any]) -> None:
     """The oracle is only worth trusting if it gives, byte for byte, what the real launcher gave."""
     reference = expected[case]
-    rd = load_run_description(str(COMPAT / reference["module"]))
+    rd = load_run_module(str(COMPAT / reference["module"]))[1]
     rd.experiment_suffix = reference["experiment_suffix"]
     got = [
         {"cmd": cmd, "name": name, "root_dir": root, "env_vars": env}
@@ -147,7 +149,7 @@ def test_stand_in_serves_modules_when_the_launcher_is_not_installed(tmp_path: Pa
     if any(importlib.util.find_spec(name) is not None for name in ("sample_factory", "isaacgymenvs")):
         pytest.skip("a launcher package is installed here, so the stand-in is not what gets imported")
     for case in ("igym_pbt", "docs_tied"):  # one imports isaacgymenvs, one sample_factory
-        rd = load_run_description(str(write_module(tmp_path, case, MODULES[case])))
+        rd = load_run_module(str(write_module(tmp_path, case, MODULES[case])))[1]
         assert type(rd) is launcher_compat.RunDescription
     assert "sample_factory" not in sys.modules
     assert "isaacgymenvs" not in sys.modules
@@ -164,7 +166,7 @@ def test_an_installed_launcher_wins_over_the_stand_in(tmp_path: Path, monkeypatc
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     module = write_module(tmp_path, "run_mod", COMPAT_FREE_MUJOCO)
     try:
-        rd = load_run_description(str(module))
+        rd = load_run_module(str(module))[1]
         assert type(rd).__module__ == "sample_factory.launcher.run_description"
         assert sys.modules["sample_factory.launcher.run_description"].__doc__.startswith("REAL")
         assert_equivalent(str(module))

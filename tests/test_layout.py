@@ -128,7 +128,7 @@ def test_the_package_has_no_import_cycle():
 
 def test_placement_does_not_know_the_spec():
     """GPUs are placed from the resolved settings (pbtrun.run.settings reads the spec's)."""
-    assert "pbtrun.spec.reading" not in import_graph()["pbtrun.run.gpus"]
+    assert not {m for m in import_graph()["pbtrun.run.gpus"] if m.startswith("pbtrun.spec")}
 
 
 def test_errors_module_imports_no_other_pbtrun_module():
@@ -136,6 +136,7 @@ def test_errors_module_imports_no_other_pbtrun_module():
     assert not {n for n in imported(tree, "errors.py") if n == "pbtrun" or n.startswith("pbtrun.")}
 
 
+SPEC_MODULES = sorted(str(p.relative_to(PACKAGE)) for p in (PACKAGE / "spec").glob("*.py"))
 # The state's records, their JSON codec and format migrations, pbtrun.json's byte layout, the
 # merge of an edited spec and the checker of a damaged state: no I/O (the rest of pbtrun.state does it).
 PURE_STATE = [
@@ -149,7 +150,7 @@ PURE_STATE = [
 STATE_IO = {f"pbtrun.state.{name}" for name in ("store", "files", "journal", "locks", "writer", "control", "paths")}
 
 
-@pytest.mark.parametrize("module", ["spec/reading.py", *PURE_STATE, "spec/naming.py", "ui/render.py"])
+@pytest.mark.parametrize("module", [*SPEC_MODULES, *PURE_STATE, "ui/render.py"])
 def test_pure_modules_do_not_touch_processes(module):
     tree = modules()[module]
     assert not tops(imported(tree, module)) & PROCESS_MODULES
@@ -193,8 +194,9 @@ def test_state_and_naming_do_no_io_or_locking():
         assert "open" not in calls, module
 
 
-def test_spec_layer_never_reaches_the_state_file_or_backends():
-    names = imported(modules()["spec/reading.py"], "spec/reading.py")
+@pytest.mark.parametrize("module", SPEC_MODULES)
+def test_spec_layer_never_reaches_the_state_file_or_backends(module):
+    names = imported(modules()[module], module)
     assert not names & {
         "pbtrun.state.store",
         "pbtrun.state.records",
@@ -203,6 +205,15 @@ def test_spec_layer_never_reaches_the_state_file_or_backends():
         "pbtrun.backends.local",
     }
     assert "fcntl" not in tops(names)
+
+
+def test_the_old_launchers_import_uses_only_the_spec_layer():
+    """``pbtrun import`` reads a run module and writes a spec: no state, no backend, no scheduler."""
+    graph = import_graph()
+    compat = [module for module in graph if module.startswith("pbtrun.compat")]
+    assert "pbtrun.spec.reading" in graph["pbtrun.compat.importer"]  # not vacuous
+    for module in compat:
+        assert all(layer_of(dep) <= LAYERS["spec"] or dep.startswith("pbtrun.compat") for dep in graph[module]), module
 
 
 LAYERS = {"spec": 1, "state": 2, "backends": 3, "run": 4, "ui": 5, "compat": 5}

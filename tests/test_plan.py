@@ -13,7 +13,10 @@ import jsonschema
 import pytest
 
 from pbtrun.errors import SpecError
-from pbtrun.spec.reading import EXPERIMENT_KEYS, SCHEDULER_KEYS, TOP_KEYS, expand, parse
+from pbtrun.spec.expansion import expand
+from pbtrun.spec.keys import EXPERIMENT_KEYS, SCHEDULER_KEYS, TOP_KEYS
+from pbtrun.spec.model import BACKENDS
+from pbtrun.spec.reading import parse
 
 ROOT = Path(__file__).parent.parent
 HEAD = 'name = "s"\ncommand = "python train.py"\n'
@@ -164,6 +167,25 @@ def test_unknown_key_suggests_across_tables():
     assert "Did you mean 'max_parallel'? It belongs in [scheduler]." in message
 
 
+def test_the_backend_is_local_unless_the_spec_names_another():
+    assert parse(HEAD + GROUP, Path("sweep.toml")).backend == "local"
+    assert parse(HEAD + 'backend = "local"\n' + GROUP, Path("sweep.toml")).backend == "local"
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('backend = "slurm"', '"slurm" is not a backend pbtrun knows. Known backends: "local" ('),
+        ('backend = ""', '"" is not a backend pbtrun knows. Known backends: "local" ('),
+        ("backend = 1", "must be a string, not an integer."),
+    ],
+)
+def test_an_unknown_backend_is_refused_at_its_line_with_the_known_ones(line, problem):
+    message = error(f"{line}\n{GROUP}")
+    assert message.startswith(f"sweep.toml, line 3: backend: {problem}"), message
+    assert message.endswith(f"\n    3 | {line}"), message
+
+
 # --------------------------------------------------------------------------- plan, init, schema
 
 
@@ -310,6 +332,7 @@ def test_schema_knows_exactly_the_keys_the_spec_accepts(schema):
     assert set(props) == set(TOP_KEYS)
     assert set(props["scheduler"]["properties"]) == set(SCHEDULER_KEYS)
     assert set(props["experiments"]["items"]["properties"]) == set(EXPERIMENT_KEYS)
+    assert props["backend"]["enum"] == list(BACKENDS)
 
 
 def spec_files() -> list[Path]:
@@ -335,6 +358,7 @@ BAD_TOP = [  # each a top-level line (or table) of a spec otherwise valid
     'env = { "A=B" = "1" }',
     'env = { A = "\\u0000" }',
     "[scheduler]\nnum_gpus = 4\ngpus = [0, 1]",
+    'backend = "slurm"',
 ]
 
 

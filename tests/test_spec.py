@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 
 from pbtrun.errors import SpecError
+from pbtrun.spec.expansion import expand
+from pbtrun.spec.model import ExperimentSpec, Spec
 from pbtrun.spec.naming import safe_file_name, shorthands
-from pbtrun.spec.reading import ExperimentSpec, Spec, expand, key_lines, load
+from pbtrun.spec.positions import key_lines
+from pbtrun.spec.reading import load
 
 
 def load_text(tmp_path: Path, text: str) -> Spec:
@@ -533,7 +536,9 @@ def _paths(value: Any, prefix: tuple = ()) -> Iterator[tuple]:
 
 def _spec_files() -> list[Path]:
     root = Path(__file__).parent.parent
-    return sorted([*root.glob("examples/*.toml"), *root.glob("tests/data/compat/*.toml"), root / "pbtrun/spec/starter.toml"])
+    return sorted(
+        [*root.glob("examples/*.toml"), *root.glob("tests/data/compat/*.toml"), root / "pbtrun/spec/starter.toml"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from pbtrun.errors import StateError
-from pbtrun.spec.reading import expand, parse
+from pbtrun.spec.expansion import expand
+from pbtrun.spec.reading import parse
 from pbtrun.state import layout, store
 from pbtrun.state import writer as writer_module
 from pbtrun.state.codec import to_json

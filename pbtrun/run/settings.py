@@ -9,7 +9,8 @@ from typing import Any
 from pbtrun.errors import SpecError
 from pbtrun.printable import quantity
 from pbtrun.run.gpus import detect_gpu_count
-from pbtrun.spec.reading import SchedulerSettings, settings_problems
+from pbtrun.spec.model import SchedulerSettings
+from pbtrun.spec.scheduler_table import settings_problems
 from pbtrun.state.records import Settings
 
 DEFAULT_MAX_PARALLEL = 4

@@ -15,7 +15,7 @@ from pbtrun.printable import printable
 from pbtrun.state.records import PENDING, RUNNING, Experiment, Sweep
 
 if TYPE_CHECKING:  # only for annotations: readers of the state need not load the spec layer
-    from pbtrun.spec.reading import ExperimentSpec
+    from pbtrun.spec.model import ExperimentSpec
 
 
 class MergeReport(NamedTuple):

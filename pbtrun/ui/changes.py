@@ -16,7 +16,7 @@ from pbtrun.state.records import RUNNING, STATUSES, Sweep
 from pbtrun.ui.render import command_lines
 
 if TYPE_CHECKING:
-    from pbtrun.spec.reading import ExperimentSpec
+    from pbtrun.spec.model import ExperimentSpec
 
 
 class Changed(NamedTuple):

@@ -174,7 +174,8 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
         commands.up(spec_file, train_dir, force, kw)
         return
     from pbtrun.run.settings import resolve
-    from pbtrun.spec.reading import expand, load
+    from pbtrun.spec.expansion import expand
+    from pbtrun.spec.reading import load
 
     commands.cwd()  # as `up` without --dry-run: in a deleted directory, a relative spec path names nothing
     targets.refuse_run_module(spec_file, "up")
@@ -226,7 +227,8 @@ def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_js
 def plan(spec_file: Path, train_dir: str | None, as_json: bool, **kw: Any) -> None:
     """Print the experiments SPEC_FILE would run (command, env, GPU slot); create and run nothing."""
     from pbtrun.run.settings import resolve
-    from pbtrun.spec.reading import expand, load
+    from pbtrun.spec.expansion import expand
+    from pbtrun.spec.reading import load
 
     targets.refuse_run_module(spec_file, "plan")
     spec = load(spec_file)
@@ -319,7 +321,7 @@ def resume(path: Path | None, **kw: Any) -> None:
     with locks.scheduler_lock(paths):
         if any(v is not None for v in flags._asdict().values()):
             from pbtrun.run.settings import resolve
-            from pbtrun.spec.reading import SchedulerSettings
+            from pbtrun.spec.model import SchedulerSettings
 
             with store.transaction(paths) as sweep:
                 stored = sweep.settings

@@ -25,7 +25,7 @@ from pbtrun.ui import leftovers as remnants
 from pbtrun.ui import targets
 
 if TYPE_CHECKING:
-    from pbtrun.spec.reading import SchedulerSettings, Spec
+    from pbtrun.spec.model import SchedulerSettings, Spec
     from pbtrun.state.records import Sweep
 
 
@@ -93,7 +93,7 @@ def warn(spec: Spec) -> None:
 
 def flags(kw: dict[str, Any]) -> SchedulerSettings:
     """The ``[scheduler]`` overrides given on the command line."""
-    from pbtrun.spec.reading import SchedulerSettings
+    from pbtrun.spec.model import SchedulerSettings
 
     return SchedulerSettings(
         num_gpus=kw["num_gpus"],
@@ -120,7 +120,8 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
     """Compile ``spec_file`` into the sweep's state and run it (``pbtrun up`` without
     ``--dry-run``, which cli.py prints)."""
     from pbtrun.run.settings import resolve
-    from pbtrun.spec.reading import expand, load
+    from pbtrun.spec.expansion import expand
+    from pbtrun.spec.reading import load
     from pbtrun.state.merge import merge, new_experiment
     from pbtrun.state.records import Sweep
 
@@ -148,8 +149,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
             _say_merged(report)
         else:
             remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
-            backend = getattr(spec, "backend", "local")  # spec.backend, once the spec has that key
-            sweep = Sweep(spec.name, here, train_dir, time.time(), settings, __version__, backend=backend)
+            sweep = Sweep(spec.name, here, train_dir, time.time(), settings, __version__, backend=spec.backend)
             sweep.replace_all(new_experiment(c) for c in compiled)
         store.write_spec_copy(paths, spec.text)
         store.save(paths, sweep)

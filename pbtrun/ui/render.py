@@ -39,7 +39,7 @@ from pbtrun.state.records import (
 )
 
 if TYPE_CHECKING:  # for annotations: status and logs need not load the spec layer
-    from pbtrun.spec.reading import ExperimentSpec
+    from pbtrun.spec.model import ExperimentSpec
 
 
 class Filters(NamedTuple):
