@@ -74,10 +74,11 @@ class Project:
 
     def state(self, sweep: str, train_dir: str = "train_dir") -> dict:
         """The whole state as a reader sees it: pbtrun.json plus the journal not yet folded in."""
-        from pbtrun.state import records as state
         from pbtrun.state import store
+        from pbtrun.state.codec import to_json
+        from pbtrun.state.paths import SweepPaths
 
-        return state.to_json(store.load(store.SweepPaths(self.root / train_dir / sweep)))
+        return to_json(store.load(SweepPaths(self.root / train_dir / sweep)))
 
     def status_json(self, sweep: str, train_dir: str = "train_dir") -> dict:
         result = self.run("status", f"{train_dir}/{sweep}", "--json")

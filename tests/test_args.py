@@ -20,6 +20,7 @@ from pbtrun.spec.expansion import expand
 from pbtrun.spec.model import ExperimentSpec
 from pbtrun.spec.naming import canonical_json, id_from_json
 from pbtrun.spec.reading import load
+from pbtrun.state import merge as merging
 from pbtrun.state import records as state
 
 WARNING = "pbtrun: warning:"
@@ -243,9 +244,9 @@ def test_a_renamed_new_experiment_gets_its_directory_and_placeholders_renamed(tm
     top = {"args": '"hydra"', "customize_experiment_name": "false", "command": '"prog +out={experiment}"'}
     first = compile_text(tmp_path, spec_text(group.format("[0.1]"), **top))
     sweep = state.Sweep("s", "/", "train_dir", 0.0, state.Settings())
-    sweep.replace_all(state.new_experiment(c) for c in first)
+    sweep.replace_all(merging.new_experiment(c) for c in first)
     grown = compile_text(tmp_path, spec_text(group.format("[0.01, 0.1]"), **top))
-    report = state.merge(sweep, grown)
+    report = merging.merge(sweep, grown)
     assert report.added == ("01_g",) and report.changed == ()
     new = sweep.experiments[grown[0].id]
     assert new.name == "01_g" and new.index == 1
@@ -254,7 +255,7 @@ def test_a_renamed_new_experiment_gets_its_directory_and_placeholders_renamed(tm
     kept = sweep.experiments[grown[1].id]
     assert kept.name == "00_g" and kept.argv == first[0].argv  # unchanged, not taken for changed
     # Compiled again, nothing differs: each is compared under the name it has.
-    assert state.merge(sweep, grown) == state.MergeReport()
+    assert merging.merge(sweep, grown) == merging.MergeReport()
 
 
 def test_a_grown_hydra_sweep_runs_each_experiment_in_a_directory_named_after_it(project) -> None:

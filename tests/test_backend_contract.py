@@ -28,7 +28,8 @@ from pbtrun.proc import hostname
 from pbtrun.spec.expansion import expand
 from pbtrun.spec.reading import parse
 from pbtrun.state import store
-from pbtrun.state.records import Attempt, Experiment, Settings, Sweep, new_experiment
+from pbtrun.state.merge import new_experiment
+from pbtrun.state.records import Attempt, Experiment, Settings, Sweep
 
 BACKENDS = ["local"]
 WAIT_S = 10.0  # the longest any backend may take to report what a test waits for

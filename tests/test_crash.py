@@ -32,7 +32,10 @@ from pbtrun.errors import RUNNER_DIED
 from pbtrun.spec.expansion import expand
 from pbtrun.spec.reading import parse
 from pbtrun.state import store
-from pbtrun.state.records import RUNNING, Attempt, Settings, Sweep, from_json, new_experiment
+from pbtrun.state.codec import from_json
+from pbtrun.state.merge import new_experiment
+from pbtrun.state.paths import SweepPaths
+from pbtrun.state.records import RUNNING, Attempt, Settings, Sweep
 
 DATA = Path(__file__).parent / "data"
 
@@ -226,12 +229,12 @@ def test_pbtrun_stop_at_random_moments_stops_gracefully_and_resumes(project, rec
 # --------------------------------------------------------------------------- the launch claim
 
 
-def _running_sweep(tmp_path: Path, command: str) -> tuple[store.SweepPaths, Sweep]:
+def _running_sweep(tmp_path: Path, command: str) -> tuple[SweepPaths, Sweep]:
     """A sweep whose only experiment is recorded as running attempt 1, as if the scheduler had
     been killed right after recording the launch."""
     text = f'name = "c"\ncommand = "{command}"\nexperiment_arg_name = ""\nexperiment_dir_arg_name = ""\n'
     spec = parse(text + '[[experiments]]\nname = "a"\n', tmp_path / "s.toml")
-    paths = store.SweepPaths(tmp_path / "train_dir" / "c")
+    paths = SweepPaths(tmp_path / "train_dir" / "c")
     sweep = Sweep("c", str(tmp_path), "train_dir", time.time(), Settings())
     exp = new_experiment(expand(spec)[0])
     attempt = Attempt(1, time.time(), str(paths.log(exp, 1).relative_to(paths.dir)), None, "host")
@@ -261,7 +264,7 @@ def _pump(backend: LocalBackend, until, timeout: float = 10.0) -> list:
     return outcomes
 
 
-def _identity(paths: store.SweepPaths, exp, number: int = 1) -> dict[str, str]:
+def _identity(paths: SweepPaths, exp, number: int = 1) -> dict[str, str]:
     """The ``PBTRUN_*`` variables the scheduler gives an attempt: who may adopt and signal it."""
     return {
         "PBTRUN_SWEEP_DIR": str(paths.dir.resolve()),
@@ -272,7 +275,7 @@ def _identity(paths: store.SweepPaths, exp, number: int = 1) -> dict[str, str]:
 
 def _launch(backend: LocalBackend, exp, attempt, env: dict[str, str], cwd: Path) -> Handle:
     """Launch ``attempt`` with the reference the backend reserves for it, as the scheduler does."""
-    request = LaunchRequest(exp, attempt._replace(reaper=backend.reserve()), exp.argv, env, str(cwd))
+    request = LaunchRequest(exp, attempt._replace(ref=backend.reserve()), exp.argv, env, str(cwd))
     (handle,) = backend.launch([request])
     return handle
 
@@ -285,7 +288,7 @@ def _launched(tmp_path: Path, command: str) -> tuple[LocalBackend, Handle]:
     return backend, _launch(backend, exp, exp.last, _identity(paths, exp), tmp_path)
 
 
-def _log(paths: store.SweepPaths, exp, number: int = 1) -> str:
+def _log(paths: SweepPaths, exp, number: int = 1) -> str:
     return str(paths.dir.resolve() / paths.log_name(exp, number))
 
 
@@ -320,7 +323,7 @@ def test_a_started_launch_is_adopted_through_its_reaper(tmp_path, in_process):
     paths, sweep = _running_sweep(tmp_path, "sleep 0.5")
     exp = next(iter(sweep.experiments.values()))
     first = LocalBackend(paths)
-    attempt = exp.last._replace(reaper=first.reserve())
+    attempt = exp.last._replace(ref=first.reserve())
     (launched,) = first.launch([LaunchRequest(exp, attempt, exp.argv, _identity(paths, exp), str(tmp_path))])
     _pump(first, lambda _: _started_pid(launched) is not None)
     # A second scheduler (as after a crash) adopts it: same process, not a new one. It finds
@@ -392,7 +395,7 @@ def test_an_experiment_spawned_as_its_reaper_died_is_found_and_never_started_twi
         assert time.monotonic() < deadline, "the orphan never became a sleeping group leader"
         time.sleep(0.005)
     try:
-        found = backend.settle(exp, exp.last._replace(reaper="pbtrun-reaper-that-is-gone"))
+        found = backend.settle(exp, exp.last._replace(ref="pbtrun-reaper-that-is-gone"))
         assert isinstance(found, Handle), found
         watched_until = time.monotonic() + 0.3
         assert _pump(backend, lambda _: time.monotonic() > watched_until) == []  # watched: no end while it runs
@@ -559,7 +562,7 @@ def test_an_argument_exec_cannot_pass_fails_that_experiment_not_the_reaper(proje
 
 def test_state_from_the_first_release_still_loads():
     """tests/data/state-format-1.json was written by pbtrun 0.1.0; keep it loading forever."""
-    paths = store.SweepPaths(DATA / "state-format-1")
+    paths = SweepPaths(DATA / "state-format-1")
     sweep = store.load(paths)
     assert sweep.name == "quickstart"
     assert sweep.counts()["succeeded"] == 6

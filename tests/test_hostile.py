@@ -64,8 +64,9 @@ def test_a_launch_the_reaper_cannot_be_given_fails_that_attempt_with_127(tmp_pat
     from pbtrun.backends.reaper import INLINE_REQUEST_MAX
     from pbtrun.spec.expansion import expand
     from pbtrun.spec.reading import parse
-    from pbtrun.state.records import Attempt, new_experiment
-    from pbtrun.state.store import SweepPaths
+    from pbtrun.state.merge import new_experiment
+    from pbtrun.state.paths import SweepPaths
+    from pbtrun.state.records import Attempt
 
     paths = SweepPaths(tmp_path / "train_dir" / "s")
     paths.logs.mkdir(parents=True)
@@ -78,7 +79,7 @@ def test_a_launch_the_reaper_cannot_be_given_fails_that_attempt_with_127(tmp_pat
     backend = LocalBackend(paths)
     log = paths.dir.resolve() / paths.log_name(exp, 1)
     Path(f"{paths.dir.resolve()}/logs/.{log.name}.request").mkdir()
-    attempt = Attempt(1, 0.0, paths.log_name(exp, 1), None, "here", reaper=backend.reserve())
+    attempt = Attempt(1, 0.0, paths.log_name(exp, 1), None, "here", ref=backend.reserve())
     try:
         backend.launch([LaunchRequest(exp, attempt, exp.argv, {}, str(tmp_path))])
         ((exp_id, outcome),) = backend.collect()
@@ -233,7 +234,7 @@ def test_a_spilled_launch_the_reaper_cannot_read_fails_that_attempt_not_silently
 
     from pbtrun.backends.local import Handle, LocalBackend
     from pbtrun.errors import WRITE_FAILED
-    from pbtrun.state.store import SweepPaths
+    from pbtrun.state.paths import SweepPaths
 
     paths = SweepPaths(tmp_path / "train_dir" / "s")
     paths.logs.mkdir(parents=True)

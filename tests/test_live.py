@@ -16,8 +16,8 @@ from helpers import colour_codes
 from rich.console import Console
 
 from pbtrun.backends import logrecords
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import EXITED, FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
-from pbtrun.state.store import SweepPaths
 from pbtrun.ui import progress
 from pbtrun.ui.live import LiveView
 from pbtrun.ui.progress import FLUSH_EVERY_S, PlainView, summary_lines, tail_lines

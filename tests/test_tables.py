@@ -10,6 +10,7 @@ import pytest
 from helpers import colour_codes
 from rich.console import Console, RenderableType
 
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import (
     EXITED,
     FAILED,
@@ -24,7 +25,6 @@ from pbtrun.state.records import (
     Settings,
     Sweep,
 )
-from pbtrun.state.store import SweepPaths
 from pbtrun.ui.tables import Filters, resume_hint, sweep_table, sweeps_table
 
 NOW = 10_000.0

@@ -26,8 +26,8 @@ from pbtrun.backends.fromlog import exit_outcome, outcome_of, read_pid_record
 from pbtrun.backends.groups import LingeringGroups, signal_group
 from pbtrun.errors import RUNNER_DIED, WRITE_FAILED, BackendError, BackendFault
 from pbtrun.proc import become_subreaper
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import Attempt, Experiment
-from pbtrun.state.store import SweepPaths
 
 _PYTHONS = ("python", "python3")
 CLAIMED_WAIT_S = 2.0  # how long a claimed log may go without records before it counts as lost
@@ -124,7 +124,7 @@ class LocalBackend:
 
     def _handle(self, exp: Experiment, attempt: Attempt) -> Handle:
         log = f"{self.sweep_dir}/{self.paths.log_name(exp, attempt.number)}"
-        return Handle(exp.id, attempt.number, log, exp.name, attempt.reaper)
+        return Handle(exp.id, attempt.number, log, exp.name, attempt.ref)
 
     # ---------------------------------------------------------------- launching
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from pbtrun.backends.base import Backend
 from pbtrun.errors import SpecError
-from pbtrun.state.store import SweepPaths
+from pbtrun.state.paths import SweepPaths
 
 
 def _local(paths: SweepPaths) -> Backend:

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 
 from pbtrun.backends.base import LaunchRequest
 from pbtrun.spec.placeholders import fill_attempt
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import Attempt, Experiment
-from pbtrun.state.store import SweepPaths
 
 
 def next_attempt(
@@ -21,7 +21,7 @@ def next_attempt(
     """``exp``'s next attempt, pinned to ``gpus`` (None: not pinned), known to its backend by
     ``ref`` (what the backend's ``reserve`` gave)."""
     number = 1 + max((a.number for a in exp.attempts), default=0)
-    return Attempt(number, started_at, paths.log_name(exp, number), gpus, host, reaper=ref)
+    return Attempt(number, started_at, paths.log_name(exp, number), gpus, host, ref=ref)
 
 
 def launch_requests(

@@ -14,7 +14,8 @@ import selectors
 import signal
 from collections.abc import Collection, Iterator
 
-from pbtrun.state import store
+from pbtrun.state.control import open_control
+from pbtrun.state.paths import SweepPaths
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -45,9 +46,9 @@ def read_signals(fd: int) -> bytes:
 
 
 @contextlib.contextmanager
-def control_fifo(selector: selectors.BaseSelector, paths: store.SweepPaths, data: object) -> Iterator[None]:
+def control_fifo(selector: selectors.BaseSelector, paths: SweepPaths, data: object) -> Iterator[None]:
     """While open, the sweep's control FIFO is registered on ``selector`` with ``data``."""
-    fd = store.open_control(paths)
+    fd = open_control(paths)
     selector.register(fd, selectors.EVENT_READ, data)
     try:
         yield

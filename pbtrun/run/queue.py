@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from pbtrun.state.records import RUNNABLE
-from pbtrun.state.store import StateWriter
+from pbtrun.state.writer import StateWriter
 
 
 class RunQueue:

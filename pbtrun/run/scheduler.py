@@ -27,7 +27,7 @@ from typing import Protocol
 
 from pbtrun.backends.base import Ended, Handle, Outcome
 from pbtrun.backends.registry import open_backend
-from pbtrun.errors import PbtrunError
+from pbtrun.errors import PbtrunError, StateError
 from pbtrun.proc import hostname
 from pbtrun.run import control
 from pbtrun.run.attempts import launch_requests, next_attempt
@@ -35,8 +35,9 @@ from pbtrun.run.gpus import Placement
 from pbtrun.run.outcomes import after_end, exit_code, outcome_lost, stopped_by_pbtrun
 from pbtrun.run.queue import RunQueue
 from pbtrun.run.stopping import Stops
-from pbtrun.state import store
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import FAILED, PENDING, RUNNABLE, RUNNING, Attempt, Experiment, Sweep
+from pbtrun.state.writer import StateWriter
 
 MAX_WAIT_S = 86400.0  # a far deadline (timeout_min = 1e6) is waited for a day at a time: epoll's limit is ~25 days
 
@@ -56,7 +57,7 @@ class Scheduler:
 
     def __init__(
         self,
-        paths: store.SweepPaths,
+        paths: SweepPaths,
         listener: Listener,
         grace_s: float = 30.0,
         retry_failed: bool = False,
@@ -72,8 +73,16 @@ class Scheduler:
         self.retry_lost = retry_lost  # only the failed whose outcome is lost (retry_failed: all)
         # The backend first, since it may fork: before the sweep is loaded (a smaller process
         # is quicker to copy) and before the state writer starts its thread.
-        self.backend = open_backend(backend, paths)
-        self.writer = store.StateWriter(paths, saved)
+        self.backend = open_backend(saved[0].backend if saved else backend, paths)
+        self.writer = StateWriter(paths, saved)
+        if self.sweep.backend != self.backend.name:  # the sweep's own record decides, never a default
+            self.backend.close()
+            with contextlib.suppress(PbtrunError):
+                self.writer.close()
+            raise StateError(
+                f"{paths.state} says its experiments run on the {self.sweep.backend!r} backend, which this "
+                f"pbtrun cannot open here. Resume it with a pbtrun that has that backend."
+            )
         self.backend.expect(len(self.sweep.runnable()), self.sweep.settings.max_parallel)
         self.selector = selectors.DefaultSelector()
         for fd in self.backend.fds():
@@ -160,7 +169,7 @@ class Scheduler:
 
     def _wait(self, timeout: float | None) -> list[Ended]:
         """Block until something happens; return the attempts that ended, with their outcomes."""
-        self.writer.kick()  # the commits of this round become durable while we wait
+        self.writer.start_sync()  # the commits of this round become durable while we wait
         relayed: list[int] = []  # signals the backend asked to hear of
         for key, _ in self.selector.select(timeout):
             if key.data == "signal":

@@ -22,7 +22,8 @@ import click
 from pbtrun import __version__
 from pbtrun.errors import PbtrunError
 from pbtrun.limits import MAX_GPUS, MAX_GRACE_S, MAX_PAUSE_S
-from pbtrun.state import store
+from pbtrun.state import control, locks, store
+from pbtrun.state.paths import SweepPaths, find_sweeps, is_sweep, resolve_sweep, subdirectories
 from pbtrun.ui import commands, targets
 from pbtrun.ui import leftovers as remnants
 from pbtrun.ui.cliparts import Command, OldSpelling, examples, help_of
@@ -189,12 +190,11 @@ def _print_plan(name: str, sweep_dir: Path, compiled: list, settings: Any, as_js
     """The plan shows the argv that would run: ``python`` is the interpreter pbtrun runs under.
     For a sweep that exists, what the spec changes in it, read from its state, which stays as it is."""
     from pbtrun.backends.local import resolve_argv
-    from pbtrun.state import store
     from pbtrun.ui import render
 
     changes = None
-    paths = store.SweepPaths(sweep_dir)
-    if store.is_sweep(paths.dir):
+    paths = SweepPaths(sweep_dir)
+    if is_sweep(paths.dir):
         from pbtrun.ui import changes as diffing
 
         changes = diffing.compare(store.load(paths), compiled)
@@ -318,7 +318,7 @@ def resume(path: Path | None, **kw: Any) -> None:
     sweep under ./train_dir)."""
     paths = _resolve(path or targets.DEFAULT_TRAIN_DIR, "resume", given=path is not None)
     flags = commands.flags(kw)
-    with store.scheduler_lock(paths):
+    with locks.scheduler_lock(paths):
         if any(v is not None for v in flags._asdict().values()):
             from pbtrun.run.settings import resolve
             from pbtrun.spec.model import SchedulerSettings
@@ -356,15 +356,15 @@ def _refuse_a_spec_file(path: Path, command: str) -> None:
     )
 
 
-def _resolve(path: Path, command: str, given: bool = True) -> store.SweepPaths:
-    """The sweep at ``path`` (see ``store.resolve_sweep``); a sweep that lost its pbtrun.json, at
+def _resolve(path: Path, command: str, given: bool = True) -> SweepPaths:
+    """The sweep at ``path`` (see ``paths.resolve_sweep``); a sweep that lost its pbtrun.json, at
     ``path`` or as the only one under a train dir, is reported with how to restore it; a path
     that is not there, with the sweeps closest to it. ``given``: typed, not the default."""
     targets.refuse_missing(path, command, given)
     _refuse_a_spec_file(path, command)
     target = path.parent if path.name == "pbtrun.json" else path
     remnants.refuse_lost_state(target)
-    if target.is_dir() and not store.is_sweep(target) and not store.find_sweeps(target):
+    if target.is_dir() and not is_sweep(target) and not find_sweeps(target):
         lost = remnants.lost_sweeps(target)
         if len(lost) == 1:
             remnants.refuse_lost_state(lost[0])
@@ -374,7 +374,7 @@ def _resolve(path: Path, command: str, given: bool = True) -> store.SweepPaths:
                 f"{path}: no sweep here, but {len(lost)} sweep directories under it lost their pbtrun.json "
                 f"({names}); `pbtrun status DIR` on one says how to restore it."
             )
-    return store.resolve_sweep(path)
+    return resolve_sweep(path)
 
 
 # --------------------------------------------------------------------------- stop
@@ -387,16 +387,16 @@ def _resolve(path: Path, command: str, given: bool = True) -> store.SweepPaths:
 def stop(path: Path, now: bool, no_wait: bool) -> None:
     """Ask the scheduler running the sweep at PATH to stop gracefully, and wait for it."""
     paths = _resolve(path, "stop")
-    if not store.notify(paths, "stop-now" if now else "stop"):
+    if not control.notify(paths, "stop-now" if now else "stop"):
         click.echo(f"no scheduler is running {paths.dir}; nothing to stop")
         return
-    holder = store.read_holder(paths) or {}
+    holder = locks.read_holder(paths) or {}
     click.echo(f"asked the scheduler (pid {holder.get('pid', '?')}) to stop{' now' if now else ''}")
     if no_wait:
         return
     from pbtrun.ui import render
 
-    store.wait_for_scheduler(paths)
+    locks.wait_for_scheduler(paths)
     counts = store.load(paths).counts()
     click.echo(f"stopped: {render.counts_line(counts)}; resume with: pbtrun resume {paths.dir}")
 
@@ -428,14 +428,14 @@ def _complete_paths(incomplete: str, sweeps: bool) -> list[Any]:
     typed = f"{head}/" if head or incomplete.startswith("/") else ""
     base = Path(os.path.expanduser(typed or "."))
     found: list[str] = []
-    for sub in store.subdirectories(base):
+    for sub in subdirectories(base):
         if not sub.name.startswith(tail) or (sub.name.startswith(".") and not tail.startswith(".")):
             continue
-        if store.is_sweep(sub):
+        if is_sweep(sub):
             found += [typed + sub.name] if sweeps else []
         else:
             found.append(f"{typed}{sub.name}/")
-            found += [f"{typed}{sub.name}/{p.name}" for p in store.find_sweeps(sub)] if sweeps else []
+            found += [f"{typed}{sub.name}/{p.name}" for p in find_sweeps(sub)] if sweeps else []
     found = sorted(set(found))
     if not found or (len(found) == 1 and found[0].endswith("/")):
         return [CompletionItem(incomplete, type="dir")]
@@ -444,7 +444,7 @@ def _complete_paths(incomplete: str, sweeps: bool) -> list[Any]:
 
 def complete_experiments(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     try:
-        sweep = store.load(store.resolve_sweep(Path(os.path.expanduser(ctx.params["path"]))))
+        sweep = store.load(resolve_sweep(Path(os.path.expanduser(ctx.params["path"]))))
     except (PbtrunError, KeyError, TypeError):
         return []
     return [name for name in (e.name for e in sweep.experiments.values()) if name.startswith(incomplete)]
@@ -469,8 +469,8 @@ def status(path: Path | None, as_json: bool, watch: bool, show_all: bool, **filt
     path = path or Path("train_dir")
     _refuse_a_spec_file(path, "status")
     remnants.refuse_lost_state(path.parent if path.name == "pbtrun.json" else path)
-    if store.is_sweep(path) or path.name == "pbtrun.json":
-        _sweep_status(store.resolve_sweep(path), as_json, watch, None if show_all else STATUS_ROWS, filters)
+    if is_sweep(path) or path.name == "pbtrun.json":
+        _sweep_status(resolve_sweep(path), as_json, watch, None if show_all else STATUS_ROWS, filters)
     elif path.is_dir():
         _refuse_filters(path, filters)
         _train_dir_status(path, as_json, watch)
@@ -502,15 +502,13 @@ def _console() -> Any:
     return Console() if sys.stdout.isatty() else Console(width=1000)  # a pipe keeps whole names
 
 
-def _sweep_status(
-    paths: store.SweepPaths, as_json: bool, watch: bool, limit: int | None, options: dict[str, Any]
-) -> None:
+def _sweep_status(paths: SweepPaths, as_json: bool, watch: bool, limit: int | None, options: dict[str, Any]) -> None:
     from pbtrun.ui import render
 
     filters = render.Filters(**options)
     if as_json:
         with store.gc_paused():  # the document and its encoding: as many containers again
-            sweep, holder = store.load(paths), store.holder_alive(paths)
+            sweep, holder = store.load(paths), locks.holder_alive(paths)
             document = render.sweep_json(paths, sweep, holder, _observed(paths, sweep, holder), filters)
             _echo_lines(render.json_lines(document, "experiments"))
         return
@@ -524,7 +522,7 @@ def _sweep_status(
         if sweep is None:
             loaded.clear()
             sweep = loaded[version] = store.load(paths)
-        holder = store.holder_alive(paths)
+        holder = locks.holder_alive(paths)
         observed = _observed(paths, sweep, holder)
         return sweep_table(paths, sweep, time.time(), filters, holder=holder, limit=limit, observed=observed)
 
@@ -535,7 +533,7 @@ def _sweep_status(
         console.print(frame(limit))
 
 
-def _observed(paths: store.SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -> dict[str, Any]:
+def _observed(paths: SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -> dict[str, Any]:
     """While no scheduler runs, the state's "running" is only what the last one recorded: look
     at those attempts' logs and processes (read-only) to show what they really are."""
     if holder is not None:
@@ -576,7 +574,7 @@ def _refuse_filters(train_dir: Path, filters: dict[str, Any]) -> None:
     given += [f"--grep {shlex.quote(filters['grep'])}"] if filters["grep"] is not None else []
     if given:
         flags = " ".join(given)
-        names = [p.name for p in store.find_sweeps(train_dir)]
+        names = [p.name for p in find_sweeps(train_dir)]
         here = f" (sweeps here: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" if names else ""
         raise PbtrunError(
             f"{flags} applies to one sweep: pbtrun status {shlex.quote(str(train_dir / 'NAME'))} {flags}{here}."
@@ -619,15 +617,15 @@ def _sweep_rows(train_dir: Path, full_errors: bool = False) -> list[tuple]:
     `pbtrun status DIR` gives it, not shortened for a table cell."""
     rows: list[tuple] = []
     for sweep_dir in remnants.lost_sweeps(train_dir):
-        paths = store.SweepPaths(sweep_dir)
+        paths = SweepPaths(sweep_dir)
         if full_errors:
             error = remnants.lost_state_message(sweep_dir, remnants.remnants(sweep_dir))
         else:
             error = f"{paths.state.name} missing: pbtrun status {shlex.quote(str(sweep_dir))} says how to restore it"
-        rows.append((sweep_dir, None, store.holder_alive(paths), error))
-    for sweep_dir in store.find_sweeps(train_dir):
-        paths = store.SweepPaths(sweep_dir)
-        holder = store.holder_alive(paths)
+        rows.append((sweep_dir, None, locks.holder_alive(paths), error))
+    for sweep_dir in find_sweeps(train_dir):
+        paths = SweepPaths(sweep_dir)
+        holder = locks.holder_alive(paths)
         summary = store.read_summary(paths)
         if summary is None:
             try:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from pbtrun import __version__
 from pbtrun.errors import CWD_GONE, PbtrunError, SpecError, SweepBusy
 from pbtrun.printable import printable_lines
-from pbtrun.state import store
+from pbtrun.state import control, locks, store
+from pbtrun.state.paths import SweepPaths, is_sweep
 from pbtrun.ui import leftovers as remnants
 from pbtrun.ui import targets
 
@@ -121,7 +122,8 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
     from pbtrun.run.settings import resolve
     from pbtrun.spec.expansion import expand
     from pbtrun.spec.reading import load
-    from pbtrun.state.records import Sweep, merge, new_experiment
+    from pbtrun.state.merge import merge, new_experiment
+    from pbtrun.state.records import Sweep
 
     here = cwd()  # first: in a deleted directory, a relative spec path names nothing either
     targets.refuse_run_module(spec_file, "up")
@@ -130,7 +132,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
     settings = resolve(spec.scheduler, flags(kw), spec_file)
     train_dir = train_dir_of(train_dir, spec)
     compiled = expand(spec, train_dir)
-    paths = store.SweepPaths(Path(here) / train_dir / spec.name)
+    paths = SweepPaths(Path(here) / train_dir / spec.name)
     try:
         paths.logs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -140,14 +142,14 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
         """Save the compiled sweep (under the state lock); return it and the saved file's
         signature, so the scheduler can start from it instead of reading it back (seconds at
         100,000 experiments)."""
-        if store.is_sweep(paths.dir):
+        if is_sweep(paths.dir):
             sweep = store.load(paths)
             report = merge(sweep, compiled, force=force)
             sweep.settings = settings
             _say_merged(report)
         else:
             remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
-            sweep = Sweep(spec.name, here, train_dir, time.time(), settings, pbtrun_version=__version__)
+            sweep = Sweep(spec.name, here, train_dir, time.time(), settings, __version__, backend=spec.backend)
             sweep.replace_all(new_experiment(c) for c in compiled)
         store.write_spec_copy(paths, spec.text)
         store.save(paths, sweep)
@@ -157,9 +159,9 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
         # The scheduler lock is tried, and the state compiled, inside one state lock: an `up`
         # that finds the sweep busy therefore finds it compiled too, and its holder recorded,
         # even when two `up` race on a fresh spec (issue 18, 5).
-        with store.state_lock(paths):
+        with locks.state_lock(paths):
             try:
-                lifetime.enter_context(store.scheduler_lock(paths))
+                lifetime.enter_context(locks.scheduler_lock(paths))
             except SweepBusy:
                 saved = None
             else:
@@ -173,12 +175,12 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
     sys.exit(SweepBusy.exit_code)
 
 
-def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str:
+def _add_to_running(paths: SweepPaths, compiled: list, force: bool) -> str:
     """Merge a re-compiled spec into a sweep another scheduler runs, wake that scheduler, and
     say what happened."""
-    from pbtrun.state.records import merge
+    from pbtrun.state.merge import merge
 
-    holder = store.busy_holder(paths)  # before it can go: a scheduler that ends removes its record
+    holder = locks.busy_holder(paths)  # before it can go: a scheduler that ends removes its record
     scheduler = "its scheduler" + (f" (pid {holder.get('pid')} on {holder.get('host')})" if holder else "")
     with store.transaction(paths) as sweep:
         report = merge(sweep, compiled, force=force)
@@ -190,7 +192,7 @@ def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str
         what += f" and re-queued {len(report.changed)} changed one(s)" if report.changed else ""
     else:
         what = f"re-queued {len(report.changed)} changed experiment(s) of sweep {name}"
-    if store.notify(paths, "wake"):
+    if control.notify(paths, "wake"):
         return f"{what}; {scheduler} runs them"
     # The scheduler ended between refusing this `up` and the merge: nothing will run them.
     return f"{what}, but {scheduler} has ended since. Run them with: pbtrun resume {where}"
@@ -210,7 +212,7 @@ def _say_merged(report: Any) -> None:
         say(f"{removed} experiment(s) no longer in the spec are kept for their history, not run", out)
 
 
-def run(paths: store.SweepPaths, kw: dict[str, Any], saved: tuple[Sweep, tuple | None] | None = None) -> None:
+def run(paths: SweepPaths, kw: dict[str, Any], saved: tuple[Sweep, tuple | None] | None = None) -> None:
     """Schedule the sweep at ``paths`` with a view of its progress until it ends; exit with
     the scheduler's code (``saved``: the state ``up`` just wrote, not read back)."""
     from pbtrun.run.scheduler import Scheduler

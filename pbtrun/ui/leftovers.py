@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 
 from pbtrun.errors import StateError
-from pbtrun.state.store import SweepPaths, is_sweep, subdirectories
+from pbtrun.state.paths import SweepPaths, is_sweep, subdirectories
 
 
 def remnants(sweep_dir: Path) -> list[str]:

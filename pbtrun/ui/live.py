@@ -18,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from pbtrun.printable import printable
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import FAILED, RUNNING, Experiment, Sweep
-from pbtrun.state.store import SweepPaths
 from pbtrun.ui import render
 from pbtrun.ui.progress import (
     Failure,

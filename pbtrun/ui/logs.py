@@ -15,9 +15,9 @@ from pbtrun.backends.logrecords import EXIT_PREFIX, PID_PREFIX, RECORDS_BYTES
 from pbtrun.errors import PbtrunError
 from pbtrun.printable import printable
 from pbtrun.proc import hostname
-from pbtrun.state import store
+from pbtrun.state import locks, store
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import FAILED, NOT_STARTED, RUNNABLE, SEEN_LOST, SEEN_NOT_STARTED, Experiment, Observed, Sweep
-from pbtrun.state.store import SweepPaths
 from pbtrun.ui import render
 from pbtrun.ui.progress import tail_lines
 
@@ -122,7 +122,7 @@ def wait_to_start(paths: SweepPaths, exp: Experiment, waiting: Callable[[], None
         number, after = _started(paths, exp, after)
         if number is not None:
             return number
-        if store.holder_alive(paths) is None:  # it may have started just before its scheduler ended
+        if locks.holder_alive(paths) is None:  # it may have started just before its scheduler ended
             return _started(paths, exp, after)[0]
         if not said:
             waiting()
@@ -194,7 +194,7 @@ class EndWatch:
     def _over_unrecorded(self) -> bool:
         """Whether, with no scheduler to record it, the attempt is known to be over (lost or never
         started: an exit record would have been seen above)."""
-        if store.holder_alive(self.paths) is not None:  # a scheduler records what becomes of it
+        if locks.holder_alive(self.paths) is not None:  # a scheduler records what becomes of it
             return False
         seen = observe(self.log, same_host=self.host in ("", hostname()))
         if seen.state in (SEEN_LOST, SEEN_NOT_STARTED):

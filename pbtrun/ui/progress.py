@@ -22,8 +22,8 @@ from typing import IO, NamedTuple
 
 from pbtrun.backends.logrecords import LOG_HEADER_PREFIXES
 from pbtrun.printable import printable
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import FAILED, INTERRUPTED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
-from pbtrun.state.store import SweepPaths
 from pbtrun.ui import render
 from pbtrun.ui.render import STYLES, SYMBOLS, active_counts, resume_hint
 

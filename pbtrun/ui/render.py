@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pbtrun.printable import printable
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import (
     FAILED,
     INTERRUPTED,
     LOST,
     NOT_STARTED,
     PENDING,
+    RUNNABLE,
     RUNNING,
     SEEN_ENDED,
     SEEN_LOST,
@@ -35,7 +37,6 @@ from pbtrun.state.records import (
     Settings,
     Sweep,
 )
-from pbtrun.state.store import SweepPaths
 
 if TYPE_CHECKING:  # for annotations: status and logs need not load the spec layer
     from pbtrun.spec.model import ExperimentSpec
@@ -58,7 +59,7 @@ class Filters(NamedTuple):
     def statuses(self) -> frozenset[str]:
         chosen = {FAILED} if self.failed else set()
         chosen |= {RUNNING} if self.running else set()
-        chosen |= {PENDING, INTERRUPTED} if self.pending else set()
+        chosen |= RUNNABLE if self.pending else set()
         return frozenset(chosen or STATUSES)
 
     @property

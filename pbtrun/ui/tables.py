@@ -23,8 +23,8 @@ from rich.text import Text
 
 from pbtrun.printable import printable
 from pbtrun.spec.naming import render_value
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import FAILED, RUNNING, SEEN_RUNNING, STATUSES, SUCCEEDED, Experiment, Observed, Sweep
-from pbtrun.state.store import SweepPaths
 from pbtrun.ui import render
 from pbtrun.ui.render import STYLES, SYMBOLS, Filters, active_counts, lost_count, resume_hint
 
@@ -71,7 +71,7 @@ def sweep_table(
 ) -> RenderableType:
     """The experiments ``filters`` selects, then a one-line footer.
 
-    ``holder`` is the running scheduler's record (``store.holder_alive``), None when no
+    ``holder`` is the running scheduler's record (``locks.holder_alive``), None when no
     scheduler runs; it is required so that no caller shows "resume with" beside a live sweep.
     ``limit`` caps the rows (``--watch`` must fit the terminal; a 100k-row table helps no one)
     and says how many were left out. ``observed`` (by experiment id, from

@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 
 from pbtrun.errors import SpecError, StateError
-from pbtrun.state import store
+from pbtrun.state.paths import find_sweeps, subdirectories
 
 DEFAULT_TRAIN_DIR = Path("train_dir")  # what `status`, `resume` and `logs` read when given no path
 SUGGESTIONS = 3
@@ -29,7 +29,7 @@ def logs_arguments(path: Path | None, experiment: str | None) -> tuple[Path, str
     if path is None:
         return DEFAULT_TRAIN_DIR, experiment
     bare = "/" not in str(path) and str(path) not in (".", "..") and not path.exists()
-    if experiment is None and bare and store.find_sweeps(DEFAULT_TRAIN_DIR):
+    if experiment is None and bare and find_sweeps(DEFAULT_TRAIN_DIR):
         return DEFAULT_TRAIN_DIR, str(path)
     return path, experiment
 
@@ -64,15 +64,15 @@ def close_sweeps(path: Path) -> list[str]:
     parent = path.parent
     candidates: dict[str, str] = {}  # what is compared -> what is suggested
     if parent.is_dir():
-        for sweep in store.find_sweeps(parent):
+        for sweep in find_sweeps(parent):
             candidates[sweep.name] = str(sweep)
         if parent == Path("."):
-            for sweep in store.find_sweeps(DEFAULT_TRAIN_DIR):
+            for sweep in find_sweeps(DEFAULT_TRAIN_DIR):
                 candidates.setdefault(sweep.name, str(sweep))
         typed = path.name
     elif parent.parent.is_dir() and parent != parent.parent:
-        for directory in store.subdirectories(parent.parent):
-            for sweep in store.find_sweeps(directory):
+        for directory in subdirectories(parent.parent):
+            for sweep in find_sweeps(directory):
                 candidates[f"{directory.name}/{sweep.name}"] = str(sweep)
         typed = f"{parent.name}/{path.name}"
     else:

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING
 
-from pbtrun.state.store import SweepPaths
+from pbtrun.state.paths import SweepPaths
 from pbtrun.ui.progress import PlainView
 
 if TYPE_CHECKING:
