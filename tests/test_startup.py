@@ -121,21 +121,19 @@ def test_quickargs_parses_up_as_click_does(args, quick, capsys):
         assert parsed == by_click
 
 
-def test_quickargs_knows_every_option_of_up():
-    """An option added to `up` in cli.py and not here would send every command line with it to
-    click: correct, only slower. A changed spelling would not be: this catches it (and the
-    defaults, the first command line above)."""
-    from pbtrun.ui import cli, quickargs
+def test_up_s_options_are_built_from_the_one_table():
+    """click's `up` and quickargs are both built from pbtrun.ui.runoptions.UP: every option click
+    knows is one of the table's, with its spellings, and a flag where the table has one (the
+    defaults are compared by the first command line above)."""
+    from pbtrun.ui import cli, runoptions
 
     params = {p.name: p for p in cli.cli.commands["up"].params}
-    for spelling, (name, convert) in quickargs.UP_OPTIONS.items():
-        assert spelling in params[name].opts + params[name].secondary_opts
-        assert params[name].is_flag == (convert is None)
-    left_to_click = {"spec_file", "dry_run", "as_json"}
-    for name, param in params.items():
-        if name not in left_to_click:
-            assert set(param.opts) <= set(quickargs.UP_OPTIONS), name
-    assert set(quickargs.UP_DEFAULTS) == set(params) - {"spec_file"}
+    assert set(params) == {"spec_file"} | {option.name for option in runoptions.UP}
+    for option in runoptions.UP:
+        param = params[option.name]
+        assert set(param.opts + param.secondary_opts) == set(option.spellings), option.name
+        assert param.is_flag == (option.kind == runoptions.FLAG), option.name
+    assert {"--num_gpus", "--train_dir", "--max_failures"} <= {s for o in runoptions.UP for s in o.spellings}
 
 
 def test_quickargs_leaves_shell_completion_to_click(monkeypatch):
