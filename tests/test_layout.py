@@ -136,7 +136,10 @@ def test_errors_module_imports_no_other_pbtrun_module():
     assert not {n for n in imported(tree, "errors.py") if n == "pbtrun" or n.startswith("pbtrun.")}
 
 
-@pytest.mark.parametrize("module", ["spec/reading.py", "state/records.py", "spec/naming.py", "ui/render.py"])
+@pytest.mark.parametrize(
+    "module",
+    ["spec/reading.py", "state/records.py", "spec/naming.py", "ui/words.py", "ui/statusjson.py", "ui/plans.py"],
+)
 def test_pure_modules_do_not_touch_processes(module):
     tree = modules()[module]
     assert not tops(imported(tree, module)) & PROCESS_MODULES

@@ -25,7 +25,8 @@ from pbtrun.state.records import (
     Sweep,
 )
 from pbtrun.state.store import SweepPaths
-from pbtrun.ui.tables import Filters, resume_hint, sweep_table, sweeps_table
+from pbtrun.ui.tables import sweep_table, sweeps_table
+from pbtrun.ui.words import Filters, resume_hint
 
 NOW = 10_000.0
 LONG = "00_ant_pbt_see_1111_lr_0.001_pbt.policy_idx_7_very_long_shorthand_names_that_never_end"
@@ -321,7 +322,7 @@ def test_sweeps_table_takes_a_summary_instead_of_a_whole_state() -> None:
 
 def test_status_word_keeps_removed_for_every_status() -> None:
     from pbtrun.state.records import EXITED, LOST
-    from pbtrun.ui.render import status_word
+    from pbtrun.ui.words import status_word
 
     failed = experiment(0, "a", FAILED, Attempt(1, 0.0, "l", ended_at=1.0, returncode=1, outcome=EXITED), removed=True)
     lost = experiment(1, "b", INTERRUPTED, Attempt(1, 0.0, "l", ended_at=1.0, outcome=LOST), removed=True)

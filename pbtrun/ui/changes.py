@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pbtrun.spec.argdiff import Difference, describe, difference
 from pbtrun.state.records import RUNNING, STATUSES, Sweep, differs, merged
-from pbtrun.ui.render import command_lines
+from pbtrun.ui.plans import command_lines
 
 if TYPE_CHECKING:
     from pbtrun.spec.reading import ExperimentSpec

@@ -51,7 +51,8 @@ def _print_plan(spec_file: Path, train_dir: str | None, given: dict[str, Any], a
     as it is."""
     from pbtrun.run.settings import resolve
     from pbtrun.spec.reading import expand, load
-    from pbtrun.ui import render
+    from pbtrun.ui import plans
+    from pbtrun.ui.jsonlines import json_lines
 
     targets.refuse_run_module(spec_file, name)
     spec = load(spec_file)
@@ -69,13 +70,13 @@ def _print_plan(spec_file: Path, train_dir: str | None, given: dict[str, Any], a
         compiled = changes.planned  # the names and order `up` would give them
     shown = _as_they_would_run(compiled)
     if as_json:
-        document = render.plan_json(spec.name, sweep_dir, shown, settings)
+        document = plans.plan_json(spec.name, sweep_dir, shown, settings)
         if changes is not None:
             document["changes"] = diffing.to_json(changes)
-        echo_lines(render.json_lines(document, "experiments"))
+        echo_lines(json_lines(document, "experiments"))
     else:
         lines = None if changes is None else diffing.text(changes, shown)
-        click.echo(render.plan(spec.name, sweep_dir, shown, settings, lines))
+        click.echo(plans.plan_text(spec.name, sweep_dir, shown, settings, lines))
 
 
 def _as_they_would_run(compiled: list[Any]) -> list[Any]:
@@ -133,8 +134,8 @@ def stop(path: Path, now: bool, no_wait: bool) -> None:
     click.echo(f"asked the scheduler (pid {holder.get('pid', '?')}) to stop{' now' if now else ''}")
     if no_wait:
         return
-    from pbtrun.ui import render
+    from pbtrun.ui.words import counts_line
 
     store.wait_for_scheduler(paths)
     counts = store.load(paths).counts()
-    click.echo(f"stopped: {render.counts_line(counts)}; resume with: pbtrun resume {paths.dir}")
+    click.echo(f"stopped: {counts_line(counts)}; resume with: pbtrun resume {paths.dir}")

@@ -85,14 +85,17 @@ def _console() -> Any:
 def _sweep_status(
     paths: store.SweepPaths, as_json: bool, watch: bool, limit: int | None, options: dict[str, Any]
 ) -> None:
-    from pbtrun.ui import render
+    from pbtrun.ui.words import Filters
 
-    filters = render.Filters(**options)
+    filters = Filters(**options)
     if as_json:
+        from pbtrun.ui.jsonlines import json_lines
+        from pbtrun.ui.statusjson import sweep_json
+
         with store.gc_paused():  # the document and its encoding: as many containers again
             sweep, holder = store.load(paths), store.holder_alive(paths)
-            document = render.sweep_json(paths, sweep, holder, _observed(paths, sweep, holder), filters)
-            echo_lines(render.json_lines(document, "experiments"))
+            document = sweep_json(paths, sweep, holder, _observed(paths, sweep, holder), filters)
+            echo_lines(json_lines(document, "experiments"))
         return
     from pbtrun.ui.tables import sweep_table
 
@@ -164,18 +167,10 @@ def _refuse_filters(train_dir: Path, filters: dict[str, Any]) -> None:
 
 
 def _train_dir_status(train_dir: Path, as_json: bool, watch: bool = False) -> None:
-    if as_json:  # an unreadable sweep is listed with its error, never silently left out
-        docs = [
-            {
-                "name": d.name if s is None else s["name"],
-                "dir": str(d.resolve()),
-                "counts": None if s is None else s["counts"],
-                "running": h is not None,
-                "error": error or None,
-            }
-            for d, s, h, error in _sweep_rows(train_dir, full_errors=True)
-        ]
-        click.echo(json.dumps({"train_dir": str(train_dir.resolve()), "sweeps": docs}, indent=2))
+    if as_json:
+        from pbtrun.ui.statusjson import train_dir_json
+
+        click.echo(json.dumps(train_dir_json(train_dir, _sweep_rows(train_dir, full_errors=True)), indent=2))
     elif watch:
         _watch(_console(), lambda _rows: _train_dir_view(train_dir))
     else:

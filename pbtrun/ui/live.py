@@ -20,7 +20,6 @@ from rich.text import Text
 from pbtrun.printable import printable
 from pbtrun.state.records import FAILED, RUNNING, Experiment, Sweep
 from pbtrun.state.store import SweepPaths
-from pbtrun.ui import render
 from pbtrun.ui.progress import (
     Failure,
     Line,
@@ -33,8 +32,8 @@ from pbtrun.ui.progress import (
     summary_lines,
     tail_lines,
 )
-from pbtrun.ui.render import STYLES, SYMBOLS
 from pbtrun.ui.tables import Column, FittedTable
+from pbtrun.ui.words import STYLES, SYMBOLS, duration
 
 
 def summary_renderable(lines: Iterable[Line]) -> RenderableType:
@@ -253,7 +252,7 @@ def _running_row(r: Running, now: float) -> list[RenderableType]:
     return [
         Text(printable(r.name)),
         Text(gpus),
-        Text(render.duration(now - r.started_at), style=STYLES[RUNNING]),
+        Text(duration(now - r.started_at), style=STYLES[RUNNING]),
         Text(last[0].strip() if last else "", style="dim"),  # one cell: indentation would only take room
     ]
 

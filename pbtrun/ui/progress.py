@@ -24,8 +24,18 @@ from pbtrun.backends.logrecords import LOG_HEADER_PREFIXES
 from pbtrun.printable import printable
 from pbtrun.state.records import FAILED, INTERRUPTED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
 from pbtrun.state.store import SweepPaths
-from pbtrun.ui import render
-from pbtrun.ui.render import STYLES, SYMBOLS, active_counts, resume_hint
+from pbtrun.ui.words import (
+    STYLES,
+    SYMBOLS,
+    active_counts,
+    attempt_word,
+    duration,
+    last_attempt,
+    lost_count,
+    real_attempts,
+    resume_hint,
+    status_word,
+)
 
 RECENT_FAILURES = 3
 SLOWEST = 3
@@ -161,7 +171,7 @@ class Tracker:
             self._halts = sweep.settings.max_failures is not None
             self._recount(sweep)
             for exp in sweep.experiments.values():
-                last = render.last_attempt(exp)
+                last = last_attempt(exp)
                 if last is not None and last.duration_s is not None:
                     self._took(last.duration_s, exp.status == SUCCEEDED)
                 if exp.status == RUNNING and exp.last is not None:  # adopted from an earlier scheduler
@@ -295,7 +305,7 @@ def _eta(typical_s: float | None, left: int, running: Sequence[Running], slots: 
 
 
 def _failure(exp: Experiment, last: Attempt, paths: SweepPaths) -> Failure | None:
-    word = render.attempt_word(last)
+    word = attempt_word(last)
     if word in ("succeeded", "stopped", "not started", "running"):
         return None
     return Failure(exp.name, word, paths.dir / last.log, retrying=exp.status == PENDING)
@@ -312,7 +322,7 @@ def _words(counts: dict[str, int], eta_s: float | None) -> str:
     if counts[FAILED]:
         words.append(f"{counts[FAILED]} failed")
     if eta_s is not None:
-        words.append(f"ETA {render.duration(eta_s)}")
+        words.append(f"ETA {duration(eta_s)}")
     return ", ".join(words)
 
 
@@ -338,7 +348,7 @@ def summary_lines(paths: SweepPaths, sweep: Sweep, code: int, wall_s: float | No
     lines = [_verdict(sweep, counts, code, wall_s)]
     lines += _time_lines(sweep)
     lines += _failed_lines(paths, sweep)
-    lost = render.lost_count(sweep)
+    lost = lost_count(sweep)
     if lost:
         lines.append(
             Line(
@@ -355,7 +365,7 @@ def summary_lines(paths: SweepPaths, sweep: Sweep, code: int, wall_s: float | No
 
 def _verdict(sweep: Sweep, counts: dict[str, int], code: int, wall_s: float | None) -> Line:
     how = {0: "finished", 1: "finished with failures", 130: "stopped"}.get(code, f"ended (exit code {code})")
-    after = f" after {render.duration(wall_s)}" if wall_s is not None else ""
+    after = f" after {duration(wall_s)}" if wall_s is not None else ""
     parts = [f"{counts[s]} {s}" for s in (SUCCEEDED, FAILED, INTERRUPTED)]
     parts += [f"{counts[s]} {s}" for s in (RUNNING, PENDING) if counts[s]]
     style = "green" if code == 0 else "red" if code == 1 else "yellow"
@@ -367,23 +377,23 @@ def _time_lines(sweep: Sweep) -> list[Line]:
     per_gpu: dict[int, float] = {}
     slowest: list[tuple[float, str]] = []
     for exp in sweep.experiments.values():
-        for attempt in render.real_attempts(exp):
+        for attempt in real_attempts(exp):
             took = attempt.duration_s or 0.0
             total_s += took
             for gpu in attempt.gpus or ():
                 per_gpu[gpu] = per_gpu.get(gpu, 0.0) + took
-        last = render.last_attempt(exp)
+        last = last_attempt(exp)
         if exp.status == SUCCEEDED and last is not None and last.duration_s is not None:
             slowest.append((last.duration_s, exp.name))
     if not total_s:
         return []
-    lines = [Line(f"experiment time: {render.duration(total_s)} in all attempts")]
+    lines = [Line(f"experiment time: {duration(total_s)} in all attempts")]
     if per_gpu:
-        gpus = ", ".join(f"GPU {g} {render.duration(s)}" for g, s in sorted(per_gpu.items()))
+        gpus = ", ".join(f"GPU {g} {duration(s)}" for g, s in sorted(per_gpu.items()))
         lines.append(Line(f"per GPU: {gpus}"))
     top = sorted(slowest, reverse=True)[:SLOWEST]
     if top:
-        lines.append(Line("slowest: " + ", ".join(f"{name} ({render.duration(s)})" for s, name in top)))
+        lines.append(Line("slowest: " + ", ".join(f"{name} ({duration(s)})" for s, name in top)))
     return lines
 
 
@@ -391,10 +401,10 @@ def _failed_lines(paths: SweepPaths, sweep: Sweep) -> list[Line]:
     failed = [e for e in sweep.experiments.values() if e.status == FAILED and not e.removed]
     lines: list[Line] = []
     for exp in failed[:FAILED_SHOWN]:
-        last = render.last_attempt(exp)
+        last = last_attempt(exp)
         log = paths.dir / last.log if last is not None else None
-        took = f" after {render.duration(last.duration_s)}" if last is not None and last.duration_s else ""
-        lines.append(Line(f"{SYMBOLS[FAILED]} {exp.name} {render.status_word(exp)}{took}", STYLES[FAILED]))
+        took = f" after {duration(last.duration_s)}" if last is not None and last.duration_s else ""
+        lines.append(Line(f"{SYMBOLS[FAILED]} {exp.name} {status_word(exp)}{took}", STYLES[FAILED]))
         if log is not None:
             lines.append(Line(f"  log: {log}"))
             lines += [Line(f"  | {text}", "dim", truncate=True) for text in tail_lines(log, TAIL_LINES)]
@@ -559,9 +569,9 @@ class PlainView:
     def ended(self, exp: Experiment, sweep: Sweep) -> None:
         failure = self.tracker.ended(exp, sweep)
         last = exp.last
-        took = render.duration(last.duration_s if last else None)
+        took = duration(last.duration_s if last else None)
         if failure is None:
-            word = render.attempt_word(last) if last else "ended"
+            word = attempt_word(last) if last else "ended"
             self._line(f"{word:<9} {exp.name} after {took} {self._progress()}")
             return
         retry = f", retrying (attempt {last.number + 1})" if failure.retrying and last else ""
