@@ -47,7 +47,7 @@ def test_help_loads_neither_the_spec_layer_nor_rich(project):
 def test_plain_output_never_loads_rich(project, recorder):
     project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
     loaded = _imported(project, "up", "sweep.toml", "--plain")
-    assert "pbtrun.run.scheduler" in loaded and "pbtrun.ui.progress" in loaded
+    assert "pbtrun.run.scheduler" in loaded and "pbtrun.ui.plain" in loaded
     assert not {m for m in loaded if m == "rich" or m.startswith("rich.")}
     assert "dataclasses" not in loaded  # its classes cost tenths of a millisecond each to define
 

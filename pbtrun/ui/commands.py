@@ -197,7 +197,7 @@ def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str
 
 def _say_merged(report: Any) -> None:
     """Said inside the state lock, before the merge is saved: a closed stdout must not stop it."""
-    from pbtrun.ui.progress import guarded
+    from pbtrun.ui.output import guarded
 
     out = guarded(sys.stdout)
     if report.added:

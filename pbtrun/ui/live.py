@@ -1,9 +1,8 @@
 """The live view for a terminal (rich): a progress bar, the running experiments with the last
 line of their logs, the recent failures; and the end-of-run summary as rich renders it.
 
-Everything else a view needs (the tracker, the plain view, the summary's lines) is in
-``progress.py``, which does not load rich: plain output, the common case in scripts and
-benchmarks, starts without it.
+What it shares with the plain view (the tracker, the summary's lines) does not load rich:
+plain output, the common case in scripts and benchmarks, starts without it.
 """
 
 from __future__ import annotations
@@ -20,20 +19,14 @@ from rich.text import Text
 from pbtrun.printable import printable
 from pbtrun.state.records import FAILED, RUNNING, Experiment, Sweep
 from pbtrun.state.store import SweepPaths
-from pbtrun.ui.progress import (
-    Failure,
-    Line,
-    Running,
-    Snapshot,
-    Tracker,
-    guarded,
-    progress_words,
-    settings_line,
-    summary_lines,
-    tail_lines,
-)
+from pbtrun.ui.logtail import tail_lines
+from pbtrun.ui.output import guarded
+from pbtrun.ui.summary import Line, settings_line, summary_lines
 from pbtrun.ui.tables import Column, FittedTable
+from pbtrun.ui.tracker import Failure, Running, Snapshot, Tracker, progress_words
 from pbtrun.ui.words import STYLES, SYMBOLS, duration
+
+REFRESH_PER_SECOND = 2.0  # redrawn in place at most twice a second (docs/cli.md)
 
 
 def summary_renderable(lines: Iterable[Line]) -> RenderableType:
@@ -57,18 +50,16 @@ class LiveView:
     """The live display for a terminal: a progress bar over the sweep, one row per running
     experiment with the last line of its log, and the recent failures with their log paths.
 
-    Events only update the :class:`Tracker`; ``rich.live.Live`` renders on its own thread at
-    most ``refresh_per_second`` times a second (``auto_refresh=False`` leaves refreshing to
-    :meth:`refresh`, for tests). ``renders`` counts the frames built.
+    Events only update the :class:`Tracker`; ``rich.live.Live`` renders :meth:`frame` on its own
+    thread, at most ``refresh_per_second`` times a second however many events arrive.
     """
 
     def __init__(
         self,
         paths: SweepPaths,
         console: Console,
-        refresh_per_second: float = 2.0,
+        refresh_per_second: float = REFRESH_PER_SECOND,
         *,
-        auto_refresh: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.paths = paths
@@ -77,10 +68,8 @@ class LiveView:
         # raising in the scheduler's loop or in rich's refresh thread.
         console.file = guarded(console.file, on_break=lambda: setattr(console, "quiet", True))
         self.refresh_per_second = refresh_per_second
-        self.auto_refresh = auto_refresh
         self.clock = clock
         self.tracker = Tracker(paths)
-        self.renders = 0
         self.began_at: float | None = None
         self._live: Live | None = None
 
@@ -90,7 +79,6 @@ class LiveView:
         self.console.print(Text(printable(settings_line(self.paths, sweep)), style="dim"))
         self._live = Live(
             console=self.console,
-            auto_refresh=self.auto_refresh,
             refresh_per_second=self.refresh_per_second,
             transient=True,  # the summary replaces it; the scrollback keeps no stale frame
             get_renderable=self.frame,
@@ -110,10 +98,6 @@ class LiveView:
         stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
         self.console.print(Text(printable(f"{stamp}  {text}")))
 
-    def refresh(self) -> None:
-        if self._live is not None:
-            self._live.refresh()
-
     def close(self) -> None:
         """Stop the live display (idempotent); call it when the scheduler raises, too."""
         if self._live is not None:
@@ -127,7 +111,6 @@ class LiveView:
 
     def frame(self) -> RenderableType:
         """One frame of the live display; it lays itself out for the console it is rendered on."""
-        self.renders += 1
         return _Frame(self.tracker.snapshot(self.clock()), self.clock())
 
 
@@ -194,7 +177,7 @@ class _Header:
 
     def __init__(self, snap: Snapshot) -> None:
         self.name = Text(printable(snap.name), style="bold", no_wrap=True, overflow="ellipsis")
-        self.words = Text(progress_words(snap))
+        self.words = Text(progress_words(snap.counts, snap.eta_s))
         self.bar = ProgressBar(total=max(snap.total, 1), completed=snap.done)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:

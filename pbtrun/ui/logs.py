@@ -18,7 +18,7 @@ from pbtrun.proc import hostname
 from pbtrun.state import store
 from pbtrun.state.records import FAILED, NOT_STARTED, RUNNABLE, SEEN_LOST, SEEN_NOT_STARTED, Experiment, Observed, Sweep
 from pbtrun.state.store import SweepPaths
-from pbtrun.ui.progress import tail_lines
+from pbtrun.ui.logtail import tail_lines
 from pbtrun.ui.words import last_attempt, observed_word, real_attempts, status_word
 
 FOLLOW_POLL_S = 0.2  # `logs -f` is a person watching a file; a short poll is the honest tool here
