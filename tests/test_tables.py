@@ -88,6 +88,7 @@ def lines_of(text: str) -> list[str]:
 
 
 PATHS = SweepPaths(Path("train_dir/my sweep"))
+TRAIN_DIR = Path("train_dir")
 
 
 # --------------------------------------------------------------------------- one sweep
@@ -282,7 +283,7 @@ def test_sweeps_table_rows_progress_and_scheduler() -> None:
         (Path("train_dir/broken"), None, None, "unreadable: pbtrun.json is not valid JSON (line 3)"),
         (Path("train_dir/bee"), other, {"pid": 77, "host": "h"}, ""),
     ]
-    text, raw = show(sweeps_table(rows))
+    text, raw = show(sweeps_table(TRAIN_DIR, rows))
     lines = lines_of(text)
     assert lines[0].split() == ["SWEEP", "PROGRESS", "DONE", "STATUS", "SCHEDULER"]
     assert all(len(line) <= 80 for line in lines)
@@ -295,14 +296,14 @@ def test_sweeps_table_rows_progress_and_scheduler() -> None:
 
 
 def test_sweeps_table_on_a_narrow_terminal_keeps_name_and_done() -> None:
-    text, _ = show(sweeps_table([(Path("train_dir/ant"), mixed_sweep(), None, "")]), width=30)
+    text, _ = show(sweeps_table(TRAIN_DIR, [(Path("train_dir/ant"), mixed_sweep(), None, "")]), width=30)
     assert all(len(line) <= 30 for line in lines_of(text))
     assert "ant" in text and "4/7" in text
 
 
 def test_an_empty_train_dir_names_the_next_command() -> None:
-    text, _ = show(sweeps_table([]))
-    assert "pbtrun up SPEC.toml" in text
+    text, _ = show(sweeps_table(TRAIN_DIR, []))
+    assert text.strip() == "no sweeps under train_dir. Start one with: pbtrun up SPEC.toml"
 
 
 def test_limit_caps_the_rows_and_says_how_many_are_left_out() -> None:
@@ -315,7 +316,7 @@ def test_limit_caps_the_rows_and_says_how_many_are_left_out() -> None:
 
 def test_sweeps_table_takes_a_summary_instead_of_a_whole_state() -> None:
     summary = {"name": "big", "counts": {"pending": 90_000, "running": 8, "succeeded": 9_990, "failed": 2}}
-    text, _ = show(sweeps_table([(Path("train_dir/big"), summary, {"pid": 5}, "")]))
+    text, _ = show(sweeps_table(TRAIN_DIR, [(Path("train_dir/big"), summary, {"pid": 5}, "")]))
     row = lines_of(text)[1]
     assert row.startswith("big") and "9992/100000" in row and "running (pid 5)" in row
 
@@ -332,12 +333,11 @@ def test_status_word_keeps_removed_for_every_status() -> None:
 
 def test_piped_tables_end_their_lines_without_padding() -> None:
     rows = [(Path("train_dir/ant"), mixed_sweep(), {"pid": 77}, ""), (Path("train_dir/b"), mixed_sweep(), None, "")]
-    for table in (sweeps_table(rows, symbols=False), sweep_table(PATHS, mixed_sweep(), NOW, holder=None)):
+    for table in (sweeps_table(TRAIN_DIR, rows, symbols=False), sweep_table(PATHS, mixed_sweep(), NOW, holder=None)):
         _, raw = show(table, width=1000, force_terminal=False, color_system=None)
         lines = lines_of(raw)
         assert all(line == line.rstrip() for line in lines), lines  # "SCHEDULER  " and "not running      "
         in_terminal, _ = show(table, width=1000, color_system=None)
         assert [line.rstrip() for line in lines_of(in_terminal)] == lines  # the same table otherwise
-    assert lines_of(show(sweeps_table(rows, symbols=False), force_terminal=False, color_system=None)[1])[2].endswith(
-        "  not running"
-    )
+    piped = show(sweeps_table(TRAIN_DIR, rows, symbols=False), force_terminal=False, color_system=None)[1]
+    assert lines_of(piped)[2].endswith("  not running")

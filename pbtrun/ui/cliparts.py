@@ -61,7 +61,7 @@ class Seconds(click.ParamType):
         return seconds
 
 
-def options(*table: Option) -> Callable[[F], F]:
+def with_options(*table: Option) -> Callable[[F], F]:
     """A decorator that gives a command these options, listed in this order in its help."""
 
     def decorate(command: F) -> F:

@@ -16,13 +16,13 @@ import click
 
 from pbtrun.state import store
 from pbtrun.ui import commands, runoptions, targets
-from pbtrun.ui.cliparts import command, echo_lines, options
+from pbtrun.ui.cliparts import command, echo_lines, with_options
 
 
 @command("up")
 @click.argument("spec_file", type=click.Path(path_type=Path))  # a directory: spec.load says so, as errors are said
-@options(*runoptions.UP)
-def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
+@with_options(*runoptions.UP)
+def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_json: bool, **options: Any) -> None:
     """Compile SPEC_FILE and run the sweep; continue it if it already exists."""
     if as_json and not dry_run:
         raise click.UsageError(
@@ -30,23 +30,25 @@ def up(spec_file: Path, train_dir: str | None, force: bool, dry_run: bool, as_js
             "A running sweep's progress as JSON is `pbtrun status SWEEP --json`."
         )
     if not dry_run:  # what `pbtrun up SPEC` runs without click, too (pbtrun.ui.quickargs)
-        commands.up(spec_file, train_dir, force, given)
+        commands.up(spec_file, train_dir, force, options)
         return
     commands.cwd()  # as `up` without --dry-run: in a deleted directory, a relative spec path names nothing
-    _print_plan(spec_file, train_dir, given, as_json, "up")
+    _print_plan(spec_file, train_dir, options, as_json, "up")
 
 
 @command("plan")
 @click.argument("spec_file", type=click.Path(path_type=Path))  # a directory: spec.load says so, as pbtrun does
-@options(*runoptions.PLACEMENT, runoptions.TRAIN_DIR)
+@with_options(*runoptions.PLACEMENT, runoptions.TRAIN_DIR)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plan(spec_file: Path, train_dir: str | None, as_json: bool, **given: Any) -> None:
+def plan(spec_file: Path, train_dir: str | None, as_json: bool, **options: Any) -> None:
     """Print the experiments SPEC_FILE would run (command, env, GPU slot); create and run nothing."""
-    _print_plan(spec_file, train_dir, given, as_json, "plan")
+    _print_plan(spec_file, train_dir, options, as_json, "plan")
 
 
-def _print_plan(spec_file: Path, train_dir: str | None, given: dict[str, Any], as_json: bool, name: str) -> None:
-    """What ``plan`` and ``up --dry-run`` (``name``) print: every experiment the spec compiles
+def _print_plan(
+    spec_file: Path, train_dir: str | None, options: dict[str, Any], as_json: bool, command_name: str
+) -> None:
+    """What ``plan`` and ``up --dry-run`` (``command_name``) print: every experiment the spec compiles
     to; for a sweep that exists, what the spec changes in it, read from its state, which stays
     as it is."""
     from pbtrun.run.settings import resolve
@@ -54,10 +56,10 @@ def _print_plan(spec_file: Path, train_dir: str | None, given: dict[str, Any], a
     from pbtrun.ui import plans
     from pbtrun.ui.jsonlines import json_lines
 
-    targets.refuse_run_module(spec_file, name)
+    targets.refuse_run_module(spec_file, command_name)
     spec = load(spec_file)
     commands.warn(spec)
-    settings = resolve(spec.scheduler, commands.flags(given), spec_file)
+    settings = resolve(spec.scheduler, commands.scheduler_flags(options), spec_file)
     train_dir = commands.train_dir_of(train_dir, spec)
     sweep_dir = Path(train_dir) / spec.name
     compiled = expand(spec, train_dir)
@@ -95,12 +97,12 @@ def _as_they_would_run(compiled: list[Any]) -> list[Any]:
 
 @command("resume")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-@options(*runoptions.PLACEMENT, *runoptions.RUNNING)
-def resume(path: Path | None, **given: Any) -> None:
+@with_options(*runoptions.PLACEMENT, *runoptions.RUNNING)
+def resume(path: Path | None, **options: Any) -> None:
     """Continue the sweep at PATH (a sweep dir, or a train dir holding one sweep; default: the only
     sweep under ./train_dir)."""
     paths = targets.sweep_at(path or targets.DEFAULT_TRAIN_DIR, "resume", given=path is not None)
-    flags = commands.flags(given)
+    flags = commands.scheduler_flags(options)
     with store.scheduler_lock(paths):
         if any(v is not None for v in flags._asdict().values()):
             from pbtrun.run.settings import resolve
@@ -117,7 +119,7 @@ def resume(path: Path | None, **given: Any) -> None:
                     stored.max_failures,
                 )
                 sweep.settings = resolve(base, flags, paths.state)
-        commands.run(paths, given)
+        commands.run(paths, options)
 
 
 @command("stop")

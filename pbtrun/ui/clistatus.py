@@ -178,14 +178,9 @@ def _train_dir_status(train_dir: Path, as_json: bool, watch: bool = False) -> No
 
 
 def _train_dir_view(train_dir: Path) -> Any:
-    from rich.text import Text
-
     from pbtrun.ui.tables import sweeps_table
 
-    rows = _sweep_rows(train_dir)
-    if not rows:
-        return Text(f"no sweeps under {train_dir}. Start one with: pbtrun up SPEC.toml")
-    return sweeps_table(rows, symbols=sys.stdout.isatty())
+    return sweeps_table(train_dir, _sweep_rows(train_dir), symbols=sys.stdout.isatty())
 
 
 def _sweep_rows(train_dir: Path, full_errors: bool = False) -> list[tuple]:
@@ -196,7 +191,7 @@ def _sweep_rows(train_dir: Path, full_errors: bool = False) -> list[tuple]:
     for sweep_dir in leftovers.lost_sweeps(train_dir):
         paths = store.SweepPaths(sweep_dir)
         if full_errors:
-            error = leftovers.lost_state_message(sweep_dir, leftovers.remnants(sweep_dir))
+            error = leftovers.lost_state_message(sweep_dir, leftovers.what_is_left(sweep_dir))
         else:
             error = f"{paths.state.name} missing: pbtrun status {shlex.quote(str(sweep_dir))} says how to restore it"
         rows.append((sweep_dir, None, store.holder_alive(paths), error))

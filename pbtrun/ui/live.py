@@ -29,7 +29,8 @@ from pbtrun.ui.words import STYLES, SYMBOLS, duration
 REFRESH_PER_SECOND = 2.0  # redrawn in place at most twice a second (docs/cli.md)
 
 
-def summary_renderable(lines: Iterable[Line]) -> RenderableType:
+def _summary(lines: Iterable[Line]) -> RenderableType:
+    """The end-of-run summary's lines as rich text: log lines shortened, paths and commands folded whole."""
     return Group(
         *(
             Text(
@@ -107,7 +108,7 @@ class LiveView:
     def finish(self, sweep: Sweep, code: int) -> None:
         self.close()
         wall_s = None if self.began_at is None else self.clock() - self.began_at
-        self.console.print(summary_renderable(summary_lines(self.paths, sweep, code, wall_s)))
+        self.console.print(_summary(summary_lines(self.paths, sweep, code, wall_s)))
 
     def frame(self) -> RenderableType:
         """One frame of the live display; it lays itself out for the console it is rendered on."""

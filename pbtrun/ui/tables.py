@@ -335,8 +335,9 @@ class OneLine:
 SweepRow = tuple[Path, Sweep | Mapping[str, Any] | None, Mapping[str, Any] | None, str]
 
 
-def sweeps_table(rows: Sequence[SweepRow], symbols: bool = True) -> RenderableType:
-    """One row per sweep: name, a progress bar, done/total, counts, whether a scheduler runs it.
+def sweeps_table(train_dir: Path, rows: Sequence[SweepRow], symbols: bool = True) -> RenderableType:
+    """One row per sweep of ``train_dir``: name, a progress bar, done/total, counts, whether a
+    scheduler runs it; for a train dir without sweeps, the command that starts one.
 
     Each row is ``(sweep dir, sweep, scheduler holder or None, error)``, where the sweep is a
     loaded :class:`Sweep`, or its small summary (``{"name", "counts"}``, as ``store.read_summary``
@@ -345,7 +346,7 @@ def sweeps_table(rows: Sequence[SweepRow], symbols: bool = True) -> RenderableTy
     terminal; ``symbols=False`` spells them out for pipes and scripts.
     """
     if not rows:
-        return Text("no sweeps here. Start one with: pbtrun up SPEC.toml")
+        return Text(f"no sweeps under {train_dir}. Start one with: pbtrun up SPEC.toml")
     return FittedTable(_SWEEP_COLUMNS, [_sweep_row(*row, symbols=symbols) for row in rows])
 
 
