@@ -66,13 +66,13 @@ def with_options(*table: Option) -> Callable[[F], F]:
 
     def decorate(command: F) -> F:
         for option in reversed(table):  # click lists the option applied last first
-            command = click_option(option)(command)
+            command = _click_option(option)(command)
         return command
 
     return decorate
 
 
-def click_option(option: Option) -> Callable[[F], F]:
+def _click_option(option: Option) -> Callable[[F], F]:
     """``option`` as click declares it: a kind of value becomes click's type, with the same
     limits and so the same messages for a value out of them."""
     settings: dict[str, Any] = {"help": option.help}
@@ -87,8 +87,8 @@ def click_option(option: Option) -> Callable[[F], F]:
         settings["default"] = option.default
     if option.show_default:
         settings["show_default"] = True
-    kind = OldSpelling if len(option.spellings) > 1 else click.Option
-    return click.option(*option.spellings, option.name, cls=kind, **settings)
+    option_class = OldSpelling if len(option.spellings) > 1 else click.Option
+    return click.option(*option.spellings, option.name, cls=option_class, **settings)
 
 
 def examples(*lines: str) -> str:

@@ -53,7 +53,7 @@ def _print_plan(
     as it is."""
     from pbtrun.run.settings import resolve
     from pbtrun.spec.reading import expand, load
-    from pbtrun.ui import plans
+    from pbtrun.ui import changes, plans
     from pbtrun.ui.jsonlines import json_lines
 
     targets.refuse_run_module(spec_file, command_name)
@@ -63,21 +63,19 @@ def _print_plan(
     train_dir = commands.train_dir_of(train_dir, spec)
     sweep_dir = Path(train_dir) / spec.name
     compiled = expand(spec, train_dir)
-    changes = None
+    edit = None  # what the spec changes in the sweep, if it exists
     paths = store.SweepPaths(sweep_dir)
     if store.is_sweep(paths.dir):
-        from pbtrun.ui import changes as diffing
-
-        changes = diffing.compare(store.load(paths), compiled)
-        compiled = changes.planned  # the names and order `up` would give them
+        edit = changes.compare(store.load(paths), compiled)
+        compiled = edit.planned  # the names and order `up` would give them
     shown = _as_they_would_run(compiled)
     if as_json:
         document = plans.plan_json(spec.name, sweep_dir, shown, settings)
-        if changes is not None:
-            document["changes"] = diffing.to_json(changes)
+        if edit is not None:
+            document["changes"] = changes.to_json(edit)
         echo_lines(json_lines(document, "experiments"))
     else:
-        lines = None if changes is None else diffing.text(changes, shown)
+        lines = None if edit is None else changes.text(edit, shown)
         click.echo(plans.plan_text(spec.name, sweep_dir, shown, settings, lines))
 
 

@@ -136,8 +136,8 @@ def up(spec_file: Path, train_dir: str | None, force: bool, options: dict[str, A
 
     def compile_into_state() -> tuple[Sweep, tuple | None]:
         """Save the compiled sweep (under the state lock); return it and the saved file's
-        signature, so the scheduler can start from it instead of reading it back (seconds at
-        100,000 experiments)."""
+        signature, so the scheduler can start from it instead of reading back what it just
+        wrote: parsing a large sweep's state is slow."""
         if store.is_sweep(paths.dir):
             sweep = store.load(paths)
             report = merge(sweep, compiled, force=force)
