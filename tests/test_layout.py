@@ -150,7 +150,7 @@ PURE_STATE = [
 STATE_IO = {f"pbtrun.state.{name}" for name in ("store", "files", "journal", "locks", "writer", "control", "paths")}
 
 
-@pytest.mark.parametrize("module", [*SPEC_MODULES, *PURE_STATE, "ui/render.py"])
+@pytest.mark.parametrize("module", [*SPEC_MODULES, *PURE_STATE, "ui/words.py", "ui/statusjson.py", "ui/plans.py"])
 def test_pure_modules_do_not_touch_processes(module):
     tree = modules()[module]
     assert not tops(imported(tree, module)) & PROCESS_MODULES
@@ -171,11 +171,14 @@ def test_only_backends_start_or_signal_processes():
     assert {"fork", "killpg", "posix_spawnp"} <= backends
 
 
-@pytest.mark.parametrize("module", ["ui/render.py", "ui/commands.py", "ui/quickargs.py"])
-def test_what_runs_without_the_command_line_parser_does_not_import_click(module):
-    """`pbtrun up SPEC` runs commands.py, parsed by quickargs.py, without loading click."""
-    names = imported(modules()[module], module)
-    assert "click" not in tops(names) and "pbtrun.ui.cli" not in names
+def test_only_the_cli_modules_import_click():
+    """click is the command line's, in ui/cli*.py: `pbtrun up SPEC` runs commands.py, parsed by
+    quickargs.py from runoptions.py, and shows its progress, all without loading click."""
+    trees = modules()
+    importers = {path for path, tree in trees.items() if "click" in tops(imported(tree, path))}
+    assert importers and all(path.startswith("ui/cli") for path in importers), sorted(importers)
+    for path in ("ui/commands.py", "ui/quickargs.py", "ui/runoptions.py"):
+        assert not {n for n in imported(trees[path], path) if n.startswith("pbtrun.ui.cli")}, path
 
 
 def test_scheduler_neither_starts_processes_itself_nor_parses_toml():

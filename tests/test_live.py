@@ -16,14 +16,17 @@ from helpers import colour_codes
 from rich.console import Console
 
 from pbtrun.backends import logrecords
-from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import EXITED, FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
-from pbtrun.ui import progress
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui import plain
 from pbtrun.ui.live import LiveView
-from pbtrun.ui.progress import FLUSH_EVERY_S, PlainView, summary_lines, tail_lines
+from pbtrun.ui.logtail import tail_lines
+from pbtrun.ui.plain import FLUSH_EVERY_S, PlainView
+from pbtrun.ui.summary import summary_lines
 from pbtrun.ui.views import make_view
 
 T0 = 1_700_000_000.0
+QUIET = 1 / 3600  # frames per second: rich's refresh thread draws none while a test runs, only at start and stop
 LONG = "00_ant_pbt_see_1111_lr_0.001_pbt.policy_idx_7_very_long_shorthand_names_that_never_end"
 
 
@@ -101,9 +104,22 @@ def run(tmp_path: Path) -> Iterator[Run]:
 
 def live(run: Run, width: int = 80, height: int = 40, **kw: Any) -> tuple[LiveView, Console, io.StringIO]:
     console, out = recorded(width, height)
-    run.view = LiveView(run.paths, console, auto_refresh=False, clock=run.clock, **kw)
+    run.view = LiveView(run.paths, console, QUIET, clock=run.clock, **kw)
     run.view.begin(run.sweep)
     return run.view, console, out
+
+
+def count_frames(view: LiveView, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A one-item list that counts the frames rich's Live builds of ``view``, from its ``begin`` on."""
+    built = [0]
+    frame = view.frame
+
+    def counted() -> Any:
+        built[0] += 1
+        return frame()
+
+    monkeypatch.setattr(view, "frame", counted)
+    return built
 
 
 def play_some(run: Run) -> None:
@@ -124,7 +140,6 @@ def play_some(run: Run) -> None:
 def test_live_view_shows_progress_running_rows_and_failures(run: Run) -> None:
     view, console, _ = live(run)
     play_some(run)
-    view.refresh()
     text = frame_text(view)
     lines = text.splitlines()
     # 30 s per experiment: two still wait, and every slot is busy until one overdue run ends.
@@ -138,7 +153,8 @@ def test_live_view_shows_progress_running_rows_and_failures(run: Run) -> None:
     assert f"log: {run.log_path('02_ant')}" in text.replace("\n", "")
     assert "01_ant" not in text  # ended, and not a failure
     assert all(len(line) <= 80 for line in lines)
-    assert "2/8 done" in console.export_text()  # the real Live drew it too
+    view.close()  # rich's Live draws a last frame as it stops
+    assert "2/8 done" in console.export_text()
 
 
 def eta_words(view: LiveView) -> str:
@@ -296,29 +312,33 @@ def test_a_small_terminal_gets_a_frame_that_fits(tmp_path: Path) -> None:
         view.close()
 
 
-def test_events_do_not_render(tmp_path: Path) -> None:
+def test_events_do_not_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     names = [f"{i:04d}_ant" for i in range(1000)]
     run = Run(tmp_path, names, Settings(max_parallel=1000))
-    view, _, _ = live(run)
+    console, _ = recorded()
+    view = run.view = LiveView(run.paths, console, QUIET, clock=run.clock)
+    frames = count_frames(view, monkeypatch)
+    view.begin(run.sweep)
     try:
-        before = view.renders
+        before = frames[0]
         for name in names:
             run.start(name)
         for name in names:
             run.end(name, 0)
-        assert view.renders == before  # 2000 events, not one frame
-        view.refresh()
-        assert view.renders == before + 1
-        assert "1000/1000 done" in frame_text(view)
+        assert frames[0] == before  # 2000 events, not one frame
     finally:
         view.close()
+    assert frames[0] == before + 1  # the last one, as the display stops
+    assert "1000/1000 done" in console.export_text()
 
 
-def test_auto_refresh_renders_at_most_refresh_per_second(tmp_path: Path) -> None:
+def test_auto_refresh_renders_at_most_refresh_per_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     names = [f"{i:04d}_ant" for i in range(1000)]
     run = Run(tmp_path, names, Settings(max_parallel=1000))
     console, _ = recorded()
-    view = LiveView(run.paths, console, refresh_per_second=2.0)  # rich's real refresh thread
+    view = LiveView(run.paths, console)  # rich's real refresh thread, at the real rate
+    assert view.refresh_per_second == 2.0
+    frames = count_frames(view, monkeypatch)
     run.view = view
     began = time.monotonic()
     view.begin(run.sweep)
@@ -332,7 +352,7 @@ def test_auto_refresh_renders_at_most_refresh_per_second(tmp_path: Path) -> None
     finally:
         view.close()
     # Live builds one frame when created and one when started; then 2 per second, plus one to stop.
-    assert view.renders <= 3 + 2 * elapsed_s + 1
+    assert frames[0] <= 3 + 2 * elapsed_s + 1
 
 
 def test_messages_print_above_the_live_display(run: Run) -> None:
@@ -376,7 +396,7 @@ def test_finish_stops_the_display_and_prints_the_summary(run: Run) -> None:
 
 def test_close_is_idempotent_and_safe_before_begin(run: Run) -> None:
     console, _ = recorded()
-    view = LiveView(run.paths, console, auto_refresh=False)
+    view = LiveView(run.paths, console, QUIET)
     view.close()
     run.view = view
     view.begin(run.sweep)
@@ -388,8 +408,7 @@ def test_no_color_live_view(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     view, console, out = live(run)
     play_some(run)
-    view.refresh()
-    view.finish(run.sweep, 1)
+    view.finish(run.sweep, 1)  # the display's last frame, then the summary
     assert console.is_terminal
     assert colour_codes(out.getvalue()) == []
     assert "✘ 02_ant failed (3)" in out.getvalue()
@@ -593,7 +612,7 @@ def test_plain_view_flushes_a_burst_once_and_the_last_lines_soon(tmp_path: Path)
 
 
 def test_plain_view_flushes_each_bursts_tail_with_one_thread_and_every_line_after_close(tmp_path, monkeypatch):
-    monkeypatch.setattr(progress, "FLUSH_EVERY_S", 0.15)
+    monkeypatch.setattr(plain, "FLUSH_EVERY_S", 0.15)
     run = Run(tmp_path, ["a", "b"], Settings(max_parallel=2))
     out = CountingStream()
     run.view = PlainView(run.paths, out, clock=run.clock)

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from pbtrun.spec import naming
-from pbtrun.ui import render
+from pbtrun.ui import jsonlines
 from pbtrun.ui.forkedwork import ForkedWork
 
 
@@ -36,7 +36,10 @@ def test_help_loads_neither_the_spec_layer_nor_rich(project):
         "pbtrun.spec.reading",
         "tomllib",
         "pbtrun.run.gpus",
-        "pbtrun.ui.render",
+        "pbtrun.ui.words",
+        "pbtrun.ui.statusjson",
+        "pbtrun.ui.jsonlines",
+        "pbtrun.ui.plans",
         "filelock",
     }
 
@@ -44,7 +47,7 @@ def test_help_loads_neither_the_spec_layer_nor_rich(project):
 def test_plain_output_never_loads_rich(project, recorder):
     project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
     loaded = _imported(project, "up", "sweep.toml", "--plain")
-    assert "pbtrun.run.scheduler" in loaded and "pbtrun.ui.progress" in loaded
+    assert "pbtrun.run.scheduler" in loaded and "pbtrun.ui.plain" in loaded
     assert not {m for m in loaded if m == "rich" or m.startswith("rich.")}
     assert "dataclasses" not in loaded  # its classes cost tenths of a millisecond each to define
 
@@ -108,7 +111,8 @@ UP_COMMAND_LINES = [
 def test_quickargs_parses_up_as_click_does(args, quick, capsys):
     import click
 
-    from pbtrun.ui import cli, quickargs
+    from pbtrun.ui import quickargs
+    from pbtrun.ui.cli import cli
 
     parsed = quickargs.parse_up(args)
     try:
@@ -121,21 +125,20 @@ def test_quickargs_parses_up_as_click_does(args, quick, capsys):
         assert parsed == by_click
 
 
-def test_quickargs_knows_every_option_of_up():
-    """An option added to `up` in cli.py and not here would send every command line with it to
-    click: correct, only slower. A changed spelling would not be: this catches it (and the
-    defaults, the first command line above)."""
-    from pbtrun.ui import cli, quickargs
+def test_up_s_options_are_built_from_the_one_table():
+    """click's `up` and quickargs are both built from pbtrun.ui.runoptions.UP: every option click
+    knows is one of the table's, with its spellings, and a flag where the table has one (the
+    defaults are compared by the first command line above)."""
+    from pbtrun.ui import runoptions
+    from pbtrun.ui.cli import cli
 
     params = {p.name: p for p in cli.cli.commands["up"].params}
-    for spelling, (name, convert) in quickargs.UP_OPTIONS.items():
-        assert spelling in params[name].opts + params[name].secondary_opts
-        assert params[name].is_flag == (convert is None)
-    left_to_click = {"spec_file", "dry_run", "as_json"}
-    for name, param in params.items():
-        if name not in left_to_click:
-            assert set(param.opts) <= set(quickargs.UP_OPTIONS), name
-    assert set(quickargs.UP_DEFAULTS) == set(params) - {"spec_file"}
+    assert set(params) == {"spec_file"} | {option.name for option in runoptions.UP}
+    for option in runoptions.UP:
+        param = params[option.name]
+        assert set(param.opts + param.secondary_opts) == set(option.spellings), option.name
+        assert param.is_flag == (option.kind == runoptions.FLAG), option.name
+    assert {"--num_gpus", "--train_dir", "--max_failures"} <= {s for o in runoptions.UP for s in o.spellings}
 
 
 def test_quickargs_leaves_shell_completion_to_click(monkeypatch):
@@ -182,12 +185,12 @@ def test_long_lists_come_one_item_per_line_and_parse_as_the_same_document():
         "sweep": {"name": "s", "dir": "/x"},
         "experiments": [{"name": f"{i:02d}_a", "n": i} for i in range(2500)],
     }
-    text = "".join(render.json_lines(document, "experiments"))
+    text = "".join(jsonlines.json_lines(document, "experiments"))
     assert json.loads(text) == document
     lines = text.splitlines()
     start = lines.index('  "experiments": [')
     assert len(lines[start + 1 : -2]) == 2500 and lines[-2:] == ["  ]", "}"]
-    assert json.loads("".join(render.json_lines({"sweep": {}, "experiments": []}, "experiments"))) == {
+    assert json.loads("".join(jsonlines.json_lines({"sweep": {}, "experiments": []}, "experiments"))) == {
         "sweep": {},
         "experiments": [],
     }
@@ -196,22 +199,22 @@ def test_long_lists_come_one_item_per_line_and_parse_as_the_same_document():
 @pytest.fixture
 def split(monkeypatch):
     """Lists of 10 items and more are split, on any machine: a one-core one would not fork."""
-    monkeypatch.setattr(render, "SPLIT_ROWS", 10)
+    monkeypatch.setattr(jsonlines, "SPLIT_ROWS", 10)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
 
 
-def _rows(n: int) -> render.Rows:
-    return render.Rows(list(range(n)), lambda i: {"name": f"{i:05d}_a", "n": i, "t": i / 7, "word": "é"})
+def _rows(n: int) -> jsonlines.Rows:
+    return jsonlines.Rows(list(range(n)), lambda i: {"name": f"{i:05d}_a", "n": i, "t": i / 7, "word": "é"})
 
 
 def test_a_long_list_encoded_by_two_processes_is_the_same_text(monkeypatch):
-    one_process = "".join(render.json_lines({"sweep": {}, "experiments": _rows(4500)}, "experiments"))
-    monkeypatch.setattr(render, "SPLIT_ROWS", 10)
+    one_process = "".join(jsonlines.json_lines({"sweep": {}, "experiments": _rows(4500)}, "experiments"))
+    monkeypatch.setattr(jsonlines, "SPLIT_ROWS", 10)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a one-core machine would not fork
     seen = []
     real_start = ForkedWork.start
     monkeypatch.setattr(ForkedWork, "start", lambda *a: seen.append(real_start(*a)) or seen[-1])
-    two_processes = "".join(render.json_lines({"sweep": {}, "experiments": _rows(4500)}, "experiments"))
+    two_processes = "".join(jsonlines.json_lines({"sweep": {}, "experiments": _rows(4500)}, "experiments"))
     assert seen and seen[0] is not None  # a helper did encode the second half
     assert two_processes == one_process
     assert json.loads(two_processes)["experiments"][4499] == {"name": "04499_a", "n": 4499, "t": 4499 / 7, "word": "é"}
@@ -228,7 +231,7 @@ def test_a_helper_that_fails_leaves_its_half_to_the_parent(monkeypatch, capfd, s
     results = []
     real_result = ForkedWork.result
     monkeypatch.setattr(ForkedWork, "result", lambda self: results.append(real_result(self)) or results[-1])
-    text = "".join(render.json_lines({"experiments": render.Rows(list(range(4000)), make)}, "experiments"))
+    text = "".join(jsonlines.json_lines({"experiments": jsonlines.Rows(list(range(4000)), make)}, "experiments"))
     assert results == [None]  # the helper was started, and failed
     assert [e["n"] for e in json.loads(text)["experiments"]] == list(range(4000))
     assert capfd.readouterr().err == ""  # nothing of the helper's failure on the terminal
@@ -238,8 +241,8 @@ def test_a_reader_that_stops_early_ends_the_helper(monkeypatch, split):
     helpers = []
     real_start = ForkedWork.start
     monkeypatch.setattr(ForkedWork, "start", lambda *a: helpers.append(real_start(*a)) or helpers[-1])
-    slow = render.Rows(list(range(4000)), lambda i: {"n": i, "pad": "x" * 2000})
-    pieces = render.json_lines({"experiments": slow}, "experiments")
+    slow = jsonlines.Rows(list(range(4000)), lambda i: {"n": i, "pad": "x" * 2000})
+    pieces = jsonlines.json_lines({"experiments": slow}, "experiments")
     next(pieces), next(pieces)  # the head and the first rows: the helper is at work on the rest
     pieces.close()  # as when stdout is closed under pbtrun
     (helper,) = helpers

@@ -10,7 +10,6 @@ import pytest
 from helpers import colour_codes
 from rich.console import Console, RenderableType
 
-from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import (
     EXITED,
     FAILED,
@@ -25,7 +24,9 @@ from pbtrun.state.records import (
     Settings,
     Sweep,
 )
-from pbtrun.ui.tables import Filters, resume_hint, sweep_table, sweeps_table
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui.tables import sweep_table, sweeps_table
+from pbtrun.ui.words import Filters, resume_hint
 
 NOW = 10_000.0
 LONG = "00_ant_pbt_see_1111_lr_0.001_pbt.policy_idx_7_very_long_shorthand_names_that_never_end"
@@ -87,6 +88,7 @@ def lines_of(text: str) -> list[str]:
 
 
 PATHS = SweepPaths(Path("train_dir/my sweep"))
+TRAIN_DIR = Path("train_dir")
 
 
 # --------------------------------------------------------------------------- one sweep
@@ -281,7 +283,7 @@ def test_sweeps_table_rows_progress_and_scheduler() -> None:
         (Path("train_dir/broken"), None, None, "unreadable: pbtrun.json is not valid JSON (line 3)"),
         (Path("train_dir/bee"), other, {"pid": 77, "host": "h"}, ""),
     ]
-    text, raw = show(sweeps_table(rows))
+    text, raw = show(sweeps_table(TRAIN_DIR, rows))
     lines = lines_of(text)
     assert lines[0].split() == ["SWEEP", "PROGRESS", "DONE", "STATUS", "SCHEDULER"]
     assert all(len(line) <= 80 for line in lines)
@@ -294,14 +296,14 @@ def test_sweeps_table_rows_progress_and_scheduler() -> None:
 
 
 def test_sweeps_table_on_a_narrow_terminal_keeps_name_and_done() -> None:
-    text, _ = show(sweeps_table([(Path("train_dir/ant"), mixed_sweep(), None, "")]), width=30)
+    text, _ = show(sweeps_table(TRAIN_DIR, [(Path("train_dir/ant"), mixed_sweep(), None, "")]), width=30)
     assert all(len(line) <= 30 for line in lines_of(text))
     assert "ant" in text and "4/7" in text
 
 
 def test_an_empty_train_dir_names_the_next_command() -> None:
-    text, _ = show(sweeps_table([]))
-    assert "pbtrun up SPEC.toml" in text
+    text, _ = show(sweeps_table(TRAIN_DIR, []))
+    assert text.strip() == "no sweeps under train_dir. Start one with: pbtrun up SPEC.toml"
 
 
 def test_limit_caps_the_rows_and_says_how_many_are_left_out() -> None:
@@ -314,14 +316,14 @@ def test_limit_caps_the_rows_and_says_how_many_are_left_out() -> None:
 
 def test_sweeps_table_takes_a_summary_instead_of_a_whole_state() -> None:
     summary = {"name": "big", "counts": {"pending": 90_000, "running": 8, "succeeded": 9_990, "failed": 2}}
-    text, _ = show(sweeps_table([(Path("train_dir/big"), summary, {"pid": 5}, "")]))
+    text, _ = show(sweeps_table(TRAIN_DIR, [(Path("train_dir/big"), summary, {"pid": 5}, "")]))
     row = lines_of(text)[1]
     assert row.startswith("big") and "9992/100000" in row and "running (pid 5)" in row
 
 
 def test_status_word_keeps_removed_for_every_status() -> None:
     from pbtrun.state.records import EXITED, LOST
-    from pbtrun.ui.render import status_word
+    from pbtrun.ui.words import status_word
 
     failed = experiment(0, "a", FAILED, Attempt(1, 0.0, "l", ended_at=1.0, returncode=1, outcome=EXITED), removed=True)
     lost = experiment(1, "b", INTERRUPTED, Attempt(1, 0.0, "l", ended_at=1.0, outcome=LOST), removed=True)
@@ -331,12 +333,11 @@ def test_status_word_keeps_removed_for_every_status() -> None:
 
 def test_piped_tables_end_their_lines_without_padding() -> None:
     rows = [(Path("train_dir/ant"), mixed_sweep(), {"pid": 77}, ""), (Path("train_dir/b"), mixed_sweep(), None, "")]
-    for table in (sweeps_table(rows, symbols=False), sweep_table(PATHS, mixed_sweep(), NOW, holder=None)):
+    for table in (sweeps_table(TRAIN_DIR, rows, symbols=False), sweep_table(PATHS, mixed_sweep(), NOW, holder=None)):
         _, raw = show(table, width=1000, force_terminal=False, color_system=None)
         lines = lines_of(raw)
         assert all(line == line.rstrip() for line in lines), lines  # "SCHEDULER  " and "not running      "
         in_terminal, _ = show(table, width=1000, color_system=None)
         assert [line.rstrip() for line in lines_of(in_terminal)] == lines  # the same table otherwise
-    assert lines_of(show(sweeps_table(rows, symbols=False), force_terminal=False, color_system=None)[1])[2].endswith(
-        "  not running"
-    )
+    piped = show(sweeps_table(TRAIN_DIR, rows, symbols=False), force_terminal=False, color_system=None)[1]
+    assert lines_of(piped)[2].endswith("  not running")

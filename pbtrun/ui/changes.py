@@ -1,6 +1,6 @@
 """What an edited spec changes in a sweep that exists: ``plan`` and ``up --dry-run`` show it.
 
-Computed with :func:`pbtrun.state.merge.merged`, the function ``up`` merges with, on the state as
+Computed with :func:`pbtrun.state.records.merged`, the function ``up`` merges with, on the state as
 read, which is left untouched: the names and order shown are the ones ``up`` would give.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pbtrun.spec.argdiff import Difference, describe, difference
 from pbtrun.state.merge import differs, merged
 from pbtrun.state.records import RUNNING, STATUSES, Sweep
-from pbtrun.ui.render import command_lines
+from pbtrun.ui.plans import command_lines
 
 if TYPE_CHECKING:
     from pbtrun.spec.model import ExperimentSpec

@@ -1,13 +1,20 @@
 """The click pieces the commands of :mod:`pbtrun.ui.cli` are made of, beyond click's own: an option
-with a hidden old spelling, the command class that leaves those spellings out of completion, and
-the examples at the end of each command's help."""
+with a hidden old spelling, the command class that leaves those spellings out of completion, a
+number of seconds, the options of :mod:`pbtrun.ui.runoptions` as click options, the examples at
+the end of each command's help, and long output written piece by piece."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import click
+
+from pbtrun.ui.runoptions import FLAG, INTEGER, SECONDS, Option
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class OldSpelling(click.Option):
@@ -31,6 +38,57 @@ class Command(click.Command):
     def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
         hidden = {o for p in self.get_params(ctx) if isinstance(p, OldSpelling) for o in p.hidden_opts}
         return [item for item in super().shell_complete(ctx, incomplete) if item.value not in hidden]
+
+
+class Seconds(click.ParamType):
+    """A number of seconds from ``min_s`` to ``max_s``. ``click.FloatRange`` lets ``nan`` and
+    ``inf`` through, which turn a timer into one that never fires or never ends."""
+
+    name = "seconds"
+
+    def __init__(self, min_s: float, max_s: float, what: str) -> None:
+        self.min_s = min_s
+        self.max_s = max_s
+        self.what = what  # the maximum in words
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        if not self.min_s <= seconds <= self.max_s:  # also false for nan
+            self.fail(f"must be {self.min_s:g} to {self.max_s:g} seconds ({self.what}), not {value}.", param, ctx)
+        return seconds
+
+
+def with_options(*table: Option) -> Callable[[F], F]:
+    """A decorator that gives a command these options, listed in this order in its help."""
+
+    def decorate(command: F) -> F:
+        for option in reversed(table):  # click lists the option applied last first
+            command = _click_option(option)(command)
+        return command
+
+    return decorate
+
+
+def _click_option(option: Option) -> Callable[[F], F]:
+    """``option`` as click declares it: a kind of value becomes click's type, with the same
+    limits and so the same messages for a value out of them."""
+    settings: dict[str, Any] = {"help": option.help}
+    if option.kind == FLAG:
+        settings["is_flag"] = True
+    elif option.kind == SECONDS:
+        settings["type"] = Seconds(option.low, option.high, option.high_in_words)
+    elif option.kind == INTEGER:
+        limited = option.low is not None or option.high is not None
+        settings["type"] = click.IntRange(min=option.low, max=option.high) if limited else int
+    if option.default is not None and option.kind != FLAG:
+        settings["default"] = option.default
+    if option.show_default:
+        settings["show_default"] = True
+    option_class = OldSpelling if len(option.spellings) > 1 else click.Option
+    return click.option(*option.spellings, option.name, cls=option_class, **settings)
 
 
 def examples(*lines: str) -> str:
@@ -117,7 +175,16 @@ HELP: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def help_of(command: str) -> dict[str, str]:
-    """The ``short_help`` and ``epilog`` of ``command`` (see :data:`HELP`), for ``cli.command(...)``."""
-    short, lines = HELP[command]
-    return {"short_help": short, "epilog": examples(*lines)}
+def command(name: str) -> Callable[[Callable[..., Any]], click.Command]:
+    """A decorator that makes a function the command ``name``, with its summary and examples
+    (see :data:`HELP`); :mod:`pbtrun.ui.cli` adds it to ``pbtrun``."""
+    short, lines = HELP[name]
+    return click.command(name, cls=Command, short_help=short, epilog=examples(*lines))
+
+
+def echo_lines(lines: Iterable[str]) -> None:
+    """Print a long document piece by piece (a JSON document's ``json_lines``), never whole in memory."""
+    out = sys.stdout
+    for line in lines:
+        out.write(line)
+    out.flush()

@@ -20,12 +20,12 @@ from pbtrun import __version__
 from pbtrun.errors import CWD_GONE, PbtrunError, SpecError, SweepBusy
 from pbtrun.printable import printable_lines
 from pbtrun.state import control, locks, store
-from pbtrun.state.paths import SweepPaths, is_sweep
-from pbtrun.ui import leftovers as remnants
-from pbtrun.ui import targets
+from pbtrun.state.paths import is_sweep
+from pbtrun.ui import leftovers, targets
 
 if TYPE_CHECKING:
-    from pbtrun.spec.model import SchedulerSettings, Spec
+    from pbtrun.spec.model import SchedulerSettings
+    from pbtrun.spec.reading import Spec
     from pbtrun.state.records import Sweep
 
 
@@ -91,16 +91,16 @@ def warn(spec: Spec) -> None:
         say(f"pbtrun: warning: {warning}", sys.stderr)
 
 
-def flags(kw: dict[str, Any]) -> SchedulerSettings:
-    """The ``[scheduler]`` overrides given on the command line."""
+def scheduler_flags(options: dict[str, Any]) -> SchedulerSettings:
+    """The flags given on the command line that override the spec's ``[scheduler]``."""
     from pbtrun.spec.model import SchedulerSettings
 
     return SchedulerSettings(
-        num_gpus=kw["num_gpus"],
-        max_parallel=kw["max_parallel"],
-        experiments_per_gpu=kw["experiments_per_gpu"],
-        pause_between_s=kw["pause_between"],
-        max_failures=kw["max_failures"],
+        num_gpus=options["num_gpus"],
+        max_parallel=options["max_parallel"],
+        experiments_per_gpu=options["experiments_per_gpu"],
+        pause_between_s=options["pause_between"],
+        max_failures=options["max_failures"],
     )
 
 
@@ -116,7 +116,7 @@ def train_dir_of(flag: str | None, spec: Spec) -> str:
     return flag
 
 
-def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) -> None:
+def up(spec_file: Path, train_dir: str | None, force: bool, options: dict[str, Any]) -> None:
     """Compile ``spec_file`` into the sweep's state and run it (``pbtrun up`` without
     ``--dry-run``, which cli.py prints)."""
     from pbtrun.run.settings import resolve
@@ -129,10 +129,10 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
     targets.refuse_run_module(spec_file, "up")
     spec = load(spec_file)
     warn(spec)
-    settings = resolve(spec.scheduler, flags(kw), spec_file)
+    settings = resolve(spec.scheduler, scheduler_flags(options), spec_file)
     train_dir = train_dir_of(train_dir, spec)
     compiled = expand(spec, train_dir)
-    paths = SweepPaths(Path(here) / train_dir / spec.name)
+    paths = store.SweepPaths(Path(here) / train_dir / spec.name)
     try:
         paths.logs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -140,15 +140,15 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
 
     def compile_into_state() -> tuple[Sweep, tuple | None]:
         """Save the compiled sweep (under the state lock); return it and the saved file's
-        signature, so the scheduler can start from it instead of reading it back (seconds at
-        100,000 experiments)."""
+        signature, so the scheduler can start from it instead of reading back what it just
+        wrote: parsing a large sweep's state is slow."""
         if is_sweep(paths.dir):
             sweep = store.load(paths)
             report = merge(sweep, compiled, force=force)
             sweep.settings = settings
             _say_merged(report)
         else:
-            remnants.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
+            leftovers.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
             sweep = Sweep(spec.name, here, train_dir, time.time(), settings, __version__, backend=spec.backend)
             sweep.replace_all(new_experiment(c) for c in compiled)
         store.write_spec_copy(paths, spec.text)
@@ -168,14 +168,14 @@ def up(spec_file: Path, train_dir: str | None, force: bool, kw: dict[str, Any]) 
                 saved = compile_into_state()
                 compiled = []  # the sweep holds what it needs of them
         if saved is not None:
-            run(paths, kw, saved)  # exits with the scheduler's code
+            run(paths, options, saved)  # exits with the scheduler's code
     # Not an error: what happened is said, beside the busy sweep's other messages on stderr;
     # the exit code still tells a script that another scheduler runs the sweep.
     say(_add_to_running(paths, compiled, force), sys.stderr)
     sys.exit(SweepBusy.exit_code)
 
 
-def _add_to_running(paths: SweepPaths, compiled: list, force: bool) -> str:
+def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str:
     """Merge a re-compiled spec into a sweep another scheduler runs, wake that scheduler, and
     say what happened."""
     from pbtrun.state.merge import merge
@@ -200,7 +200,7 @@ def _add_to_running(paths: SweepPaths, compiled: list, force: bool) -> str:
 
 def _say_merged(report: Any) -> None:
     """Said inside the state lock, before the merge is saved: a closed stdout must not stop it."""
-    from pbtrun.ui.progress import guarded
+    from pbtrun.ui.output import guarded
 
     out = guarded(sys.stdout)
     if report.added:
@@ -212,19 +212,19 @@ def _say_merged(report: Any) -> None:
         say(f"{removed} experiment(s) no longer in the spec are kept for their history, not run", out)
 
 
-def run(paths: SweepPaths, kw: dict[str, Any], saved: tuple[Sweep, tuple | None] | None = None) -> None:
+def run(paths: store.SweepPaths, options: dict[str, Any], saved: tuple[Sweep, tuple | None] | None = None) -> None:
     """Schedule the sweep at ``paths`` with a view of its progress until it ends; exit with
     the scheduler's code (``saved``: the state ``up`` just wrote, not read back)."""
     from pbtrun.run.scheduler import Scheduler
     from pbtrun.ui.views import make_view
 
-    view = make_view(paths, True if kw["plain"] else None)
+    view = make_view(paths, True if options["plain"] else None)
     scheduler = Scheduler(
         paths,
         view,
-        grace_s=kw["grace"],
-        retry_failed=kw["retry_failed"],
-        retry_lost=kw["retry_lost"],
+        grace_s=options["grace"],
+        retry_failed=options["retry_failed"],
+        retry_lost=options["retry_lost"],
         saved=saved,
     )
     try:
@@ -241,10 +241,10 @@ def run(paths: SweepPaths, kw: dict[str, Any], saved: tuple[Sweep, tuple | None]
     sys.exit(code)
 
 
-def run_up_quickly(kw: dict[str, Any]) -> None:
+def run_up_quickly(options: dict[str, Any]) -> None:
     """``pbtrun up`` parsed by :mod:`pbtrun.ui.quickargs`: run it and leave, as cli.main would."""
     try:
-        up(kw["spec_file"], kw["train_dir"], kw["force"], kw)
+        up(options["spec_file"], options["train_dir"], options["force"], options)
         code = 0
     except PbtrunError as exc:
         code = report(exc)

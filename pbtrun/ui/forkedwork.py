@@ -19,6 +19,8 @@ _STOPS = {signal.SIGINT, signal.SIGTERM}
 
 
 class ForkedWork:
+    """A helper at work: its pid, and the pipe its bytes come back through."""
+
     __slots__ = ("fd", "pid")
 
     def __init__(self, pid: int, fd: int) -> None:

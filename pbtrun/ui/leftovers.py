@@ -18,7 +18,7 @@ from pbtrun.errors import StateError
 from pbtrun.state.paths import SweepPaths, is_sweep, subdirectories
 
 
-def remnants(sweep_dir: Path) -> list[str]:
+def what_is_left(sweep_dir: Path) -> list[str]:
     """What a sweep left in ``sweep_dir`` besides its state file, in words; empty if nothing
     (or if the state file is there: then it is simply a sweep)."""
     paths = SweepPaths(sweep_dir)
@@ -90,11 +90,11 @@ def refuse_lost_state(sweep_dir: Path) -> None:
             f"{state}: is there but is not a file, so pbtrun can neither read a sweep's state there nor "
             "write one. Move it aside (or give the sweep another name), then run the command again."
         )
-    found = remnants(sweep_dir)
+    found = what_is_left(sweep_dir)
     if found:
         raise StateError(lost_state_message(sweep_dir, found))
 
 
 def lost_sweeps(train_dir: Path) -> list[Path]:
     """Directories directly under ``train_dir`` that are sweeps without their state file."""
-    return [p for p in subdirectories(train_dir) if remnants(p)]
+    return [p for p in subdirectories(train_dir) if what_is_left(p)]

@@ -1,9 +1,8 @@
 """The live view for a terminal (rich): a progress bar, the running experiments with the last
 line of their logs, the recent failures; and the end-of-run summary as rich renders it.
 
-Everything else a view needs (the tracker, the plain view, the summary's lines) is in
-``progress.py``, which does not load rich: plain output, the common case in scripts and
-benchmarks, starts without it.
+What it shares with the plain view (the tracker, the summary's lines) does not load rich:
+plain output, the common case in scripts and benchmarks, starts without it.
 """
 
 from __future__ import annotations
@@ -18,26 +17,20 @@ from rich.table import Table
 from rich.text import Text
 
 from pbtrun.printable import printable
-from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import FAILED, RUNNING, Experiment, Sweep
-from pbtrun.ui import render
-from pbtrun.ui.progress import (
-    Failure,
-    Line,
-    Running,
-    Snapshot,
-    Tracker,
-    guarded,
-    progress_words,
-    settings_line,
-    summary_lines,
-    tail_lines,
-)
-from pbtrun.ui.render import STYLES, SYMBOLS
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui.logtail import tail_lines
+from pbtrun.ui.output import guarded
+from pbtrun.ui.summary import Line, settings_line, summary_lines
 from pbtrun.ui.tables import Column, FittedTable
+from pbtrun.ui.tracker import Failure, Running, Snapshot, Tracker, progress_words
+from pbtrun.ui.words import STYLES, SYMBOLS, duration
+
+REFRESH_PER_SECOND = 2.0  # redrawn in place at most twice a second (docs/cli.md)
 
 
-def summary_renderable(lines: Iterable[Line]) -> RenderableType:
+def _summary(lines: Iterable[Line]) -> RenderableType:
+    """The end-of-run summary's lines as rich text: log lines shortened, paths and commands folded whole."""
     return Group(
         *(
             Text(
@@ -58,18 +51,16 @@ class LiveView:
     """The live display for a terminal: a progress bar over the sweep, one row per running
     experiment with the last line of its log, and the recent failures with their log paths.
 
-    Events only update the :class:`Tracker`; ``rich.live.Live`` renders on its own thread at
-    most ``refresh_per_second`` times a second (``auto_refresh=False`` leaves refreshing to
-    :meth:`refresh`, for tests). ``renders`` counts the frames built.
+    Events only update the :class:`Tracker`; ``rich.live.Live`` renders :meth:`frame` on its own
+    thread, at most ``refresh_per_second`` times a second however many events arrive.
     """
 
     def __init__(
         self,
         paths: SweepPaths,
         console: Console,
-        refresh_per_second: float = 2.0,
+        refresh_per_second: float = REFRESH_PER_SECOND,
         *,
-        auto_refresh: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.paths = paths
@@ -78,10 +69,8 @@ class LiveView:
         # raising in the scheduler's loop or in rich's refresh thread.
         console.file = guarded(console.file, on_break=lambda: setattr(console, "quiet", True))
         self.refresh_per_second = refresh_per_second
-        self.auto_refresh = auto_refresh
         self.clock = clock
         self.tracker = Tracker(paths)
-        self.renders = 0
         self.began_at: float | None = None
         self._live: Live | None = None
 
@@ -91,7 +80,6 @@ class LiveView:
         self.console.print(Text(printable(settings_line(self.paths, sweep)), style="dim"))
         self._live = Live(
             console=self.console,
-            auto_refresh=self.auto_refresh,
             refresh_per_second=self.refresh_per_second,
             transient=True,  # the summary replaces it; the scrollback keeps no stale frame
             get_renderable=self.frame,
@@ -111,10 +99,6 @@ class LiveView:
         stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
         self.console.print(Text(printable(f"{stamp}  {text}")))
 
-    def refresh(self) -> None:
-        if self._live is not None:
-            self._live.refresh()
-
     def close(self) -> None:
         """Stop the live display (idempotent); call it when the scheduler raises, too."""
         if self._live is not None:
@@ -124,11 +108,10 @@ class LiveView:
     def finish(self, sweep: Sweep, code: int) -> None:
         self.close()
         wall_s = None if self.began_at is None else self.clock() - self.began_at
-        self.console.print(summary_renderable(summary_lines(self.paths, sweep, code, wall_s)))
+        self.console.print(_summary(summary_lines(self.paths, sweep, code, wall_s)))
 
     def frame(self) -> RenderableType:
         """One frame of the live display; it lays itself out for the console it is rendered on."""
-        self.renders += 1
         return _Frame(self.tracker.snapshot(self.clock()), self.clock())
 
 
@@ -195,7 +178,7 @@ class _Header:
 
     def __init__(self, snap: Snapshot) -> None:
         self.name = Text(printable(snap.name), style="bold", no_wrap=True, overflow="ellipsis")
-        self.words = Text(progress_words(snap))
+        self.words = Text(progress_words(snap.counts, snap.eta_s))
         self.bar = ProgressBar(total=max(snap.total, 1), completed=snap.done)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -253,7 +236,7 @@ def _running_row(r: Running, now: float) -> list[RenderableType]:
     return [
         Text(printable(r.name)),
         Text(gpus),
-        Text(render.duration(now - r.started_at), style=STYLES[RUNNING]),
+        Text(duration(now - r.started_at), style=STYLES[RUNNING]),
         Text(last[0].strip() if last else "", style="dim"),  # one cell: indentation would only take room
     ]
 

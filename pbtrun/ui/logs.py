@@ -10,16 +10,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pbtrun.backends.fromlog import exit_outcome, observe
+from pbtrun.backends.fromlog import observe
+from pbtrun.backends.local import exit_outcome
 from pbtrun.backends.logrecords import EXIT_PREFIX, PID_PREFIX, RECORDS_BYTES
 from pbtrun.errors import PbtrunError
 from pbtrun.printable import printable
 from pbtrun.proc import hostname
 from pbtrun.state import locks, store
-from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import FAILED, NOT_STARTED, RUNNABLE, SEEN_LOST, SEEN_NOT_STARTED, Experiment, Observed, Sweep
-from pbtrun.ui import render
-from pbtrun.ui.progress import tail_lines
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui.logtail import tail_lines
+from pbtrun.ui.words import last_attempt, observed_word, real_attempts, status_word
 
 FOLLOW_POLL_S = 0.2  # `logs -f` is a person watching a file; a short poll is the honest tool here
 STATE_RECHECK_S = 1.0  # how often `logs -f` reads the state again to see whether the attempt ended
@@ -60,7 +61,7 @@ def find(sweep: Sweep, key: str) -> Experiment:
 
 
 def attempt_number(exp: Experiment, attempt: int | None) -> int:
-    numbers = [a.number for a in render.real_attempts(exp)]
+    numbers = [a.number for a in real_attempts(exp)]
     if not numbers:
         raise PbtrunError(f"{exp.name} has not run yet, so it has no log; `-f` waits for it to start.")
     if attempt is None:
@@ -208,7 +209,7 @@ def unrecorded_end(paths: SweepPaths, exp: Experiment, number: int, seen: Observ
     where = shlex.quote(str(paths.dir))
     again = " (with --retry-lost to run it again)" if seen.state == SEEN_LOST else ""
     return (
-        f"{exp.name}, attempt {number}: {render.observed_word(seen)} (no scheduler runs the sweep). "
+        f"{exp.name}, attempt {number}: {observed_word(seen)} (no scheduler runs the sweep). "
         f"Record it with: pbtrun resume {where}{again}"
     )
 
@@ -288,8 +289,8 @@ def _drain(f: BinaryIO, out: BinaryIO) -> None:
 def failed_tails(paths: SweepPaths, sweep: Sweep, lines: int) -> Iterator[tuple[str, list[str]]]:
     """For every failed experiment: a header line and the last ``lines`` lines of its last log."""
     for exp in sweep.experiments.values():
-        last = render.last_attempt(exp)
+        last = last_attempt(exp)
         if exp.status != FAILED or last is None:
             continue
         log = paths.dir / last.log
-        yield printable(f"== {exp.name}: {render.status_word(exp)}, {log}"), tail_lines(log, lines)
+        yield printable(f"== {exp.name}: {status_word(exp)}, {log}"), tail_lines(log, lines)

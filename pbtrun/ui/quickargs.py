@@ -4,74 +4,21 @@ large share of start-up, and `up` is what a sweep waits for; see docs/performanc
 This parser knows only the happy path: the spec, then options spelled as ``--name value`` or
 ``--name=value``, each with a valid value. Anything else (help, ``--dry-run``, an unknown or
 misspelled option, a bad value, a second spec, ``--``, shell completion) returns None, and click
-parses the command line as it always does, with its usage errors. tests/test_startup.py checks
-that every command line either parses here exactly as click parses it, or is left to click.
+parses the command line as it always does, with its usage errors. Both parsers are built from
+one table of options (:mod:`pbtrun.ui.runoptions`); tests/test_startup.py checks that every
+command line either parses here exactly as click parses it, or is left to click.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pbtrun.limits import MAX_GPUS, MAX_GRACE_S, MAX_PAUSE_S
+from pbtrun.ui.runoptions import FLAG, INTEGER, TEXT, UP, Option
 
-
-def _int_range(low: int, high: int) -> Callable[[str], int]:
-    def convert(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError(text)
-        return value
-
-    return convert
-
-
-def _seconds(max_s: float) -> Callable[[str], float]:
-    def convert(text: str) -> float:
-        value = float(text)
-        if not 0 <= value <= max_s:  # also false for nan
-            raise ValueError(text)
-        return value
-
-    return convert
-
-
-def _text(text: str) -> str:
-    return text
-
-
-# Each option of `pbtrun up` (cli.py): its spellings, its parameter and how its value converts
-# (None: a flag). The two it leaves to click: --dry-run and --json (and -h/--help).
-UP_OPTIONS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
-    **dict.fromkeys(("--num-gpus", "--num_gpus"), ("num_gpus", _int_range(0, MAX_GPUS))),
-    **dict.fromkeys(("--max-parallel", "--max_parallel"), ("max_parallel", int)),
-    **dict.fromkeys(("--experiments-per-gpu", "--experiments_per_gpu"), ("experiments_per_gpu", int)),
-    **dict.fromkeys(("--pause-between", "--pause_between"), ("pause_between", _seconds(MAX_PAUSE_S))),
-    **dict.fromkeys(("--max-failures", "--max_failures"), ("max_failures", _int_range(1, 2**63))),
-    "--grace": ("grace", _seconds(MAX_GRACE_S)),
-    "--retry-failed": ("retry_failed", None),
-    "--retry-lost": ("retry_lost", None),
-    "--plain": ("plain", None),
-    **dict.fromkeys(("--train-dir", "--train_dir"), ("train_dir", _text)),
-    "--force": ("force", None),
-}
-UP_DEFAULTS: dict[str, Any] = {
-    "num_gpus": None,
-    "max_parallel": None,
-    "experiments_per_gpu": None,
-    "pause_between": None,
-    "max_failures": None,
-    "grace": 30.0,
-    "retry_failed": False,
-    "retry_lost": False,
-    "plain": False,
-    "train_dir": None,
-    "force": False,
-    "dry_run": False,
-    "as_json": False,
-}
+_BY_SPELLING = {spelling: option for option in UP if option.fast_path for spelling in option.spellings}
 
 
 class _ForClick(Exception):
@@ -90,7 +37,7 @@ def parse_up(args: Sequence[str]) -> dict[str, Any] | None:
 
 
 def _parse(args: list[str]) -> dict[str, Any]:
-    params = dict(UP_DEFAULTS)
+    params = {option.name: option.default for option in UP}
     spec = None
     while args:
         token = args.pop(0)
@@ -99,19 +46,31 @@ def _parse(args: list[str]) -> dict[str, Any]:
                 raise _ForClick
             spec = token
             continue
-        name, equals, value = token.partition("=")
-        param, convert = UP_OPTIONS.get(name) or (None, None)
-        if param is None or (convert is None and equals):
+        spelling, equals, value = token.partition("=")
+        option = _BY_SPELLING.get(spelling)
+        if option is None or (option.kind == FLAG and equals):
             raise _ForClick
-        if convert is None:
-            params[param] = True
+        if option.kind == FLAG:
+            params[option.name] = True
             continue
         if not equals:
-            if not args or (args[0].startswith("-") and convert is _text):
+            # ``--train-dir --plain`` is most likely a value left out: what it means is click's to say
+            if not args or (args[0].startswith("-") and option.kind == TEXT):
                 raise _ForClick
             value = args.pop(0)
-        params[param] = convert(value)
+        params[option.name] = _value(option, value)
     if not spec:
         raise _ForClick
     params["spec_file"] = Path(spec)
     return params
+
+
+def _value(option: Option, text: str) -> Any:
+    """``text`` converted as click converts it; ValueError where click would refuse it."""
+    if option.kind == TEXT:
+        return text
+    value = int(text) if option.kind == INTEGER else float(text)
+    within = (option.low is None or option.low <= value) and (option.high is None or value <= option.high)
+    if not within:  # also for nan, which no comparison holds for
+        raise ValueError(text)
+    return value

@@ -23,10 +23,23 @@ from rich.text import Text
 
 from pbtrun.printable import printable
 from pbtrun.spec.naming import render_value
-from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import FAILED, RUNNING, SEEN_RUNNING, STATUSES, SUCCEEDED, Experiment, Observed, Sweep
-from pbtrun.ui import render
-from pbtrun.ui.render import STYLES, SYMBOLS, Filters, active_counts, lost_count, resume_hint
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui.words import (
+    STYLES,
+    SYMBOLS,
+    Filters,
+    active_counts,
+    duration,
+    last_attempt,
+    lost_attempts,
+    lost_count,
+    observed_status,
+    observed_word,
+    real_attempts,
+    resume_hint,
+    status_word,
+)
 
 PROGRESS_BAR_WIDTH = 16
 
@@ -35,10 +48,10 @@ def status_text(exp: Experiment, seen: Observed | None = None) -> Text:
     """The symbol and the word (``✘ failed (SIGKILL)``), coloured by status; for an experiment the
     state calls running while no scheduler runs, what it really is (``✘ ended (3), not yet recorded``)."""
     if seen is not None:
-        status = render.observed_status(seen)
-        return Text(f"{SYMBOLS[status]} {render.observed_word(seen)}", style=STYLES[status])
+        status = observed_status(seen)
+        return Text(f"{SYMBOLS[status]} {observed_word(seen)}", style=STYLES[status])
     style = "dim" if exp.removed else STYLES[exp.status]
-    return Text(f"{SYMBOLS[exp.status]} {render.status_word(exp)}", style=style)
+    return Text(f"{SYMBOLS[exp.status]} {status_word(exp)}", style=style)
 
 
 def counts_text(counts: Mapping[str, int], symbols: bool = False, running_word: str = RUNNING) -> Text:
@@ -127,20 +140,20 @@ _ATTEMPTS = 4
 
 
 def _row(index: int, exp: Experiment, now: float, seen: Observed | None = None) -> list[RenderableType]:
-    last = render.last_attempt(exp)
+    last = last_attempt(exp)
     gpus = "" if last is None or last.gpus is None else ",".join(map(str, last.gpus))
     took = None if last is None else (last.ended_at or now) - last.started_at
     if seen is not None and last is not None and seen.state != SEEN_RUNNING:  # it is not running on
         took = None if seen.ended_at is None else seen.ended_at - last.started_at
-    attempts = len(render.real_attempts(exp))
-    lost = render.lost_attempts(exp)
+    attempts = len(real_attempts(exp))
+    lost = lost_attempts(exp)
     return [
         Text(str(index), style="dim"),
         Text(printable(exp.name), style="dim" if exp.removed else ""),
         status_text(exp, seen),
         Text(gpus),
         Text((f"{attempts} ({lost} lost)" if lost else str(attempts)) if attempts else ""),
-        Text(render.duration(took), style="cyan" if exp.status == RUNNING and seen is None else ""),
+        Text(duration(took), style="cyan" if exp.status == RUNNING and seen is None else ""),
     ]
 
 
@@ -322,8 +335,9 @@ class OneLine:
 SweepRow = tuple[Path, Sweep | Mapping[str, Any] | None, Mapping[str, Any] | None, str]
 
 
-def sweeps_table(rows: Sequence[SweepRow], symbols: bool = True) -> RenderableType:
-    """One row per sweep: name, a progress bar, done/total, counts, whether a scheduler runs it.
+def sweeps_table(train_dir: Path, rows: Sequence[SweepRow], symbols: bool = True) -> RenderableType:
+    """One row per sweep of ``train_dir``: name, a progress bar, done/total, counts, whether a
+    scheduler runs it; for a train dir without sweeps, the command that starts one.
 
     Each row is ``(sweep dir, sweep, scheduler holder or None, error)``, where the sweep is a
     loaded :class:`Sweep`, or its small summary (``{"name", "counts"}``, as ``store.read_summary``
@@ -332,7 +346,7 @@ def sweeps_table(rows: Sequence[SweepRow], symbols: bool = True) -> RenderableTy
     terminal; ``symbols=False`` spells them out for pipes and scripts.
     """
     if not rows:
-        return Text("no sweeps here. Start one with: pbtrun up SPEC.toml")
+        return Text(f"no sweeps under {train_dir}. Start one with: pbtrun up SPEC.toml")
     return FittedTable(_SWEEP_COLUMNS, [_sweep_row(*row, symbols=symbols) for row in rows])
 
 

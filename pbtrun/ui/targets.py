@@ -1,6 +1,6 @@
-"""What the paths on a command line mean: the sweep a command works on when none is named, a
-"did you mean" for a mistyped sweep path, and the command to use when a Python run module is
-given where a sweep spec goes.
+"""What the paths on a command line mean: the sweep a command works on (named, or the only one
+under ./train_dir), a "did you mean" for a mistyped sweep path, and the command to use when a
+spec or a Python run module is given where a sweep goes, or the other way round.
 
 Nothing here writes; it only lists directories and stats files, so a typo costs a clear message
 and never a traceback or a silent "no sweeps".
@@ -11,11 +11,53 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from pbtrun.errors import SpecError, StateError
-from pbtrun.state.paths import find_sweeps, subdirectories
+from pbtrun.errors import PbtrunError, SpecError, StateError
+from pbtrun.state import store
+from pbtrun.state.paths import find_sweeps, is_sweep, resolve_sweep, subdirectories
+from pbtrun.ui import leftovers
 
 DEFAULT_TRAIN_DIR = Path("train_dir")  # what `status`, `resume` and `logs` read when given no path
 SUGGESTIONS = 3
+
+
+def sweep_at(path: Path, command: str, given: bool = True) -> store.SweepPaths:
+    """The sweep at ``path`` (see ``resolve_sweep``); a sweep that lost its pbtrun.json, at
+    ``path`` or as the only one under a train dir, is reported with how to restore it; a path
+    that is not there, with the sweeps closest to it. ``given``: typed, not the default."""
+    refuse_missing(path, command, given)
+    refuse_spec_file(path, command)
+    target = path.parent if path.name == "pbtrun.json" else path
+    leftovers.refuse_lost_state(target)
+    if target.is_dir() and not is_sweep(target) and not find_sweeps(target):
+        lost = leftovers.lost_sweeps(target)
+        if len(lost) == 1:
+            leftovers.refuse_lost_state(lost[0])
+        if lost:
+            names = ", ".join(shlex.quote(str(p)) for p in lost)
+            raise PbtrunError(
+                f"{path}: no sweep here, but {len(lost)} sweep directories under it lost their pbtrun.json "
+                f"({names}); `pbtrun status DIR` on one says how to restore it."
+            )
+    return resolve_sweep(path)
+
+
+def refuse_spec_file(path: Path, command: str) -> None:
+    """A file given where a sweep directory goes: most likely the spec the sweep came from."""
+    if path.name == "pbtrun.json" or not path.is_file():
+        return
+    if path.suffix != ".toml":
+        raise PbtrunError(f"{path} is a file, not a sweep directory: give a sweep directory (train_dir/NAME).")
+    from pbtrun.spec.reading import load
+
+    try:
+        spec = load(path)
+        where = f", {shlex.quote(str(Path(spec.train_dir) / spec.name))} by the spec's train_dir"
+    except PbtrunError:
+        where = ""
+    raise PbtrunError(
+        f"{path} is a sweep spec, not a sweep directory: `pbtrun up {shlex.quote(str(path))}` runs the "
+        f"sweep it describes, or continues it; `pbtrun {command}` takes the sweep's directory{where}."
+    )
 
 
 def logs_arguments(path: Path | None, experiment: str | None) -> tuple[Path, str | None]:

@@ -1,7 +1,7 @@
 """Which view a run gets: the live view on a terminal, plain lines otherwise.
 
-Its own module so that the two views depend on nothing above them: :mod:`pbtrun.ui.live` builds on
-:mod:`pbtrun.ui.progress` (the tracker, the summary), and neither needs to know of the other's choice.
+Its own module so that the two views depend on nothing above them: :mod:`pbtrun.ui.plain` and
+:mod:`pbtrun.ui.live` share the tracker and the summary, and neither needs to know of the other's choice.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING
 
-from pbtrun.state.paths import SweepPaths
-from pbtrun.ui.progress import PlainView
+from pbtrun.state.store import SweepPaths
+from pbtrun.ui.plain import PlainView
 
 if TYPE_CHECKING:
     from pbtrun.ui.live import LiveView
