@@ -29,6 +29,7 @@ from pbtrun.spec.expansion import expand
 from pbtrun.spec.reading import parse
 from pbtrun.state import store
 from pbtrun.state.merge import new_experiment
+from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import Attempt, Experiment, Settings, Sweep
 
 BACKENDS = ["local"]
@@ -42,7 +43,7 @@ class Backends:
     def __init__(self, name: str, root: Path) -> None:
         self.name = name
         self.root = root
-        self.paths = store.SweepPaths(root / "train_dir" / "contract")
+        self.paths = SweepPaths(root / "train_dir" / "contract")
         store.create(self.paths, Sweep("contract", str(root), "train_dir", time.time(), Settings()), "")
         self.opened: list[Backend] = []
 
@@ -61,7 +62,7 @@ class Backends:
 
     def attempt(self, exp: Experiment, ref: str | None) -> Attempt:
         """Attempt 1 of ``exp``, as the scheduler records it before the launch."""
-        return Attempt(1, time.time(), self.paths.log_name(exp, 1), None, hostname(), reaper=ref)
+        return Attempt(1, time.time(), self.paths.log_name(exp, 1), None, hostname(), ref=ref)
 
     def request(self, exp: Experiment, attempt: Attempt) -> LaunchRequest:
         env = {

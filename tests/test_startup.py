@@ -111,8 +111,7 @@ UP_COMMAND_LINES = [
 def test_quickargs_parses_up_as_click_does(args, quick, capsys):
     import click
 
-    from pbtrun.ui import quickargs
-    from pbtrun.ui.cli import cli
+    from pbtrun.ui import cli, quickargs
 
     parsed = quickargs.parse_up(args)
     try:
@@ -129,8 +128,7 @@ def test_up_s_options_are_built_from_the_one_table():
     """click's `up` and quickargs are both built from pbtrun.ui.runoptions.UP: every option click
     knows is one of the table's, with its spellings, and a flag where the table has one (the
     defaults are compared by the first command line above)."""
-    from pbtrun.ui import runoptions
-    from pbtrun.ui.cli import cli
+    from pbtrun.ui import cli, runoptions
 
     params = {p.name: p for p in cli.cli.commands["up"].params}
     assert set(params) == {"spec_file"} | {option.name for option in runoptions.UP}

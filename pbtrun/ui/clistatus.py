@@ -242,7 +242,7 @@ def logs(
     """
     from click.core import ParameterSource
 
-    from pbtrun.ui.clistatus import logs as experiment_logs
+    from pbtrun.ui import logs as experiment_logs
 
     given = path is not None
     path, experiment = targets.logs_arguments(path, experiment)
