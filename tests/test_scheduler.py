@@ -1,5 +1,5 @@
 """The local scheduler, run for real: GPU placement under load, return codes, environment, pacing,
-progress lines, and the module boundaries DESIGN.md sets.
+and progress lines (the module boundaries are checked in test_layout.py).
 
 Every test runs the real ``pbtrun`` CLI as a process in ``tmp_path`` with real experiments
 (``tests/data/recorder.py`` or a tiny script written by the test). Invariants are checked from

@@ -164,9 +164,25 @@ def test_a_sweep_of_the_first_release_shows_in_status_and_resumes_after_a_crash(
     written = json.loads(paths.state.read_text())
     assert (written["format"], written["backend"]) == (2, "local")
     assert "reaper" not in paths.state.read_text()
+    # The way back: the first release refuses format 2, and pbtrun.json.bak is rewritten within seconds.
+    assert (paths.dir / "pbtrun.json.format-1").read_bytes() == before
     state = {e["name"]: e for e in written["experiments"]}
     assert all(e["status"] == "succeeded" for e in state.values()) and len(state) == 7
     assert all(len(e["attempts"]) == 1 for name, e in state.items() if name != "00_extra")
     first, second = state["00_extra"]["attempts"]
     assert first["outcome"] == "not_started" and first["ref"] == "pbtrun-1-gone"
     assert (second["outcome"], second["returncode"]) == ("exited", 0) and isinstance(second["ref"], str)
+
+
+def test_a_sweep_whose_directory_is_gone_is_refused_before_anything_is_recorded(project):
+    """Its experiments run in the directory it was started from: with that directory gone, every
+    launch would fail (127) and be recorded as a failure. Resume refuses instead, and says how."""
+    paths = _first_release_sweep(project.root / "train_dir" / "quickstart", project.root / "moved-away")
+    _format_1_crash(paths)
+    before = project.status_json("quickstart")["experiments"]
+    result = project.run("resume", "train_dir/quickstart")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "moved-away, which no longer exists" in result.stderr and "symbolic link" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert project.status_json("quickstart")["experiments"] == before  # (the file may now be format 2)
+    assert project.records() == []

@@ -20,6 +20,7 @@ other slots stood idle).
 from __future__ import annotations
 
 import contextlib
+import os
 import selectors
 import time
 from collections.abc import Callable, Iterator
@@ -75,14 +76,11 @@ class Scheduler:
         # is quicker to copy) and before the state writer starts its thread.
         self.backend = open_backend(saved[0].backend if saved else backend, paths)
         self.writer = StateWriter(paths, saved)
-        if self.sweep.backend != self.backend.name:  # the sweep's own record decides, never a default
+        if (refusal := self._refusal()) is not None:
             self.backend.close()
             with contextlib.suppress(PbtrunError):
                 self.writer.close()
-            raise StateError(
-                f"{paths.state} says its experiments run on the {self.sweep.backend!r} backend, which this "
-                f"pbtrun cannot open here. Resume it with a pbtrun that has that backend."
-            )
+            raise StateError(refusal)
         self.backend.expect(len(self.sweep.runnable()), self.sweep.settings.max_parallel)
         self.selector = selectors.DefaultSelector()
         for fd in self.backend.fds():
@@ -146,6 +144,23 @@ class Scheduler:
         if self.running or self.backend.next_poll_at() is not None:
             return False
         return self.stopping or self.failure is not None or self.halted or not self.queue.launchable()
+
+    def _refusal(self) -> str | None:
+        """Why this sweep cannot run here at all, before anything is settled or launched."""
+        sweep = self.sweep
+        if sweep.backend != self.backend.name:  # the sweep's own record decides, never a default
+            return (
+                f"{self.paths.state} says its experiments run on the {sweep.backend!r} backend, which this "
+                "pbtrun cannot open here. Resume it with a pbtrun that has that backend."
+            )
+        if not os.path.isdir(sweep.cwd) and (sweep.runnable() or sweep.running()):
+            # Every launch would fail with 127 and be recorded as a failure: refuse instead.
+            return (
+                f"{self.paths.state}: the sweep's experiments run in {sweep.cwd}, which no longer exists (deleted, "
+                "or moved with the project). Create it again, or a symbolic link there to where it moved, then "
+                "run the command again; nothing was started or recorded."
+            )
+        return None
 
     def close(self) -> None:
         """Let go of everything (the experiments keep running if any still do: the backend

@@ -128,6 +128,8 @@ def save(
     try:
         if paths.state.exists():
             keep_backup(paths)
+            if sweep.disk_format is not None and sweep.disk_format != FORMAT:
+                keep_older_format(paths, sweep.disk_format)
         write_atomic(paths.state, dump_chunks(sweep, rows))
         sweep.disk_format = FORMAT
         if not keep_journal and paths.journal.exists():
@@ -136,6 +138,15 @@ def save(
         raise write_error(paths.state, exc) from None
     sweep.dirty.clear()
     write_summary(paths, sweep)
+
+
+def keep_older_format(paths: SweepPaths, disk_format: int) -> None:
+    """Keep the state as an older pbtrun wrote it, under its own name (``pbtrun.json.format-1``),
+    before it is rewritten in this one's format: the backup is replaced by the next rewrite
+    within seconds, and the older pbtrun refuses the newer format, so this is the only way back.
+    Kept once: a later migration of the same sweep never replaces it."""
+    with contextlib.suppress(FileExistsError):
+        os.link(paths.state, paths.dir / f"{paths.state.name}.format-{disk_format}")
 
 
 def write_summary(paths: SweepPaths, sweep: Sweep) -> None:
