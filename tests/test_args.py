@@ -17,7 +17,7 @@ import pytest
 
 from pbtrun.spec import argstyle
 from pbtrun.spec.expansion import expand
-from pbtrun.spec.model import ExperimentSpec
+from pbtrun.spec.model import ExperimentSpec, Spec
 from pbtrun.spec.naming import canonical_json, id_from_json
 from pbtrun.spec.reading import load
 from pbtrun.state import merge as merging
@@ -249,11 +249,11 @@ def test_a_renamed_new_experiment_gets_its_directory_and_placeholders_renamed(tm
     report = merging.merge(sweep, grown)
     assert report.added == ("01_g",) and report.changed == ()
     new = sweep.experiments[grown[0].id]
-    assert new.name == "01_g" and new.index == 1
-    assert new.argv == ("prog", "+out=01_g", "lr=0.01", "hydra.job.name=01_g", "hydra.run.dir=train_dir/s/01_g")
-    assert new.env == {"RUN": "01_g"}
+    assert new.name == "01_g" and new.spec.index == 1
+    assert new.spec.argv == ("prog", "+out=01_g", "lr=0.01", "hydra.job.name=01_g", "hydra.run.dir=train_dir/s/01_g")
+    assert new.spec.env == {"RUN": "01_g"}
     kept = sweep.experiments[grown[1].id]
-    assert kept.name == "00_g" and kept.argv == first[0].argv  # unchanged, not taken for changed
+    assert kept.name == "00_g" and kept.spec.argv == first[0].argv  # unchanged, not taken for changed
     # Compiled again, nothing differs: each is compared under the name it has.
     assert merging.merge(sweep, grown) == merging.MergeReport()
 
@@ -413,3 +413,9 @@ def test_attempt_is_filled_at_each_launch(project, recorder):
     (exp,) = project.status_json("at")["experiments"]
     assert "--try={attempt}" in exp["argv"] and exp["env"]["TRY"] == "{attempt}"
     assert "--try=2" in Path(exp["log"]).read_text().splitlines()[5]  # the header's argv: as it ran
+
+
+def test_a_spec_s_default_style_is_argparse():
+    """spec/model.py spells the default out instead of importing argstyle (the state's readers
+    load the model): it must stay the style's own name."""
+    assert Spec._field_defaults["args"] == argstyle.ARGPARSE

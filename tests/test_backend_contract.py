@@ -70,7 +70,7 @@ class Backends:
             "PBTRUN_SWEEP_DIR": str(self.paths.dir.resolve()),
             "PBTRUN_ATTEMPT": str(attempt.number),
         }
-        return LaunchRequest(exp, attempt, exp.argv, env, str(self.root))
+        return LaunchRequest(exp, attempt, exp.spec.argv, env, str(self.root))
 
     def launch(self, backend: Backend, *experiments: Experiment) -> list[tuple[Handle, Attempt]]:
         """Reserve, record (here: keep) and launch, in the scheduler's order."""

@@ -275,7 +275,7 @@ def _identity(paths: SweepPaths, exp, number: int = 1) -> dict[str, str]:
 
 def _launch(backend: LocalBackend, exp, attempt, env: dict[str, str], cwd: Path) -> Handle:
     """Launch ``attempt`` with the reference the backend reserves for it, as the scheduler does."""
-    request = LaunchRequest(exp, attempt._replace(ref=backend.reserve()), exp.argv, env, str(cwd))
+    request = LaunchRequest(exp, attempt._replace(ref=backend.reserve()), exp.spec.argv, env, str(cwd))
     (handle,) = backend.launch([request])
     return handle
 
@@ -324,7 +324,7 @@ def test_a_started_launch_is_adopted_through_its_reaper(tmp_path, in_process):
     exp = next(iter(sweep.experiments.values()))
     first = LocalBackend(paths)
     attempt = exp.last._replace(ref=first.reserve())
-    (launched,) = first.launch([LaunchRequest(exp, attempt, exp.argv, _identity(paths, exp), str(tmp_path))])
+    (launched,) = first.launch([LaunchRequest(exp, attempt, exp.spec.argv, _identity(paths, exp), str(tmp_path))])
     _pump(first, lambda _: _started_pid(launched) is not None)
     # A second scheduler (as after a crash) adopts it: same process, not a new one. It finds
     # the reaper by the address the attempt records.

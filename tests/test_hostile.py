@@ -81,7 +81,7 @@ def test_a_launch_the_reaper_cannot_be_given_fails_that_attempt_with_127(tmp_pat
     Path(f"{paths.dir.resolve()}/logs/.{log.name}.request").mkdir()
     attempt = Attempt(1, 0.0, paths.log_name(exp, 1), None, "here", ref=backend.reserve())
     try:
-        backend.launch([LaunchRequest(exp, attempt, exp.argv, {}, str(tmp_path))])
+        backend.launch([LaunchRequest(exp, attempt, exp.spec.argv, {}, str(tmp_path))])
         ((exp_id, outcome),) = backend.collect()
     finally:
         backend.close()

@@ -1,5 +1,5 @@
-"""The package's architecture, checked from its source: one-way layers, no import cycles, and
-processes started or signalled only by backends.
+"""The package's architecture, checked from its source: one-way layers, no import cycles,
+processes started or signalled only by backends, and an experiment's definition declared once.
 
 The layers, lowest first (a module may import its own layer and the ones below it, never above):
 the foundation (``errors``, ``printable``, ``proc``, ``limits``), ``spec``, ``state``,
@@ -274,3 +274,19 @@ def test_the_foundation_imports_only_the_foundation():
     for module, deps in import_graph().items():
         if module in FOUNDATION:
             assert deps <= FOUNDATION, module
+
+
+def test_an_experiments_definition_is_declared_once():
+    """The state's ``Experiment`` holds the spec layer's ``ExperimentSpec`` and adds only its
+    history: it declares none of the definition's fields itself, so the two cannot drift apart
+    and a merge replaces a definition instead of copying it field by field."""
+    from pbtrun.spec.model import ExperimentSpec
+    from pbtrun.state.records import Experiment
+
+    assert Experiment._fields == ("spec", "status", "attempts", "removed")
+    assert not set(Experiment._fields) & set(ExperimentSpec._fields)
+    # Identity is read everywhere: it is at hand, read from the definition, never stored twice.
+    spec = ExperimentSpec("id0", "g", 0, "00_g", ("prog",), {}, {})
+    exp = Experiment(spec)
+    assert (exp.id, exp.name) == (spec.id, spec.name)
+    assert isinstance(Experiment.id, property) and isinstance(Experiment.name, property)

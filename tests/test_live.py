@@ -16,6 +16,7 @@ from helpers import colour_codes
 from rich.console import Console
 
 from pbtrun.backends import logrecords
+from pbtrun.spec.model import ExperimentSpec
 from pbtrun.state.records import EXITED, FAILED, PENDING, RUNNING, SUCCEEDED, Attempt, Experiment, Settings, Sweep
 from pbtrun.state.store import SweepPaths
 from pbtrun.ui import plain
@@ -51,7 +52,7 @@ class Run:
         self.sweep = Sweep("ant", str(root), "train_dir", T0, settings)
         for n, name in enumerate(names):
             self.sweep.update(
-                Experiment(id=name, group="ant", index=n, name=name, argv=("python", "t.py"), env={}, params={})
+                Experiment(ExperimentSpec(name, "ant", n, name, argv=("python", "t.py"), env={}, params={}))
             )
         self.view: Any = None
 

@@ -125,11 +125,26 @@ def test_a_changed_definition_is_journaled_as_a_full_record(tmp_path):
     paths, _ = _sweep(tmp_path)
     writer = StateWriter(paths)
     exp_id = next(iter(writer.sweep.experiments))
-    writer.commit(lambda sweep: sweep.update(sweep.experiments[exp_id]._replace(argv=("other",))))
+    exp = writer.sweep.experiments[exp_id]
+    writer.commit(lambda sweep: sweep.update(exp._replace(spec=exp.spec._replace(argv=("other",)))))
     (entry,) = [json.loads(line) for line in paths.journal.read_bytes().rstrip(b"\0").splitlines()]
     assert "changes" not in entry and entry["experiments"][0]["argv"] == ["other"]
-    assert store.load(paths).experiments[exp_id].argv == ("other",)
+    assert store.load(paths).experiments[exp_id].spec.argv == ("other",)
     writer.close()
+
+
+def test_a_definition_read_back_is_the_compiled_one_without_its_layout(tmp_path):
+    """The state records an experiment's definition but not how its group writes argv (the
+    layout): read back, it equals the compiled one in every other field, and renaming it, which
+    only a merge with the compiled spec does, says that it cannot."""
+    paths, sweep = _sweep(tmp_path)
+    for exp_id, exp in store.load(paths).experiments.items():
+        compiled = sweep.experiments[exp_id].spec
+        assert compiled.layout is not None and exp.spec.layout is None
+        assert exp.spec == compiled._replace(layout=None)
+        assert exp.spec.renamed(exp.name) == (compiled.argv, compiled.env)
+        with pytest.raises(TypeError, match="no layout"):
+            exp.spec.renamed("99_other")
 
 
 def test_the_journal_grows_by_doubling_from_a_small_start_and_keeps_every_line(tmp_path):
@@ -203,7 +218,8 @@ def test_a_scheduler_keeps_no_lines_for_a_large_sweep_or_a_reloaded_one(tmp_path
     writer.fold_if_due()
     assert len(writer.rows) == 3
     with store.transaction(paths) as sweep:  # another writer (`pbtrun up` adding to the sweep)
-        sweep.update(sweep.experiments[exp_id]._replace(max_retries=2))
+        exp = sweep.experiments[exp_id]
+        sweep.update(exp._replace(spec=exp.spec._replace(max_retries=2)))
     writer.refresh()
     assert writer.rows == {}  # the records it kept lines for are gone
     monkeypatch.setattr(writer_module, "ROW_CACHE_MAX", 2)

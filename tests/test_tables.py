@@ -10,6 +10,7 @@ import pytest
 from helpers import colour_codes
 from rich.console import Console, RenderableType
 
+from pbtrun.spec.model import ExperimentSpec
 from pbtrun.state.records import (
     EXITED,
     FAILED,
@@ -41,17 +42,15 @@ def attempt(number: int = 1, took: float | None = 10.0, rc: int | None = 0, **kw
 
 def experiment(n: int, name: str, status: str = PENDING, *attempts: Attempt, removed: bool = False) -> Experiment:
     return Experiment(
-        id=f"id{n}",
-        group="ant",
-        index=n,
-        name=name,
-        argv=("python", "train.py"),
-        env={},
-        params={},
+        ExperimentSpec(id=f"id{n}", group="ant", index=n, name=name, argv=("python", "train.py"), env={}, params={}),
         status=status,
         attempts=attempts,
         removed=removed,
     )
+
+
+def with_params(exp: Experiment, params: dict[str, Any]) -> Experiment:
+    return exp._replace(spec=exp.spec._replace(params=params))
 
 
 def make_sweep(*experiments: Experiment) -> Sweep:
@@ -243,7 +242,7 @@ def test_parameter_columns_go_before_any_column_shrinks_the_last_first() -> None
     runs = [(0, "00_ant_lr_0.1", 0.1, "adam_with_a_long_name"), (1, "01_ant_lr_0.03", 0.03, "sgd")]
     sweep = make_sweep(
         *(
-            experiment(n, name, SUCCEEDED, attempt(gpus=(n,)))._replace(params={"seed": 1, "lr": lr, "optimizer": opt})
+            with_params(experiment(n, name, SUCCEEDED, attempt(gpus=(n,))), {"seed": 1, "lr": lr, "optimizer": opt})
             for n, name, lr, opt in runs
         )
     )

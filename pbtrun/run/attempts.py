@@ -29,13 +29,13 @@ def launch_requests(
 ) -> Iterator[LaunchRequest]:
     """The launch requests, each made as the backend takes it (so the first starts sooner)."""
     for exp, attempt in launched:
-        argv, env = fill_attempt(exp.argv, added_env(exp, attempt, sweep_dir), attempt.number)
+        argv, env = fill_attempt(exp.spec.argv, added_env(exp, attempt, sweep_dir), attempt.number)
         yield LaunchRequest(exp, attempt, argv, env, cwd)
 
 
 def added_env(exp: Experiment, attempt: Attempt, sweep_dir: str) -> dict[str, str]:
     """What the attempt's environment adds to pbtrun's own, which it inherits."""
-    env = dict(exp.env)
+    env = dict(exp.spec.env)
     env["PBTRUN_EXPERIMENT"] = exp.name
     env["PBTRUN_SWEEP_DIR"] = sweep_dir
     env["PBTRUN_ATTEMPT"] = str(attempt.number)

@@ -59,7 +59,7 @@ def after_end(exp: Experiment, outcome: Outcome, stopped_for: str | None) -> Exp
         return exp.to(SUCCEEDED, last._replace(outcome=EXITED, **common))
     exp = exp.to(FAILED, last._replace(outcome=TIMED_OUT if timed_out else EXITED, **common))
     failures = sum(1 for a in exp.attempts if a.outcome == TIMED_OUT or (a.outcome == EXITED and a.returncode))
-    return exp.to(PENDING) if failures <= exp.max_retries else exp
+    return exp.to(PENDING) if failures <= exp.spec.max_retries else exp
 
 
 def outcome_lost(exp: Experiment) -> bool:

@@ -393,8 +393,9 @@ class Scheduler:
 
     def _watch(self, handle: Handle, exp: Experiment) -> None:
         self.running[exp.id] = handle
-        if exp.timeout_min is not None and exp.last is not None:
-            left_s = exp.last.started_at + exp.timeout_min * 60 - time.time()
+        timeout_min = exp.spec.timeout_min
+        if timeout_min is not None and exp.last is not None:
+            left_s = exp.last.started_at + timeout_min * 60 - time.time()
             self.stops.time_out_at(exp.id, time.monotonic() + left_s)
 
     # ---------------------------------------------------------------- stopping
@@ -415,7 +416,7 @@ class Scheduler:
         now = time.monotonic()
         for exp_id in self.stops.timed_out(now):
             exp = self.sweep.experiments[exp_id]
-            self.listener.message(f"{exp.name} ran longer than timeout_min = {exp.timeout_min:g}; stopping it")
+            self.listener.message(f"{exp.name} ran longer than timeout_min = {exp.spec.timeout_min:g}; stopping it")
             self.stops.stop(exp_id, now=False, why="timeout")
         first = self.stops.first_signals_due(now)
         if first:

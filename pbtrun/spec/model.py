@@ -1,17 +1,21 @@
 """The values the spec layer hands out: a validated spec and the experiments compiled from it.
 
 Kept apart from the reading and expanding, so that a module that only names these types (the
-state's records, ``status``, the settings the flags resolve) does not load the TOML reader.
+state's records, ``status``, the settings the flags resolve) does not load the TOML reader. The
+state's codec builds ``ExperimentSpec``s as it reads ``pbtrun.json``, so this module loads only
+what every ``status`` can afford.
 NamedTuples, not dataclasses: ``pbtrun up`` does not load the ``dataclasses`` module at all
 (tests/test_startup.py keeps it so).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pbtrun.spec import argstyle
+if TYPE_CHECKING:  # the state's readers load this module for ExperimentSpec; argstyle costs them start-up time
+    from pbtrun.spec import argstyle
 
 LOCAL = "local"
 # The backends a spec may name in ``backend`` (each implemented under pbtrun.backends), with what
@@ -60,32 +64,40 @@ class Spec(NamedTuple):
     randomize: bool = False
     random_seed: int = 0
     text: str = ""
-    args: str = argstyle.ARGPARSE
+    args: str = "argparse"  # argstyle.ARGPARSE, spelled out here: see the import above
     warnings: tuple[str, ...] = ()  # for plan and up to print; the spec layer never prints
     backend: str = LOCAL
 
 
 class ExperimentSpec(NamedTuple):
-    """One compiled experiment: everything needed to run it, nothing about how it went."""
+    """One compiled experiment: everything needed to run it, nothing about how it went.
+
+    The one declaration of an experiment's definition: the state's ``Experiment`` holds one
+    and adds its history. ``layout`` is the exception: only a definition compiled from the spec
+    has it (the state does not record it), and only :meth:`renamed` needs it."""
 
     id: str
     group: str
     index: int
     name: str
     argv: tuple[str, ...]
-    env: dict[str, str]
-    params: dict[str, Any]
-    name_arg: int | None  # position in argv of the experiment-name argument, if any
-    layout: argstyle.Layout  # how its group writes argv and env: see renamed
+    env: Mapping[str, str]
+    params: Mapping[str, Any]
+    name_arg: int | None = None  # position in argv of the experiment-name argument, if any
     max_retries: int = 0
     timeout_min: float | None = None
+    # How its group writes argv and env (see renamed); None in a definition read from the state.
+    layout: argstyle.Layout | None = None
 
-    def renamed(self, name: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    def renamed(self, name: str) -> tuple[tuple[str, ...], Mapping[str, str]]:
         """Its argv and env had it been named ``name``. The state's merge numbers a new experiment
         past its group's last when its name is taken, and compares an existing one under the name
         it already has: every argument made with the name follows it (the name argument, in Hydra
-        style its directory, and each ``{experiment}`` placeholder)."""
+        style its directory, and each ``{experiment}`` placeholder). Only a compiled definition
+        can be renamed: one read from the state has no layout."""
         if name == self.name:
             return self.argv, self.env
+        if self.layout is None:
+            raise TypeError(f"{self.name}: a definition read from the state has no layout; rename a compiled one")
         argv, _, env = self.layout.render(name, self.params)
         return argv, env

@@ -2,6 +2,10 @@
 (see ``migrations.py`` for the format's history): an older format is migrated as it is read, a
 newer one refused.
 
+An experiment's row is flat: its definition's fields (an ``ExperimentSpec``, less the layout,
+which the state does not record) beside its history's (status, removed, attempts), in the
+order format 2 has always had.
+
 Pure: dicts in, records out and back (``layout.py`` lays them out as bytes, ``store.py`` does
 the file I/O).
 """
@@ -13,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pbtrun.errors import StateError
+from pbtrun.spec.model import ExperimentSpec
 from pbtrun.state.migrations import FORMAT, upgrade_attempt, upgrade_experiment, upgrade_head
 from pbtrun.state.records import STOP_REASONS, Attempt, AttemptOutcome, Experiment, Settings, Status, Sweep
 
@@ -73,12 +78,18 @@ def change_json(before: Experiment | None, exp: Experiment) -> dict[str, Any] | 
 
 
 def _same_definition(a: Experiment, b: Experiment) -> bool:
-    return (
-        a.argv is b.argv
-        and a.env is b.env
-        and a.params is b.params
-        and (a.name, a.index, a.group, a.name_arg, a.removed, a.max_retries, a.timeout_min)
-        == (b.name, b.index, b.group, b.name_arg, b.removed, b.max_retries, b.timeout_min)
+    """Whether the record differs in nothing but its status and attempts. A transition keeps the
+    definition object itself; one rebuilt with the same values (its large fields the same
+    objects) counts as the same too."""
+    if a.removed != b.removed:
+        return False
+    x, y = a.spec, b.spec
+    return x is y or (
+        x.argv is y.argv
+        and x.env is y.env
+        and x.params is y.params
+        and (x.id, x.name, x.index, x.group, x.name_arg, x.max_retries, x.timeout_min)
+        == (y.id, y.name, y.index, y.group, y.name_arg, y.max_retries, y.timeout_min)
     )
 
 
@@ -99,19 +110,20 @@ def apply_change(sweep: Sweep, change: Mapping[str, Any], stored_format: int = F
 
 
 def experiment_json(exp: Experiment) -> dict[str, Any]:
+    spec = exp.spec  # the definition's layout is not recorded: it is the spec's to compile
     return {
-        "id": exp.id,
-        "group": exp.group,
-        "index": exp.index,
-        "name": exp.name,
-        "argv": list(exp.argv),
-        "env": dict(exp.env),
-        "params": dict(exp.params),
-        "name_arg": exp.name_arg,
+        "id": spec.id,
+        "group": spec.group,
+        "index": spec.index,
+        "name": spec.name,
+        "argv": list(spec.argv),
+        "env": dict(spec.env),
+        "params": dict(spec.params),
+        "name_arg": spec.name_arg,
         "status": exp.status,
         "removed": exp.removed,
-        "max_retries": exp.max_retries,
-        "timeout_min": exp.timeout_min,
+        "max_retries": spec.max_retries,
+        "timeout_min": spec.timeout_min,
         "attempts": [_attempt_json(a) for a in exp.attempts],
     }
 
@@ -225,7 +237,7 @@ def experiment_from(raw: dict[str, Any], shared: dict | None = None, stored_form
     if not argv:
         raise ValueError(f"the argv of {raw.get('name')} is empty")
     attempts = raw["attempts"]
-    return Experiment(  # positional: a 100,000-experiment state is read in a loop of these
+    definition = ExperimentSpec(  # positional: a 100,000-experiment state is read in a loop of these
         str(raw["id"]),
         intern(raw["group"]),
         int(raw["index"]),
@@ -234,11 +246,14 @@ def experiment_from(raw: dict[str, Any], shared: dict | None = None, stored_form
         env,
         params,
         raw.get("name_arg"),
+        int(raw.get("max_retries", 0)),
+        None if timeout is None else float(timeout),
+    )
+    return Experiment(
+        definition,
         status,
         tuple(map(_attempt_from, attempts)) if attempts else (),
         bool(raw.get("removed", False)),
-        int(raw.get("max_retries", 0)),
-        None if timeout is None else float(timeout),
     )
 
 

@@ -2,13 +2,17 @@
 which are gone, and the refusal of a changed command (unless forced). ``up`` merges with
 :func:`merge`; ``plan`` shows :func:`merged`'s result before anything is changed.
 
+A kept experiment keeps its definition object (only its retry and timeout limits follow the
+spec, and with ``--force`` its command): an unchanged one is then journaled as a transition,
+not a full record. A new one holds the compiled definition as is.
+
 Pure: records in, records out (``store.py`` saves them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from pbtrun.errors import SpecError
 from pbtrun.printable import printable
@@ -25,25 +29,9 @@ class MergeReport(NamedTuple):
 
 
 def new_experiment(spec: ExperimentSpec) -> Experiment:
-    return Experiment(
-        id=spec.id,
-        group=spec.group,
-        index=spec.index,
-        name=spec.name,
-        argv=spec.argv,
-        env=spec.env,  # shared with the group's other experiments: records are never changed in place
-        params=spec.params,
-        name_arg=spec.name_arg,
-        max_retries=spec.max_retries,
-        timeout_min=spec.timeout_min,
-    )
-
-
-def _renamed(spec: ExperimentSpec, name: str) -> dict[str, Any]:
-    """The argv and env ``spec`` gives an experiment named ``name``: the name argument, and with
-    ``args = "hydra"`` or a ``{experiment}`` placeholder more of them, follow the name."""
-    argv, env = spec.renamed(name)
-    return {"argv": argv, "env": env}
+    """A pending experiment with the definition ``spec``, which it holds as is (its env shared
+    with the group's other experiments: records are never changed in place)."""
+    return Experiment(spec)
 
 
 def merge(sweep: Sweep, compiled: Sequence[ExperimentSpec], force: bool = False) -> MergeReport:
@@ -93,12 +81,12 @@ def merged(
     taken = {e.name for e in old.values()}
     used: dict[str, set[int]] = {}  # each NN_ prefix names one experiment of a group
     for exp in old.values():
-        used.setdefault(exp.group, set()).add(exp.index)
+        used.setdefault(exp.spec.group, set()).add(exp.spec.index)
     for spec in compiled:
         if spec.id not in result:
             exp = _fresh(spec, taken, used.setdefault(spec.group, set()))
             taken.add(exp.name)
-            used[spec.group].add(exp.index)
+            used[spec.group].add(exp.spec.index)
             result[exp.id] = exp
     return result
 
@@ -107,14 +95,20 @@ def differs(exp: Experiment, spec: ExperimentSpec) -> bool:
     """Whether the spec now runs something else than ``exp``, compared under ``exp``'s own name
     (a merge may have numbered it past its group's last): what it runs, not what it's called."""
     argv, env = spec.renamed(exp.name)
-    return tuple(exp.argv) != tuple(argv) or dict(exp.env) != dict(env)
+    return tuple(exp.spec.argv) != tuple(argv) or dict(exp.spec.env) != dict(env)
 
 
 def _keep(exp: Experiment, spec: ExperimentSpec, force: bool) -> Experiment:
-    exp = exp._replace(removed=False, max_retries=spec.max_retries, timeout_min=spec.timeout_min)
+    """``exp`` under the edited spec: its retry and timeout limits follow the spec; its command
+    only with ``force`` (re-queued then), under the name it already has."""
+    definition = exp.spec
+    if (definition.max_retries, definition.timeout_min) != (spec.max_retries, spec.timeout_min):
+        definition = definition._replace(max_retries=spec.max_retries, timeout_min=spec.timeout_min)
+    exp = exp._replace(spec=definition, removed=False)  # the same definition kept: the journal notes only a change
     if not (force and differs(exp, spec)):
         return exp
-    requeued = exp._replace(**_renamed(spec, exp.name), name_arg=spec.name_arg)
+    argv, env = spec.renamed(exp.name)
+    requeued = exp._replace(spec=definition._replace(argv=argv, env=env, name_arg=spec.name_arg))
     return requeued if exp.status == PENDING else requeued.to(PENDING)
 
 
@@ -122,13 +116,13 @@ def _fresh(spec: ExperimentSpec, taken: set[str], used: set[int]) -> Experiment:
     """A new experiment, numbered past its group's highest index if its own is taken: a new
     grid value compiles to the index an existing experiment of the group was named with, and
     two names with one ``NN_`` prefix would make ``logs SWEEP NN_group`` ambiguous."""
-    exp = new_experiment(spec)
-    if exp.name not in taken and spec.index not in used:
-        return exp
+    if spec.name not in taken and spec.index not in used:
+        return new_experiment(spec)
     index = 1 + max(used, default=-1)
     while (name := f"{index:02d}{spec.name[len(f'{spec.index:02d}') :]}") in taken:
         index += 1
-    return exp._replace(index=index, name=name, **_renamed(spec, name))
+    argv, env = spec.renamed(name)
+    return new_experiment(spec._replace(index=index, name=name, argv=argv, env=env))
 
 
 CHANGES_SHOWN = 3  # changed experiments whose difference the refusal spells out
@@ -152,7 +146,7 @@ def _changed_message(sweep: Sweep, changed: Sequence[ExperimentSpec]) -> str:
     for spec in changed[:CHANGES_SHOWN]:
         exp = old[spec.id]
         argv, env = spec.renamed(exp.name)
-        diff = difference(exp.argv, argv, exp.env, env)
+        diff = difference(exp.spec.argv, argv, exp.spec.env, env)
         lines.append(f"    {exp.name}: {describe(diff)}")
     if len(changed) > CHANGES_SHOWN:
         lines.append(f"    ... and {len(changed) - CHANGES_SHOWN} more: `pbtrun plan` with this spec shows them all.")

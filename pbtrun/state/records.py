@@ -1,15 +1,21 @@
 """The sweep's state as records: the sweep, its experiments and their attempts, the statuses
 and their legal transitions, and how an attempt ended.
 
+An experiment's definition (what it runs) is not declared here: the record holds the spec
+layer's ``ExperimentSpec`` whole and adds its history, so the two never drift apart.
+
 Pure data: no file I/O, no locks, no processes (``codec.py`` gives the records their JSON shape,
 ``store.py`` does the I/O, the backends run things).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # annotations only: the codec, which builds definitions, loads the model
+    from pbtrun.spec.model import ExperimentSpec
 
 
 class Status(StrEnum):
@@ -111,21 +117,29 @@ class Attempt(NamedTuple):
 
 
 class Experiment(NamedTuple):
-    """One experiment of the sweep, with its definition and every attempt made at it."""
+    """One experiment of the sweep: its definition and its history.
 
-    id: str
-    group: str
-    index: int
-    name: str
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
-    params: Mapping[str, Any]
-    name_arg: int | None = None
+    The definition is the spec layer's :class:`~pbtrun.spec.model.ExperimentSpec`, held whole
+    (``exp.spec.argv``): its fields are declared once, there, and a merge replaces the definition
+    rather than copying it field by field. One read back from the state has no ``layout`` (the
+    state does not record it; see ``ExperimentSpec.renamed``). The history is the status, the
+    attempts and whether the spec still lists it. ``id`` and ``name``, read everywhere, are
+    properties reading the definition."""
+
+    spec: ExperimentSpec
     status: Status = PENDING
     attempts: tuple[Attempt, ...] = ()
     removed: bool = False  # no longer in the spec; kept for its history, never launched again
-    max_retries: int = 0
-    timeout_min: float | None = None
+
+    @property
+    def id(self) -> str:
+        """Its definition's id: stable across edits of the spec, the key of ``Sweep.experiments``."""
+        return self.spec.id
+
+    @property
+    def name(self) -> str:
+        """Its definition's name, as ``status`` shows it and ``logs`` takes it."""
+        return self.spec.name
 
     @property
     def last(self) -> Attempt | None:

@@ -51,12 +51,15 @@ def compare(sweep: Sweep, compiled: Sequence[ExperimentSpec]) -> Changes:
         spec = specs.get(exp.id)
         if spec is None:
             continue
-        planned.append(spec._replace(index=exp.index, name=exp.name, argv=exp.argv, env=exp.env))
+        kept = exp.spec  # as the merge leaves it: numbered, named and written as it will run
+        planned.append(spec._replace(index=kept.index, name=kept.name, argv=kept.argv, env=kept.env))
         before = old.get(exp.id)
         if before is None:
             new.append(exp.name)
         elif differs(before, spec):
-            changed.append(Changed(exp.name, before.status, difference(before.argv, exp.argv, before.env, exp.env)))
+            changed.append(
+                Changed(exp.name, before.status, difference(before.spec.argv, kept.argv, before.spec.env, kept.env))
+            )
         else:
             unchanged.append((exp.name, before.status))
     # Already marked removed by an earlier merge: nothing this spec changes.

@@ -55,18 +55,19 @@ def experiment_json(
     prefix = f"{base}/"
     attempts = real_attempts(exp)
     last = attempts[-1] if attempts else None
+    spec = exp.spec
     return {
-        "name": exp.name,
-        "id": exp.id,
-        "group": exp.group,
+        "name": spec.name,
+        "id": spec.id,
+        "group": spec.group,
         "status": exp.status,
         "outcome": None if last is None else last.outcome,
         "returncode": None if last is None else last.returncode,
         "gpus": None if last is None or last.gpus is None else list(last.gpus),
         "attempts": len(attempts),
-        "argv": exp.argv,  # a tuple, written as a JSON array: no copy (nor of the dicts below)
-        "env": exp.env if type(exp.env) is dict else dict(exp.env),
-        "params": exp.params if type(exp.params) is dict else dict(exp.params),
+        "argv": spec.argv,  # a tuple, written as a JSON array: no copy (nor of the dicts below)
+        "env": spec.env if type(spec.env) is dict else dict(spec.env),
+        "params": spec.params if type(spec.params) is dict else dict(spec.params),
         "log": None if last is None else prefix + last.log,
         "started_at": None if last is None else last.started_at,
         "ended_at": None if last is None else last.ended_at,

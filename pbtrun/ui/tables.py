@@ -166,7 +166,7 @@ def varying_params(experiments: Sequence[Experiment]) -> dict[str, bool]:
     having: dict[str, int] = {}
     numeric: dict[str, bool] = {}
     for exp in experiments:
-        for name, value in exp.params.items():
+        for name, value in exp.spec.params.items():
             values.setdefault(name, set()).add(render_value(value))
             having[name] = having.get(name, 0) + 1
             number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -179,7 +179,8 @@ def _param_columns(params: Mapping[str, bool]) -> list[Column]:
 
 
 def _param_cells(exp: Experiment, params: Mapping[str, bool]) -> list[RenderableType]:
-    return [Text(printable(render_value(exp.params[name])) if name in exp.params else "") for name in params]
+    values = exp.spec.params
+    return [Text(printable(render_value(values[name])) if name in values else "") for name in params]
 
 
 def _visible(rows: Sequence[Sequence[RenderableType]]) -> set[int]:
