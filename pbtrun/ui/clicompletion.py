@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from pbtrun.errors import PbtrunError
-from pbtrun.state import store
 from pbtrun.state.paths import find_sweeps, is_sweep, resolve_sweep, subdirectories
 
 
@@ -54,6 +53,8 @@ def _complete_paths(incomplete: str, sweeps: bool) -> list[Any]:
 
 def complete_experiments(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion of an experiment of the sweep given before it: the names that begin with what is typed."""
+    from pbtrun.state import store
+
     try:
         sweep = store.load(resolve_sweep(Path(os.path.expanduser(ctx.params["path"]))))
     except (PbtrunError, KeyError, TypeError):

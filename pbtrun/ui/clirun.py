@@ -14,8 +14,7 @@ from typing import Any
 
 import click
 
-from pbtrun.state import control, locks, store
-from pbtrun.state.paths import is_sweep
+from pbtrun.state.paths import SweepPaths, is_sweep
 from pbtrun.ui import commands, runoptions, targets
 from pbtrun.ui.cliparts import command, echo_lines, with_options
 
@@ -55,6 +54,7 @@ def _print_plan(
     from pbtrun.run.settings import resolve
     from pbtrun.spec.expansion import expand
     from pbtrun.spec.reading import load
+    from pbtrun.state import store
     from pbtrun.ui import changes, plans
     from pbtrun.ui.jsonlines import json_lines
 
@@ -66,7 +66,7 @@ def _print_plan(
     sweep_dir = Path(train_dir) / spec.name
     compiled = expand(spec, train_dir)
     edit = None  # what the spec changes in the sweep, if it exists
-    paths = store.SweepPaths(sweep_dir)
+    paths = SweepPaths(sweep_dir)
     if is_sweep(paths.dir):
         edit = changes.compare(store.load(paths), compiled)
         compiled = edit.planned  # the names and order `up` would give them
@@ -101,6 +101,8 @@ def _as_they_would_run(compiled: list[Any]) -> list[Any]:
 def resume(path: Path | None, **options: Any) -> None:
     """Continue the sweep at PATH (a sweep dir, or a train dir holding one sweep; default: the only
     sweep under ./train_dir)."""
+    from pbtrun.state import locks, store
+
     paths = targets.sweep_at(path or targets.DEFAULT_TRAIN_DIR, "resume", given=path is not None)
     flags = commands.scheduler_flags(options)
     with locks.scheduler_lock(paths):
@@ -128,6 +130,8 @@ def resume(path: Path | None, **options: Any) -> None:
 @click.option("--no-wait", is_flag=True, help="Ask the scheduler to stop and return at once.")
 def stop(path: Path, now: bool, no_wait: bool) -> None:
     """Ask the scheduler running the sweep at PATH to stop gracefully, and wait for it."""
+    from pbtrun.state import control, locks, store
+
     paths = targets.sweep_at(path, "stop")
     if not control.notify(paths, "stop-now" if now else "stop"):
         click.echo(f"no scheduler is running {paths.dir}; nothing to stop")

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pbtrun.errors import PbtrunError
-from pbtrun.state import locks, store
-from pbtrun.state.paths import find_sweeps, is_sweep, resolve_sweep
+from pbtrun.state.paths import SweepPaths, find_sweeps, is_sweep, resolve_sweep
 from pbtrun.ui import leftovers, targets
 from pbtrun.ui.clicompletion import complete_experiments, complete_sweeps, complete_train_dirs
 from pbtrun.ui.cliparts import command, echo_lines
@@ -83,9 +82,8 @@ def _console() -> Any:
     return Console() if sys.stdout.isatty() else Console(width=1000)  # a pipe keeps whole names
 
 
-def _sweep_status(
-    paths: store.SweepPaths, as_json: bool, watch: bool, limit: int | None, options: dict[str, Any]
-) -> None:
+def _sweep_status(paths: SweepPaths, as_json: bool, watch: bool, limit: int | None, options: dict[str, Any]) -> None:
+    from pbtrun.state import locks, store
     from pbtrun.ui.words import Filters
 
     filters = Filters(**options)
@@ -119,7 +117,7 @@ def _sweep_status(
         console.print(frame(limit))
 
 
-def _observed(paths: store.SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -> dict[str, Any]:
+def _observed(paths: SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) -> dict[str, Any]:
     """While no scheduler runs, the state's "running" is only what the last one recorded: look
     at those attempts' logs and processes (read-only) to show what they really are."""
     if holder is not None:
@@ -188,16 +186,18 @@ def _sweep_rows(train_dir: Path, full_errors: bool = False) -> list[tuple]:
     """Per sweep under ``train_dir``: its dir, its summary (or None), its scheduler, an error.
     A sweep that lost its pbtrun.json is listed too, as an error. ``full_errors``: each error as
     `pbtrun status DIR` gives it, not shortened for a table cell."""
+    from pbtrun.state import locks, store
+
     rows: list[tuple] = []
     for sweep_dir in leftovers.lost_sweeps(train_dir):
-        paths = store.SweepPaths(sweep_dir)
+        paths = SweepPaths(sweep_dir)
         if full_errors:
             error = leftovers.lost_state_message(sweep_dir, leftovers.what_is_left(sweep_dir))
         else:
             error = f"{paths.state.name} missing: pbtrun status {shlex.quote(str(sweep_dir))} says how to restore it"
         rows.append((sweep_dir, None, locks.holder_alive(paths), error))
     for sweep_dir in find_sweeps(train_dir):
-        paths = store.SweepPaths(sweep_dir)
+        paths = SweepPaths(sweep_dir)
         holder = locks.holder_alive(paths)
         summary = store.read_summary(paths)
         if summary is None:
@@ -242,6 +242,7 @@ def logs(
     """
     from click.core import ParameterSource
 
+    from pbtrun.state import store
     from pbtrun.ui import logs as experiment_logs
 
     given = path is not None

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pbtrun import __version__
 from pbtrun.errors import CWD_GONE, PbtrunError, SpecError, SweepBusy
 from pbtrun.printable import printable_lines
-from pbtrun.state import control, locks, store
-from pbtrun.state.paths import is_sweep
+from pbtrun.state.paths import SweepPaths, is_sweep
 from pbtrun.ui import leftovers, targets
 
 if TYPE_CHECKING:
@@ -122,6 +121,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, options: dict[str, A
     from pbtrun.run.settings import resolve
     from pbtrun.spec.expansion import expand
     from pbtrun.spec.reading import load
+    from pbtrun.state import locks, store
     from pbtrun.state.merge import merge, new_experiment
     from pbtrun.state.records import Sweep
 
@@ -132,7 +132,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, options: dict[str, A
     settings = resolve(spec.scheduler, scheduler_flags(options), spec_file)
     train_dir = train_dir_of(train_dir, spec)
     compiled = expand(spec, train_dir)
-    paths = store.SweepPaths(Path(here) / train_dir / spec.name)
+    paths = SweepPaths(Path(here) / train_dir / spec.name)
     try:
         paths.logs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -175,9 +175,10 @@ def up(spec_file: Path, train_dir: str | None, force: bool, options: dict[str, A
     sys.exit(SweepBusy.exit_code)
 
 
-def _add_to_running(paths: store.SweepPaths, compiled: list, force: bool) -> str:
+def _add_to_running(paths: SweepPaths, compiled: list, force: bool) -> str:
     """Merge a re-compiled spec into a sweep another scheduler runs, wake that scheduler, and
     say what happened."""
+    from pbtrun.state import control, locks, store
     from pbtrun.state.merge import merge
 
     holder = locks.busy_holder(paths)  # before it can go: a scheduler that ends removes its record
@@ -212,7 +213,7 @@ def _say_merged(report: Any) -> None:
         say(f"{removed} experiment(s) no longer in the spec are kept for their history, not run", out)
 
 
-def run(paths: store.SweepPaths, options: dict[str, Any], saved: tuple[Sweep, tuple | None] | None = None) -> None:
+def run(paths: SweepPaths, options: dict[str, Any], saved: tuple[Sweep, tuple | None] | None = None) -> None:
     """Schedule the sweep at ``paths`` with a view of its progress until it ends; exit with
     the scheduler's code (``saved``: the state ``up`` just wrote, not read back)."""
     from pbtrun.run.scheduler import Scheduler

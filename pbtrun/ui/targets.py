@@ -12,15 +12,14 @@ import shlex
 from pathlib import Path
 
 from pbtrun.errors import PbtrunError, SpecError, StateError
-from pbtrun.state import store
-from pbtrun.state.paths import find_sweeps, is_sweep, resolve_sweep, subdirectories
+from pbtrun.state.paths import SweepPaths, find_sweeps, is_sweep, resolve_sweep, subdirectories
 from pbtrun.ui import leftovers
 
 DEFAULT_TRAIN_DIR = Path("train_dir")  # what `status`, `resume` and `logs` read when given no path
 SUGGESTIONS = 3
 
 
-def sweep_at(path: Path, command: str, given: bool = True) -> store.SweepPaths:
+def sweep_at(path: Path, command: str, given: bool = True) -> SweepPaths:
     """The sweep at ``path`` (see ``resolve_sweep``); a sweep that lost its pbtrun.json, at
     ``path`` or as the only one under a train dir, is reported with how to restore it; a path
     that is not there, with the sweeps closest to it. ``given``: typed, not the default."""
