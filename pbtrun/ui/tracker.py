@@ -32,7 +32,8 @@ SOON_S = 60.0
 def slots(settings: Settings) -> int:
     """How many experiments the sweep can run at once: ``max_parallel``, or fewer when pinned GPUs run out."""
     if settings.experiments_per_gpu > 0:
-        return max(1, min(settings.max_parallel, len(settings.gpus) * settings.experiments_per_gpu))
+        per_experiment = max(1, settings.gpus_per_experiment)
+        return max(1, min(settings.max_parallel, len(settings.gpus) * settings.experiments_per_gpu // per_experiment))
     return max(1, settings.max_parallel)
 
 
