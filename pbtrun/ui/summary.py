@@ -39,7 +39,8 @@ def settings_line(paths: SweepPaths, sweep: Sweep) -> str:
     if pinned and s.gpus_per_experiment > 1:
         gpus += f", {s.gpus_per_experiment} per experiment"
     if pinned and s.placement == "memory":
-        gpus += f", by free memory (at least {s.min_free_memory_gb:g} GB)" if s.min_free_memory_gb else ", by free memory"
+        least = f" (at least {s.min_free_memory_gb:g} GB)" if s.min_free_memory_gb else ""
+        gpus += f", by free memory{least}"
     if pinned and s.exclude_busy_gpus:
         gpus += ", busy GPUs skipped"
     return (
