@@ -177,6 +177,11 @@ class Settings(NamedTuple):
     experiments_per_gpu: int = -1
     pause_between_s: float = 0.0
     max_failures: int | None = None  # stop launching after this many experiments failed in one run
+    gpus_per_experiment: int = 1  # GPUs each experiment gets (a group may ask for its own)
+    placement: str = "count"  # "count": least busy GPU first; "memory": most free memory first
+    min_free_memory_gb: float | None = None  # under "memory": a GPU with less free is not eligible
+    memory_settle_s: float = 30.0  # how long memory promised to a launch counts before it shows in NVML
+    exclude_busy_gpus: bool = False  # skip GPUs with compute processes pbtrun did not start
 
 
 class Sweep:
