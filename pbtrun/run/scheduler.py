@@ -32,7 +32,7 @@ from pbtrun.errors import PbtrunError, StateError
 from pbtrun.proc import hostname
 from pbtrun.run import control
 from pbtrun.run.attempts import launch_requests, next_attempt
-from pbtrun.run.gpus import Placement
+from pbtrun.run.gpus import Placement, Wait
 from pbtrun.run.outcomes import after_end, exit_code, outcome_lost, stopped_by_pbtrun
 from pbtrun.run.queue import RunQueue
 from pbtrun.run.stopping import Stops
@@ -374,7 +374,7 @@ class Scheduler:
         pause = self.sweep.settings.pause_between_s > 0
         while self.queue.launchable():
             gpus = self.placement.choose(load, running)
-            if gpus is None:
+            if gpus is None or isinstance(gpus, Wait):  # no slot, or no GPU fits: the next end frees one
                 return
             for g in gpus:
                 load[g] = load.get(g, 0) + 1

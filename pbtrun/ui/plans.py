@@ -20,13 +20,14 @@ if TYPE_CHECKING:  # for annotations: the spec layer is loaded by whoever compil
 def first_slots(experiments: Sequence[ExperimentSpec], settings: Settings) -> list[tuple[int, ...] | None]:
     """Where each experiment would start if the sweep began now with every slot free:
     a tuple of GPUs (empty: not pinned), or None for those that wait for a slot."""
-    from pbtrun.run.gpus import Placement
+    from pbtrun.run.gpus import Placement, Wait
 
     placement = Placement(settings)
     load: dict[int, int] = {}
-    slots = []
+    slots: list[tuple[int, ...] | None] = []
     for n, _ in enumerate(experiments):
-        gpus = placement.choose(load, n)
+        chosen = placement.choose(load, n)
+        gpus = None if isinstance(chosen, Wait) else chosen  # both wait for a running one to end
         for g in gpus or ():
             load[g] = load.get(g, 0) + 1
         slots.append(gpus)
