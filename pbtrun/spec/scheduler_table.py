@@ -70,7 +70,7 @@ def _gpu_placement(src: SpecSource, table: Any, where: tuple) -> dict[str, Any]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise src.error((*where, key), f"must be a number, not {keys.type_name(value)}.")
         if value is not None and not low <= value <= MAX_MEMORY_NUMBER:  # also false for nan
-            raise src.error((*where, key), f"must be {low:g} to {MAX_MEMORY_NUMBER:g}, not {value:g}.")
+            raise src.error((*where, key), f"must be {low:g} to {MAX_MEMORY_NUMBER:,.0f}, not {value:g}.")
         numbers[key] = None if value is None else float(value)
     if numbers["min_free_memory_gb"] is not None and placement != "memory":
         raise src.error(
