@@ -13,14 +13,53 @@ start costs a few dozen checks per round, not 100,000.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from pbtrun.run.gpus import GpuState, Rules, Wait, place, reserve
+from pbtrun.run.gpus import GpuState, Placement, Rules, Wait, place, reserve
 from pbtrun.run.queue import RunQueue
+from pbtrun.state.records import Sweep
+
+if TYPE_CHECKING:
+    from pbtrun.run.gpuwatch import GpuWatch
 
 LOOK_PAST = 32  # experiments looked at behind the first that must wait, per round
 
 Chosen = tuple[str, tuple[int, ...]]
+
+
+def choose(
+    queue: RunQueue,
+    sweep: Sweep,
+    placement: Placement,
+    watch: GpuWatch | None,
+    held: Iterable[tuple[int, ...]],
+    running: int,
+) -> tuple[list[Chosen], str | None]:
+    """This round's launches, and why experiments wait beyond the sweep's own slots and GPUs
+    (memory, busy GPUs), or None. ``held``: the GPUs of each running experiment; ``running``:
+    how many run. ``watch`` is None exactly when GPUs are not pinned."""
+    settings = sweep.settings
+    free_slots = settings.max_parallel - running
+    one = settings.pause_between_s > 0  # pacing: one launch per round
+    if free_slots <= 0:
+        return [], None
+    if watch is None:
+        return choose_unpinned(queue, free_slots, one), None
+    load: dict[int, int] = {}
+    for gpus in held:
+        for g in gpus:
+            load[g] = load.get(g, 0) + 1
+    experiments = sweep.experiments
+    default_need = settings.gpus_per_experiment
+
+    def need_of(exp_id: str) -> int:
+        return experiments[exp_id].spec.gpus_per_experiment or default_need
+
+    states = watch.states(settings.gpus, load)
+    chosen, waiting = choose_pinned(queue, free_slots, one, states, placement.rules, need_of)
+    # Waiting for a slot or GPU the sweep's own experiments hold is the usual queue: nothing to explain.
+    return chosen, waiting if watch.live else None
 
 
 def choose_unpinned(queue: RunQueue, free_slots: int, one: bool) -> list[Chosen]:

@@ -32,8 +32,8 @@ from pbtrun.errors import PbtrunError, StateError
 from pbtrun.proc import hostname
 from pbtrun.run import control
 from pbtrun.run.attempts import launch_requests, next_attempt
-from pbtrun.run.choosing import Chosen, choose_pinned, choose_unpinned
-from pbtrun.run.gpus import Placement, Rules
+from pbtrun.run.choosing import Chosen, choose
+from pbtrun.run.gpus import Placement
 from pbtrun.run.outcomes import after_end, exit_code, outcome_lost, stopped_by_pbtrun
 from pbtrun.run.queue import RunQueue
 from pbtrun.run.stopping import Stops
@@ -392,33 +392,13 @@ class Scheduler:
 
     def _choose(self) -> list[Chosen]:
         """Experiments to launch now and their GPUs (see :mod:`pbtrun.run.choosing`)."""
-        settings = self.sweep.settings
-        free_slots = settings.max_parallel - len(self.running)
-        one = settings.pause_between_s > 0
         if not self.queue.launchable():
             self._set_waiting(None)
             return []
-        if free_slots <= 0:
-            return []
-        if self.gpuwatch is None:
-            return choose_unpinned(self.queue, free_slots, one)
-        states = self.gpuwatch.states(settings.gpus, self._gpu_load())
-        default_need = settings.gpus_per_experiment
-        experiments = self.sweep.experiments
-
-        def need_of(exp_id: str) -> int:
-            return experiments[exp_id].spec.gpus_per_experiment or default_need
-
-        rules = Rules(
-            settings.experiments_per_gpu,
-            settings.placement == "memory",
-            self.gpuwatch.min_free_mb,
-            settings.exclude_busy_gpus,
-        )
-        chosen, waiting = choose_pinned(self.queue, free_slots, one, states, rules, need_of)
-        if not self.gpuwatch.live:
-            waiting = None  # waiting for a slot of our own: the usual queue, nothing to explain
-        self._set_waiting(waiting)
+        held = self.gpus_held.values()
+        chosen, waiting = choose(self.queue, self.sweep, self.placement, self.gpuwatch, held, len(self.running))
+        if chosen or waiting:
+            self._set_waiting(waiting)
         return chosen
 
     def _set_waiting(self, reason: str | None) -> None:
@@ -429,14 +409,6 @@ class Scheduler:
         self.listener.waiting(reason)
         with contextlib.suppress(OSError):
             locks.note_waiting(self.paths, reason)
-
-    def _gpu_load(self) -> dict[int, int]:
-        """How many running experiments each GPU holds."""
-        load: dict[int, int] = {}
-        for gpus in self.gpus_held.values():
-            for g in gpus:
-                load[g] = load.get(g, 0) + 1
-        return load
 
     def _watch(self, handle: Handle, exp: Experiment) -> None:
         self.running[exp.id] = handle
