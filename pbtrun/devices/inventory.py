@@ -66,8 +66,8 @@ def _read_source(forced: str) -> tuple[str, list[Gpu], list[str]]:
         except GpuReadError as exc:
             raise PbtrunError(
                 f"{SOURCE_VAR}={forced} makes pbtrun read the GPUs through {SOURCE_WORDS[forced]} only, "
-                f"and that failed: {exc}. Unset {SOURCE_VAR} (or set it to auto) to let pbtrun fall back "
-                f"to another source, or fix the NVIDIA driver."
+                f"and that failed: {str(exc).rstrip('.')}. Unset {SOURCE_VAR} (or set it to auto) to let "
+                f"pbtrun fall back to another source, or fix the NVIDIA driver."
             ) from None
     notes = []
     for name, reader in _READERS.items():

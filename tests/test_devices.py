@@ -1,0 +1,447 @@
+"""The GPU inventory without a GPU: CUDA_VISIBLE_DEVICES read as CUDA reads it, the GPUs it
+selects, the sources and their fallbacks, recorded snapshots, nvidia-smi's CSV, and which GPU
+processes are pbtrun's experiments.
+
+Every snapshot document and every nvidia-smi output below is CONSTRUCTED here, in the documented
+formats; none is recorded from a driver (tests/test_gpu_real.py runs against a real one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pbtrun.devices import owners, smi, snapshot, visible
+from pbtrun.devices.inventory import Gpu, GpuProcess, GpuReadError, Inventory, notice, read_inventory
+from pbtrun.errors import PbtrunError
+
+HAS_DRIVER = os.path.exists("/proc/driver/nvidia")
+UUIDS = [
+    "GPU-1a2b3c4d-0000-1111-2222-333344445555",
+    "GPU-1a2b9999-0000-1111-2222-333344445555",
+    "GPU-7f000000-aaaa-bbbb-cccc-ddddeeeeffff",
+    "GPU-c0ffee00-1234-5678-9abc-def012345678",
+]
+
+
+def _doc(pids: tuple[int, ...] = (4242,)) -> dict:
+    """A constructed snapshot of a four-GPU machine; GPU 1 runs ``pids``."""
+    gpus = []
+    for i, uuid in enumerate(UUIDS):
+        procs = [{"pid": pid, "used_memory_mb": 1000 + pid % 7} for pid in pids] if i == 1 else []
+        gpus.append(
+            {
+                "index": i,
+                "uuid": uuid,
+                "name": "NVIDIA Constructed 80GB",
+                "memory_total_mb": 81559,
+                "memory_used_mb": 1 + 10000 * i,
+                "utilization_pct": 10 * i,
+                "cuda_visible_devices": str(i),
+                "processes": procs,
+            }
+        )
+    return {"source": "nvml", "notice": "constructed", "driver_count": 4, "taken_at": 0.0, "gpus": gpus}
+
+
+@pytest.fixture
+def snap(tmp_path: Path) -> Path:
+    path = tmp_path / "snap.json"
+    path.write_text(json.dumps(_doc()))
+    return path
+
+
+def _inv(snap: Path, cvd: str | None = None) -> Inventory:
+    env = {"PBTRUN_GPU_SOURCE": str(snap)}
+    if cvd is not None:
+        env["CUDA_VISIBLE_DEVICES"] = cvd
+    return read_inventory(env)
+
+
+# --------------------------------------------------------------------------- CUDA_VISIBLE_DEVICES
+
+
+@pytest.mark.parametrize(
+    ("value", "tokens"),
+    [
+        (None, None),
+        ("", ()),
+        ("0", ("0",)),
+        ("2,5", ("2", "5")),
+        (" 2 ,\t5 ", ("2", "5")),
+        ("5,2", ("5", "2")),
+        ("0,1,", ("0", "1")),
+        ("0,,1", ("0",)),
+        ("0,-1,1", ("0",)),
+        ("-1", ()),
+        ("abc,0", ()),
+        ("0,1a,2", ("0",)),
+        ("+1", ()),
+        ("1.0", ()),
+        ("007", ("007",)),
+        ("2,02,2", ("2",)),
+        ("GPU-1a2b,1", ("GPU-1a2b", "1")),
+        ("GPU-1A2B,GPU-1a2b", ("GPU-1A2B",)),
+        ("MIG-0f0e-1d2c,0", ("MIG-0f0e-1d2c", "0")),
+        ("gpu-1a2b", ()),
+        ("GPU-1a2b 9", ()),
+        ("0 1", ()),
+    ],
+)
+def test_cuda_visible_devices_is_parsed_as_cuda_parses_it(value, tokens):
+    assert visible.parse_visible(value) == tokens
+
+
+def _built() -> list[Gpu]:
+    return [Gpu(index=i, uuid=u, name="x", memory_total_mb=100, memory_used_mb=10 * i) for i, u in enumerate(UUIDS)]
+
+
+def test_restrict_keeps_the_tokens_order_and_spelling():
+    chosen, unmatched = visible.restrict(_built(), ["2", "GPU-7F", "0", "GPU-c0ffee"])
+    assert [(g.index, g.visible_as) for g in chosen] == [(2, "2"), (0, "0"), (3, "GPU-c0ffee")]
+    assert unmatched == ()  # GPU-7F is GPU 2 again (UUIDs ignore case): counted once
+    assert chosen[2].uuid == UUIDS[3] and chosen[2].memory_used_mb == 30
+
+
+def test_restrict_reports_what_selects_nothing():
+    gpus = _built()
+    chosen, unmatched = visible.restrict(gpus, ["7", "GPU-1a2b", "GPU-dead", "MIG-abc", "1"])
+    assert [g.index for g in chosen] == [1]
+    assert unmatched == ("7", "GPU-1a2b", "GPU-dead", "MIG-abc")
+    reasons = [visible.unmatched_reason(t, gpus) for t in unmatched]
+    assert reasons[0] == "CUDA_VISIBLE_DEVICES names GPU 7, which the driver does not have"
+    assert "starts the UUIDs of 2 GPUs" in reasons[1]
+    assert "no GPU of the driver has" in reasons[2]
+    assert "MIG instance" in reasons[3]
+
+
+def test_without_a_driver_the_tokens_are_the_gpus():
+    gpus = visible.without_driver(("2", "5"))
+    assert [(g.index, g.uuid, g.visible_as, g.memory_total_mb) for g in gpus] == [
+        (2, None, "2", None),
+        (5, None, "5", None),
+    ]
+    mixed = visible.without_driver(("GPU-ab", "1", "GPU-cd"))
+    assert [(g.index, g.uuid, g.visible_as) for g in mixed] == [
+        (0, "GPU-ab", "GPU-ab"),
+        (1, None, "1"),
+        (2, "GPU-cd", "GPU-cd"),
+    ]
+    clash = visible.without_driver(("1", "GPU-ab", "2"))
+    assert sorted(g.index for g in clash) == [1, 2, 3]  # the UUID's GPU takes a number no index token names
+
+
+@st.composite
+def machines_and_tokens(draw):
+    """A driver's GPUs (unique indices, random hex UUIDs) and CUDA_VISIBLE_DEVICES tokens that
+    mix their indices (some zero-padded), UUID prefixes of any length, and names of nothing."""
+    indices = draw(st.lists(st.integers(0, 15), unique=True, max_size=8))
+    hexes = draw(
+        st.lists(
+            st.text("0123456789abcdef", min_size=8, max_size=8),
+            unique=True,
+            min_size=len(indices),
+            max_size=len(indices),
+        )
+    )
+    gpus = [Gpu(index=i, uuid=f"GPU-{h}") for i, h in zip(indices, hexes, strict=True)]
+    number = st.integers(0, 20).flatmap(lambda n: st.sampled_from([str(n), f"0{n}"]))
+    prefix = st.tuples(st.sampled_from([g.uuid for g in gpus] or ["GPU-00000000"]), st.integers(4, 12), st.booleans())
+    uuid = prefix.map(lambda p: "GPU-" + (p[0][4 : p[1]].upper() if p[2] else p[0][4 : p[1]]))
+    token = st.one_of(number, uuid)
+    return gpus, draw(st.lists(token, max_size=10))
+
+
+@given(machines_and_tokens())
+def test_restrict_never_selects_a_gpu_twice_and_follows_the_tokens(case):
+    gpus, tokens = case
+    chosen, unmatched = visible.restrict(gpus, tokens)
+    indices = [g.index for g in chosen]
+    assert len(indices) == len(set(indices))
+    assert all(g._replace(visible_as="") in gpus for g in chosen)  # the driver's GPUs, nothing invented
+    positions = [tokens.index(g.visible_as) for g in chosen]
+    assert positions == sorted(positions)  # in the tokens' order, each under its own spelling
+    assert set(unmatched) <= set(tokens)
+    for token in tokens:  # every token selects its GPU, or is reported, or repeats an earlier one
+        assert (
+            token in unmatched
+            or any(g.visible_as == token for g in chosen)
+            or visible._select(gpus, token).index in indices
+        )
+
+
+@given(
+    st.lists(
+        st.one_of(st.integers(0, 99).map(str), st.text("0123456789abcdef", min_size=1, max_size=6).map("GPU-".__add__)),
+        max_size=8,
+    ),
+    st.sampled_from(["", "-1", "abc", "1x", "gpu-0"]),
+    st.integers(0, 8),
+    st.sampled_from(["", " ", "\t "]),
+)
+def test_parsing_stops_at_the_first_invalid_token(tokens, bad, at, pad):
+    at = min(at, len(tokens))
+    value = ",".join(pad + t + pad for t in [*tokens[:at], bad, *tokens[at:]])
+    expected = []
+    for t in tokens[:at]:
+        if visible._key(t) not in {visible._key(e) for e in expected}:
+            expected.append(t)
+    assert visible.parse_visible(value) == tuple(expected)
+
+
+# --------------------------------------------------------------------------- the inventory's sources
+
+
+def test_a_snapshot_is_the_machine(snap):
+    inv = _inv(snap)
+    assert (inv.source, inv.visible, inv.driver_count) == ("snapshot", None, 4)
+    assert [g.index for g in inv.gpus] == [0, 1, 2, 3]
+    assert [g.visible_as for g in inv.gpus] == ["0", "1", "2", "3"]
+    assert inv.gpus[1].processes == (GpuProcess(4242, 1000 + 4242 % 7),)
+    assert inv.gpus[2].memory_free_mb == 81559 - 20001
+    assert notice(inv).startswith("GPUs: 4 (0, 1, 2, 3) from a snapshot; snapshot file ")
+
+
+def test_inherited_indices_restrict_the_snapshot(snap):
+    inv = _inv(snap, "2, 0")
+    assert [(g.index, g.visible_as) for g in inv.gpus] == [(2, "2"), (0, "0")]
+    assert (inv.driver_count, inv.visible) == (4, "2, 0")
+    assert "GPUs: 2 of 4 (2, 0) from a snapshot, as CUDA_VISIBLE_DEVICES=2, 0 allows" in notice(inv)
+
+
+def test_inherited_uuid_prefixes_come_back_as_spelled(snap):
+    inv = _inv(snap, "GPU-c0ffee,GPU-7F000000-AAAA")
+    assert [(g.index, g.visible_as, g.uuid) for g in inv.gpus] == [
+        (3, "GPU-c0ffee", UUIDS[3]),
+        (2, "GPU-7F000000-AAAA", UUIDS[2]),
+    ]
+
+
+def test_names_the_driver_lacks_are_noted(snap):
+    inv = _inv(snap, "1,7,GPU-1a2b")
+    assert [g.index for g in inv.gpus] == [1]
+    assert "CUDA_VISIBLE_DEVICES names GPU 7, which the driver does not have" in inv.notes
+    assert "names GPU 7" in notice(inv) and "GPU-1a2b" in notice(inv)
+    assert "\n" not in notice(inv)
+
+
+def test_an_empty_or_invalid_cuda_visible_devices_hides_every_gpu(snap):
+    for value in ("", "-1", "none"):
+        inv = _inv(snap, value)
+        assert inv.gpus == () and inv.driver_count == 4
+        assert notice(inv).startswith("GPUs: none of 4 from a snapshot, as CUDA_VISIBLE_DEVICES=")
+
+
+def test_no_source_and_no_restriction_is_no_gpu():
+    inv = read_inventory({"PBTRUN_GPU_SOURCE": "none"})
+    assert (inv.gpus, inv.source, inv.driver_count) == ((), "none", 0)
+    assert notice(inv) == "GPUs: none found (PBTRUN_GPU_SOURCE=none)"
+
+
+def test_without_a_driver_cuda_visible_devices_still_names_the_gpus():
+    inv = read_inventory({"PBTRUN_GPU_SOURCE": "none", "CUDA_VISIBLE_DEVICES": "2,5"})
+    assert inv.source == "CUDA_VISIBLE_DEVICES"
+    assert [(g.index, g.visible_as, g.memory_total_mb) for g in inv.gpus] == [(2, "2", None), (5, "5", None)]
+    assert notice(inv).startswith("GPUs: 2 (2, 5) from CUDA_VISIBLE_DEVICES=2,5 (no NVIDIA driver to ask")
+    hidden = read_inventory({"PBTRUN_GPU_SOURCE": "none", "CUDA_VISIBLE_DEVICES": ""})
+    assert (hidden.gpus, hidden.source) == ((), "none")
+    assert notice(hidden).startswith("GPUs: none found (CUDA_VISIBLE_DEVICES=(empty) names none")
+
+
+def test_a_snapshot_is_read_again_at_every_inventory(snap):
+    before = _inv(snap).gpus[0].memory_used_mb
+    doc = _doc()
+    doc["gpus"][0]["memory_used_mb"] = 80000
+    snap.write_text(json.dumps(doc))
+    assert (before, _inv(snap).gpus[0].memory_used_mb) == (1, 80000)
+
+
+def test_what_gpus_json_prints_reads_back_as_the_same_gpus(snap):
+    inv = _inv(snap, "3,1")
+    document = snapshot.to_json(inv, {4242: ("/runs/ant", "00_ant")})
+    assert json.loads(json.dumps(document)) == document
+    assert document["cuda_visible_devices"] == "3,1" and document["notice"] == notice(inv)
+    assert document["gpus"][1]["processes"] == [
+        {"pid": 4242, "used_memory_mb": 1000 + 4242 % 7, "sweep": "/runs/ant", "experiment": "00_ant"}
+    ]
+    assert document["gpus"][0]["memory_free_mb"] == 81559 - 30001
+    replay = snap.parent / "replay.json"
+    replay.write_text(json.dumps(document))
+    # The snapshot's own restriction is not applied twice: its list is the machine now.
+    again = read_inventory({"PBTRUN_GPU_SOURCE": str(replay)})
+    assert [g._replace(visible_as="") for g in again.gpus] == [g._replace(visible_as="") for g in inv.gpus]
+    assert again.driver_count == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ("{not json", "is not JSON"),
+        ("[]", 'has no "gpus" list'),
+        ('{"gpus": {}}', 'has no "gpus" list'),
+        ('{"gpus": [1]}', "gpus[0]: expected an object, got 1"),
+        ('{"gpus": [{"uuid": "GPU-1"}]}', "gpus[0].index: expected a non-negative integer, got nothing"),
+        ('{"gpus": [{"index": "0"}]}', 'gpus[0].index: expected a non-negative integer, got "0"'),
+        ('{"gpus": [{"index": true}]}', "gpus[0].index: expected a non-negative integer, got true"),
+        ('{"gpus": [{"index": 0}, {"index": 0}]}', "gpus[1].index: GPU 0 is listed twice"),
+        ('{"gpus": [{"index": 0, "memory_used_mb": -5}]}', "gpus[0].memory_used_mb"),
+        ('{"gpus": [{"index": 0, "uuid": 5}]}', "gpus[0].uuid: expected a string, got 5"),
+        ('{"gpus": [{"index": 0, "processes": [{"pid": "x"}]}]}', "gpus[0].processes[0].pid"),
+        ('{"gpus": [{"index": 0, "processes": 3}]}', "gpus[0].processes: expected a list"),
+    ],
+)
+def test_a_bad_snapshot_says_what_is_wrong_and_where(tmp_path, content, said):
+    path = tmp_path / "bad snap.json"
+    path.write_text(content)
+    with pytest.raises(PbtrunError) as caught:
+        read_inventory({"PBTRUN_GPU_SOURCE": str(path)})
+    message = str(caught.value)
+    assert str(path) in message and said in message and "PBTRUN_GPU_SOURCE" in message
+    assert "pbtrun gpus --json" in message and "\n" not in message
+
+
+def test_a_source_that_is_no_name_and_no_file_is_refused(tmp_path):
+    with pytest.raises(PbtrunError, match=r"PBTRUN_GPU_SOURCE=.*nope\.json is none of auto, nvml, nvidia-smi, none"):
+        read_inventory({"PBTRUN_GPU_SOURCE": str(tmp_path / "nope.json")})
+
+
+@pytest.mark.skipif(HAS_DRIVER, reason="this machine has an NVIDIA driver: forced NVML would succeed")
+def test_forcing_nvml_without_a_driver_is_a_clear_error():
+    with pytest.raises(PbtrunError) as caught:
+        read_inventory({"PBTRUN_GPU_SOURCE": "nvml"})
+    message = str(caught.value)
+    assert message.startswith("PBTRUN_GPU_SOURCE=nvml makes pbtrun read the GPUs through NVML only, and that failed: ")
+    assert "Unset PBTRUN_GPU_SOURCE" in message
+
+
+# --------------------------------------------------------------------------- nvidia-smi
+
+SMI_GPUS = textwrap.dedent(
+    """\
+    0, GPU-1a2b3c4d-0000-1111-2222-333344445555, NVIDIA H100 80GB HBM3, 40187, 81559, 97
+    1, GPU-7f000000-aaaa-bbbb-cccc-ddddeeeeffff, NVIDIA H100 80GB HBM3, 4, 81559, 0
+    2, GPU-c0ffee00-1234-5678-9abc-def012345678, NVIDIA A100-SXM4-40GB, [N/A], 40960, [Not Supported]
+    """
+)
+SMI_APPS = textwrap.dedent(
+    """\
+    GPU-1a2b3c4d-0000-1111-2222-333344445555, 31337, 40000
+    GPU-1a2b3c4d-0000-1111-2222-333344445555, 31338, [N/A]
+    GPU-c0ffee00-1234-5678-9abc-def012345678, 777, 12
+    """
+)
+
+
+def test_nvidia_smi_csv_is_parsed():
+    """Constructed in the format of `nvidia-smi --query-gpu=... --format=csv,noheader,nounits`."""
+    gpus = smi.parse_smi_csv(SMI_GPUS, smi.parse_smi_apps(SMI_APPS))
+    assert gpus[0] == Gpu(
+        0,
+        "GPU-1a2b3c4d-0000-1111-2222-333344445555",
+        "NVIDIA H100 80GB HBM3",
+        81559,
+        40187,
+        97,
+        (GpuProcess(31337, 40000), GpuProcess(31338, None)),
+    )
+    assert (gpus[1].processes, gpus[1].memory_free_mb, gpus[1].utilization_pct) == ((), 81555, 0)
+    assert (gpus[2].memory_used_mb, gpus[2].memory_free_mb, gpus[2].utilization_pct) == (None, None, None)
+    assert gpus[2].processes == (GpuProcess(777, 12),)
+
+
+def test_nvidia_smi_output_pbtrun_cannot_read_is_an_error_and_odd_app_lines_are_skipped():
+    """Constructed: a line that is not six fields, and apps output that is no table."""
+    assert smi.parse_smi_csv("") == []
+    with pytest.raises(GpuReadError, match="cannot read"):
+        smi.parse_smi_csv("No devices were found\n")
+    with pytest.raises(GpuReadError, match="cannot read"):
+        smi.parse_smi_csv("x, GPU-1, name, 1, 2, 3\n")
+    assert smi.parse_smi_apps("No running processes found\n\n") == {}
+
+
+def _fake_smi(bin_dir: Path, body: str) -> None:
+    """An executable named nvidia-smi: a stand-in for the driver's tool, printing constructed output."""
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / "nvidia-smi"
+    path.write_text(f"#!{sys.executable}\nimport sys, time\n{body}\n")
+    path.chmod(0o755)
+
+
+def _smi_printing(bin_dir: Path) -> None:
+    _fake_smi(
+        bin_dir,
+        f"gpus, apps = {SMI_GPUS!r}, {SMI_APPS!r}\n"
+        "assert sys.argv[2] == '--format=csv,noheader,nounits', sys.argv\n"
+        "print(gpus if sys.argv[1].startswith('--query-gpu=') else apps, end='')",
+    )
+
+
+@pytest.mark.skipif(HAS_DRIVER, reason="this machine has an NVIDIA driver: NVML would answer first")
+def test_without_nvml_the_inventory_falls_back_to_nvidia_smi(tmp_path, monkeypatch):
+    _smi_printing(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    inv = read_inventory({"CUDA_VISIBLE_DEVICES": "2,0"})
+    assert (inv.source, [g.index for g in inv.gpus], inv.driver_count) == ("nvidia-smi", [2, 0], 3)
+    assert inv.notes == ("NVML: no NVIDIA driver: no /proc/driver/nvidia",)
+    assert notice(inv) == (
+        "GPUs: 2 of 3 (2, 0) from nvidia-smi, as CUDA_VISIBLE_DEVICES=2,0 allows; "
+        "NVML: no NVIDIA driver: no /proc/driver/nvidia"
+    )
+    assert inv.gpus[1].processes[0] == GpuProcess(31337, 40000)
+
+
+@pytest.mark.skipif(HAS_DRIVER, reason="this machine has an NVIDIA driver: NVML would answer first")
+def test_a_failing_nvidia_smi_is_a_note_and_a_forced_one_an_error(tmp_path, monkeypatch):
+    _fake_smi(
+        tmp_path / "bin",
+        "print('NVIDIA-SMI has failed because it could not communicate with the driver.'); sys.exit(9)",
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    inv = read_inventory({"CUDA_VISIBLE_DEVICES": "1"})
+    assert inv.source == "CUDA_VISIBLE_DEVICES" and [g.index for g in inv.gpus] == [1]
+    assert "nvidia-smi: nvidia-smi failed (exit code 9): NVIDIA-SMI has failed because" in notice(inv)
+    forced = r"PBTRUN_GPU_SOURCE=nvidia-smi .* \(exit code 9\): NVIDIA-SMI has failed .* driver\. Unset"
+    with pytest.raises(PbtrunError, match=forced):
+        read_inventory({"PBTRUN_GPU_SOURCE": "nvidia-smi"})
+
+
+def test_a_hung_nvidia_smi_does_not_hang_pbtrun(tmp_path, monkeypatch):
+    _fake_smi(tmp_path / "bin", "time.sleep(60)")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(GpuReadError, match=r"did not answer within 0.2 s \(a hung driver\?\)"):
+        smi.read_smi(timeout_s=0.2)
+
+
+def test_nvidia_smi_not_on_path_is_a_note(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(PbtrunError, match="nvidia-smi cannot be run"):
+        read_inventory({"PBTRUN_GPU_SOURCE": "nvidia-smi"})
+    if not HAS_DRIVER:
+        assert "nvidia-smi: not on PATH" in read_inventory({}).notes
+
+
+# --------------------------------------------------------------------------- whose processes
+
+
+def test_a_process_with_pbtruns_variables_is_an_experiment(tmp_path):
+    env = {**os.environ, "PBTRUN_SWEEP_DIR": "/runs/my sweep", "PBTRUN_EXPERIMENT": "03_lr_0.1"}
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env={"PATH": os.environ["PATH"]})
+    try:
+        assert owners.owner(child.pid) == ("/runs/my sweep", "03_lr_0.1")
+        assert owners.owner(bare.pid) is None
+        assert owners.owners([child.pid, bare.pid, child.pid]) == {child.pid: ("/runs/my sweep", "03_lr_0.1")}
+    finally:
+        for proc in (child, bare):
+            proc.kill()
+            proc.wait()
+    assert owners.owner(child.pid) is None  # gone (and reaped)
+    assert owners.owner(-1) is None
