@@ -111,16 +111,32 @@ def test_restrict_keeps_the_tokens_order_and_spelling():
     assert chosen[2].uuid == UUIDS[3] and chosen[2].memory_used_mb == 30
 
 
-def test_restrict_reports_what_selects_nothing():
+def test_the_first_name_that_selects_nothing_ends_the_list_as_in_cuda():
     gpus = _built()
-    chosen, unmatched = visible.restrict(gpus, ["7", "GPU-1a2b", "GPU-dead", "MIG-abc", "1"])
-    assert [g.index for g in chosen] == [1]
-    assert unmatched == ("7", "GPU-1a2b", "GPU-dead", "MIG-abc")
-    reasons = [visible.unmatched_reason(t, gpus) for t in unmatched]
-    assert reasons[0] == "CUDA_VISIBLE_DEVICES names GPU 7, which the driver does not have"
-    assert "starts the UUIDs of 2 GPUs" in reasons[1]
-    assert "no GPU of the driver has" in reasons[2]
-    assert "MIG instance" in reasons[3]
+    chosen, unmatched = visible.restrict(gpus, ["1", "7", "2", "GPU-c0"])
+    assert ([g.index for g in chosen], unmatched) == ([1], ("7", "2", "GPU-c0"))
+    assert visible.unmatched_notes(unmatched, gpus) == [
+        "CUDA_VISIBLE_DEVICES names GPU 7, which the driver does not have",
+        "CUDA ignores what follows it in CUDA_VISIBLE_DEVICES (2, GPU-c0)",
+    ]
+    for token, why in [
+        ("GPU-1a2b", "CUDA_VISIBLE_DEVICES names GPU-1a2b, which starts the UUIDs of 2 GPUs: give more of it"),
+        ("GPU-dead", "CUDA_VISIBLE_DEVICES names GPU-dead, which no GPU of the driver has as UUID"),
+    ]:
+        chosen, unmatched = visible.restrict(gpus, ["3", token])
+        assert [g.index for g in chosen] == [3]
+        assert visible.unmatched_notes(unmatched, gpus) == [why]
+
+
+def test_a_mig_instance_is_passed_over_and_noted():
+    gpus = _built()
+    chosen, unmatched = visible.restrict(gpus, ["MIG-abc", "2", "9", "MIG-def"])
+    assert ([g.index for g in chosen], unmatched) == ([2], ("MIG-abc", "9", "MIG-def"))
+    assert visible.unmatched_notes(unmatched, gpus) == [
+        "CUDA_VISIBLE_DEVICES names MIG-abc, a MIG instance, which pbtrun does not place on yet",
+        "CUDA_VISIBLE_DEVICES names GPU 9, which the driver does not have",
+        "CUDA ignores what follows it in CUDA_VISIBLE_DEVICES (MIG-def)",
+    ]
 
 
 def test_without_a_driver_the_tokens_are_the_gpus():
@@ -169,13 +185,11 @@ def test_restrict_never_selects_a_gpu_twice_and_follows_the_tokens(case):
     assert all(g._replace(visible_as="") in gpus for g in chosen)  # the driver's GPUs, nothing invented
     positions = [tokens.index(g.visible_as) for g in chosen]
     assert positions == sorted(positions)  # in the tokens' order, each under its own spelling
-    assert set(unmatched) <= set(tokens)
-    for token in tokens:  # every token selects its GPU, or is reported, or repeats an earlier one
-        assert (
-            token in unmatched
-            or any(g.visible_as == token for g in chosen)
-            or visible._select(gpus, token).index in indices
-        )
+    # As CUDA: every token up to the first that selects nothing selects its GPU (or one already
+    # chosen, under its first spelling); that token and every one after it are left over.
+    end = next((n for n, token in enumerate(tokens) if visible._select(gpus, token) is None), len(tokens))
+    assert unmatched == tuple(tokens[end:])
+    assert {visible._select(gpus, token).index for token in tokens[:end]} == set(indices)
 
 
 @given(
@@ -226,11 +240,17 @@ def test_inherited_uuid_prefixes_come_back_as_spelled(snap):
 
 
 def test_names_the_driver_lacks_are_noted(snap):
-    inv = _inv(snap, "1,7,GPU-1a2b")
+    inv = _inv(snap, "1,7,2")
     assert [g.index for g in inv.gpus] == [1]
-    assert "CUDA_VISIBLE_DEVICES names GPU 7, which the driver does not have" in inv.notes
-    assert "names GPU 7" in notice(inv) and "GPU-1a2b" in notice(inv)
-    assert "\n" not in notice(inv)
+    assert inv.notes[1:] == (
+        "CUDA_VISIBLE_DEVICES names GPU 7, which the driver does not have",
+        "CUDA ignores what follows it in CUDA_VISIBLE_DEVICES (2)",
+    )
+    assert notice(inv).startswith("GPUs: 1 of 4 (1) from a snapshot, as CUDA_VISIBLE_DEVICES=1,7,2 allows; ")
+    assert notice(inv).endswith(
+        "; CUDA_VISIBLE_DEVICES names GPU 7, which the driver does not have; "
+        "CUDA ignores what follows it in CUDA_VISIBLE_DEVICES (2)"
+    )
 
 
 def test_an_empty_or_invalid_cuda_visible_devices_hides_every_gpu(snap):

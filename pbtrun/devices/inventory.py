@@ -42,7 +42,7 @@ def read_inventory(env: Mapping[str, str] | None = None) -> Inventory:
         source = "CUDA_VISIBLE_DEVICES" if gpus else source
     else:
         gpus, unmatched = visible.restrict(found, tokens)
-        notes += [visible.unmatched_reason(token, found) for token in unmatched]
+        notes += visible.unmatched_notes(unmatched, found)
     return Inventory(gpus, source, cvd, len(found), taken_at, tuple(notes))
 
 

@@ -4,7 +4,9 @@ CUDA's rules: tokens are comma separated, with whitespace around them ignored; e
 non-negative index, a GPU UUID (``GPU-...``, possibly only its first characters) or a MIG
 instance (``MIG-...``). Parsing stops at the first token that is none of these (``-1``, ``abc``,
 an empty one): what follows it is ignored, so an empty value, or one that starts with such a
-token, hides every GPU. CUDA refuses a device named twice; we keep its first mention.
+token, hides every GPU. A valid token that names no device (an index the driver does not have)
+stops CUDA the same way: ``1,7,2`` on a four-GPU machine shows CUDA GPU 1 only. CUDA refuses a
+device named twice; we keep its first mention.
 
 Pure functions: the environment is read by the caller.
 """
@@ -50,18 +52,22 @@ def is_index(token: str) -> bool:
 def restrict(gpus: Sequence[Gpu], tokens: Iterable[str]) -> tuple[tuple[Gpu, ...], tuple[str, ...]]:
     """The GPUs ``tokens`` select, in the tokens' order, each with ``visible_as`` set to the token
     as spelled (so an experiment gets the user's own spelling back); and the tokens that select
-    none of ``gpus`` (CUDA would see fewer devices), in order.
+    none (see :func:`unmatched_notes`).
 
     An index token selects the GPU with that driver index; a ``GPU-`` token, the one GPU whose
     UUID starts with it (ignoring case): a prefix that fits several selects none, as it is not
-    clear which is meant. A GPU selected twice (``0,GPU-<uuid of 0>``) counts once.
+    clear which is meant. The first token that selects nothing ends the list, as in CUDA, and
+    every token after it selects nothing either. A MIG token is passed over (the driver's list
+    holds whole GPUs only). A GPU selected twice (``0,GPU-<uuid of 0>``) counts once.
     """
     chosen: list[Gpu] = []
     unmatched: list[str] = []
+    stopped = False
     for token in tokens:
-        found = _select(gpus, token)
+        found = None if stopped else _select(gpus, token)
         if found is None:
             unmatched.append(token)
+            stopped = stopped or not _is_mig(token)
         elif all(found.index != g.index for g in chosen):
             chosen.append(found._replace(visible_as=token))
     return tuple(chosen), tuple(unmatched)
@@ -75,13 +81,29 @@ def _select(gpus: Sequence[Gpu], token: str) -> Gpu | None:
     return fits[0] if len(fits) == 1 else None
 
 
-def unmatched_reason(token: str, gpus: Sequence[Gpu]) -> str:
-    """Why ``token`` selects none of ``gpus``, for the inventory's notes."""
+def _is_mig(token: str) -> bool:
+    return token.startswith("MIG-")
+
+
+def unmatched_notes(unmatched: Sequence[str], gpus: Sequence[Gpu]) -> list[str]:
+    """Why the tokens :func:`restrict` left over select nothing, for the inventory's notes: one
+    per MIG token, one for the token that ends the list, one for the tokens CUDA then ignores."""
+    notes = []
+    for n, token in enumerate(unmatched):
+        if _is_mig(token):
+            # MIG instances are not listed (only their parent GPU is): pbtrun cannot place on them yet.
+            notes.append(f"CUDA_VISIBLE_DEVICES names {token}, a MIG instance, which pbtrun does not place on yet")
+            continue
+        notes.append(_why_not(token, gpus))
+        if n + 1 < len(unmatched):
+            notes.append(f"CUDA ignores what follows it in CUDA_VISIBLE_DEVICES ({', '.join(unmatched[n + 1 :])})")
+        break
+    return notes
+
+
+def _why_not(token: str, gpus: Sequence[Gpu]) -> str:
     if is_index(token):
         return f"CUDA_VISIBLE_DEVICES names GPU {token}, which the driver does not have"
-    if token.startswith("MIG-"):
-        # MIG instances are not listed (only their parent GPU is), so pbtrun cannot place on them yet.
-        return f"CUDA_VISIBLE_DEVICES names {token}, a MIG instance, which pbtrun does not place on yet"
     fits = sum(1 for g in gpus if g.uuid is not None and g.uuid.lower().startswith(token.lower()))
     if fits > 1:
         return f"CUDA_VISIBLE_DEVICES names {token}, which starts the UUIDs of {fits} GPUs: give more of it"
