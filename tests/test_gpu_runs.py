@@ -113,10 +113,13 @@ def test_two_gpus_per_experiment_never_share_and_spread(project, recorder):
 
 def test_a_group_asking_for_more_gpus_than_exist_is_refused_at_its_line(project, recorder):
     groups = '[[experiments]]\nname = "small"\n\n[[experiments]]\nname = "big"\ngpus_per_experiment = 3\n'
-    project.spec(spec(recorder, "num_gpus = 2\n", groups))
+    text = spec(recorder, "num_gpus = 2\n", groups)
+    project.spec(text)
+    line = text.splitlines().index("gpus_per_experiment = 3") + 1
     result = project.run("up", "sweep.toml", "--plain")
     assert result.returncode == 2
-    assert "line 9" in result.stderr and "gpus_per_experiment = 3" in result.stderr and "(0, 1)" in result.stderr
+    assert f"line {line}:" in result.stderr and "gpus_per_experiment = 3" in result.stderr
+    assert "the sweep has 2 (0, 1)" in result.stderr
 
 
 def test_a_big_experiment_is_not_starved_and_small_ones_use_the_other_gpus(project, recorder):
@@ -156,7 +159,7 @@ def test_memory_placement_waits_says_why_and_starts_when_memory_frees(project, r
 
     def waiting():
         result = project.run("status", status_path, "--json")
-        return result.returncode == 0 and json.loads(result.stdout)["sweep"].get("waiting")
+        return result.returncode == 0 and json.loads(result.stdout).get("sweep", {}).get("waiting")
 
     reason = project.wait_for(waiting, timeout=30)
     assert reason == "no GPU with 20 GB free"

@@ -121,16 +121,63 @@ def test_a_bad_snapshot_is_a_message_not_a_traceback(project):
     )
 
 
-def test_gpus_with_a_sweep_checks_it_and_leaves_the_placement_to_come(project, recorder):
-    project.spec(f'name = "p"\ncommand = "{recorder}"\n[[experiments]]\nname = "a"\n')
-    assert project.run("up", "sweep.toml").returncode == 0
-    result = project.run("gpus", "train_dir/p", PBTRUN_GPU_SOURCE="none")
+def _two_gpus(path: Path, free_gb: tuple[int, int]) -> str:
+    """A constructed machine of two 48 GB GPUs with that much free, no processes."""
+    gpus = [
+        {"index": i, "uuid": uuid, "name": "Constructed GPU", "memory_total_mb": 48 * 1024,
+         "memory_used_mb": (48 - free) * 1024, "utilization_pct": 0, "processes": []}
+        for i, (uuid, free) in enumerate(zip((UUID0, UUID1), free_gb, strict=True))
+    ]  # fmt: skip
+    path.write_text(json.dumps({"source": "nvml", "gpus": gpus}))
+    return str(path)
+
+
+def _pending_again(project, sweep: str, running_on: int | None = None) -> None:
+    """Make every experiment of a finished sweep pending again, as a stopped sweep's are; with
+    ``running_on``, the first one recorded as running on that GPU (no scheduler runs it)."""
+    state_file = project.root / "train_dir" / sweep / "pbtrun.json"
+    data = json.loads(state_file.read_text())
+    for n, exp in enumerate(data["experiments"]):
+        if n == 0 and running_on is not None:
+            exp["status"] = "running"
+            exp["attempts"][-1].update(ended_at=None, returncode=None, outcome=None, gpus=[running_on])
+        else:
+            exp["status"], exp["attempts"] = "pending", []
+    state_file.write_text(json.dumps(data))
+    (project.root / "train_dir" / sweep / "pbtrun.journal").unlink(missing_ok=True)
+
+
+def test_gpus_with_a_sweep_says_where_its_next_experiment_would_go(project, recorder):
+    source = _two_gpus(project.root / "gpus.json", (40, 40))
+    project.spec(
+        f'name = "p"\ncommand = "{recorder}"\n[scheduler]\nexperiments_per_gpu = 1\n'
+        '[[experiments]]\nname = "a"\ngrid = { k = [1, 2, 3] }\n'
+    )
+    assert project.run("up", "sweep.toml", PBTRUN_GPU_SOURCE=source).returncode == 0
+    _pending_again(project, "p", running_on=0)
+    result = project.run("gpus", "train_dir/p", PBTRUN_GPU_SOURCE=source)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1].startswith("Next experiment of train_dir/p: not known yet")
-    document = json.loads(project.run("gpus", "train_dir/p", "--json", PBTRUN_GPU_SOURCE="none").stdout)
-    assert document["next_placement"] is None
-    missing = project.run("gpus", "train_dir/nope", PBTRUN_GPU_SOURCE="none")
+    assert result.stdout.splitlines()[-1] == "next in train_dir/p: 01_a_k_2 would go to GPU 1 (CUDA_VISIBLE_DEVICES=1)"
+    document = json.loads(project.run("gpus", "train_dir/p", "--json", PBTRUN_GPU_SOURCE=source).stdout)
+    assert document["next_placement"]["gpus"] == [1] and document["next_placement"]["experiment"] == "01_a_k_2"
+    missing = project.run("gpus", "train_dir/nope", PBTRUN_GPU_SOURCE=source)
     assert missing.returncode == 2 and "train_dir/nope" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_gpus_with_a_sweep_placed_by_memory_says_why_it_would_wait(project, recorder):
+    source = _two_gpus(project.root / "gpus.json", (40, 40))
+    project.spec(
+        f'name = "m"\ncommand = "{recorder}"\n[scheduler]\nplacement = "memory"\nmin_free_memory_gb = 20\n'
+        '[[experiments]]\nname = "a"\ngrid = { k = [1, 2] }\n'
+    )
+    assert project.run("up", "sweep.toml", PBTRUN_GPU_SOURCE=source).returncode == 0
+    _pending_again(project, "m")
+    _two_gpus(project.root / "gpus.json", (10, 30))
+    document = json.loads(project.run("gpus", "train_dir/m", "--json", PBTRUN_GPU_SOURCE=source).stdout)
+    assert document["next_placement"]["gpus"] == [1]
+    _two_gpus(project.root / "gpus.json", (10, 5))
+    result = project.run("gpus", "train_dir/m", PBTRUN_GPU_SOURCE=source)
+    assert result.stdout.splitlines()[-1] == "next in train_dir/m: 00_a_k_1 would wait: no GPU with 20 GB free"
 
 
 def test_help_loads_no_gpu_reading(project):

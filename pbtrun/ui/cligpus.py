@@ -25,27 +25,27 @@ def gpus(sweep: Path | None, as_json: bool) -> None:
     from pbtrun.devices.snapshot import to_json
     from pbtrun.ui import gpuview
 
-    sweep_dir = _sweep_dir(sweep) if sweep is not None else None
+    paths = None
+    if sweep is not None:
+        from pbtrun.ui import targets
+
+        paths = targets.sweep_at(sweep, "gpus")
     inventory = read_inventory()
     document = to_json(inventory, owners(p.pid for g in inventory.gpus for p in g.processes))
-    placement = None if sweep_dir is None else gpuview.next_placement(sweep_dir, document)
+    placement = None
+    if paths is not None:
+        from pbtrun.ui.gpunext import next_placement
+
+        placement = next_placement(paths, inventory)
     if as_json:
-        if sweep_dir is not None:
+        if placement is not None:
             document["next_placement"] = placement
         click.echo(json.dumps(document, indent=2))
         return
     for line in gpuview.render(document, _cwd()):
         click.echo(line)
-    if sweep_dir is not None:
-        where = placement or "not known yet (pbtrun gpus does not ask the scheduler's placement yet)"
-        click.echo(f"Next experiment of {sweep}: {where}")
-
-
-def _sweep_dir(path: Path) -> str:
-    """The absolute directory of the sweep at ``path``, as experiments' PBTRUN_SWEEP_DIR says it."""
-    from pbtrun.ui import targets
-
-    return str(targets.sweep_at(path, "gpus").dir.absolute())
+    if placement is not None:
+        click.echo(f"next in {sweep}: {placement['text']}")
 
 
 def _cwd() -> str | None:

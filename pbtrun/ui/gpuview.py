@@ -18,13 +18,6 @@ UUID_SHOWN = 12
 GAP = "  "
 
 
-def next_placement(sweep_dir: str, document: Mapping[str, Any]) -> str | None:
-    """HOOK, not wired yet: where the next experiment of the sweep at ``sweep_dir`` would go,
-    given this inventory (``"GPU 5"``, ``"waiting: no GPU with 20 GB free"``). The scheduler's
-    placement (built elsewhere) will answer it; until then it knows nothing and says None."""
-    return None
-
-
 def render(document: Mapping[str, Any], cwd: str | None = None) -> list[str]:
     """The notice, then the table (or nothing more where there is no GPU). ``cwd``: sweep
     directories under it are shown relative to it."""
