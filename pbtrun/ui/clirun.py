@@ -119,8 +119,9 @@ def resume(path: Path | None, **options: Any) -> None:
                     stored.experiments_per_gpu,
                     stored.pause_between_s,
                     stored.max_failures,
-                    stored.gpus_per_experiment,
-                    stored.placement,
+                    # as given: a sweep that does not pin stays so (these imply pinning)
+                    stored.gpus_per_experiment if stored.experiments_per_gpu > 0 else None,
+                    stored.placement if stored.placement != "count" else None,
                     stored.min_free_memory_gb,
                     stored.memory_settle_s,
                     stored.exclude_busy_gpus,
