@@ -39,6 +39,7 @@ def _why_not() -> str | None:
 WHY_NOT = _why_not()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")]
 NVML = {"PBTRUN_GPU_SOURCE": "nvml"}  # and no CUDA_VISIBLE_DEVICES: the whole machine
+REAL = {"PBTRUN_GPU_SOURCE": "auto"}  # the project fixture hides the machine's GPUs unless told
 
 
 def _smi(*args: str) -> list[list[str]]:
@@ -80,7 +81,7 @@ def test_cuda_visible_devices_restricts_the_real_inventory():
 
 
 def test_gpus_json_records_a_snapshot(project):
-    result = project.run("gpus", "--json")
+    result = project.run("gpus", "--json", **REAL)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["source"] == "nvml"
@@ -125,10 +126,66 @@ def test_an_experiment_pinned_by_pbtrun_sees_exactly_its_gpu(project):
         'experiment_dir_arg_name = ""\n[scheduler]\nnum_gpus = 1\nexperiments_per_gpu = 1\n'
         '[[experiments]]\nname = "a"\n'
     )
-    up = project.run("up", "sweep.toml", "--plain", timeout=120)
+    up = project.run("up", "sweep.toml", "--plain", timeout=120, **REAL)
     (exp,) = project.status_json("pin")["experiments"]
     log = Path(exp["log"]).read_text()
     print(log)
     assert up.returncode == 0, up.stdout + up.stderr
     seen = [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("cuda device ")]
     assert seen == [read_inventory(NVML).gpus[0].uuid]
+
+
+# A process pbtrun did not start that takes all but KEEP_MB of GPU 0's free memory and holds it
+# until killed, through the driver's own CUDA library.
+HOG = """\
+import ctypes, sys, time
+cuda = ctypes.CDLL("libcuda.so.1")
+assert cuda.cuInit(0) == 0, "cuInit failed"
+device, context = ctypes.c_int(), ctypes.c_void_p()
+assert cuda.cuDeviceGet(ctypes.byref(device), 0) == 0
+assert cuda.cuCtxCreate_v2(ctypes.byref(context), 0, device) == 0
+free, total = ctypes.c_size_t(), ctypes.c_size_t()
+assert cuda.cuMemGetInfo_v2(ctypes.byref(free), ctypes.byref(total)) == 0
+pointer = ctypes.c_uint64()
+assert cuda.cuMemAlloc_v2(ctypes.byref(pointer), ctypes.c_size_t(free.value - int(sys.argv[1]) * 2**20)) == 0
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+def test_memory_placement_refuses_a_gpu_a_foreign_process_fills_and_uses_it_once_it_exits(project, recorder):
+    """A foreign process leaves 1 GB free on GPU 0; a sweep placed by memory (4 GB) waits and
+    says why; once that process exits, its experiment starts on GPU 0."""
+    first = read_inventory(NVML).gpus[0]
+    (project.root / "hog.py").write_text(HOG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PBTRUN_")}
+    env["CUDA_VISIBLE_DEVICES"] = first.uuid
+    hog = subprocess.Popen(
+        [sys.executable, "hog.py", "1024"], cwd=project.root, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert hog.stdout.readline().strip() == "holding"
+        held = read_inventory(NVML).gpus[0]
+        print(f"GPU 0 with the foreign process: {held.memory_free_mb} MB free of {held.memory_total_mb}")
+        assert held.memory_free_mb is not None and held.memory_free_mb < 4 * 1024
+        project.spec(
+            f'name = "mem"\ncommand = "{recorder}"\n[scheduler]\ngpus = [{first.index}]\n'
+            'placement = "memory"\nmin_free_memory_gb = 4\n[[experiments]]\nname = "a"\n'
+        )
+        up = project.start("up", "sweep.toml", "--plain", **REAL)
+
+        def waiting():
+            result = project.run("status", "train_dir/mem", "--json")
+            return result.returncode == 0 and json.loads(result.stdout).get("sweep", {}).get("waiting")
+
+        reason = project.wait_for(waiting, timeout=60)
+        print(f"waiting: {reason}")
+        assert reason == "no GPU with 4 GB free" and not project.records()
+    finally:
+        hog.kill()
+        hog.wait()
+    out, err = up.communicate(timeout=60)
+    print(out)
+    assert up.returncode == 0, out + err
+    (start,) = [r for r in project.records() if r["event"] == "start"]
+    assert start["gpus"] == str(first.index)
