@@ -36,6 +36,9 @@ class Project:
     def env(self, **extra: str) -> dict[str, str]:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
         env.pop("CUDA_VISIBLE_DEVICES", None)  # tests choose it explicitly
+        # The machine's own GPUs stay out of tests that fake theirs (--num-gpus 4 on a one-GPU
+        # machine would be refused): tests of real GPUs ask for PBTRUN_GPU_SOURCE=auto.
+        env["PBTRUN_GPU_SOURCE"] = "none"
         return {**env, **extra}
 
     def run(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:

@@ -2,7 +2,7 @@
 processes started or signalled only by backends, and an experiment's definition declared once.
 
 The layers, lowest first (a module may import its own layer and the ones below it, never above):
-the foundation (``errors``, ``printable``, ``proc``, ``limits``), ``spec``, ``state``,
+the foundation (``errors``, ``printable``, ``proc``, ``limits``), ``devices`` and ``spec``, ``state``,
 ``backends``, ``run``, ``ui``; ``compat`` (the old launcher) stands beside ``ui`` and uses ``spec``.
 """
 
@@ -162,6 +162,8 @@ def test_only_backends_start_or_signal_processes():
     for path, tree in modules().items():
         if path.startswith("backends/") or path == "ui/forkedwork.py":
             continue  # forkedwork forks a copy of pbtrun itself to share CPU work, never an experiment
+        if path == "devices/smi.py":
+            continue  # runs nvidia-smi, a read-only query of the driver, where NVML cannot be loaded
         bad = (os_calls(tree) & PROCESS_CALLS) | (tops(imported(tree, path)) & PROCESS_MODULES)
         if bad:
             offenders[path] = sorted(bad)
@@ -236,7 +238,7 @@ def test_the_old_launchers_import_uses_only_the_spec_layer():
         assert all(layer_of(dep) <= LAYERS["spec"] or dep.startswith("pbtrun.compat") for dep in graph[module]), module
 
 
-LAYERS = {"spec": 1, "state": 2, "backends": 3, "run": 4, "ui": 5, "compat": 5}
+LAYERS = {"devices": 1, "spec": 1, "state": 2, "backends": 3, "run": 4, "ui": 5, "compat": 5}
 FOUNDATION = {"pbtrun", "pbtrun.errors", "pbtrun.printable", "pbtrun.proc", "pbtrun.limits"}
 
 
@@ -268,6 +270,16 @@ def test_layers_import_only_downwards():
                 offenders.append(f"{module} -> {dep}")
     assert not offenders
     assert "pbtrun.state.records" in import_graph()["pbtrun.run.scheduler"]  # not vacuous
+
+
+def test_the_devices_package_reads_only_the_foundation():
+    """The GPU inventory is read by the scheduler, the views and `pbtrun gpus`: it knows no spec,
+    state or backend, only the foundation (and pynvml, lazily)."""
+    graph = import_graph()
+    devices = [module for module in graph if module.startswith("pbtrun.devices")]
+    assert "pbtrun.devices.inventory" in devices  # not vacuous
+    for module in devices:
+        assert all(dep in FOUNDATION or dep.startswith("pbtrun.devices") for dep in graph[module]), module
 
 
 def test_the_foundation_imports_only_the_foundation():

@@ -439,7 +439,7 @@ def test_attempt_number_counts_retries(project, recorder):
     history = exp["history"]
     assert [h["number"] for h in history] == [1, 2]
     assert {tuple(sorted(h)) for h in history} == {
-        ("ended_at", "gpus", "log", "number", "outcome", "returncode", "started_at")
+        ("ended_at", "gpu_uuids", "gpus", "log", "number", "outcome", "returncode", "started_at")
     }
     assert [(h["outcome"], h["returncode"], h["gpus"]) for h in history] == [("exited", 3, None), ("exited", 3, None)]
     assert history[-1]["log"] == exp["log"] and history[0]["log"] != exp["log"]
@@ -515,6 +515,11 @@ def test_scheduler_flags_in_both_spellings_end_to_end(project, recorder, sep):
         "experiments_per_gpu": 1,
         "pause_between_s": 0.01,
         "max_failures": None,
+        "gpus_per_experiment": 1,
+        "placement": "count",
+        "min_free_memory_gb": None,
+        "memory_settle_s": 30.0,
+        "exclude_busy_gpus": False,
     }
     starts = [r for r in project.records() if r["event"] == "start"]
     assert len(starts) == 4 and {r["gpus"] for r in starts} <= {"0", "1"}
@@ -535,6 +540,11 @@ def test_scheduler_flags_in_both_spellings_end_to_end(project, recorder, sep):
         "experiments_per_gpu": 1,
         "pause_between_s": 0.0,
         "max_failures": None,
+        "gpus_per_experiment": 1,
+        "placement": "count",
+        "min_free_memory_gb": None,
+        "memory_settle_s": 30.0,
+        "exclude_busy_gpus": False,
     }
     (retried,) = [r for r in project.records() if r["event"] == "start"][4:]
     assert (retried["attempt"], retried["gpus"]) == ("2", "0")

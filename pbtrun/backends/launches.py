@@ -43,6 +43,8 @@ def header(exp: Experiment, attempt: Attempt, cwd: str, argv: Sequence[str]) -> 
     ``\\n``): readers of the log skip exactly these lines."""
     when = time.strftime(logrecords.HEADER_TIME, time.localtime(attempt.started_at))
     gpus = "not pinned" if attempt.gpus is None else ",".join(map(str, attempt.gpus))
+    if attempt.gpu_uuids is not None:
+        gpus += f" ({', '.join(u or '?' for u in attempt.gpu_uuids)})"
     return (
         f"# pbtrun: {printable(exp.name)}, attempt {attempt.number}, started {when} on {printable(attempt.host)}\n"
         f"# cwd: {printable(cwd)}\n# gpus: {gpus}\n# argv: {printable(shlex.join(argv))}\n"

@@ -7,7 +7,8 @@ it is pinned to, the reference the backend reserved for it, and the ``PBTRUN_*``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 
 from pbtrun.backends.base import LaunchRequest
 from pbtrun.spec.placeholders import fill_attempt
@@ -25,20 +26,30 @@ def next_attempt(
 
 
 def launch_requests(
-    launched: Iterable[tuple[Experiment, Attempt]], sweep_dir: str, cwd: str
+    launched: Iterable[tuple[Experiment, Attempt]],
+    sweep_dir: str,
+    cwd: str,
+    visible: Callable[[tuple[int, ...]], str] | None = None,
 ) -> Iterator[LaunchRequest]:
-    """The launch requests, each made as the backend takes it (so the first starts sooner)."""
+    """The launch requests, each made as the backend takes it (so the first starts sooner).
+    ``visible``: how ``CUDA_VISIBLE_DEVICES`` names the GPUs (their indices if not given)."""
     for exp, attempt in launched:
-        argv, env = fill_attempt(exp.spec.argv, added_env(exp, attempt, sweep_dir), attempt.number)
+        argv, env = fill_attempt(exp.spec.argv, added_env(exp, attempt, sweep_dir, visible), attempt.number)
         yield LaunchRequest(exp, attempt, argv, env, cwd)
 
 
-def added_env(exp: Experiment, attempt: Attempt, sweep_dir: str) -> dict[str, str]:
+def added_env(
+    exp: Experiment, attempt: Attempt, sweep_dir: str, visible: Callable[[tuple[int, ...]], str] | None = None
+) -> dict[str, str]:
     """What the attempt's environment adds to pbtrun's own, which it inherits."""
     env = dict(exp.spec.env)
     env["PBTRUN_EXPERIMENT"] = exp.name
     env["PBTRUN_SWEEP_DIR"] = sweep_dir
     env["PBTRUN_ATTEMPT"] = str(attempt.number)
     if attempt.gpus is not None:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, attempt.gpus))
+        env["CUDA_VISIBLE_DEVICES"] = visible(attempt.gpus) if visible else ",".join(map(str, attempt.gpus))
+        if "CUDA_DEVICE_ORDER" not in os.environ and "CUDA_DEVICE_ORDER" not in env:
+            # CUDA numbers GPUs fastest first unless told otherwise; NVML and nvidia-smi, whose
+            # indices pbtrun places by, number them in PCI bus order. Same order, same GPU.
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     return env

@@ -23,8 +23,8 @@ import contextlib
 import os
 import selectors
 import time
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from pbtrun.backends.base import Ended, Handle, Outcome
 from pbtrun.backends.registry import open_backend
@@ -32,13 +32,18 @@ from pbtrun.errors import PbtrunError, StateError
 from pbtrun.proc import hostname
 from pbtrun.run import control
 from pbtrun.run.attempts import launch_requests, next_attempt
+from pbtrun.run.choosing import Chosen, choose
 from pbtrun.run.gpus import Placement
 from pbtrun.run.outcomes import after_end, exit_code, outcome_lost, stopped_by_pbtrun
 from pbtrun.run.queue import RunQueue
 from pbtrun.run.stopping import Stops
+from pbtrun.state import locks
 from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import FAILED, PENDING, RUNNABLE, RUNNING, Attempt, Experiment, Sweep
 from pbtrun.state.writer import StateWriter
+
+if TYPE_CHECKING:
+    from pbtrun.run.gpuwatch import GpuWatch
 
 MAX_WAIT_S = 86400.0  # a far deadline (timeout_min = 1e6) is waited for a day at a time: epoll's limit is ~25 days
 
@@ -51,6 +56,8 @@ class Listener(Protocol):
     def ended(self, exp: Experiment, sweep: Sweep) -> None: ...
 
     def message(self, text: str) -> None: ...
+
+    def waiting(self, reason: str | None) -> None: ...
 
 
 class Scheduler:
@@ -86,6 +93,8 @@ class Scheduler:
         for fd in self.backend.fds():
             self.selector.register(fd, selectors.EVENT_READ, "backend")
         self.placement = Placement(self.sweep.settings)
+        self.gpuwatch: GpuWatch | None = None  # pinned sweeps: GPU names, UUIDs, memory (prepare)
+        self.waiting: str | None = None  # why queued experiments cannot start, beyond a full slot count
         self.queue = RunQueue(self.writer)
         self.stops = Stops(grace_s)
         self.running: dict[str, Handle] = {}  # exp id -> its running attempt, as the backend tracks it
@@ -118,6 +127,11 @@ class Scheduler:
             self._stack.enter_context(control.control_fifo(self.selector, self.paths, "control"))
             self._reconcile()
             self.queue.rebuild()
+            if self.placement.pins:
+                from pbtrun.run.gpuwatch import GpuWatch
+
+                self.gpuwatch = GpuWatch(self.sweep.settings, self.sweep_dir)
+                self.notes.insert(0, self.gpuwatch.notice)
 
     def run(self) -> int:
         """Run until every experiment has ended or a stop completes; return the exit code."""
@@ -179,6 +193,8 @@ class Scheduler:
         due = [self.stops.next_at(), self.backend.next_poll_at(), self.writer.fold_due_at()]
         if not self.stopping and self.next_launch_at and self.queue.launchable():
             due.append(self.next_launch_at)
+        if self.gpuwatch is not None and not self.stopping and self.queue.launchable():
+            due.append(self.gpuwatch.next_read_at(self.waiting is not None))  # memory may have freed
         deadlines = [at for at in due if at is not None]
         return min(MAX_WAIT_S, max(0.0, min(deadlines) - time.monotonic())) if deadlines else None
 
@@ -278,7 +294,7 @@ class Scheduler:
         launch_now = (
             not self.stopping and self.failure is None and not self.halted and time.monotonic() >= self.next_launch_at
         )
-        chosen = list(self._choose()) if launch_now else []
+        chosen = self._choose() if launch_now else []
         if not ended and not chosen:
             return
         done: list[Experiment] = []
@@ -303,6 +319,8 @@ class Scheduler:
                     continue  # another writer changed it since we looked
                 pinned = gpus if self.placement.pins else None
                 attempt = next_attempt(self.paths, exp, pinned, now, self.host, self.backend.reserve())
+                if self.gpuwatch is not None:
+                    attempt = attempt._replace(gpu_uuids=self.gpuwatch.uuids(gpus))
                 exp = exp.to(RUNNING, attempt)
                 sweep.update(exp)
                 launched.append((exp, attempt))
@@ -312,9 +330,12 @@ class Scheduler:
         if not recorded:
             return
         if launched:  # first: a freed slot is refilled before anything is shown
-            requests = launch_requests(launched, self.sweep_dir, self.sweep.cwd)
+            visible = self.gpuwatch.visible if self.gpuwatch is not None else None
+            requests = launch_requests(launched, self.sweep_dir, self.sweep.cwd, visible)
             for (exp, attempt), handle in zip(launched, self.backend.launch(requests), strict=True):
                 self.gpus_held[exp.id] = attempt.gpus or ()
+                if self.gpuwatch is not None:
+                    self.gpuwatch.promise(exp.id, exp.name, attempt.gpus or ())
                 self._watch(handle, exp)
         self._show_round(done, launched)
         if launched and self.sweep.settings.pause_between_s > 0:
@@ -358,6 +379,8 @@ class Scheduler:
         for exp_id, outcome in ended:
             handle = self.running.pop(exp_id, None)
             self.gpus_held.pop(exp_id, None)
+            if self.gpuwatch is not None:
+                self.gpuwatch.forget(exp_id)
             steps = self.stops.forget(exp_id)
             if steps and handle is not None:
                 self.backend.finish_stop(handle, steps)  # on what the attempt may have left running
@@ -367,29 +390,25 @@ class Scheduler:
 
     # ---------------------------------------------------------------- launching
 
-    def _choose(self) -> Iterator[tuple[str, tuple[int, ...]]]:
-        """Experiments to launch now and their GPUs: in spec order, least busy GPU first."""
-        load = self._gpu_load()
-        running = len(self.running)
-        pause = self.sweep.settings.pause_between_s > 0
-        while self.queue.launchable():
-            gpus = self.placement.choose(load, running)
-            if gpus is None:
-                return
-            for g in gpus:
-                load[g] = load.get(g, 0) + 1
-            running += 1
-            yield self.queue.pop(), gpus
-            if pause:
-                return
+    def _choose(self) -> list[Chosen]:
+        """Experiments to launch now and their GPUs (see :mod:`pbtrun.run.choosing`)."""
+        if not self.queue.launchable():
+            self._set_waiting(None)
+            return []
+        held = self.gpus_held.values()
+        chosen, waiting = choose(self.queue, self.sweep, self.placement, self.gpuwatch, held, len(self.running))
+        if chosen or waiting:
+            self._set_waiting(waiting)
+        return chosen
 
-    def _gpu_load(self) -> dict[int, int]:
-        """How many running experiments each GPU holds."""
-        load: dict[int, int] = {}
-        for gpus in self.gpus_held.values():
-            for g in gpus:
-                load[g] = load.get(g, 0) + 1
-        return load
+    def _set_waiting(self, reason: str | None) -> None:
+        """Say why experiments wait (the live view, and ``status`` through the lock's record)."""
+        if reason == self.waiting:
+            return
+        self.waiting = reason
+        self.listener.waiting(reason)
+        with contextlib.suppress(OSError):
+            locks.note_waiting(self.paths, reason)
 
     def _watch(self, handle: Handle, exp: Experiment) -> None:
         self.running[exp.id] = handle

@@ -69,6 +69,7 @@ def _expand_group(spec: Spec, group: GroupSpec, i: int, train_dir: str) -> Itera
             layout=layout,
             max_retries=group.max_retries if group.max_retries is not None else spec.max_retries,
             timeout_min=group.timeout_min if group.timeout_min is not None else spec.timeout_min,
+            gpus_per_experiment=group.gpus_per_experiment,
         )
 
 

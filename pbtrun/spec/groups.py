@@ -83,6 +83,7 @@ def _read_group(
     env = keys.env(src, table.get("env", {}), (*where, "env"))
     retries, timeout_min = keys.max_retries(src, table, where), keys.timeout_min(src, table, where)
     seed_base = keys.integer(src, table, where, "seed_base") or 0
+    gpus = keys.gpus_per_experiment(src, table, where)
 
     def build() -> GroupSpec:
         params = grid_combinations(axes) if axes is not None else combos
@@ -93,6 +94,7 @@ def _read_group(
             env=env,
             max_retries=retries,
             timeout_min=timeout_min,
+            gpus_per_experiment=gpus,
         )
 
     return name, size * (seeds or 1) * repeat, build

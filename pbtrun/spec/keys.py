@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pbtrun.limits import MAX_TIMEOUT_MIN
+from pbtrun.limits import MAX_GPUS, MAX_TIMEOUT_MIN
 from pbtrun.printable import quantity
 from pbtrun.spec import placeholders
 from pbtrun.spec.naming import MAX_NAME_BYTES
@@ -40,7 +40,19 @@ TOP_KEYS = (
     "env",
     "experiments",
 )
-SCHEDULER_KEYS = ("num_gpus", "gpus", "max_parallel", "experiments_per_gpu", "pause_between", "max_failures")
+SCHEDULER_KEYS = (
+    "num_gpus",
+    "gpus",
+    "max_parallel",
+    "experiments_per_gpu",
+    "pause_between",
+    "max_failures",
+    "gpus_per_experiment",
+    "placement",
+    "min_free_memory_gb",
+    "memory_settle_s",
+    "exclude_busy_gpus",
+)
 EXPERIMENT_KEYS = (
     "name",
     "command",
@@ -52,6 +64,7 @@ EXPERIMENT_KEYS = (
     "env",
     "max_retries",
     "timeout_min",
+    "gpus_per_experiment",
 )
 _TABLES = {"the top level": TOP_KEYS, "[scheduler]": SCHEDULER_KEYS, "[[experiments]]": EXPERIMENT_KEYS}
 
@@ -136,6 +149,14 @@ def integer(src: SpecSource, table: Mapping, where: tuple, key: str) -> int | No
     value = table.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise src.error((*where, key), f"must be an integer, not {type_name(value)}.")
+    return value
+
+
+def gpus_per_experiment(src: SpecSource, table: Mapping, where: tuple) -> int | None:
+    """``gpus_per_experiment`` of ``[scheduler]`` or a group: 1 or more, or None where it is not given."""
+    value = integer(src, table, where, "gpus_per_experiment")
+    if value is not None and not 1 <= value <= MAX_GPUS:
+        raise src.error((*where, "gpus_per_experiment"), f"must be 1 to {MAX_GPUS}, not {quantity(value)}.")
     return value
 
 

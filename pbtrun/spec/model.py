@@ -32,6 +32,11 @@ class SchedulerSettings(NamedTuple):
     experiments_per_gpu: int | None = None
     pause_between_s: float | None = None
     max_failures: int | None = None
+    gpus_per_experiment: int | None = None
+    placement: str | None = None
+    min_free_memory_gb: float | None = None
+    memory_settle_s: float | None = None
+    exclude_busy_gpus: bool | None = None
 
 
 class GroupSpec(NamedTuple):
@@ -43,6 +48,7 @@ class GroupSpec(NamedTuple):
     env: dict[str, str]
     max_retries: int | None = None
     timeout_min: float | None = None
+    gpus_per_experiment: int | None = None
 
 
 class Spec(NamedTuple):
@@ -86,6 +92,7 @@ class ExperimentSpec(NamedTuple):
     name_arg: int | None = None  # position in argv of the experiment-name argument, if any
     max_retries: int = 0
     timeout_min: float | None = None
+    gpus_per_experiment: int | None = None  # its group's own; None: [scheduler]'s
     # How its group writes argv and env (see renamed); None in a definition read from the state.
     layout: argstyle.Layout | None = None
 

@@ -14,6 +14,9 @@ from pbtrun.printable import quantity
 from pbtrun.spec import keys
 from pbtrun.spec.model import SchedulerSettings
 
+PLACEMENTS = ("count", "memory")
+MAX_MEMORY_NUMBER = 1e6  # GB or seconds: beyond any GPU's memory and any settling time
+
 if TYPE_CHECKING:
     from pbtrun.spec.positions import SpecSource
 
@@ -45,10 +48,45 @@ def read_scheduler(src: SpecSource, table: Any) -> SchedulerSettings:
         experiments_per_gpu=keys.integer(src, table, where, "experiments_per_gpu"),
         pause_between_s=None if pause is None else float(pause),
         max_failures=keys.integer(src, table, where, "max_failures"),
+        **_gpu_placement(src, table, where),
     )
     for key, problem in settings_problems(settings):
         raise src.error((*where, key), problem)
     return settings
+
+
+def _gpu_placement(src: SpecSource, table: Any, where: tuple) -> dict[str, Any]:
+    """The keys of GPU placement (issue 20), each checked at its line."""
+    placement = table.get("placement")
+    if placement is not None and placement not in PLACEMENTS:
+        raise src.error(
+            (*where, "placement"),
+            'must be "count" (experiments per GPU) or "memory" (also free GPU memory), '
+            f"not {keys.toml_literal(placement)}.",
+        )
+    numbers = {}
+    for key, low in (("min_free_memory_gb", 0.0), ("memory_settle_s", 0.0)):
+        value = table.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise src.error((*where, key), f"must be a number, not {keys.type_name(value)}.")
+        if value is not None and not low <= value <= MAX_MEMORY_NUMBER:  # also false for nan
+            raise src.error((*where, key), f"must be {low:g} to {MAX_MEMORY_NUMBER:,.0f}, not {value:g}.")
+        numbers[key] = None if value is None else float(value)
+    if numbers["min_free_memory_gb"] is not None and placement != "memory":
+        raise src.error(
+            (*where, "min_free_memory_gb"),
+            'only works with placement = "memory" (pbtrun then reads free memory through NVML): add it, '
+            "or remove min_free_memory_gb.",
+        )
+    exclude = table.get("exclude_busy_gpus")
+    if exclude is not None and not isinstance(exclude, bool):
+        raise src.error((*where, "exclude_busy_gpus"), f"must be true or false, not {keys.type_name(exclude)}.")
+    return {
+        "gpus_per_experiment": keys.gpus_per_experiment(src, table, where),
+        "placement": placement,
+        "exclude_busy_gpus": exclude,
+        **numbers,
+    }
 
 
 def settings_problems(settings: SchedulerSettings) -> list[tuple[str, str]]:

@@ -55,6 +55,11 @@ def head_json(sweep: Sweep) -> dict[str, Any]:
                 "experiments_per_gpu": sweep.settings.experiments_per_gpu,
                 "pause_between_s": sweep.settings.pause_between_s,
                 "max_failures": sweep.settings.max_failures,
+                "gpus_per_experiment": sweep.settings.gpus_per_experiment,
+                "placement": sweep.settings.placement,
+                "min_free_memory_gb": sweep.settings.min_free_memory_gb,
+                "memory_settle_s": sweep.settings.memory_settle_s,
+                "exclude_busy_gpus": sweep.settings.exclude_busy_gpus,
             },
         },
     }
@@ -88,8 +93,8 @@ def _same_definition(a: Experiment, b: Experiment) -> bool:
         x.argv is y.argv
         and x.env is y.env
         and x.params is y.params
-        and (x.id, x.name, x.index, x.group, x.name_arg, x.max_retries, x.timeout_min)
-        == (y.id, y.name, y.index, y.group, y.name_arg, y.max_retries, y.timeout_min)
+        and (x.id, x.name, x.index, x.group, x.name_arg, x.max_retries, x.timeout_min, x.gpus_per_experiment)
+        == (y.id, y.name, y.index, y.group, y.name_arg, y.max_retries, y.timeout_min, y.gpus_per_experiment)
     )
 
 
@@ -111,7 +116,7 @@ def apply_change(sweep: Sweep, change: Mapping[str, Any], stored_format: int = F
 
 def experiment_json(exp: Experiment) -> dict[str, Any]:
     spec = exp.spec  # the definition's layout is not recorded: it is the spec's to compile
-    return {
+    raw = {
         "id": spec.id,
         "group": spec.group,
         "index": spec.index,
@@ -126,6 +131,9 @@ def experiment_json(exp: Experiment) -> dict[str, Any]:
         "timeout_min": spec.timeout_min,
         "attempts": [_attempt_json(a) for a in exp.attempts],
     }
+    if spec.gpus_per_experiment is not None:  # only where its group set its own
+        raw["gpus_per_experiment"] = spec.gpus_per_experiment
+    return raw
 
 
 def _attempt_json(a: Attempt) -> dict[str, Any]:
@@ -144,6 +152,8 @@ def _attempt_json(a: Attempt) -> dict[str, Any]:
     if a.stop_at is not None:
         raw["stop_at"] = a.stop_at
         raw["stop_reason"] = a.stop_reason
+    if a.gpu_uuids is not None:
+        raw["gpu_uuids"] = list(a.gpu_uuids)
     return raw
 
 
@@ -199,6 +209,12 @@ def sweep_from(data: Any) -> Sweep:
                 experiments_per_gpu=int(settings["experiments_per_gpu"]),
                 pause_between_s=float(settings["pause_between_s"]),
                 max_failures=_optional_int(settings.get("max_failures")),
+                # Absent from states written before GPU placement had settings: the defaults.
+                gpus_per_experiment=int(settings.get("gpus_per_experiment", 1)),
+                placement=_placement(settings.get("placement", "count")),
+                min_free_memory_gb=_optional_float(settings.get("min_free_memory_gb")),
+                memory_settle_s=float(settings.get("memory_settle_s", 30.0)),
+                exclude_busy_gpus=bool(settings.get("exclude_busy_gpus", False)),
             ),
             pbtrun_version=str(data.get("pbtrun_version", "")),
             journal_seq=int(data.get("journal_seq", 0)),
@@ -212,6 +228,16 @@ def sweep_from(data: Any) -> Sweep:
 
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _placement(value: Any) -> str:
+    if value not in ("count", "memory"):
+        raise ValueError(f'placement is {value!r}, not "count" or "memory"')
+    return value
 
 
 def experiment_from(raw: dict[str, Any], shared: dict | None = None, stored_format: int = FORMAT) -> Experiment:
@@ -248,6 +274,7 @@ def experiment_from(raw: dict[str, Any], shared: dict | None = None, stored_form
         raw.get("name_arg"),
         int(raw.get("max_retries", 0)),
         None if timeout is None else float(timeout),
+        _optional_int(raw.get("gpus_per_experiment")),
     )
     return Experiment(
         definition,
@@ -296,4 +323,13 @@ def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
         get("ref"),
         None if stop_at is None else float(stop_at),
         stop_reason,
+        _gpu_uuids(get("gpu_uuids"), number),
     )
+
+
+def _gpu_uuids(raw: Any, number: Any) -> tuple[str | None, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(u is None or type(u) is str for u in raw):
+        raise TypeError(f"attempt {number}: gpu_uuids must be a list of strings (or nulls)")
+    return tuple(raw)

@@ -169,6 +169,19 @@ def scheduler_lock(paths: SweepPaths) -> Iterator[None]:
         lock.close()
 
 
+def note_waiting(paths: SweepPaths, reason: str | None) -> None:
+    """Add to the running scheduler's record why its queued experiments wait (``status`` shows
+    it), or take it away. Only the scheduler holding the lock calls this."""
+    holder = read_holder(paths)
+    if holder is None or holder.get("pid") != os.getpid():
+        return
+    if reason is None:
+        holder.pop("waiting", None)
+    else:
+        holder["waiting"] = reason
+    write_atomic(paths.holder, json.dumps(holder).encode(), durable=False)
+
+
 def wait_for_scheduler(paths: SweepPaths) -> None:
     """Block until the sweep's scheduler has exited (its lifetime lock becomes free)."""
     lock = Flock(paths.scheduler_lock)

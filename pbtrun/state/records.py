@@ -110,6 +110,8 @@ class Attempt(NamedTuple):
     # that sent the signal died before the end came.
     stop_at: float | None = None
     stop_reason: str | None = None
+    # The UUIDs of ``gpus`` (same order) where the driver told them; None where it did not.
+    gpu_uuids: tuple[str | None, ...] | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -177,6 +179,11 @@ class Settings(NamedTuple):
     experiments_per_gpu: int = -1
     pause_between_s: float = 0.0
     max_failures: int | None = None  # stop launching after this many experiments failed in one run
+    gpus_per_experiment: int = 1  # an experiment's GPUs, unless its group says otherwise
+    placement: str = "count"  # "count": by experiments per GPU; "memory": also by free memory (NVML)
+    min_free_memory_gb: float | None = None  # placement = "memory": a GPU needs this much free
+    memory_settle_s: float = 30.0  # how long a launch's memory counts as promised before it shows
+    exclude_busy_gpus: bool = False  # skip GPUs with compute processes pbtrun did not start
 
 
 class Sweep:

@@ -3,7 +3,8 @@ its message and exit code. No logic of its own.
 
 The commands live in modules by topic, made of the pieces in :mod:`pbtrun.ui.cliparts`:
 :mod:`pbtrun.ui.clirun` (``up``, ``plan``, ``resume``, ``stop``), :mod:`pbtrun.ui.clistatus`
-(``status``, ``ls``, ``logs``) and :mod:`pbtrun.ui.clifiles` (``init``, ``schema``, ``import``).
+(``status``, ``ls``, ``logs``), :mod:`pbtrun.ui.cligpus` (``gpus``) and :mod:`pbtrun.ui.clifiles`
+(``init``, ``schema``, ``import``).
 Every :class:`PbtrunError` becomes its message and exit code in ``commands.report``.
 ``pbtrun up SPEC`` with ordinary flags does not come here: ``__main__`` hands it to
 :mod:`pbtrun.ui.quickargs` and :mod:`pbtrun.ui.commands`, which ``up`` calls for it too.
@@ -18,7 +19,7 @@ import click
 
 from pbtrun import __version__
 from pbtrun.errors import PbtrunError
-from pbtrun.ui import clifiles, clirun, clistatus, commands
+from pbtrun.ui import clifiles, cligpus, clirun, clistatus, commands
 from pbtrun.ui.cliparts import examples
 
 
@@ -59,6 +60,7 @@ for _command in (
     clistatus.status,
     clistatus.ls,
     clistatus.logs,
+    cligpus.gpus,
     clifiles.init,
     clifiles.schema,
     clifiles.import_,

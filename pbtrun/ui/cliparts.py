@@ -164,6 +164,14 @@ HELP: dict[str, tuple[str, tuple[str, ...]]] = {
             "pbtrun ls /data/runs --json",
         ),
     ),
+    "gpus": (
+        "The GPUs pbtrun may use, and what runs on them.",
+        (
+            "pbtrun gpus",
+            "pbtrun gpus train_dir/ant          # and where its next experiment would go",
+            "pbtrun gpus --json > snap.json     # replay it: PBTRUN_GPU_SOURCE=snap.json pbtrun ...",
+        ),
+    ),
     "logs": (
         "Print or follow an experiment's log.",
         (

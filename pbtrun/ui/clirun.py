@@ -51,7 +51,7 @@ def _print_plan(
     """What ``plan`` and ``up --dry-run`` (``command_name``) print: every experiment the spec compiles
     to; for a sweep that exists, what the spec changes in it, read from its state, which stays
     as it is."""
-    from pbtrun.run.settings import resolve
+    from pbtrun.run.settings import resolve_spec
     from pbtrun.spec.expansion import expand
     from pbtrun.spec.reading import load
     from pbtrun.state import store
@@ -61,7 +61,7 @@ def _print_plan(
     targets.refuse_run_module(spec_file, command_name)
     spec = load(spec_file)
     commands.warn(spec)
-    settings = resolve(spec.scheduler, commands.scheduler_flags(options), spec_file)
+    settings = resolve_spec(spec, commands.scheduler_flags(options))
     train_dir = commands.train_dir_of(train_dir, spec)
     sweep_dir = Path(train_dir) / spec.name
     compiled = expand(spec, train_dir)
@@ -119,6 +119,12 @@ def resume(path: Path | None, **options: Any) -> None:
                     stored.experiments_per_gpu,
                     stored.pause_between_s,
                     stored.max_failures,
+                    # as given: a sweep that does not pin stays so (these imply pinning)
+                    stored.gpus_per_experiment if stored.experiments_per_gpu > 0 else None,
+                    stored.placement if stored.placement != "count" else None,
+                    stored.min_free_memory_gb,
+                    stored.memory_settle_s,
+                    stored.exclude_busy_gpus,
                 )
                 sweep.settings = resolve(base, flags, paths.state)
         commands.run(paths, options)

@@ -118,7 +118,7 @@ def train_dir_of(flag: str | None, spec: Spec) -> str:
 def up(spec_file: Path, train_dir: str | None, force: bool, options: dict[str, Any]) -> None:
     """Compile ``spec_file`` into the sweep's state and run it (``pbtrun up`` without
     ``--dry-run``, which cli.py prints)."""
-    from pbtrun.run.settings import resolve
+    from pbtrun.run.settings import resolve_spec
     from pbtrun.spec.expansion import expand
     from pbtrun.spec.reading import load
     from pbtrun.state import locks, store
@@ -129,7 +129,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, options: dict[str, A
     targets.refuse_run_module(spec_file, "up")
     spec = load(spec_file)
     warn(spec)
-    settings = resolve(spec.scheduler, scheduler_flags(options), spec_file)
+    settings = resolve_spec(spec, scheduler_flags(options))
     train_dir = train_dir_of(train_dir, spec)
     compiled = expand(spec, train_dir)
     paths = SweepPaths(Path(here) / train_dir / spec.name)

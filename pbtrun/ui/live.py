@@ -99,6 +99,10 @@ class LiveView:
         stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
         self.console.print(Text(printable(f"{stamp}  {text}")))
 
+    def waiting(self, reason: str | None) -> None:
+        """Shown under the header while it lasts."""
+        self.tracker.waiting = reason
+
     def close(self) -> None:
         """Stop the live display (idempotent); call it when the scheduler raises, too."""
         if self._live is not None:
@@ -137,7 +141,8 @@ class _Frame:
             return len(console.render_lines(renderable, options, pad=False))
 
         header = _Header(snap)
-        left = (options.height or options.size.height) - 1 - height(header)
+        waiting = Text(printable(f"waiting: {snap.waiting}"), style="yellow") if snap.waiting else None
+        left = (options.height or options.size.height) - 1 - height(header) - (height(waiting) if waiting else 0)
         need = 1 + min(len(snap.running), self.MIN_ROWS) if snap.running else 1  # the column header, rows
         section: RenderableType | None = None
         for candidate in _failure_sections(snap.failures):
@@ -146,6 +151,8 @@ class _Frame:
                 section, left = candidate, left - used
                 break
         yield header
+        if waiting is not None:
+            yield waiting
         yield _running(snap, self.now, max(2, left))
         if section is not None:
             yield section

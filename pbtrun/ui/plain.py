@@ -122,6 +122,10 @@ class PlainView:
     def message(self, text: str) -> None:
         self._line(text)
 
+    def waiting(self, reason: str | None) -> None:
+        if reason is not None:  # its end shows as the next start
+            self._line(f"waiting: {reason} {self._progress()}")
+
     def close(self) -> None:
         """Flush what is pending and let the flushing thread end; the same call as
         :meth:`LiveView.close`, for the error path."""

@@ -19,15 +19,22 @@ if TYPE_CHECKING:  # for annotations: the spec layer is loaded by whoever compil
 
 def first_slots(experiments: Sequence[ExperimentSpec], settings: Settings) -> list[tuple[int, ...] | None]:
     """Where each experiment would start if the sweep began now with every slot free:
-    a tuple of GPUs (empty: not pinned), or None for those that wait for a slot."""
-    from pbtrun.run.gpus import Placement
+    a tuple of GPUs (empty: not pinned), or None for those that wait for a slot. By count of
+    experiments per GPU only: memory placement decides by the memory free at launch."""
+    from pbtrun.run.gpus import Placement, Wait
 
-    placement = Placement(settings)
+    placement = Placement(settings._replace(placement="count", exclude_busy_gpus=False))
     load: dict[int, int] = {}
-    slots = []
-    for n, _ in enumerate(experiments):
-        gpus = placement.choose(load, n)
-        for g in gpus or ():
+    slots: list[tuple[int, ...] | None] = []
+    running = 0
+    for exp in experiments:
+        need = exp.gpus_per_experiment or settings.gpus_per_experiment
+        gpus = placement.choose(load, running, need)
+        if gpus is None or isinstance(gpus, Wait):
+            slots.append(None)
+            continue
+        running += 1
+        for g in gpus:
             load[g] = load.get(g, 0) + 1
         slots.append(gpus)
     return slots
@@ -85,6 +92,11 @@ def plan_json(name: str, sweep_dir: Path, experiments: Sequence[ExperimentSpec],
             "experiments_per_gpu": settings.experiments_per_gpu,
             "pause_between_s": settings.pause_between_s,
             "max_failures": settings.max_failures,
+            "gpus_per_experiment": settings.gpus_per_experiment,
+            "placement": settings.placement,
+            "min_free_memory_gb": settings.min_free_memory_gb,
+            "memory_settle_s": settings.memory_settle_s,
+            "exclude_busy_gpus": settings.exclude_busy_gpus,
         },
         "experiments": Rows(list(zip(experiments, first_slots(experiments, settings), strict=True)), _plan_item),
     }

@@ -39,6 +39,8 @@ def sweep_json(
             "cwd": sweep.cwd,
             "running": holder is not None,
             "scheduler": None if holder is None else {"pid": holder.get("pid"), "host": holder.get("host")},
+            # why queued experiments cannot start (GPU memory, busy GPUs); null when none wait for that
+            "waiting": None if holder is None else holder.get("waiting"),
         },
         "counts": sweep.counts(),
         "experiments": Rows(list(chosen), lambda e: experiment_json(paths, e, base, observed.get(e.id))),
@@ -64,6 +66,7 @@ def experiment_json(
         "outcome": None if last is None else last.outcome,
         "returncode": None if last is None else last.returncode,
         "gpus": None if last is None or last.gpus is None else list(last.gpus),
+        "gpu_uuids": None if last is None or last.gpu_uuids is None else list(last.gpu_uuids),
         "attempts": len(attempts),
         "argv": spec.argv,  # a tuple, written as a JSON array: no copy (nor of the dicts below)
         "env": spec.env if type(spec.env) is dict else dict(spec.env),
@@ -87,6 +90,7 @@ def attempt_json(attempt: Attempt, prefix: str) -> dict[str, Any]:
         "started_at": attempt.started_at,
         "ended_at": attempt.ended_at,
         "gpus": None if attempt.gpus is None else list(attempt.gpus),
+        "gpu_uuids": None if attempt.gpu_uuids is None else list(attempt.gpu_uuids),
         "log": prefix + attempt.log,
     }
 

@@ -36,6 +36,13 @@ def settings_line(paths: SweepPaths, sweep: Sweep) -> str:
     s = sweep.settings
     pinned = s.experiments_per_gpu > 0
     gpus = f"GPUs {','.join(map(str, s.gpus))} x {s.experiments_per_gpu}" if pinned else "GPUs not pinned"
+    if pinned and s.gpus_per_experiment > 1:
+        gpus += f", {s.gpus_per_experiment} per experiment"
+    if pinned and s.placement == "memory":
+        least = f" (at least {s.min_free_memory_gb:g} GB)" if s.min_free_memory_gb else ""
+        gpus += f", by free memory{least}"
+    if pinned and s.exclude_busy_gpus:
+        gpus += ", busy GPUs skipped"
     return (
         f"sweep {sweep.name}: {_count(len(sweep.experiments), 'experiment')}, {len(sweep.runnable())} to run; "
         f"max_parallel {s.max_parallel}, {gpus}; dir {paths.dir}"

@@ -305,6 +305,8 @@ def sweep_footer(
         text.append(f", {removed} removed", style="dim")
     if holder is not None:
         text.append(printable(f"; running (scheduler pid {holder.get('pid')} on {holder.get('host')})"), style="cyan")
+        if isinstance(waiting := holder.get("waiting"), str):
+            text.append(printable(f"; waiting: {waiting}"), style="yellow")
         return text
     text.append("; no scheduler running" if recorded else "; not running")
     stale = sum(1 for seen in (observed or {}).values() if seen.state != SEEN_RUNNING)

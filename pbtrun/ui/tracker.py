@@ -32,7 +32,8 @@ SOON_S = 60.0
 def slots(settings: Settings) -> int:
     """How many experiments the sweep can run at once: ``max_parallel``, or fewer when pinned GPUs run out."""
     if settings.experiments_per_gpu > 0:
-        return max(1, min(settings.max_parallel, len(settings.gpus) * settings.experiments_per_gpu))
+        per_experiment = max(1, settings.gpus_per_experiment)
+        return max(1, min(settings.max_parallel, len(settings.gpus) * settings.experiments_per_gpu // per_experiment))
     return max(1, settings.max_parallel)
 
 
@@ -71,6 +72,7 @@ class Snapshot(NamedTuple):
     running: list[Running]
     failures: list[Failure]
     eta_s: float | None
+    waiting: str | None = None  # why queued experiments cannot start (GPU memory, busy GPUs)
 
 
 class Tracker:
@@ -92,6 +94,7 @@ class Tracker:
         self.counts: dict[str, int] = {}
         self.running: dict[str, Running] = {}
         self.failures: deque[Failure] = deque(maxlen=RECENT_FAILURES)
+        self.waiting: str | None = None
         self._succeeded_s = [0.0, 0]  # sum and number of succeeded attempts' durations
         self._other_ends_s = [0.0, 0]  # the same for the attempts that ended otherwise
         self._first_ends: list[Failure | None] = []  # how the first attempts to end in this run ended
@@ -212,9 +215,8 @@ class Tracker:
             typical = self.typical_s(running, now)
         total = sum(counts.values())
         done = counts[SUCCEEDED] + counts[FAILED]
-        return Snapshot(
-            self.name, counts, total, done, running, failures, _eta(typical, total - done, running, self.slots, now)
-        )
+        eta = _eta(typical, total - done, running, self.slots, now)
+        return Snapshot(self.name, counts, total, done, running, failures, eta, self.waiting)
 
 
 def _eta(typical_s: float | None, left: int, running: Sequence[Running], slots: int, now: float) -> float | None:
