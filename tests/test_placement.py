@@ -311,3 +311,33 @@ def test_placement_slots_pinning_and_settings():
     )
     busy = Placement(memory._replace(placement="count", exclude_busy_gpus=True))
     assert busy.choose({0: 1}, 1, foreign={1}) == (2,)
+
+
+@PROPERTY
+@given(snapshots(), st.integers(1, 4), st.integers(1, 12))
+def test_the_short_way_for_one_gpu_each_chooses_what_place_chooses(gpus, per_gpu, count):
+    """The scheduler's shortcut for count placement of one-GPU experiments
+    (``choosing._one_gpu_each``) launches, one by one, exactly what :func:`place` would."""
+    from pbtrun.run.choosing import _one_gpu_each
+
+    class Line:  # the run queue's two questions, over a plain list of ids
+        def __init__(self, n: int) -> None:
+            self.ids = [f"e{i}" for i in range(n)]
+
+        def launchable(self) -> bool:
+            return bool(self.ids)
+
+        def pop(self) -> str:
+            return self.ids.pop(0)
+
+    load = {g.index: g.load for g in gpus}
+    short = _one_gpu_each(Line(count), count, False, dict(load), [g.index for g in gpus], per_gpu, lambda _: 1)
+    rules = Rules(per_gpu)
+    expected = []
+    for _ in range(count):
+        picked = place([GpuState(i, n) for i, n in load.items()], 1, rules)
+        if isinstance(picked, Wait):
+            break
+        load[picked[0]] += 1
+        expected.append(picked)
+    assert [gpus_ for _, gpus_ in short] == expected

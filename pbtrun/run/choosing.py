@@ -56,10 +56,41 @@ def choose(
     def need_of(exp_id: str) -> int:
         return experiments[exp_id].spec.gpus_per_experiment or default_need
 
+    chosen: list[Chosen] = []
+    if not watch.live:  # by count alone, and most experiments need one GPU: the short way
+        chosen = _one_gpu_each(queue, free_slots, one, load, settings.gpus, placement.rules.per_gpu, need_of)
+        free_slots -= len(chosen)
+        if free_slots <= 0 or (one and chosen) or not queue.launchable() or need_of(queue.ids[0]) == 1:
+            return chosen, None
     states = watch.states(settings.gpus, load)
-    chosen, waiting = choose_pinned(queue, free_slots, one, states, placement.rules, need_of)
+    more, waiting = choose_pinned(queue, free_slots, one, states, placement.rules, need_of)
     # Waiting for a slot or GPU the sweep's own experiments hold is the usual queue: nothing to explain.
-    return chosen, waiting if watch.live else None
+    return chosen + more, waiting if watch.live else None
+
+
+def _one_gpu_each(
+    queue: RunQueue,
+    free_slots: int,
+    one: bool,
+    load: dict[int, int],
+    gpus: Sequence[int],
+    per_gpu: int,
+    need_of: Callable[[str], int],
+) -> list[Chosen]:
+    """What :func:`choose_pinned` chooses by count for experiments that need one GPU each (the
+    least busy GPU, the lowest index on ties), without building the placement's snapshot: it is
+    every round of a sweep of short experiments. Stops at the first that needs more; ``load`` is
+    updated with what it chose."""
+    chosen: list[Chosen] = []
+    while len(chosen) < free_slots and queue.launchable() and need_of(queue.ids[0]) == 1:
+        best = min(gpus, key=lambda g: (load.get(g, 0), g), default=None)
+        if best is None or load.get(best, 0) >= per_gpu:
+            break
+        load[best] = load.get(best, 0) + 1
+        chosen.append((queue.pop(), (best,)))
+        if one:
+            break
+    return chosen
 
 
 def choose_unpinned(queue: RunQueue, free_slots: int, one: bool) -> list[Chosen]:
