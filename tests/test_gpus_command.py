@@ -147,14 +147,22 @@ def _pending_again(project, sweep: str, running_on: int | None = None) -> None:
     (project.root / "train_dir" / sweep / "pbtrun.journal").unlink(missing_ok=True)
 
 
-def test_gpus_with_a_sweep_says_where_its_next_experiment_would_go(project, recorder):
+def _stopped_sweep(project, recorder: str, name: str, scheduler: str, count: int, running_on: int | None = None) -> str:
+    """A sweep ``name`` of ``count`` experiments run on two constructed 40 GB-free GPUs, then
+    made pending again (see _pending_again); the inventory file's path."""
     source = _two_gpus(project.root / "gpus.json", (40, 40))
+    grid = ", ".join(str(k) for k in range(1, count + 1))
     project.spec(
-        f'name = "p"\ncommand = "{recorder}"\n[scheduler]\nexperiments_per_gpu = 1\n'
-        '[[experiments]]\nname = "a"\ngrid = { k = [1, 2, 3] }\n'
+        f'name = "{name}"\ncommand = "{recorder}"\n[scheduler]\n{scheduler}\n'
+        f'[[experiments]]\nname = "a"\ngrid = {{ k = [{grid}] }}\n'
     )
     assert project.run("up", "sweep.toml", PBTRUN_GPU_SOURCE=source).returncode == 0
-    _pending_again(project, "p", running_on=0)
+    _pending_again(project, name, running_on=running_on)
+    return source
+
+
+def test_gpus_with_a_sweep_says_where_its_next_experiment_would_go(project, recorder):
+    source = _stopped_sweep(project, recorder, "p", "experiments_per_gpu = 1", 3, running_on=0)
     result = project.run("gpus", "train_dir/p", PBTRUN_GPU_SOURCE=source)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "next in train_dir/p: 01_a_k_2 would go to GPU 1 (CUDA_VISIBLE_DEVICES=1)"
@@ -165,13 +173,7 @@ def test_gpus_with_a_sweep_says_where_its_next_experiment_would_go(project, reco
 
 
 def test_gpus_with_a_sweep_placed_by_memory_says_why_it_would_wait(project, recorder):
-    source = _two_gpus(project.root / "gpus.json", (40, 40))
-    project.spec(
-        f'name = "m"\ncommand = "{recorder}"\n[scheduler]\nplacement = "memory"\nmin_free_memory_gb = 20\n'
-        '[[experiments]]\nname = "a"\ngrid = { k = [1, 2] }\n'
-    )
-    assert project.run("up", "sweep.toml", PBTRUN_GPU_SOURCE=source).returncode == 0
-    _pending_again(project, "m")
+    source = _stopped_sweep(project, recorder, "m", 'placement = "memory"\nmin_free_memory_gb = 20', 2)
     _two_gpus(project.root / "gpus.json", (10, 30))
     document = json.loads(project.run("gpus", "train_dir/m", "--json", PBTRUN_GPU_SOURCE=source).stdout)
     assert document["next_placement"]["gpus"] == [1]

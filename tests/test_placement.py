@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -112,36 +113,32 @@ def test_memory_rule_respected(case):
             assert free_mb is not None and free_mb >= rules.min_free_mb, (i, free_mb)
 
 
+def _count_order(g: GpuState) -> tuple:
+    return (g.load, g.index)
+
+
+def _memory_order(g: GpuState) -> tuple:
+    return (-(g.free_mb or 0), g.load, g.index)
+
+
+@pytest.mark.parametrize(
+    ("by_memory", "order"),
+    [(False, _count_order), (True, _memory_order)],
+    ids=["least busy first by count", "most free memory first by memory"],
+)
 @PROPERTY
-@given(decisions())
-def test_least_busy_first_in_count_mode(case):
-    """No eligible GPU left out is less busy than a chosen one (nor as busy with a lower index)."""
+@given(case=decisions())
+def test_the_best_eligible_gpus_are_chosen(by_memory, order, case):
+    """No eligible GPU left out comes before a chosen one: by count, the least busy first (then
+    the lower index); by memory, the most free memory first (then the less busy, the lower index)."""
     gpus, need, rules, avoid = case
-    rules = rules._replace(by_memory=False)
+    rules = rules._replace(by_memory=by_memory)
     chosen = place(gpus, need, rules, avoid)
     if not isinstance(chosen, Wait):
         picked = [by_index(gpus)[i] for i in chosen]
         for other in eligible(gpus, rules, avoid):
             if other.index not in chosen:
-                assert all((other.load, other.index) > (c.load, c.index) for c in picked), (other, picked)
-
-
-@PROPERTY
-@given(decisions())
-def test_most_free_first_in_memory_mode(case):
-    """No eligible GPU left out has more free memory than a chosen one; on equal memory, the less
-    busy, then the lower index, wins."""
-    gpus, need, rules, avoid = case
-    rules = rules._replace(by_memory=True)
-    chosen = place(gpus, need, rules, avoid)
-    if not isinstance(chosen, Wait):
-        picked = [by_index(gpus)[i] for i in chosen]
-        for other in eligible(gpus, rules, avoid):
-            if other.index not in chosen:
-                assert all(
-                    (-(other.free_mb or 0), other.load, other.index) > (-(c.free_mb or 0), c.load, c.index)
-                    for c in picked
-                ), (other, picked)
+                assert all(order(other) > order(c) for c in picked), (other, picked)
 
 
 @PROPERTY
@@ -175,14 +172,15 @@ def test_multi_gpu_sets_of_one_per_gpu_are_disjoint(gpus, need):
     assert len(flat) == len(set(flat)) and len(taken) == len(gpus) // need
 
 
+@pytest.mark.parametrize("decide", [place, reserve])
 @PROPERTY
-@given(decisions(), st.randoms(use_true_random=False))
-def test_deterministic_whatever_the_input_order(case, rnd):
-    """The same GPUs in another order give the same answer, reason included."""
+@given(case=decisions(), rnd=st.randoms(use_true_random=False))
+def test_deterministic_whatever_the_input_order(decide, case, rnd):
+    """place and reserve: the same GPUs in another order give the same answer, reason included."""
     gpus, need, rules, avoid = case
     shuffled = list(gpus)
     rnd.shuffle(shuffled)
-    assert place(shuffled, need, rules, avoid) == place(gpus, need, rules, avoid)
+    assert decide(shuffled, need, rules, avoid) == decide(gpus, need, rules, avoid)
 
 
 @PROPERTY
@@ -208,16 +206,6 @@ def test_reserve_takes_need_least_loaded_candidates(case):
     for other in candidates:
         if other.index not in held:
             assert all(other.load >= loads[i].load for i in held)
-
-
-@PROPERTY
-@given(decisions(), st.randoms(use_true_random=False))
-def test_reserve_is_deterministic(case, rnd):
-    """reserve, like place, depends on the GPUs' contents only."""
-    gpus, need, rules, avoid = case
-    shuffled = list(gpus)
-    rnd.shuffle(shuffled)
-    assert reserve(shuffled, need, rules, avoid) == reserve(gpus, need, rules, avoid)
 
 
 # ---------------------------------------------------------------- the reasons a user reads
