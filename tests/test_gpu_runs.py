@@ -243,3 +243,25 @@ def test_settings_of_a_sweep_written_before_gpu_placement_read_as_defaults(proje
     assert result.returncode == 0, result.stdout + result.stderr
     settings = project.state(SWEEP)["sweep"]["settings"]
     assert settings["placement"] == "count" and settings["gpus_per_experiment"] == 1
+
+
+def test_resume_where_other_gpus_were_given_refuses_then_takes_them_when_asked(project, recorder):
+    """A sweep that ran on GPUs 2 and 5, resumed in an allocation given GPUs 0 and 1: refused
+    (it would run on GPUs that are not the user's), nothing started; with --num-gpus 2 it runs
+    on 0 and 1."""
+    groups = '[[experiments]]\nname = "e"\nlist = [{ exit = 3 }]\n'
+    project.spec(spec(recorder, "experiments_per_gpu = 1\n", groups))
+    first = project.run("up", "sweep.toml", "--plain", CUDA_VISIBLE_DEVICES="2,5")
+    assert first.returncode == 1, first.stdout + first.stderr
+    (start,) = [r for r in project.records() if r["event"] == "start"]
+    assert start["gpus"] in ("2", "5")
+    refused = project.run("resume", f"train_dir/{SWEEP}", "--retry-failed", "--plain", CUDA_VISIBLE_DEVICES="0,1")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "runs on GPUs 2, 5" in refused.stderr and "--num-gpus" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(project.records()) == 2
+    again = project.run(
+        "resume", f"train_dir/{SWEEP}", "--retry-failed", "--plain", "--num-gpus", "2", CUDA_VISIBLE_DEVICES="0,1"
+    )
+    assert again.returncode == 1, again.stdout + again.stderr  # it fails again, as it must
+    starts = [r for r in project.records() if r["event"] == "start"]
+    assert len(starts) == 2 and starts[1]["gpus"] in ("0", "1")

@@ -41,7 +41,12 @@ class Promise:
 class GpuWatch:
     """What the scheduler knows of the sweep's GPUs beyond its own count of experiments."""
 
-    def __init__(self, settings: Settings, sweep_dir: str, read: Callable[[], Inventory] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, sweep_dir: str, read: Callable[[], Inventory] | None = None, where: str = ""
+    ) -> None:
+        """Reads the inventory; refuses (:class:`StateError`) a sweep pinned to GPUs this process
+        was not given, which it would otherwise run on all the same. ``where``: the sweep, as
+        messages name it."""
         if read is None:
             from pbtrun.devices.inventory import read_inventory as read
         self.read = read
@@ -54,9 +59,11 @@ class GpuWatch:
         self.gpus: dict[int, Gpu] = {}
         self.read_at = -1e9  # monotonic
         self.notice = ""
+        self.source = "none"
         self.promises: dict[str, Promise] = {}  # exp id -> what its launch will take
         self.owners: dict[int, tuple[str, str] | None] = {}
         self._refresh()
+        self._refuse_gpus_not_given(settings, where or sweep_dir)
 
     # ---------------------------------------------------------------- naming
 
@@ -108,8 +115,27 @@ class GpuWatch:
 
     # ---------------------------------------------------------------- internals
 
+    def _refuse_gpus_not_given(self, settings: Settings, where: str) -> None:
+        """A sweep resumed elsewhere (another allocation on a cluster, another shell's
+        CUDA_VISIBLE_DEVICES) may name GPUs this process was not given. Without a driver and
+        without CUDA_VISIBLE_DEVICES nothing is known, and the sweep's GPUs are taken as given."""
+        if self.source == "none":
+            return
+        missing = [g for g in settings.gpus if g not in self.gpus]
+        if missing:
+            from pbtrun.errors import StateError
+
+            given = ", ".join(map(str, sorted(self.gpus))) or "none"
+            raise StateError(
+                f"{where}: the sweep runs on GPUs {', '.join(map(str, settings.gpus))}, but this process was "
+                f"given GPUs {given} ({self.notice.removeprefix('GPUs: ')}), so GPU(s) "
+                f"{', '.join(map(str, missing))} are not yours to use here. Resume with --num-gpus N to run "
+                "on N of the GPUs you were given, or from where those GPUs are yours; nothing was started."
+            )
+
     def _refresh(self) -> None:
         inventory = self.read()
+        self.source = inventory.source
         self.gpus = {g.index: g for g in inventory.gpus}
         self.read_at = time.monotonic()
         if self.live:  # whose each process on the GPUs is: (sweep dir, experiment) or None

@@ -125,12 +125,13 @@ class Scheduler:
             signals = (*control.STOP_SIGNALS, *self.backend.signals)
             self._stack.enter_context(control.signal_pipe(self.selector, signals, "signal"))
             self._stack.enter_context(control.control_fifo(self.selector, self.paths, "control"))
-            self._reconcile()
-            self.queue.rebuild()
-            if self.placement.pins:
+            if self.placement.pins:  # first: a sweep it cannot place is refused before anything is settled
                 from pbtrun.run.gpuwatch import GpuWatch
 
-                self.gpuwatch = GpuWatch(self.sweep.settings, self.sweep_dir)
+                self.gpuwatch = GpuWatch(self.sweep.settings, self.sweep_dir, where=str(self.paths.dir))
+            self._reconcile()
+            self.queue.rebuild()
+            if self.gpuwatch is not None:
                 self.notes.insert(0, self.gpuwatch.notice)
 
     def run(self) -> int:
