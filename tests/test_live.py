@@ -356,6 +356,28 @@ def test_auto_refresh_renders_at_most_refresh_per_second(tmp_path: Path, monkeyp
     assert frames[0] <= 3 + 2 * elapsed_s + 1
 
 
+def test_why_experiments_wait_shows_under_the_header_while_it_lasts(run: Run) -> None:
+    view, _, _ = live(run)
+    play_some(run)
+    view.waiting("no GPU with 20 GB free")
+    lines = frame_text(view).splitlines()
+    assert lines[0].startswith("ant ━") and lines[1] == "waiting: no GPU with 20 GB free"
+    assert lines[2].split()[0] == "RUNNING"
+    view.waiting(None)
+    assert "waiting" not in frame_text(view)
+
+
+def test_plain_view_says_once_why_experiments_wait(run: Run) -> None:
+    out = io.StringIO()
+    run.view = PlainView(run.paths, out, clock=run.clock)
+    run.view.begin(run.sweep)
+    run.view.waiting("no GPU with 20 GB free")
+    run.view.waiting(None)
+    run.view.close()
+    lines = [line for line in out.getvalue().splitlines() if "waiting" in line]
+    assert len(lines) == 1 and lines[0].split("  ", 1)[1].startswith("waiting: no GPU with 20 GB free [")
+
+
 def test_messages_print_above_the_live_display(run: Run) -> None:
     view, console, _ = live(run)
     view.message("adopted 01_ant (still running, pid 123)")
