@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,3 +150,31 @@ def expected() -> dict:
 def recorder() -> str:
     """A command prefix for an experiment that records its start and end (see recorder.py)."""
     return f"{sys.executable} {RECORDER}"
+
+
+SLURM_HOW = 'run `eval "$(bash scripts/local-slurm.sh start)"` first (CI does)'
+
+
+@pytest.fixture(scope="session")
+def slurm() -> dict[str, str]:
+    """The environment a real Slurm's clients need (``SLURM_CONF``, ``PATH``), where one answers.
+
+    Slurm is started by ``scripts/local-slurm.sh`` (``.ci/run`` does it), never from here: a fixture
+    that installed and started daemons would hide a broken CI setup behind a slow first test. Where
+    none answers, the Slurm tests are skipped, saying how to get one."""
+    conf = os.environ.get("SLURM_CONF", "")
+    if not conf:
+        pytest.skip(f"no local Slurm (SLURM_CONF is not set): {SLURM_HOW}")
+    if shutil.which("sinfo") is None:
+        pytest.skip(f"no local Slurm (sinfo is not installed): {SLURM_HOW}")
+    env = {"SLURM_CONF": conf, "PATH": os.environ.get("PATH", os.defpath)}
+    try:
+        # A controller that is down makes every client wait its MessageTimeout: bound it.
+        answer = subprocess.run(
+            ["sinfo", "-h", "-o", "%P"], env=env, capture_output=True, text=True, timeout=5, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"no local Slurm (sinfo did not answer within 5 s): {SLURM_HOW}")
+    if answer.returncode != 0:
+        pytest.skip(f"no local Slurm (sinfo: {answer.stderr.strip()}): {SLURM_HOW}")
+    return env
