@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from pbtrun.backends.base import Ended, Handle, Outcome
+from pbtrun.backends.base import Ended, Handle, News, Outcome
 from pbtrun.backends.registry import open_backend
 from pbtrun.errors import PbtrunError, StateError
 from pbtrun.proc import hostname
@@ -88,7 +88,7 @@ class Scheduler:
             with contextlib.suppress(PbtrunError):
                 self.writer.close()
             raise StateError(refusal)
-        self.backend.expect(len(self.sweep.runnable()), self.sweep.settings.max_parallel)
+        self.backend.expect(len(self.sweep.runnable()), self.sweep.settings.max_parallel, self.sweep.backend_settings)
         self.selector = selectors.DefaultSelector()
         for fd in self.backend.fds():
             self.selector.register(fd, selectors.EVENT_READ, "backend")
@@ -212,7 +212,25 @@ class Scheduler:
                         relayed.append(signum)
             elif key.data == "control":
                 self._obey(control.read_commands(key.fd))
-        return self.backend.collect(relayed)
+        ended = self.backend.collect(relayed)
+        if news := self.backend.news():
+            self._record_news(news)
+        return ended
+
+    def _record_news(self, news: list[News]) -> None:
+        """A running attempt's new reference (a job id) and where it runs (a node), recorded."""
+
+        def change(sweep: Sweep) -> None:
+            for item in news:
+                exp = sweep.experiments.get(item.exp_id)
+                if exp is None or exp.status != RUNNING or exp.last is None:
+                    continue
+                last = exp.last
+                new = last._replace(ref=item.ref or last.ref, host=item.node or last.host)
+                if new != last:
+                    sweep.update(exp.to(RUNNING, new))
+
+        self._transact(change)
 
     def _obey(self, commands: list[str]) -> None:
         for command in commands:
@@ -338,6 +356,8 @@ class Scheduler:
                 if self.gpuwatch is not None:
                     self.gpuwatch.promise(exp.id, exp.name, attempt.gpus or ())
                 self._watch(handle, exp)
+        if news := self.backend.news():  # a batch system's job ids: recorded before anything more is submitted
+            self._record_news(news)
         self._show_round(done, launched)
         if launched and self.sweep.settings.pause_between_s > 0:
             self.next_launch_at = time.monotonic() + self.sweep.settings.pause_between_s

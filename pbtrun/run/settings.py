@@ -84,6 +84,8 @@ def resolve(
 def resolve_spec(spec: Spec, flags: SchedulerSettings) -> Settings:
     """:func:`resolve` for a whole spec: its groups' own ``gpus_per_experiment`` pin experiments
     too, and one asking for more GPUs than the sweep has is refused at its line."""
+    if spec.backend == "slurm":
+        return _on_slurm(spec, flags)
     own = [(i, g.gpus_per_experiment) for i, g in enumerate(spec.groups) if g.gpus_per_experiment is not None]
     settings = resolve(spec.scheduler, flags, spec.path, pin_by_default=bool(own))
     for i, need in own:
@@ -93,6 +95,33 @@ def resolve_spec(spec: Spec, flags: SchedulerSettings) -> Settings:
             where = ("experiments", i, "gpus_per_experiment")
             raise SpecSource(spec.path, spec.text).error(where, too_many_gpus("gpus_per_experiment", settings, need))
     return settings
+
+
+UNLIMITED = 1_000_000  # max_parallel on Slurm without max_submitted: the cluster decides what runs
+
+
+def _on_slurm(spec: Spec, flags: SchedulerSettings) -> Settings:
+    """On Slurm nothing is pinned here (each job gets its GPUs from Slurm); every pending
+    experiment is submitted at once, as arrays throttled to ``max_submitted``, or one job each,
+    at most ``max_submitted`` queued or running."""
+    for key in ("num_gpus", "experiments_per_gpu"):
+        if getattr(flags, key) is not None:
+            raise SpecError(
+                f'command line: --{key.replace("_", "-")} means nothing with backend = "slurm": Slurm gives each '
+                "job its GPUs (gpus_per_experiment in the spec asks for them)."
+            )
+    for key, problem in settings_problems(flags):
+        raise SpecError(f"command line: --{key.replace('_', '-')} {problem}")
+    options = spec.backend_settings
+    array = options.get("array", True)
+    default = UNLIMITED if array else options.get("max_submitted", UNLIMITED)
+    return Settings(
+        gpus=(),
+        max_parallel=_first(flags.max_parallel, spec.scheduler.max_parallel, default),
+        experiments_per_gpu=-1,
+        pause_between_s=_first(flags.pause_between_s, spec.scheduler.pause_between_s, 0.0),
+        max_failures=_first(flags.max_failures, spec.scheduler.max_failures),
+    )
 
 
 def too_many_gpus(what: str, settings: Settings, need: int | None = None) -> str:
