@@ -265,3 +265,43 @@ def test_resume_where_other_gpus_were_given_refuses_then_takes_them_when_asked(p
     assert again.returncode == 1, again.stdout + again.stderr  # it fails again, as it must
     starts = [r for r in project.records() if r["event"] == "start"]
     assert len(starts) == 2 and starts[1]["gpus"] in ("0", "1")
+
+
+def test_resumed_without_the_variable_on_a_driverless_machine_keeps_the_uuids(project, recorder):
+    """Given GPUs by UUID where no driver answers, then resumed from a shell without
+    CUDA_VISIBLE_DEVICES: the experiments get the same UUIDs, never 0 and 1."""
+    groups = '[[experiments]]\nname = "e"\nlist = [{ exit = 3 }]\n'
+    project.spec(spec(recorder, "experiments_per_gpu = 1\n", groups))
+    given = f"{UUIDS[2]},{UUIDS[3]}"
+    assert project.run("up", "sweep.toml", "--plain", CUDA_VISIBLE_DEVICES=given).returncode == 1
+    again = project.run("resume", f"train_dir/{SWEEP}", "--retry-failed", "--plain")
+    assert again.returncode == 1, again.stdout + again.stderr
+    starts = [r["gpus"] for r in project.records() if r["event"] == "start"]
+    assert len(starts) == 2 and all(s in (UUIDS[2], UUIDS[3]) for s in starts), starts
+
+
+def test_refusals_of_scheduler_values_name_their_line(project, recorder, tmp_path):
+    source = inventory(tmp_path / "gpus.json", [40, 40])
+    cases = [
+        ("gpus_per_experiment = 3", "scheduler.gpus_per_experiment", "the sweep has 2 (0, 1)"),
+        ("num_gpus = 3\nexperiments_per_gpu = 1", "scheduler.num_gpus", "at most 2"),
+        ("gpus = [0, 7]\nexperiments_per_gpu = 1", "scheduler.gpus", "GPU 7"),
+        ('placement = "memory"\nmin_free_memory_gb = 100', "scheduler.min_free_memory_gb", "48.0 GB"),
+        ("gpus_per_experiment = 2\nexperiments_per_gpu = -1", "scheduler.experiments_per_gpu", "-1 leaves"),
+    ]
+    for lines, key, words in cases:
+        text = spec(recorder, lines + "\n")
+        project.spec(text)
+        result = project.run("up", "sweep.toml", "--plain", PBTRUN_GPU_SOURCE=source)
+        line = next(n for n, t in enumerate(text.splitlines(), 1) if t.startswith(key.split(".")[1]))
+        assert result.returncode == 2, (lines, result.stdout + result.stderr)
+        assert f"line {line}: {key}:" in result.stderr and words in result.stderr, (lines, result.stderr)
+
+
+def test_no_gpus_to_pin_to_says_why(project, recorder):
+    """CUDA_VISIBLE_DEVICES=-1 (no GPU for this process) with pinning: the refusal says what
+    pbtrun saw, not only "no GPUs"."""
+    project.spec(spec(recorder, "experiments_per_gpu = 1\n"))
+    result = project.run("up", "sweep.toml", "--plain", CUDA_VISIBLE_DEVICES="-1")
+    assert result.returncode == 2
+    assert "no GPUs to pin them to" in result.stderr and "CUDA_VISIBLE_DEVICES=-1" in result.stderr

@@ -80,12 +80,17 @@ def _gpu(path: str | Path, where: str, item: object) -> Gpu:
     processes = item.get("processes", [])
     if not isinstance(processes, list):
         raise _bad(path, f"{where}.processes: expected a list, got {_shown(processes)}")
+    total = _integer(path, item, "memory_total_mb", where)
+    used = _integer(path, item, "memory_used_mb", where)
+    if total is not None and used is not None and used > total:
+        raise _bad(path, f"{where}.memory_used_mb: {used} MB used of {total} MB in all is more than the GPU has")
+    # memory_free_mb, which `pbtrun gpus --json` prints, is not read: free memory is total - used.
     return Gpu(
         index=_integer(path, item, "index", where, required=True),
         uuid=_string(path, item, "uuid", where),
         name=_string(path, item, "name", where) or "",
-        memory_total_mb=_integer(path, item, "memory_total_mb", where),
-        memory_used_mb=_integer(path, item, "memory_used_mb", where),
+        memory_total_mb=total,
+        memory_used_mb=used,
         utilization_pct=_integer(path, item, "utilization_pct", where),
         processes=tuple(_process(path, f"{where}.processes[{k}]", p) for k, p in enumerate(processes)),
     )

@@ -64,8 +64,14 @@ def choose(
             return chosen, None
     states = watch.states(settings.gpus, load)
     more, waiting = choose_pinned(queue, free_slots, one, states, placement.rules, need_of)
-    # Waiting for a slot or GPU the sweep's own experiments hold is the usual queue: nothing to explain.
-    return chosen + more, waiting if watch.live else None
+    chosen += more
+    # Waiting for a slot or GPU the sweep's own experiments hold is the usual queue, and a round
+    # that launches is not waiting: nothing to explain then.
+    if chosen or not watch.live or waiting is None:
+        return chosen, None
+    if (promised := watch.promised_gb()) > 0:
+        waiting += f" (counting {promised:g} GB promised to experiments launched in the last {watch.settle_s:g} s)"
+    return chosen, waiting
 
 
 def _one_gpu_each(

@@ -62,8 +62,12 @@ class GpuWatch:
         self.source = "none"
         self.promises: dict[str, Promise] = {}  # exp id -> what its launch will take
         self.owners: dict[int, tuple[str, str] | None] = {}
+        self.names = dict(zip(settings.gpus, settings.gpu_names, strict=False))  # as compiled
         self._refresh()
         self._refuse_gpus_not_given(settings, where or sweep_dir)
+        if self.source == "none" and settings.gpus:  # --num-gpus N without a driver: say they are taken as given
+            listed = ", ".join(self.names.get(g, str(g)) for g in settings.gpus)
+            self.notice += f"; the sweep's GPUs {listed} are taken as given (experiments just see CUDA_VISIBLE_DEVICES)"
 
     # ---------------------------------------------------------------- naming
 
@@ -73,8 +77,12 @@ class GpuWatch:
         return ",".join(self._spelling(g) for g in gpus)
 
     def _spelling(self, index: int) -> str:
+        """As this process was given it; where nothing can be read now, as it was where the
+        sweep was compiled (a UUID stays a UUID)."""
         gpu = self.gpus.get(index)
-        return (gpu.visible_as or str(index)) if gpu is not None else str(index)
+        if gpu is not None and (gpu.visible_as or self.source != "none"):
+            return gpu.visible_as or str(index)
+        return self.names.get(index) or str(index)
 
     def uuids(self, gpus: tuple[int, ...]) -> tuple[str | None, ...] | None:
         """The UUIDs of ``gpus`` where the driver told them; None if it told none."""
@@ -105,6 +113,11 @@ class GpuWatch:
         """A launch on ``gpus``: count its memory as taken until it shows (memory placement only)."""
         if self.by_memory and self.min_free_mb > 0 and gpus:
             self.promises[exp_id] = Promise(gpus, self.min_free_mb, name, time.monotonic() + self.settle_s)
+
+    def promised_gb(self) -> float:
+        """The memory promised to recent launches now, in GB, for the reason a wait gives."""
+        total_mb = sum(self._promised(time.monotonic()).values())
+        return round(total_mb / MB_PER_GB, 1)
 
     def forget(self, exp_id: str) -> None:
         self.promises.pop(exp_id, None)

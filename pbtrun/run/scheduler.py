@@ -95,6 +95,7 @@ class Scheduler:
         self.placement = Placement(self.sweep.settings)
         self.gpuwatch: GpuWatch | None = None  # pinned sweeps: GPU names, UUIDs, memory (prepare)
         self.waiting: str | None = None  # why queued experiments cannot start, beyond a full slot count
+        self.waiting_next: str | None = None
         self.queue = RunQueue(self.writer)
         self.stops = Stops(grace_s)
         self.running: dict[str, Handle] = {}  # exp id -> its running attempt, as the backend tracks it
@@ -315,6 +316,7 @@ class Scheduler:
         )
         chosen = self._choose() if launch_now else []
         if not ended and not chosen:
+            self._set_waiting(self.waiting_next)
             return
         done: list[Experiment] = []
         launched: list[tuple[Experiment, Attempt]] = []
@@ -359,6 +361,7 @@ class Scheduler:
         if news := self.backend.news():  # a batch system's job ids: recorded before anything more is submitted
             self._record_news(news)
         self._show_round(done, launched)
+        self._set_waiting(self.waiting_next)
         if launched and self.sweep.settings.pause_between_s > 0:
             self.next_launch_at = time.monotonic() + self.sweep.settings.pause_between_s
 
@@ -414,12 +417,12 @@ class Scheduler:
     def _choose(self) -> list[Chosen]:
         """Experiments to launch now and their GPUs (see :mod:`pbtrun.run.choosing`)."""
         if not self.queue.launchable():
-            self._set_waiting(None)
+            self.waiting_next = None
             return []
         held = self.gpus_held.values()
         chosen, waiting = choose(self.queue, self.sweep, self.placement, self.gpuwatch, held, len(self.running))
         if chosen or waiting:
-            self._set_waiting(waiting)
+            self.waiting_next = waiting  # said after the round's launches are shown
         return chosen
 
     def _set_waiting(self, reason: str | None) -> None:

@@ -6,6 +6,9 @@ this process was given (an inherited ``CUDA_VISIBLE_DEVICES`` restricts them), t
 them for ``num_gpus = N``, exactly those named by ``gpus = [...]``. The inventory is read only
 when experiments are pinned to GPUs: a sweep that leaves ``CUDA_VISIBLE_DEVICES`` alone never
 pays for NVML.
+
+A value that cannot work is refused naming where it came from: the flag, or the ``[scheduler]``
+key at its line when the whole spec is at hand (:func:`resolve_spec`), or the file (resume).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pbtrun.errors import SpecError
 from pbtrun.printable import quantity
-from pbtrun.run.gpus import detect_gpu_count
+from pbtrun.run.gpus import MB_PER_GB, detect_gpu_count
 from pbtrun.spec.model import SchedulerSettings
 from pbtrun.spec.scheduler_table import settings_problems
 from pbtrun.state.records import Settings
@@ -26,6 +29,15 @@ if TYPE_CHECKING:
     from pbtrun.spec.model import Spec
 
 DEFAULT_MAX_PARALLEL = 4
+
+
+class _Problem(Exception):
+    """A value that cannot work: ``key`` of ``[scheduler]`` (or its flag, ``flag`` True), and why;
+    the caller says where it came from."""
+
+    def __init__(self, key: str, flag: bool, text: str) -> None:
+        super().__init__(text)
+        self.key, self.flag, self.text = key, flag, text
 
 
 def resolve(
@@ -42,6 +54,41 @@ def resolve(
     read the inventory (the machine's, by default). Raises :class:`SpecError` for combinations
     that cannot work, naming ``where`` the values came from.
     """
+    try:
+        return _resolve(spec, flags, pin_by_default, read)
+    except _Problem as problem:
+        raise SpecError(_said(problem, f"{where}: ")) from None
+
+
+def resolve_spec(spec: Spec, flags: SchedulerSettings) -> Settings:
+    """:func:`resolve` for a whole spec: its groups' own ``gpus_per_experiment`` pin experiments
+    too, and every refusal of a spec's value names its line."""
+    from pbtrun.spec.positions import SpecSource
+
+    if spec.backend == "slurm":
+        return _on_slurm(spec, flags)
+    src = SpecSource(spec.path, spec.text)
+    own = [(i, g.gpus_per_experiment) for i, g in enumerate(spec.groups) if g.gpus_per_experiment is not None]
+    try:
+        settings = _resolve(spec.scheduler, flags, bool(own), None)
+    except _Problem as problem:
+        if problem.flag:
+            raise SpecError(_said(problem, "")) from None
+        raise src.error(("scheduler", problem.key), problem.text) from None
+    for i, need in own:
+        if need > len(settings.gpus):
+            where = ("experiments", i, "gpus_per_experiment")
+            raise src.error(where, too_many_gpus(settings, need))
+    return settings
+
+
+def _said(problem: _Problem, where: str) -> str:
+    if problem.flag:
+        return f"command line: --{problem.key.replace('_', '-')}: {problem.text}"
+    return f"{where}{problem.key}: {problem.text}"
+
+
+def _resolve(spec: SchedulerSettings, flags: SchedulerSettings, pin_by_default: bool, read: Any) -> Settings:
     for key, problem in settings_problems(flags):
         raise SpecError(f"command line: --{key.replace('_', '-')} {problem}")
     max_parallel = _first(flags.max_parallel, spec.max_parallel, DEFAULT_MAX_PARALLEL)
@@ -50,13 +97,21 @@ def resolve(
     # Memory placement counts no experiments per GPU unless asked: max_parallel bounds them.
     default_per_gpu = (max_parallel if by_memory else 1) if wants_gpus else -1
     per_gpu = _first(flags.experiments_per_gpu, spec.experiments_per_gpu, default_per_gpu)
+    per_gpu_flag = flags.experiments_per_gpu is not None
     if per_gpu == -1 and wants_gpus:
         what = 'placement = "memory"' if by_memory else "gpus_per_experiment"
-        raise SpecError(
-            f"{where}: {what} places experiments on GPUs, but experiments_per_gpu = -1 leaves "
-            "CUDA_VISIBLE_DEVICES alone. Remove experiments_per_gpu = -1 (or give a number of experiments per GPU)."
+        raise _Problem(
+            "experiments_per_gpu",
+            per_gpu_flag,
+            f"-1 leaves CUDA_VISIBLE_DEVICES alone, but {what} places experiments on GPUs. Remove "
+            "experiments_per_gpu = -1 (or give a number of experiments per GPU).",
         )
-    gpus = _gpus(spec, flags, where, read) if per_gpu > 0 else _unpinned_gpus(spec, flags)
+    inventory = None
+    if per_gpu > 0:
+        inventory = _read(read)
+        gpus, names = _gpus(spec, flags, inventory)
+    else:
+        gpus, names = _unpinned_gpus(spec, flags), ()
     settings = Settings(
         gpus=gpus,
         max_parallel=max_parallel,
@@ -68,32 +123,21 @@ def resolve(
         min_free_memory_gb=spec.min_free_memory_gb,
         memory_settle_s=_first(spec.memory_settle_s, 30.0),
         exclude_busy_gpus=bool(spec.exclude_busy_gpus),
+        gpu_names=names,
     )
     if settings.experiments_per_gpu > 0 and not settings.gpus:
-        source = "--experiments-per-gpu" if flags.experiments_per_gpu is not None else f"{where}: experiments_per_gpu ="
-        raise SpecError(
-            f"{source} {quantity(settings.experiments_per_gpu)} pins experiments to GPUs, "
-            "but there are no GPUs (none found, or num_gpus = 0). Give --num-gpus N, or set "
-            "experiments_per_gpu = -1 to run without pinning."
+        seen = f" ({_seen(inventory)})" if inventory is not None else ""
+        raise _Problem(
+            "experiments_per_gpu",
+            per_gpu_flag,
+            f"{quantity(per_gpu)} pins experiments to GPUs, but there are no GPUs to pin them to{seen}. "
+            "Give the sweep GPUs (--num-gpus N fakes N where there is no driver), or set "
+            "experiments_per_gpu = -1 to run without pinning.",
         )
     if settings.gpus_per_experiment > len(settings.gpus) and settings.experiments_per_gpu > 0:
-        raise SpecError(too_many_gpus(f"{where}: [scheduler] gpus_per_experiment", settings))
-    return settings
-
-
-def resolve_spec(spec: Spec, flags: SchedulerSettings) -> Settings:
-    """:func:`resolve` for a whole spec: its groups' own ``gpus_per_experiment`` pin experiments
-    too, and one asking for more GPUs than the sweep has is refused at its line."""
-    if spec.backend == "slurm":
-        return _on_slurm(spec, flags)
-    own = [(i, g.gpus_per_experiment) for i, g in enumerate(spec.groups) if g.gpus_per_experiment is not None]
-    settings = resolve(spec.scheduler, flags, spec.path, pin_by_default=bool(own))
-    for i, need in own:
-        if need > len(settings.gpus):
-            from pbtrun.spec.positions import SpecSource
-
-            where = ("experiments", i, "gpus_per_experiment")
-            raise SpecSource(spec.path, spec.text).error(where, too_many_gpus("gpus_per_experiment", settings, need))
+        raise _Problem("gpus_per_experiment", False, too_many_gpus(settings, settings.gpus_per_experiment))
+    if inventory is not None and by_memory:
+        _refuse_memory_never_free(settings, inventory)
     return settings
 
 
@@ -113,8 +157,7 @@ def _on_slurm(spec: Spec, flags: SchedulerSettings) -> Settings:
     for key, problem in settings_problems(flags):
         raise SpecError(f"command line: --{key.replace('_', '-')} {problem}")
     options = spec.backend_settings
-    array = options.get("array", True)
-    default = UNLIMITED if array else options.get("max_submitted", UNLIMITED)
+    default = UNLIMITED if options.get("array", True) else options.get("max_submitted", UNLIMITED)
     return Settings(
         gpus=(),
         max_parallel=_first(flags.max_parallel, spec.scheduler.max_parallel, default),
@@ -124,48 +167,71 @@ def _on_slurm(spec: Spec, flags: SchedulerSettings) -> Settings:
     )
 
 
-def too_many_gpus(what: str, settings: Settings, need: int | None = None) -> str:
+def too_many_gpus(settings: Settings, need: int) -> str:
     """The refusal of an experiment that asks for more GPUs than the sweep has, with the numbers."""
-    need = settings.gpus_per_experiment if need is None else need
     have = len(settings.gpus)
     listed = ", ".join(map(str, settings.gpus))
     return (
-        f"{what} = {need} asks for {need} GPUs per experiment, but the sweep has {have} "
+        f"gpus_per_experiment = {need} asks for {need} GPUs per experiment, but the sweep has {have} "
         f"({listed}): no experiment could ever start. Lower gpus_per_experiment, or give the sweep more "
         "GPUs (num_gpus, gpus, or the GPUs CUDA_VISIBLE_DEVICES allows)."
     )
 
 
-def _gpus(spec: SchedulerSettings, flags: SchedulerSettings, where: Path | str, read: Any) -> tuple[int, ...]:
-    """The GPUs experiments are pinned to: those this process was given, ``num_gpus`` of them, or
-    exactly ``gpus``."""
-    num = _first(flags.num_gpus, spec.num_gpus)
-    if num == 0:
-        return ()
+def _refuse_memory_never_free(settings: Settings, inventory: Inventory) -> None:
+    """``min_free_memory_gb`` above every GPU's whole memory: nothing could ever start."""
+    wanted = settings.min_free_memory_gb or 0.0
+    totals = [g.memory_total_mb for g in inventory.gpus if g.index in settings.gpus and g.memory_total_mb]
+    if totals and wanted * MB_PER_GB > max(totals):
+        largest = max(totals) / MB_PER_GB
+        raise _Problem(
+            "min_free_memory_gb",
+            False,
+            f"{wanted:g} GB free is more than any of the sweep's GPUs has in all (the largest has "
+            f"{largest:.1f} GB): no experiment could ever start. Ask for at most {largest:.1f}.",
+        )
+
+
+def _read(read: Any) -> Inventory:
     if read is None:
         from pbtrun.devices.inventory import read_inventory as read
-    inventory = read()
+    return read()
+
+
+def _gpus(spec: SchedulerSettings, flags: SchedulerSettings, inventory: Inventory) -> tuple[tuple[int, ...], tuple]:
+    """The GPUs experiments are pinned to (those this process was given, ``num_gpus`` of them, or
+    exactly ``gpus``), and how CUDA_VISIBLE_DEVICES names each, where not by its index."""
     seen = tuple(g.index for g in inventory.gpus)
+    spelled = {g.index: g.visible_as or str(g.index) for g in inventory.gpus}
     known = inventory.source != "none"  # without a driver or CUDA_VISIBLE_DEVICES, trust the numbers given
+    num = _first(flags.num_gpus, spec.num_gpus)
+    if num == 0:
+        return (), ()
     if num is None and spec.gpus is not None:
         missing = [g for g in spec.gpus if g not in seen]
         if known and missing:
-            raise SpecError(
-                f"{where}: gpus = [{', '.join(map(str, spec.gpus))}] names GPU {', '.join(map(str, missing))}, "
-                f"which this process was not given: {_seen(inventory)}. Name GPUs from those, or use num_gpus = N."
+            raise _Problem(
+                "gpus",
+                False,
+                f"[{', '.join(map(str, spec.gpus))}] names GPU {', '.join(map(str, missing))}, which this "
+                f"process was not given: {_seen(inventory)}. Name GPUs from those, or use num_gpus = N.",
             )
-        return tuple(spec.gpus)
-    if num is None:
-        return seen
-    if num <= len(seen):
-        return seen[:num]
-    if not known:
-        return tuple(range(num))  # no driver at all: GPUs 0..N-1, as asked (a laptop trying a spec)
-    source = "--num-gpus" if flags.num_gpus is not None else f"{where}: num_gpus ="
-    raise SpecError(
-        f"{source} {quantity(num)} asks for more GPUs than this process was given: {_seen(inventory)}. "
-        f"Give at most {len(seen)}, or leave num_gpus out to use them all."
-    )
+        chosen = tuple(spec.gpus)
+    elif num is None:
+        chosen = seen
+    elif num <= len(seen):
+        chosen = seen[:num]
+    elif not known:
+        chosen = tuple(range(num))  # no driver at all: GPUs 0..N-1, as asked (a laptop trying a spec)
+    else:
+        raise _Problem(
+            "num_gpus",
+            flags.num_gpus is not None,
+            f"{quantity(num)} asks for more GPUs than this process was given: {_seen(inventory)}. "
+            f"Give at most {len(seen)}, or leave num_gpus out to use them all.",
+        )
+    names = tuple(spelled.get(g, str(g)) for g in chosen)
+    return chosen, names if any(n != str(g) for g, n in zip(chosen, names, strict=True)) else ()
 
 
 def _seen(inventory: Inventory) -> str:

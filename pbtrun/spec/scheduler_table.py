@@ -34,7 +34,8 @@ def read_scheduler(src: SpecSource, table: Any) -> SchedulerSettings:
     if gpus is not None and "num_gpus" in table:
         raise src.error(
             (*where, "gpus"),
-            "give num_gpus or gpus, not both: num_gpus = N uses GPUs 0..N-1, gpus = [0, 2, 3] exactly those.",
+            "give num_gpus or gpus, not both: num_gpus = N uses the first N GPUs this process was given, "
+            "gpus = [0, 2, 3] exactly those.",
         )
     if gpus is not None:
         ok = isinstance(gpus, list) and all(isinstance(g, int) and not isinstance(g, bool) for g in gpus)

@@ -61,6 +61,7 @@ def head_json(sweep: Sweep) -> dict[str, Any]:
                 "min_free_memory_gb": sweep.settings.min_free_memory_gb,
                 "memory_settle_s": sweep.settings.memory_settle_s,
                 "exclude_busy_gpus": sweep.settings.exclude_busy_gpus,
+                **({"gpu_names": list(sweep.settings.gpu_names)} if sweep.settings.gpu_names else {}),
             },
         },
     }
@@ -216,6 +217,7 @@ def sweep_from(data: Any) -> Sweep:
                 min_free_memory_gb=_optional_float(settings.get("min_free_memory_gb")),
                 memory_settle_s=float(settings.get("memory_settle_s", 30.0)),
                 exclude_busy_gpus=bool(settings.get("exclude_busy_gpus", False)),
+                gpu_names=tuple(str(n) for n in settings.get("gpu_names", ())),
             ),
             pbtrun_version=str(data.get("pbtrun_version", "")),
             journal_seq=int(data.get("journal_seq", 0)),

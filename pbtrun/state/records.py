@@ -184,6 +184,10 @@ class Settings(NamedTuple):
     min_free_memory_gb: float | None = None  # placement = "memory": a GPU needs this much free
     memory_settle_s: float = 30.0  # how long a launch's memory counts as promised before it shows
     exclude_busy_gpus: bool = False  # skip GPUs with compute processes pbtrun did not start
+    # How CUDA_VISIBLE_DEVICES named each of ``gpus`` where the sweep was compiled (an index or a
+    # UUID, as the user was given them); () where each is its index. Used where the GPUs cannot
+    # be read again (no driver), so a resumed experiment lands on the same GPU.
+    gpu_names: tuple[str, ...] = ()
 
 
 class Sweep:

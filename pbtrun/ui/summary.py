@@ -36,6 +36,8 @@ def settings_line(paths: SweepPaths, sweep: Sweep) -> str:
     s = sweep.settings
     pinned = s.experiments_per_gpu > 0
     gpus = f"GPUs {','.join(map(str, s.gpus))} x {s.experiments_per_gpu}" if pinned else "GPUs not pinned"
+    if pinned and s.placement == "memory" and s.experiments_per_gpu >= s.max_parallel:
+        gpus = f"GPUs {','.join(map(str, s.gpus))}"  # no count per GPU: memory and max_parallel bound them
     if pinned and s.gpus_per_experiment > 1:
         gpus += f", {s.gpus_per_experiment} per experiment"
     if pinned and s.placement == "memory":
