@@ -28,6 +28,7 @@ import sys
 import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pbtrun.backends import logrecords, slurmtext
@@ -111,9 +112,9 @@ class SlurmBackend:
         manifest = os.path.join(self.dir, f"{manifest_id}.json")
         tasks = [_task(r, self.sweep_dir) for r in requests]
         document = {"tags": [h.tag for h in handles], "tasks": tasks}
-        write_atomic(manifest, json.dumps(document).encode())  # durable: settle finds the tags in it
+        write_atomic(Path(manifest), json.dumps(document).encode())  # durable: settle finds the tags in it
         script = os.path.join(self.dir, f"{manifest_id}.sh")
-        write_atomic(script, self._script(manifest, gpus).encode())
+        write_atomic(Path(script), self._script(manifest, gpus).encode())
         argv = ["sbatch", "--parsable", f"--job-name=pbtrun-{self.key}", f"--comment=pbtrun:{self.key}:{manifest_id}"]
         argv += [f"--output={self.dir}/%A_%a.out", f"--chdir={cwd}"]
         if self.options.get("array", True):
@@ -206,6 +207,8 @@ class SlurmBackend:
         if found is not None and found[0] is not None:
             if found[0].get("abandoned"):
                 return Outcome(None, time.time(), started=False)
+            if found[1] and found[1].get("node") and not h.node:  # it ran and ended between two polls
+                self.news_.append(News(h.exp_id, h.job_id, str(found[1]["node"])))
             return outcome_of(found[0], found[1])
         state = states.get(h.job_id or "")
         if state is not None and state.state in ACTIVE:

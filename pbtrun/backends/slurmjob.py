@@ -58,7 +58,7 @@ def run(task: dict[str, Any]) -> int:
     log = claim(task["log"])
     if log is None:
         return 0
-    node = socket.gethostname()
+    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()  # the node as Slurm names it
     started_at = time.time()
     os.write(log, logrecords.records() + header(task, node, started_at).encode())
     env = {**os.environ, **task["env"]}

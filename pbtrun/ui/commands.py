@@ -227,6 +227,7 @@ def run(paths: SweepPaths, options: dict[str, Any], saved: tuple[Sweep, tuple | 
     """Schedule the sweep at ``paths`` with a view of its progress until it ends; exit with
     the scheduler's code (``saved``: the state ``up`` just wrote, not read back)."""
     from pbtrun.run.scheduler import Scheduler
+    from pbtrun.state import store
     from pbtrun.ui.views import make_view
 
     view = make_view(paths, True if options["plain"] else None)
@@ -237,6 +238,7 @@ def run(paths: SweepPaths, options: dict[str, Any], saved: tuple[Sweep, tuple | 
         retry_failed=options["retry_failed"],
         retry_lost=options["retry_lost"],
         saved=saved,
+        backend=saved[0].backend if saved else store.backend_of(paths),
     )
     try:
         scheduler.prepare()  # adopt and record first: the view starts from the true state
