@@ -112,3 +112,42 @@ def test_scheduler_keys_that_mean_nothing_on_slurm_are_refused(project, recorder
     project.spec(slurm_spec(recorder, '[[experiments]]\nname = "e"\n', "partion = 1"))
     result = project.run("up", "sweep.toml", "--plain")
     assert result.returncode == 2 and "slurm.partion" in result.stderr and "partition" in result.stderr
+
+
+def test_a_crash_between_sbatch_and_its_record_submits_nothing_twice(on_slurm, recorder):
+    """The scheduler is killed after sbatch; then its job ids are taken out of the state and of
+    slurm/submitted.jsonl, as if it had died before recording them (the attempts keep the tags
+    they were given before sbatch). Resume finds the jobs by the manifest their --comment names,
+    adopts them, and every experiment runs once."""
+    project = on_slurm
+    groups = '[[experiments]]\nname = "c"\ngrid = { k = [1, 2], sleep = [3] }\n'
+    project.spec(slurm_spec(recorder, groups))
+    up = project.start("up", "sweep.toml", "--plain")
+    sweep_dir = project.root / "train_dir" / "s"
+
+    def submitted():
+        path = sweep_dir / "slurm" / "submitted.jsonl"
+        return path.exists() and path.read_text().strip()
+
+    project.wait_for(submitted, timeout=60)
+    time.sleep(0.3)  # the scheduler records the job ids right after submitted.jsonl
+    os.killpg(up.pid, signal.SIGKILL)
+    up.wait()
+    (sweep_dir / "slurm" / "submitted.jsonl").unlink()
+    (manifest,) = sweep_dir.glob("slurm/*.json")
+    document = json.loads(manifest.read_text())
+    tag_of = {task["id"]: tag for task, tag in zip(document["tasks"], document["tags"], strict=True)}
+    state = json.loads((sweep_dir / "pbtrun.json").read_text())
+    journal = sweep_dir / "pbtrun.journal"
+    if journal.exists():  # fold it first: the state read through pbtrun sees the journal too
+        state = project.state("s")
+        journal.unlink()
+    for exp in state["experiments"]:
+        assert exp["attempts"][-1]["ref"] != tag_of[exp["id"]], "the job id was recorded"
+        exp["attempts"][-1]["ref"] = tag_of[exp["id"]]
+    (sweep_dir / "pbtrun.json").write_text(json.dumps(state))
+    again = project.run("resume", "train_dir/s", "--plain", timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(intervals(project.records())) == 2  # each started once, and ended
+    status = by_name(project.status_json("s"))
+    assert all(e["status"] == "succeeded" and e["attempts"] == 1 and "_" in e["job_id"] for e in status.values())
