@@ -175,7 +175,7 @@ def test_the_backend_is_local_unless_the_spec_names_another():
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        ('backend = "slurm"', '"slurm" is not a backend pbtrun knows. Known backends: "local" ('),
+        ('backend = "pbs"', '"pbs" is not a backend pbtrun knows. Known backends: "local" ('),
         ('backend = ""', '"" is not a backend pbtrun knows. Known backends: "local" ('),
         ("backend = 1", "must be a string, not an integer."),
     ],
@@ -333,6 +333,9 @@ def test_schema_knows_exactly_the_keys_the_spec_accepts(schema):
     assert set(props["scheduler"]["properties"]) == set(SCHEDULER_KEYS)
     assert set(props["experiments"]["items"]["properties"]) == set(EXPERIMENT_KEYS)
     assert props["backend"]["enum"] == list(BACKENDS)
+    from pbtrun.spec.slurm_table import SLURM_KEYS
+
+    assert set(props["slurm"]["properties"]) == set(SLURM_KEYS)
 
 
 def spec_files() -> list[Path]:
@@ -358,7 +361,7 @@ BAD_TOP = [  # each a top-level line (or table) of a spec otherwise valid
     'env = { "A=B" = "1" }',
     'env = { A = "\\u0000" }',
     "[scheduler]\nnum_gpus = 4\ngpus = [0, 1]",
-    'backend = "slurm"',
+    'backend = "pbs"',
 ]
 
 

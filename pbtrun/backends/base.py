@@ -27,7 +27,7 @@ An attempt's life, as a backend sees it:
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pbtrun.errors import BackendFault
 from pbtrun.state.records import Attempt, Experiment
@@ -54,6 +54,16 @@ class Outcome(NamedTuple):
     started_at: float | None = None  # when it started, if it is known better than the attempt knows it
 
 
+class News(NamedTuple):
+    """What the state should learn of a running attempt (a batch system's backend reports it;
+    the local one has none): the reference it now goes by (Slurm: the job id ``sbatch`` gave),
+    and where it runs (a node), None while it waits."""
+
+    exp_id: str
+    ref: str | None
+    node: str | None
+
+
 Ended = tuple[str, Outcome]  # an experiment's id, and how its running attempt ended
 StopStep = tuple[float, int]  # when (time.monotonic()) a stop sends which signal
 
@@ -69,9 +79,10 @@ class Backend(Protocol):
     name: str  # as the spec names it: "local"
     signals: tuple[int, ...]  # process signals it must hear of: the scheduler relays them to collect
 
-    def expect(self, runnable: int, max_parallel: int) -> None:
+    def expect(self, runnable: int, max_parallel: int, settings: Mapping[str, Any] | None = None) -> None:
         """How much work is coming, said once before the scheduler starts any thread: a backend
-        may get ready for it now (the local one starts a second reaper, side by side)."""
+        may get ready for it now (the local one starts a second reaper, side by side).
+        ``settings``: the backend's own table of the spec, as the sweep recorded it ([slurm])."""
 
     def reserve(self) -> str | None:
         """The reference the next launch goes by, to be recorded in its attempt before it is
@@ -110,6 +121,10 @@ class Backend(Protocol):
         """When (``time.monotonic()``; 0: at once) :meth:`collect` must be called even if none
         of its fds is readable, or None. While it returns a time the backend has work of its own
         under way (local: the rest of a stop), and the scheduler does not exit."""
+
+    def news(self) -> list[News]:
+        """What changed for running attempts since the last call (a job id given, a node
+        found); the scheduler records it. Called after :meth:`collect`."""
 
     def collect(self, signals: Collection[int] = ()) -> list[Ended]:
         """The attempts that ended since the last call. Called after every wait of the

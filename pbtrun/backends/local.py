@@ -18,10 +18,11 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 from pbtrun.backends import launches, logrecords, orphans, reaper
-from pbtrun.backends.base import Ended, LaunchRequest, Outcome, StopStep
+from pbtrun.backends.base import Ended, LaunchRequest, News, Outcome, StopStep
 from pbtrun.backends.fromlog import exit_outcome, outcome_of, read_pid_record
 from pbtrun.backends.groups import LingeringGroups, signal_group
 from pbtrun.errors import RUNNER_DIED, WRITE_FAILED, BackendError, BackendFault
@@ -109,7 +110,7 @@ class LocalBackend:
             self.links[address] = ReaperLink(owner, pid, address)
             self._watch_source(owner)
 
-    def expect(self, runnable: int, max_parallel: int) -> None:
+    def expect(self, runnable: int, max_parallel: int, settings: Mapping[str, Any] | None = None) -> None:
         if runnable > max_parallel:  # experiments will follow each other: start them side by side
             self._start_reapers(REAPERS)
 
@@ -173,6 +174,9 @@ class LocalBackend:
                 link.owner = None
 
     # ---------------------------------------------------------------- events
+
+    def news(self) -> list[News]:
+        return []  # a local attempt's reference and host are known before it is launched
 
     def fds(self) -> tuple[int, ...]:
         return (self.selector.fileno(),)

@@ -20,7 +20,13 @@ def _local(paths: SweepPaths) -> Backend:
     return LocalBackend(paths)
 
 
-OPENERS: dict[str, Callable[[SweepPaths], Backend]] = {"local": _local}
+def _slurm(paths: SweepPaths) -> Backend:
+    from pbtrun.backends.slurm import SlurmBackend
+
+    return SlurmBackend(paths)
+
+
+OPENERS: dict[str, Callable[[SweepPaths], Backend]] = {"local": _local, "slurm": _slurm}
 
 
 def open_backend(name: str, paths: SweepPaths) -> Backend:

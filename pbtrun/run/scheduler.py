@@ -26,20 +26,20 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from pbtrun.backends.base import Ended, Handle, Outcome
+from pbtrun.backends.base import Ended, Handle, News
 from pbtrun.backends.registry import open_backend
 from pbtrun.errors import PbtrunError, StateError
 from pbtrun.proc import hostname
-from pbtrun.run import control
+from pbtrun.run import control, reconcile
 from pbtrun.run.attempts import launch_requests, next_attempt
 from pbtrun.run.choosing import Chosen, choose
 from pbtrun.run.gpus import Placement
-from pbtrun.run.outcomes import after_end, exit_code, outcome_lost, stopped_by_pbtrun
+from pbtrun.run.outcomes import after_end, exit_code
 from pbtrun.run.queue import RunQueue
 from pbtrun.run.stopping import Stops
 from pbtrun.state import locks
 from pbtrun.state.paths import SweepPaths
-from pbtrun.state.records import FAILED, PENDING, RUNNABLE, RUNNING, Attempt, Experiment, Sweep
+from pbtrun.state.records import FAILED, RUNNABLE, RUNNING, Attempt, Experiment, Sweep
 from pbtrun.state.writer import StateWriter
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class Scheduler:
             with contextlib.suppress(PbtrunError):
                 self.writer.close()
             raise StateError(refusal)
-        self.backend.expect(len(self.sweep.runnable()), self.sweep.settings.max_parallel)
+        self.backend.expect(len(self.sweep.runnable()), self.sweep.settings.max_parallel, self.sweep.backend_settings)
         self.selector = selectors.DefaultSelector()
         for fd in self.backend.fds():
             self.selector.register(fd, selectors.EVENT_READ, "backend")
@@ -213,7 +213,25 @@ class Scheduler:
                         relayed.append(signum)
             elif key.data == "control":
                 self._obey(control.read_commands(key.fd))
-        return self.backend.collect(relayed)
+        ended = self.backend.collect(relayed)
+        if news := self.backend.news():
+            self._record_news(news)
+        return ended
+
+    def _record_news(self, news: list[News]) -> None:
+        """A running attempt's new reference (a job id) and where it runs (a node), recorded."""
+
+        def change(sweep: Sweep) -> None:
+            for item in news:
+                exp = sweep.experiments.get(item.exp_id)
+                if exp is None or exp.status != RUNNING or exp.last is None:
+                    continue
+                last = exp.last
+                new = last._replace(ref=item.ref or last.ref, host=item.node or last.host)
+                if new != last:
+                    sweep.update(exp.to(RUNNING, new))
+
+        self._transact(change)
 
     def _obey(self, commands: list[str]) -> None:
         for command in commands:
@@ -254,37 +272,13 @@ class Scheduler:
             self.listener.message(f"error: {exc.message} pbtrun stops launching and waits for the running experiments.")
 
     def _reconcile(self) -> None:
-        """Settle what a previous scheduler left: adopt survivors, record ended ones, requeue."""
-        adopted: list[tuple[str, Handle]] = []
-        recorded: list[str] = []
-
-        def change(sweep: Sweep) -> None:
-            for exp in sweep.running():
-                last: Attempt = exp.last  # type: ignore[assignment]
-                found = self.backend.settle(exp, last)
-                if not isinstance(found, Outcome):
-                    adopted.append((exp.id, found))
-                    self.gpus_held[exp.id] = last.gpus or ()
-                    continue
-                sweep.update(after_end(exp, found, stopped_by_pbtrun(last, found)))
-                if found.started:
-                    recorded.append(exp.id)
-            if self.retry_failed or self.retry_lost:
-                for exp in list(sweep.experiments.values()):
-                    if exp.status == FAILED and not exp.removed and (self.retry_failed or outcome_lost(exp)):
-                        sweep.update(exp.to(PENDING))
-
-        self._transact(change)
-        for exp_id, handle in adopted:
-            exp = self.sweep.experiments[exp_id]
-            self._watch(handle, exp)
-            where = self.backend.where(handle)
-            self.notes.append(f"adopted {exp.name} (still running{f', {where}' if where else ''})")
-        for exp_id in recorded:
-            exp = self.sweep.experiments[exp_id]
-            code = exp.attempts[-1].returncode
-            how = "its outcome is lost" if code is None else f"exit status {code}"
-            self.notes.append(f"recorded {exp.name}, which ended while no scheduler ran: {how}")
+        """Settle what a previous scheduler left (see :mod:`pbtrun.run.reconcile`)."""
+        found = reconcile.Settled()
+        self._transact(lambda sweep: reconcile.settle(sweep, self.backend, self.retry_failed, self.retry_lost, found))
+        for exp_id, handle, gpus in found.adopted:
+            self.gpus_held[exp_id] = gpus
+            self._watch(handle, self.sweep.experiments[exp_id])
+        self.notes += reconcile.notes(self.sweep, self.backend, found)
 
     def _round(self, ended: list[Ended]) -> None:
         """Record what ended and what launches now in ONE durable commit, then launch.
@@ -340,6 +334,8 @@ class Scheduler:
                 if self.gpuwatch is not None:
                     self.gpuwatch.promise(exp.id, exp.name, attempt.gpus or ())
                 self._watch(handle, exp)
+        if news := self.backend.news():  # a batch system's job ids: recorded before anything more is submitted
+            self._record_news(news)
         self._show_round(done, launched)
         self._set_waiting(self.waiting_next)
         if launched and self.sweep.settings.pause_between_s > 0:

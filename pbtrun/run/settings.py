@@ -65,6 +65,8 @@ def resolve_spec(spec: Spec, flags: SchedulerSettings) -> Settings:
     too, and every refusal of a spec's value names its line."""
     from pbtrun.spec.positions import SpecSource
 
+    if spec.backend == "slurm":
+        return _on_slurm(spec, flags)
     src = SpecSource(spec.path, spec.text)
     own = [(i, g.gpus_per_experiment) for i, g in enumerate(spec.groups) if g.gpus_per_experiment is not None]
     try:
@@ -137,6 +139,32 @@ def _resolve(spec: SchedulerSettings, flags: SchedulerSettings, pin_by_default: 
     if inventory is not None and by_memory:
         _refuse_memory_never_free(settings, inventory)
     return settings
+
+
+UNLIMITED = 1_000_000  # max_parallel on Slurm without max_submitted: the cluster decides what runs
+
+
+def _on_slurm(spec: Spec, flags: SchedulerSettings) -> Settings:
+    """On Slurm nothing is pinned here (each job gets its GPUs from Slurm); every pending
+    experiment is submitted at once, as arrays throttled to ``max_submitted``, or one job each,
+    at most ``max_submitted`` queued or running."""
+    for key in ("num_gpus", "experiments_per_gpu"):
+        if getattr(flags, key) is not None:
+            raise SpecError(
+                f'command line: --{key.replace("_", "-")} means nothing with backend = "slurm": Slurm gives each '
+                "job its GPUs (gpus_per_experiment in the spec asks for them)."
+            )
+    for key, problem in settings_problems(flags):
+        raise SpecError(f"command line: --{key.replace('_', '-')} {problem}")
+    options = spec.backend_settings
+    default = UNLIMITED if options.get("array", True) else options.get("max_submitted", UNLIMITED)
+    return Settings(
+        gpus=(),
+        max_parallel=_first(flags.max_parallel, spec.scheduler.max_parallel, default),
+        experiments_per_gpu=-1,
+        pause_between_s=_first(flags.pause_between_s, spec.scheduler.pause_between_s, 0.0),
+        max_failures=_first(flags.max_failures, spec.scheduler.max_failures),
+    )
 
 
 def too_many_gpus(settings: Settings, need: int) -> str:

@@ -39,6 +39,7 @@ TOP_KEYS = (
     "scheduler",
     "env",
     "experiments",
+    "slurm",
 )
 SCHEDULER_KEYS = (
     "num_gpus",

@@ -25,6 +25,7 @@ from pbtrun.spec.groups import read_groups
 from pbtrun.spec.model import BACKENDS, LOCAL, Spec
 from pbtrun.spec.positions import SpecSource
 from pbtrun.spec.scheduler_table import read_scheduler
+from pbtrun.spec.slurm_table import read_slurm
 
 
 def load(path: str | os.PathLike[str]) -> Spec:
@@ -91,6 +92,7 @@ def parse(text: str, path: Path) -> Spec:
         args=args,
         warnings=_style_warnings(src, raw, arg_keys),
         backend=backend,
+        backend_settings=read_slurm(src, raw, backend),
     )
 
 

@@ -42,6 +42,7 @@ def head_json(sweep: Sweep) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "backend": sweep.backend,
+        **({"backend_settings": sweep.backend_settings} if sweep.backend_settings else {}),
         "pbtrun_version": sweep.pbtrun_version,
         "journal_seq": sweep.journal_seq,
         "sweep": {
@@ -221,11 +222,18 @@ def sweep_from(data: Any) -> Sweep:
             pbtrun_version=str(data.get("pbtrun_version", "")),
             journal_seq=int(data.get("journal_seq", 0)),
             backend=backend,
+            backend_settings=_settings_table(data.get("backend_settings", {})),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateError(f"its content is malformed ({type(exc).__name__}: {exc})") from None
     sweep.disk_format = stored_format
     return sweep
+
+
+def _settings_table(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise TypeError(f"backend_settings must be a table, not {type(value).__name__}")
+    return value
 
 
 def _optional_int(value: Any) -> int | None:

@@ -208,6 +208,7 @@ class Sweep:
         pbtrun_version: str = "",
         journal_seq: int = 0,
         backend: str = "local",
+        backend_settings: dict | None = None,
     ) -> None:
         self.name = name
         self.cwd = cwd
@@ -217,6 +218,7 @@ class Sweep:
         self.pbtrun_version = pbtrun_version
         self.journal_seq = journal_seq  # the last journal entry folded into pbtrun.json
         self.backend = backend  # the name of the backend its experiments run on
+        self.backend_settings = backend_settings or {}  # the backend's own table ([slurm]), as compiled
         # The state format of its file on disk, which the journal's lines are in too (None: not
         # read from a file yet). A writer that finds an older one rewrites the file first.
         self.disk_format: int | None = None

@@ -161,6 +161,20 @@ def write_summary(paths: SweepPaths, sweep: Sweep) -> None:
             os.unlink(tmp)
 
 
+def backend_of(paths: SweepPaths) -> str:
+    """The backend a sweep's experiments run on, read from its state's head alone (a scheduler
+    opens it before it loads the whole state); "local" for a format-1 state, which had none."""
+    import re
+
+    try:
+        with open(paths.state, "rb") as f:
+            head = f.read(65536).split(b'"experiments"', 1)[0]
+    except OSError:
+        return "local"
+    found = re.search(rb'"backend":\s*"([^"\\]+)"', head)
+    return found.group(1).decode() if found else "local"
+
+
 def read_summary(paths: SweepPaths) -> dict[str, Any] | None:
     """The summary, if it is at least as new as the state it summarises."""
     try:

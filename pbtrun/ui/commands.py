@@ -144,12 +144,22 @@ def up(spec_file: Path, train_dir: str | None, force: bool, options: dict[str, A
         wrote: parsing a large sweep's state is slow."""
         if is_sweep(paths.dir):
             sweep = store.load(paths)
+            if sweep.backend != spec.backend:
+                raise SpecError(
+                    f"{spec.path}: backend = {spec.backend!r}, but the sweep at {paths.dir} runs on "
+                    f"{sweep.backend!r}: a sweep stays on its backend. Give the spec another name to start "
+                    "a new sweep there."
+                )
             report = merge(sweep, compiled, force=force)
             sweep.settings = settings
+            sweep.backend_settings = _backend_settings(spec)
             _say_merged(report)
         else:
             leftovers.refuse_lost_state(paths.dir)  # a deleted pbtrun.json: never start over its history
-            sweep = Sweep(spec.name, here, train_dir, time.time(), settings, __version__, backend=spec.backend)
+            sweep = Sweep(
+                spec.name, here, train_dir, time.time(), settings, __version__,
+                backend=spec.backend, backend_settings=_backend_settings(spec),
+            )  # fmt: skip
             sweep.replace_all(new_experiment(c) for c in compiled)
         store.write_spec_copy(paths, spec.text)
         store.save(paths, sweep)
@@ -217,6 +227,7 @@ def run(paths: SweepPaths, options: dict[str, Any], saved: tuple[Sweep, tuple | 
     """Schedule the sweep at ``paths`` with a view of its progress until it ends; exit with
     the scheduler's code (``saved``: the state ``up`` just wrote, not read back)."""
     from pbtrun.run.scheduler import Scheduler
+    from pbtrun.state import store
     from pbtrun.ui.views import make_view
 
     view = make_view(paths, True if options["plain"] else None)
@@ -227,6 +238,7 @@ def run(paths: SweepPaths, options: dict[str, Any], saved: tuple[Sweep, tuple | 
         retry_failed=options["retry_failed"],
         retry_lost=options["retry_lost"],
         saved=saved,
+        backend=saved[0].backend if saved else store.backend_of(paths),
     )
     try:
         scheduler.prepare()  # adopt and record first: the view starts from the true state
@@ -257,3 +269,10 @@ def run_up_quickly(options: dict[str, Any]) -> None:
     except BrokenPipeError:  # as click's own main: the reader went away, quietly
         code = 1
     leave(code)
+
+
+def _backend_settings(spec: Spec) -> dict[str, Any]:
+    """What the backend is given: its table, and on Slurm the GPUs each job asks for."""
+    if spec.backend != "slurm":
+        return dict(spec.backend_settings)
+    return {**spec.backend_settings, "gpus_per_experiment": spec.scheduler.gpus_per_experiment or 0}

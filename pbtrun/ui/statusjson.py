@@ -43,12 +43,18 @@ def sweep_json(
             "waiting": None if holder is None else holder.get("waiting"),
         },
         "counts": sweep.counts(),
-        "experiments": Rows(list(chosen), lambda e: experiment_json(paths, e, base, observed.get(e.id))),
+        "experiments": Rows(
+            list(chosen), lambda e: experiment_json(paths, e, base, observed.get(e.id), sweep.backend != "local")
+        ),
     }
 
 
 def experiment_json(
-    paths: SweepPaths, exp: Experiment, base: Path | None = None, observed: Observed | None = None
+    paths: SweepPaths,
+    exp: Experiment,
+    base: Path | None = None,
+    observed: Observed | None = None,
+    jobs: bool = False,
 ) -> dict[str, Any]:
     """One experiment of ``status --json``; ``base`` is the sweep directory, resolved (once per
     sweep: resolving every log's path costs a system call per component). Log paths are joined
@@ -67,6 +73,8 @@ def experiment_json(
         "returncode": None if last is None else last.returncode,
         "gpus": None if last is None or last.gpus is None else list(last.gpus),
         "gpu_uuids": None if last is None or last.gpu_uuids is None else list(last.gpu_uuids),
+        "job_id": None if last is None else _job_id(last, jobs),
+        "node": None if last is None else last.host or None,
         "attempts": len(attempts),
         "argv": spec.argv,  # a tuple, written as a JSON array: no copy (nor of the dicts below)
         "env": spec.env if type(spec.env) is dict else dict(spec.env),
@@ -75,12 +83,18 @@ def experiment_json(
         "started_at": None if last is None else last.started_at,
         "ended_at": None if last is None else last.ended_at,
         "removed": exp.removed,
-        "history": [attempt_json(a, prefix) for a in attempts],
+        "history": [attempt_json(a, prefix, jobs) for a in attempts],
         "observed": observed_json(observed),
     }
 
 
-def attempt_json(attempt: Attempt, prefix: str) -> dict[str, Any]:
+def _job_id(attempt: Attempt, jobs: bool) -> str | None:
+    """A batch system's job id (Slurm: ``123_4``), once it gave one; None for a local attempt."""
+    ref = attempt.ref
+    return ref if jobs and ref and ref[:1].isdigit() else None
+
+
+def attempt_json(attempt: Attempt, prefix: str, jobs: bool = False) -> dict[str, Any]:
     """One attempt that started a process, as ``history`` lists it: a lost one stays visible.
     ``prefix``: the sweep directory and a slash, before the attempt's relative log path."""
     return {
@@ -91,6 +105,8 @@ def attempt_json(attempt: Attempt, prefix: str) -> dict[str, Any]:
         "ended_at": attempt.ended_at,
         "gpus": None if attempt.gpus is None else list(attempt.gpus),
         "gpu_uuids": None if attempt.gpu_uuids is None else list(attempt.gpu_uuids),
+        "job_id": _job_id(attempt, jobs),
+        "node": attempt.host or None,
         "log": prefix + attempt.log,
     }
 
