@@ -127,7 +127,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, options: dict[str, A
 
     here = cwd()  # first: in a deleted directory, a relative spec path names nothing either
     targets.refuse_run_module(spec_file, "up")
-    spec = load(spec_file)
+    spec = load(spec_file, options.get("backend"))
     warn(spec)
     settings = resolve_spec(spec, scheduler_flags(options))
     train_dir = train_dir_of(train_dir, spec)
@@ -237,6 +237,8 @@ def run(paths: SweepPaths, options: dict[str, Any], saved: tuple[Sweep, tuple | 
         grace_s=options["grace"],
         retry_failed=options["retry_failed"],
         retry_lost=options["retry_lost"],
+        detach=options.get("detach", False),
+        cancel_on_interrupt=options.get("cancel_on_interrupt", False),
         saved=saved,
         backend=saved[0].backend if saved else store.backend_of(paths),
     )
