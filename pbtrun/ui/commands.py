@@ -230,6 +230,13 @@ def run(paths: SweepPaths, options: dict[str, Any], saved: tuple[Sweep, tuple | 
     from pbtrun.state import store
     from pbtrun.ui.views import make_view
 
+    backend = saved[0].backend if saved else store.backend_of(paths)
+    if options.get("detach") and backend == "local":
+        raise PbtrunError(
+            f"{paths.dir}: --detach leaves a cluster's jobs running without pbtrun watching them; this sweep's "
+            "experiments are local processes, which need their scheduler. Run it without --detach (in tmux "
+            "or with nohup to leave the terminal)."
+        )
     view = make_view(paths, True if options["plain"] else None)
     scheduler = Scheduler(
         paths,
@@ -240,7 +247,7 @@ def run(paths: SweepPaths, options: dict[str, Any], saved: tuple[Sweep, tuple | 
         detach=options.get("detach", False),
         cancel_on_interrupt=options.get("cancel_on_interrupt", False),
         saved=saved,
-        backend=saved[0].backend if saved else store.backend_of(paths),
+        backend=backend,
     )
     try:
         scheduler.prepare()  # adopt and record first: the view starts from the true state
