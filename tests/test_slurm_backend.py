@@ -151,3 +151,62 @@ def test_a_crash_between_sbatch_and_its_record_submits_nothing_twice(on_slurm, r
     assert len(intervals(project.records())) == 2  # each started once, and ended
     status = by_name(project.status_json("s"))
     assert all(e["status"] == "succeeded" and e["attempts"] == 1 and "_" in e["job_id"] for e in status.values())
+
+
+def _status(project) -> dict:
+    return by_name(project.status_json("s"))
+
+
+def test_detach_then_status_then_resume(on_slurm, recorder):
+    """--detach submits, records the job ids and exits 0; the jobs run on; resume follows them
+    to their end, starting nothing twice."""
+    project = on_slurm
+    project.spec(slurm_spec(recorder, '[[experiments]]\nname = "d"\ngrid = { k = [1, 2], sleep = [2] }\n'))
+    detached = project.run("up", "sweep.toml", "--plain", "--detach", timeout=60)
+    assert detached.returncode == 0, detached.stdout + detached.stderr
+    assert "pbtrun resume" in detached.stdout
+    status = _status(project)
+    assert all(e["status"] == "running" and e["job_id"] for e in status.values())
+    again = project.run("resume", "train_dir/s", "--plain", timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(intervals(project.records())) == 2
+    assert all(e["status"] == "succeeded" and e["attempts"] == 1 for e in _status(project).values())
+
+
+def test_ctrl_c_detaches_and_stop_cancels_the_jobs(on_slurm, recorder):
+    """Ctrl-C on a watching up leaves the jobs running (exit 130); `pbtrun stop` with no scheduler
+    cancels them and records them interrupted; resume runs them again."""
+    project = on_slurm
+    project.spec(slurm_spec(recorder, '[[experiments]]\nname = "c"\ngrid = { k = [1, 2], sleep = [30] }\n'))
+    up = project.start("up", "sweep.toml", "--plain")
+    project.wait_for(lambda: len([r for r in project.records() if r["event"] == "start"]) == 2, timeout=60)
+    up.send_signal(signal.SIGINT)
+    out, err = up.communicate(timeout=30)
+    assert up.returncode == 130, out + err
+    assert "detached" in out and "pbtrun stop" in out
+    assert all(e["status"] == "running" for e in _status(project).values())
+    stopped = project.run("stop", "train_dir/s", timeout=120)
+    assert stopped.returncode == 0 and "cancelled" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert all(e["status"] == "interrupted" for e in _status(project).values())
+
+
+def test_cancel_on_interrupt_cancels_instead(on_slurm, recorder):
+    project = on_slurm
+    project.spec(slurm_spec(recorder, '[[experiments]]\nname = "x"\ngrid = { k = [1], sleep = [30] }\n'))
+    up = project.start("up", "sweep.toml", "--plain", "--cancel-on-interrupt")
+    project.wait_for(lambda: any(r["event"] == "start" for r in project.records()), timeout=60)
+    up.send_signal(signal.SIGINT)
+    out, err = up.communicate(timeout=90)
+    assert up.returncode == 130, out + err
+    assert all(e["status"] == "interrupted" for e in _status(project).values())
+
+
+def test_backend_flag_overrides_the_spec(on_slurm, recorder):
+    project = on_slurm
+    project.spec(f'name = "s"\ncommand = "{recorder}"\n[slurm]\npoll_s = 0.5\n[[experiments]]\nname = "f"\n')
+    result = project.run("up", "sweep.toml", "--plain", "--backend", "slurm", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (exp,) = _status(project).values()
+    assert exp["job_id"] and exp["status"] == "succeeded"
+    bad = project.run("up", "sweep.toml", "--backend", "pbs")
+    assert bad.returncode == 2 and "--backend 'pbs'" in bad.stderr

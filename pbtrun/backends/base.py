@@ -78,6 +78,9 @@ class Backend(Protocol):
 
     name: str  # as the spec names it: "local"
     signals: tuple[int, ...]  # process signals it must hear of: the scheduler relays them to collect
+    # Its experiments belong to a cluster, not to the terminal: Ctrl-C leaves them running (unless
+    # the user asks to cancel them), and --detach may leave once all is submitted.
+    interrupt_detaches: bool
 
     def expect(self, runnable: int, max_parallel: int, settings: Mapping[str, Any] | None = None) -> None:
         """How much work is coming, said once before the scheduler starts any thread: a backend

@@ -86,6 +86,8 @@ class LocalBackend:
     own, whose one fd is what the scheduler waits on: they come and go without the scheduler
     knowing."""
 
+    interrupt_detaches = False  # Ctrl-C stops the experiments: they are this terminal's work
+
     name = "local"
     signals = (signal.SIGCHLD,)  # an orphaned experiment of ours (its reaper died) ended
 

@@ -62,6 +62,7 @@ class Handle:
 class SlurmBackend:
     name = "slurm"
     signals: tuple[int, ...] = ()
+    interrupt_detaches = True
 
     def __init__(self, paths: SweepPaths) -> None:
         self.paths = paths

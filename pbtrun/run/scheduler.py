@@ -72,6 +72,8 @@ class Scheduler:
         retry_lost: bool = False,
         saved: tuple[Sweep, tuple | None] | None = None,
         backend: str = "local",
+        detach: bool = False,
+        cancel_on_interrupt: bool = False,
     ) -> None:
         """``saved``: the sweep as just saved and the file's signature (see StateWriter);
         ``backend``: the name of the backend that runs the experiments."""
@@ -110,6 +112,11 @@ class Scheduler:
         self.halt_shown = False
         self.failure: PbtrunError | None = None
         self.notes: list[str] = []  # what reconciling found, told once the view is up
+        # A batch system's jobs belong to the cluster: the scheduler may leave them running (on
+        # --detach once all is submitted, or on Ctrl-C unless told to cancel them).
+        self.detach = detach and self.backend.interrupt_detaches
+        self.cancel_on_interrupt = cancel_on_interrupt
+        self.detached: int | None = None  # the exit code to leave with, once detached
         self._stack: contextlib.ExitStack | None = None
 
     @property
@@ -144,7 +151,9 @@ class Scheduler:
             ended: list[Ended] = []
             while True:
                 self._round(ended)
-                if self._done():
+                if self.detach and not self.queue.launchable() and self.detached is None:
+                    self._leave_running(0, "submitted")
+                if self._done() or self.detached is not None:
                     break
                 ended = self._wait(self._timeout())
                 self._advance()
@@ -153,7 +162,18 @@ class Scheduler:
             self.close()
         if self.failure is not None:
             raise self.failure
+        if self.detached is not None:
+            return self.detached
         return exit_code(self.sweep, self.stopping)
+
+    def _leave_running(self, code: int, why: str) -> None:
+        """Stop watching; the jobs go on in the cluster, recorded with their job ids."""
+        self.detached = code
+        where = self.sweep_dir
+        self.listener.message(
+            f"{why}: {len(self.running)} job(s) go on without pbtrun watching. `pbtrun status {where}` shows "
+            f"them, `pbtrun resume {where}` follows them again, `pbtrun stop {where}` cancels them."
+        )
 
     def _done(self) -> bool:
         """Nothing runs (nor does the backend still finish a stop) and nothing more will."""
@@ -207,7 +227,13 @@ class Scheduler:
         for key, _ in self.selector.select(timeout):
             if key.data == "signal":
                 for signum in control.read_signals(key.fd):
-                    if signum in control.STOP_SIGNALS:
+                    if (
+                        signum in control.STOP_SIGNALS
+                        and self.backend.interrupt_detaches
+                        and not (self.cancel_on_interrupt or self.stopping)
+                    ):
+                        self._leave_running(130, "detached")
+                    elif signum in control.STOP_SIGNALS:
                         self.request_stop(now=self.stopping)  # a second Ctrl-C: at once
                     else:
                         relayed.append(signum)

@@ -28,8 +28,9 @@ from pbtrun.spec.scheduler_table import read_scheduler
 from pbtrun.spec.slurm_table import read_slurm
 
 
-def load(path: str | os.PathLike[str]) -> Spec:
-    """Read and validate a spec file; raise :class:`SpecError` with the file, key and line."""
+def load(path: str | os.PathLike[str], backend: str | None = None) -> Spec:
+    """Read and validate a spec file; raise :class:`SpecError` with the file, key and line.
+    ``backend``: the command line's ``--backend``, which wins over the spec's."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -45,10 +46,10 @@ def load(path: str | os.PathLike[str]) -> Spec:
         text = data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is dropped
     except UnicodeDecodeError as exc:
         raise SpecError(_not_utf8(path, data, exc.start)) from None
-    return parse(text, path)
+    return parse(text, path, backend)
 
 
-def parse(text: str, path: Path) -> Spec:
+def parse(text: str, path: Path, backend_flag: str | None = None) -> Spec:
     """Validate spec text; ``path`` is used only in messages and to remember where it came from."""
     try:
         raw = tomllib.loads(text)
@@ -64,7 +65,7 @@ def parse(text: str, path: Path) -> Spec:
     defaults = argstyle.DEFAULTS[args]
     arg_keys = {key: keys.string(src, raw, key, getattr(defaults, key)) for key in defaults._fields}
     name = keys.required_name(src, raw, ("name",))
-    backend = _backend(src, raw)
+    backend = _backend(src, raw) if backend_flag is None else _backend_flag(backend_flag)
     command = raw.get("command")
     top_argv = keys.command(src, ("command",), command) if command is not None else None
     suffix = _suffix(src, raw)
@@ -119,6 +120,13 @@ def _backend(src: SpecSource, raw: Mapping) -> str:
             f"{json.dumps(value)} is not a backend pbtrun knows. Known backends: {known}. "
             f'Leave backend out for "{LOCAL}", the default.',
         )
+    return value
+
+
+def _backend_flag(value: str) -> str:
+    if value not in BACKENDS:
+        known = ", ".join(f"{name} ({does})" for name, does in BACKENDS.items())
+        raise SpecError(f"command line: --backend {value!r} is not a backend pbtrun knows. Known backends: {known}.")
     return value
 
 

@@ -140,7 +140,15 @@ def stop(path: Path, now: bool, no_wait: bool) -> None:
 
     paths = targets.sweep_at(path, "stop")
     if not control.notify(paths, "stop-now" if now else "stop"):
-        click.echo(f"no scheduler is running {paths.dir}; nothing to stop")
+        from pbtrun.ui.unwatched import cancel_unwatched
+
+        cancelled = cancel_unwatched(paths)  # a cluster's jobs that no scheduler watches
+        if cancelled:
+            click.echo(
+                f"cancelled the sweep's jobs: {cancelled} recorded interrupted; resume with: pbtrun resume {paths.dir}"
+            )
+        else:
+            click.echo(f"no scheduler is running {paths.dir}; nothing to stop")
         return
     holder = locks.read_holder(paths) or {}
     click.echo(f"asked the scheduler (pid {holder.get('pid', '?')}) to stop{' now' if now else ''}")

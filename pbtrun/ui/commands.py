@@ -127,7 +127,7 @@ def up(spec_file: Path, train_dir: str | None, force: bool, options: dict[str, A
 
     here = cwd()  # first: in a deleted directory, a relative spec path names nothing either
     targets.refuse_run_module(spec_file, "up")
-    spec = load(spec_file)
+    spec = load(spec_file, options.get("backend"))
     warn(spec)
     settings = resolve_spec(spec, scheduler_flags(options))
     train_dir = train_dir_of(train_dir, spec)
@@ -230,6 +230,13 @@ def run(paths: SweepPaths, options: dict[str, Any], saved: tuple[Sweep, tuple | 
     from pbtrun.state import store
     from pbtrun.ui.views import make_view
 
+    backend = saved[0].backend if saved else store.backend_of(paths)
+    if options.get("detach") and backend == "local":
+        raise PbtrunError(
+            f"{paths.dir}: --detach leaves a cluster's jobs running without pbtrun watching them; this sweep's "
+            "experiments are local processes, which need their scheduler. Run it without --detach (in tmux "
+            "or with nohup to leave the terminal)."
+        )
     view = make_view(paths, True if options["plain"] else None)
     scheduler = Scheduler(
         paths,
@@ -237,8 +244,10 @@ def run(paths: SweepPaths, options: dict[str, Any], saved: tuple[Sweep, tuple | 
         grace_s=options["grace"],
         retry_failed=options["retry_failed"],
         retry_lost=options["retry_lost"],
+        detach=options.get("detach", False),
+        cancel_on_interrupt=options.get("cancel_on_interrupt", False),
         saved=saved,
-        backend=saved[0].backend if saved else store.backend_of(paths),
+        backend=backend,
     )
     try:
         scheduler.prepare()  # adopt and record first: the view starts from the true state

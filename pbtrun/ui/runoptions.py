@@ -89,6 +89,20 @@ RUNNING = (
         default=False,
     ),
     Option("plain", ("--plain",), FLAG, "Plain timestamped lines instead of the live view.", default=False),
+    Option(
+        "detach",
+        ("--detach",),
+        FLAG,
+        "On Slurm: submit, record the job ids and exit 0; status and resume follow the jobs.",
+        default=False,
+    ),
+    Option(
+        "cancel_on_interrupt",
+        ("--cancel-on-interrupt",),
+        FLAG,
+        "On Slurm: Ctrl-C cancels the sweep's jobs (by default it only stops watching them).",
+        default=False,
+    ),
 )
 
 # Where the sweep's directory goes (up, plan).
@@ -99,6 +113,7 @@ UP = (
     *PLACEMENT,
     *RUNNING,
     TRAIN_DIR,
+    Option("backend", ("--backend",), TEXT, "Where experiments run: local or slurm (overrides the spec's backend)."),
     Option("force", ("--force",), FLAG, "Re-queue experiments whose command changed in the spec.", default=False),
     Option(
         "dry_run",
