@@ -167,6 +167,11 @@ def test_detach_then_status_then_resume(on_slurm, recorder):
     assert "pbtrun resume" in detached.stdout
     status = _status(project)
     assert all(e["status"] == "running" and e["job_id"] for e in status.values())
+    for exp in status.values():  # no scheduler watches: status asked Slurm, once
+        seen = exp["observed"]
+        assert seen["state"] == "ended" or seen["detail"].startswith("Slurm: "), seen
+    table = project.run("status", "train_dir/s")
+    assert "Slurm: " in table.stdout or "not yet recorded" in table.stdout, table.stdout
     again = project.run("resume", "train_dir/s", "--plain", timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(intervals(project.records())) == 2

@@ -37,7 +37,7 @@ from pbtrun.backends.fromlog import outcome_of
 from pbtrun.errors import BackendError, BackendFault
 from pbtrun.state.files import write_atomic
 from pbtrun.state.paths import SweepPaths
-from pbtrun.state.records import Attempt, Experiment
+from pbtrun.state.records import Attempt, Experiment, Observed, Seen, Sweep
 
 TAG = "slurm-tag:"  # an attempt's reference until sbatch has given it a job id
 CALL_TIMEOUT_S = 60.0  # a Slurm client call that takes longer counts as failed (the controller is down)
@@ -81,7 +81,7 @@ class SlurmBackend:
 
     def expect(self, runnable: int, max_parallel: int, settings: Mapping[str, Any] | None = None) -> None:
         self.options = dict(settings or {})
-        self.key = str(self.options.get("key") or uuid.uuid5(uuid.NAMESPACE_URL, self.sweep_dir).hex[:12])
+        self.key = str(self.options.get("key") or _key(self.sweep_dir))
         os.makedirs(self.dir, exist_ok=True)
 
     def reserve(self) -> str | None:
@@ -320,6 +320,46 @@ class SlurmBackend:
 
     def close(self) -> None:
         return None
+
+
+def observe_jobs(paths: SweepPaths, sweep: Sweep) -> dict[str, Observed]:
+    """What the attempts a sweep records as running are, while no scheduler watches them: their
+    logs' exit records, and for the others one ``squeue`` for the whole sweep, read-only. A
+    ``squeue`` that fails leaves them unknown, saying why."""
+    backend = SlurmBackend(paths)
+    backend.key = str(sweep.backend_settings.get("key") or _key(backend.sweep_dir))
+    states: dict[str, slurmtext.JobState] | None = None
+    observed: dict[str, Observed] = {}
+    for exp in sweep.running():
+        last = exp.last
+        if last is None:
+            continue
+        found = logrecords.read_records(os.path.join(backend.sweep_dir, last.log))
+        if found is not None and found[0] is not None and not found[0].get("abandoned"):
+            outcome = outcome_of(found[0], found[1])
+            if outcome is not None:
+                observed[exp.id] = Observed(Seen.ENDED, outcome.returncode, outcome.ended_at)
+                continue
+        if states is None:
+            try:
+                states = backend._squeue()
+            except BackendError as exc:
+                why = f"Slurm did not answer ({exc.message.splitlines()[0][:80]})"
+                return {**observed, **{e.id: Observed(Seen.UNKNOWN, detail=why) for e in sweep.running()}}
+        state = states.get(last.ref or "")
+        if state is not None and state.state in ACTIVE:
+            where = f" on {state.nodes}" if state.nodes else f" ({state.reason})"
+            observed[exp.id] = Observed(Seen.RUNNING, detail=f"Slurm: {state.state}{where}")
+        elif state is not None:
+            observed[exp.id] = Observed(Seen.UNKNOWN, detail=f"Slurm: {state.state}, no exit status yet")
+        else:
+            observed[exp.id] = Observed(Seen.UNKNOWN, detail="not in squeue")
+    return observed
+
+
+def _key(sweep_dir: str) -> str:
+    """The sweep's name among Slurm's jobs (``pbtrun-<key>``): stable for its directory."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, sweep_dir).hex[:12]
 
 
 def _task(request: LaunchRequest, sweep_dir: str) -> dict[str, Any]:

@@ -169,6 +169,7 @@ class Observed(NamedTuple):
     state: Seen
     returncode: int | None = None
     ended_at: float | None = None
+    detail: str | None = None  # what a batch system says of it ("Slurm: PENDING (Priority)")
 
 
 class Settings(NamedTuple):

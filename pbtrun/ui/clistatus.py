@@ -122,6 +122,10 @@ def _observed(paths: SweepPaths, sweep: Sweep, holder: dict[str, Any] | None) ->
     at those attempts' logs and processes (read-only) to show what they really are."""
     if holder is not None:
         return {}
+    if sweep.backend == "slurm":  # the jobs are the cluster's: ask it, once, read-only
+        from pbtrun.backends.slurm import observe_jobs
+
+        return observe_jobs(paths, sweep)
     from pbtrun.backends.fromlog import observe
     from pbtrun.proc import hostname
 

@@ -114,7 +114,7 @@ def attempt_json(attempt: Attempt, prefix: str, jobs: bool = False) -> dict[str,
 def observed_json(seen: Observed | None) -> dict[str, Any] | None:
     if seen is None:
         return None
-    return {"state": seen.state, "returncode": seen.returncode, "ended_at": seen.ended_at}
+    return {"state": seen.state, "returncode": seen.returncode, "ended_at": seen.ended_at, "detail": seen.detail}
 
 
 def train_dir_json(train_dir: Path, rows: Sequence[tuple[Path, Mapping[str, Any] | None, Any, str]]) -> dict[str, Any]:

@@ -91,6 +91,8 @@ def summary_lines(paths: SweepPaths, sweep: Sweep, code: int, wall_s: float | No
 
 def _verdict(sweep: Sweep, counts: dict[str, int], code: int, wall_s: float | None) -> Line:
     how = {0: "finished", 1: "finished with failures", 130: "stopped"}.get(code, f"ended (exit code {code})")
+    if code in (0, 130) and counts[RUNNING] and sweep.backend != "local":
+        how = "left to the cluster"  # detached: its jobs run on, recorded
     after = f" after {duration(wall_s)}" if wall_s is not None else ""
     parts = [f"{counts[s]} {s}" for s in (SUCCEEDED, FAILED, INTERRUPTED)]
     parts += [f"{counts[s]} {s}" for s in (RUNNING, PENDING) if counts[s]]

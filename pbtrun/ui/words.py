@@ -101,6 +101,8 @@ def observed_word(seen: Observed) -> str:
     says so only once a scheduler records it, hence "not yet recorded"."""
     if seen.state == SEEN_ENDED and seen.returncode is not None:
         return f"ended ({returncode_word(seen.returncode)}), not yet recorded"
+    if seen.detail is not None:
+        return f"{seen.detail} (no scheduler)"
     return {
         SEEN_RUNNING: "running (no scheduler)",
         SEEN_LOST: "lost, not yet recorded",
