@@ -106,9 +106,8 @@ def main() -> None:
                   f"({sbatch_calls} sbatch call(s))")  # fmt: skip
             counts = calls_while_watching(root, env, log, args.watch_s)
             per_min = {k: round(v * 60 / args.watch_s, 1) for k, v in counts.items()}
-            print(
-                f"while {args.count} are queued and pbtrun watches ({args.watch_s:g} s, poll_s 10): {per_min} per minute"
-            )
+            watching = f"while {args.count} are queued and pbtrun watches ({args.watch_s:g} s, poll_s 10)"
+            print(f"{watching}: {per_min} per minute")
             cancel_all()
             old = one_sbatch_each(root, args.count)
             print(f"one sbatch per experiment (the old launcher's way): {args.count} submitted in {old:.2f} s")
