@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -215,3 +216,18 @@ def test_backend_flag_overrides_the_spec(on_slurm, recorder):
     assert exp["job_id"] and exp["status"] == "succeeded"
     bad = project.run("up", "sweep.toml", "--backend", "pbs")
     assert bad.returncode == 2 and "--backend 'pbs'" in bad.stderr
+
+
+def test_a_job_cancelled_by_hand_is_recorded_with_its_true_end(on_slurm, recorder):
+    """`scancel` run by a person (not pbtrun) on a running job: the experiment gets SIGTERM, and
+    pbtrun records the exit status the experiment really had (-15: a failure, not a stop of its)."""
+    project = on_slurm
+    project.spec(slurm_spec(recorder, '[[experiments]]\nname = "h"\ngrid = { k = [1], sleep = [30] }\n'))
+    up = project.start("up", "sweep.toml", "--plain")
+    project.wait_for(lambda: any(r["event"] == "start" for r in project.records()), timeout=60)
+    (exp,) = _status(project).values()
+    subprocess.run(["scancel", exp["job_id"]], env={**os.environ, **project.env()}, check=True)
+    out, err = up.communicate(timeout=60)
+    assert up.returncode == 1, out + err
+    (exp,) = _status(project).values()
+    assert (exp["status"], exp["returncode"]) == ("failed", -15)
