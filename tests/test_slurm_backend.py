@@ -230,4 +230,5 @@ def test_a_job_cancelled_by_hand_is_recorded_with_its_true_end(on_slurm, recorde
     out, err = up.communicate(timeout=60)
     assert up.returncode == 1, out + err
     (exp,) = _status(project).values()
-    assert (exp["status"], exp["returncode"]) == ("failed", -15)
+    assert (exp["status"], exp["returncode"], exp["end_state"]) == ("failed", -15, "CANCELLED")
+    assert "Slurm: CANCELLED" in project.run("status", "train_dir/s").stdout

@@ -52,6 +52,8 @@ class Outcome(NamedTuple):
     fault: BackendFault | None = None  # the backend could not do its job (disk full, a killed reaper)
     started: bool = True  # False: the experiment never started, so it may simply run again
     started_at: float | None = None  # when it started, if it is known better than the attempt knows it
+    # What the batch system says of the end beyond the exit status ("TIMEOUT", "NODE_FAIL"), if anything.
+    end_state: str | None = None
 
 
 class News(NamedTuple):

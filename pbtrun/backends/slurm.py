@@ -44,6 +44,8 @@ CALL_TIMEOUT_S = 60.0  # a Slurm client call that takes longer counts as failed 
 MAX_BACKOFF_S = 300.0
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
           "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}  # fmt: skip
+# End states that say more than an exit status: kept on the attempt, shown by status.
+NOTABLE = {"TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY", "CANCELLED", "DEADLINE", "BOOT_FAIL"}
 SETTLE_POLLS = 2  # polls a job may be over in Slurm before its log's exit record counts as missing
 
 
@@ -205,13 +207,9 @@ class SlurmBackend:
 
     def _look(self, h: Handle, states: Mapping[str, slurmtext.JobState]) -> Outcome | None:
         found = logrecords.read_records(h.log)
-        if found is not None and found[0] is not None:
-            if found[0].get("abandoned"):
-                return Outcome(None, time.time(), started=False)
-            if found[1] and found[1].get("node") and not h.node:  # it ran and ended between two polls
-                self.news_.append(News(h.exp_id, h.job_id, str(found[1]["node"])))
-            return outcome_of(found[0], found[1])
         state = states.get(h.job_id or "")
+        if found is not None and found[0] is not None:
+            return self._recorded_end(h, found, state)
         if state is not None and state.state in ACTIVE:
             if (state.state, state.nodes) != (h.state, h.node):
                 self.news_.append(News(h.exp_id, h.job_id, state.nodes or None))
@@ -223,6 +221,19 @@ class SlurmBackend:
         if found is None and logrecords.abandon(h.log):
             return Outcome(None, time.time(), started=False)  # it never started (cancelled while queued)
         return Outcome(None, time.time())  # it started, and nothing says how it ended (a node failed)
+
+    def _recorded_end(self, h: Handle, found: tuple, state: slurmtext.JobState | None) -> Outcome | None:
+        """The end the job wrote in its log, with Slurm's last word on it where it has one."""
+        if found[0].get("abandoned"):
+            return Outcome(None, time.time(), started=False)
+        if state is not None and state.state in ACTIVE and h.over < SETTLE_POLLS:
+            h.over += 1  # Slurm's last word (TIMEOUT, PREEMPTED...) comes once the job has left
+            return None
+        if found[1] and found[1].get("node") and not h.node:  # it ran and ended between two polls
+            self.news_.append(News(h.exp_id, h.job_id, str(found[1]["node"])))
+        outcome = outcome_of(found[0], found[1])
+        said = state.state if state is not None and state.state in NOTABLE else None
+        return outcome._replace(end_state=said) if outcome is not None and said else outcome
 
     def _squeue(self) -> dict[str, slurmtext.JobState]:
         text = self._call(["squeue", "-h", "-t", "all", f"--name=pbtrun-{self.key}", "-o", slurmtext.SQUEUE_FORMAT])

@@ -47,6 +47,8 @@ def after_end(exp: Experiment, outcome: Outcome, stopped_for: str | None) -> Exp
     assert last is not None
     timed_out = stopped_for == "timeout"
     common = {"ended_at": outcome.ended_at, "returncode": outcome.returncode, "pid": outcome.pid or last.pid}
+    if outcome.end_state is not None:
+        common["end_state"] = outcome.end_state
     if outcome.started_at is not None:  # it ran earlier than this attempt says (a state behind its logs)
         common["started_at"] = min(outcome.started_at, last.started_at)
     if not outcome.started:

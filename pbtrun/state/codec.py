@@ -156,6 +156,8 @@ def _attempt_json(a: Attempt) -> dict[str, Any]:
         raw["stop_reason"] = a.stop_reason
     if a.gpu_uuids is not None:
         raw["gpu_uuids"] = list(a.gpu_uuids)
+    if a.end_state is not None:
+        raw["end_state"] = a.end_state
     return raw
 
 
@@ -334,7 +336,14 @@ def _attempt_from(raw: Mapping[str, Any]) -> Attempt:
         None if stop_at is None else float(stop_at),
         stop_reason,
         _gpu_uuids(get("gpu_uuids"), number),
+        _end_state(get("end_state"), number),
     )
+
+
+def _end_state(raw: Any, number: Any) -> str | None:
+    if raw is not None and type(raw) is not str:
+        raise TypeError(f"attempt {number}: end_state must be a string")
+    return raw
 
 
 def _gpu_uuids(raw: Any, number: Any) -> tuple[str | None, ...] | None:

@@ -112,6 +112,9 @@ class Attempt(NamedTuple):
     stop_reason: str | None = None
     # The UUIDs of ``gpus`` (same order) where the driver told them; None where it did not.
     gpu_uuids: tuple[str | None, ...] | None = None
+    # A batch system's word on how the attempt ended, beyond its exit status ("TIMEOUT",
+    # "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY", "CANCELLED"); None locally and for plain ends.
+    end_state: str | None = None
 
     @property
     def duration_s(self) -> float | None:

@@ -74,6 +74,7 @@ def experiment_json(
         "gpus": None if last is None or last.gpus is None else list(last.gpus),
         "gpu_uuids": None if last is None or last.gpu_uuids is None else list(last.gpu_uuids),
         "job_id": None if last is None else _job_id(last, jobs),
+        "end_state": None if last is None else last.end_state,
         "node": None if last is None else last.host or None,
         "attempts": len(attempts),
         "argv": spec.argv,  # a tuple, written as a JSON array: no copy (nor of the dicts below)
@@ -106,6 +107,7 @@ def attempt_json(attempt: Attempt, prefix: str, jobs: bool = False) -> dict[str,
         "gpus": None if attempt.gpus is None else list(attempt.gpus),
         "gpu_uuids": None if attempt.gpu_uuids is None else list(attempt.gpu_uuids),
         "job_id": _job_id(attempt, jobs),
+        "end_state": attempt.end_state,
         "node": attempt.host or None,
         "log": prefix + attempt.log,
     }

@@ -81,8 +81,14 @@ def last_attempt(exp: Experiment) -> Attempt | None:
 
 
 def status_word(exp: Experiment) -> str:
-    """``failed (3)``, ``failed (SIGKILL)``, ``lost``: the status with what explains it."""
-    return _status_word(exp) + (" (removed)" if exp.removed else "")
+    """``failed (3)``, ``failed (SIGKILL)``, ``lost``: the status with what explains it, and a batch
+    system's word on the end (``failed (SIGTERM, Slurm: TIMEOUT)``)."""
+    word = _status_word(exp)
+    last = last_attempt(exp)
+    if last is not None and last.end_state is not None and exp.status != RUNNING:
+        said = f"Slurm: {last.end_state}"
+        word = f"{word[:-1]}, {said})" if word.endswith(")") else f"{word} ({said})"
+    return word + (" (removed)" if exp.removed else "")
 
 
 def _status_word(exp: Experiment) -> str:
@@ -118,7 +124,16 @@ def observed_status(seen: Observed) -> str:
 
 
 def attempt_word(attempt: Attempt) -> str:
-    """How one attempt ended, in a word: ``succeeded``, ``failed (3)``, ``timed out``, ``lost``..."""
+    """How one attempt ended, in a word: ``succeeded``, ``failed (3)``, ``timed out``, ``lost``...;
+    with a batch system's word where it had one (``failed (SIGTERM, Slurm: TIMEOUT)``)."""
+    word = _attempt_word(attempt)
+    if attempt.end_state is None:
+        return word
+    said = f"Slurm: {attempt.end_state}"
+    return f"{word[:-1]}, {said})" if word.endswith(")") else f"{word} ({said})"
+
+
+def _attempt_word(attempt: Attempt) -> str:
     if attempt.outcome == TIMED_OUT:
         return "timed out"
     if attempt.outcome in (LOST, STOPPED):
