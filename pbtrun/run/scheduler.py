@@ -375,7 +375,7 @@ class Scheduler:
                 self.look_again = True
             self.listener.ended(exp, self.sweep)
         for exp, _ in launched:
-            self.listener.started(exp, self.sweep)
+            self.listener.started(self.sweep.experiments.get(exp.id, exp), self.sweep)  # as recorded: job ids too
         if self.halted and not self.halt_shown:
             self._show_halt()
 

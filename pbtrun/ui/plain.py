@@ -104,6 +104,10 @@ class PlainView:
         self.tracker.started(exp, sweep)
         gpus = exp.last.gpus if exp.last else None
         where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""
+        if sweep.backend != "local":  # a job, queued until the cluster starts it
+            job = exp.last.ref if exp.last and exp.last.ref and exp.last.ref[:1].isdigit() else None
+            self._line(f"submitted {exp.name}{f' as job {job}' if job else ''} {self._progress()}")
+            return
         self._line(f"started   {exp.name}{where} {self._progress()}")
 
     def ended(self, exp: Experiment, sweep: Sweep) -> None:
