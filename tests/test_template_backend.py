@@ -243,6 +243,18 @@ def test_a_job_the_status_says_failed_without_an_exit_record_is_lost(queue, proj
     assert (exp["status"], exp["returncode"], exp["history"][-1]["outcome"]) == ("failed", None, "lost")
 
 
+def test_a_refused_submission_stops_launching_and_says_what_the_queue_said(queue, project, recorder):
+    text = template_spec(recorder, '[[experiments]]\nname = "r"\ngrid = { k = [1, 2] }\n')
+    project.spec(text.replace('"submit", "--"', '"submt", "--"'))  # the queue answers with its usage
+    result = project.run("up", "sweep.toml", "--plain", timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert "the submission of 00_r_k_1 failed: submit" in said and "usage: fakequeue.py" in said, said
+    assert "Traceback" not in said and not queue.jobs()
+    status = by_name(project.status_json("t"))
+    assert all(e["status"] == "pending" and e["job_id"] is None for e in status.values())
+
+
 @pytest.mark.parametrize("mode", ["no status command", "a status command that fails"])
 def test_ends_come_from_the_logs_whatever_the_status_command_does(queue, project, recorder, mode):
     if mode != "no status command":

@@ -73,12 +73,10 @@ class Handle:
 def parse_job_id(pattern: str, output: str) -> str:
     """The job id in ``output`` (what submit printed): the group named ``id``, else the only group."""
     match = re.search(pattern, output)
-    if match is None:
-        raise BackendError(f"no job id in what submit printed (job_id_pattern {pattern!r}): {clip(output.strip())!r}")
-    job_id = match["id"] if "id" in match.re.groupindex else match[1]
+    job_id = ((match["id"] if "id" in match.re.groupindex else match[1]) or "").strip() if match else ""
     if not job_id:
-        raise BackendError(f"job_id_pattern {pattern!r} matched an empty job id in {clip(output.strip())!r}")
-    return job_id.strip()
+        raise BackendError(f"no job id in what submit printed (job_id_pattern {pattern!r}): {clip(output.strip())!r}")
+    return job_id
 
 
 def verdict(options: Mapping[str, Any], output: str) -> str | None:
@@ -105,9 +103,11 @@ class TemplateBackend:
         self.next_poll = 0.0
         self.next_status = 0.0  # a status command that failed is not asked again before this
         self.failures = 0
+        self.poll_s = 10.0
 
     def expect(self, runnable: int, max_parallel: int, settings: Mapping[str, Any] | None = None) -> None:
         self.options = dict(settings or {})
+        self.poll_s = float(self.options.get("poll_s") or 10.0)
         os.makedirs(self.dir, exist_ok=True)
 
     def reserve(self) -> str | None:
@@ -153,7 +153,7 @@ class TemplateBackend:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        self.next_poll = min(self.next_poll or time.monotonic(), time.monotonic() + self._poll_s())
+        self.next_poll = min(self.next_poll or time.monotonic(), time.monotonic() + self.poll_s)
 
     # ---------------------------------------------------------------- watching
 
@@ -180,13 +180,13 @@ class TemplateBackend:
                 outcome = self._look(h, ask)
             except BackendError:
                 self.failures += 1  # the queue is slow or down: never a reason to call a job over
-                self.next_status = time.monotonic() + min(MAX_BACKOFF_S, self._poll_s() * 2**self.failures)
+                self.next_status = time.monotonic() + min(MAX_BACKOFF_S, self.poll_s * 2**self.failures)
                 ask = False
                 continue
             if outcome is not None:
                 del self.handles[h.exp_id]
                 ended.append((h.exp_id, outcome))
-        self.next_poll = time.monotonic() + self._poll_s()
+        self.next_poll = time.monotonic() + self.poll_s
         return ended
 
     def _look(self, h: Handle, ask: bool) -> Outcome | None:
@@ -231,9 +231,6 @@ class TemplateBackend:
         """``{gpus}``: its group's gpus_per_experiment, else [scheduler]'s, else 0."""
         return str(exp.spec.gpus_per_experiment or self.options.get("gpus_per_experiment") or 0)
 
-    def _poll_s(self) -> float:
-        return float(self.options.get("poll_s") or 10.0)
-
     # ---------------------------------------------------------------- stopping and settling
 
     def signal(self, handle: Handle, sig: int) -> bool:
@@ -266,7 +263,7 @@ class TemplateBackend:
             self._run("cancel", h)
         except BackendError:
             return False
-        self.next_poll = min(self.next_poll, time.monotonic() + self._poll_s())
+        self.next_poll = min(self.next_poll, time.monotonic() + self.poll_s)
         return True
 
     def finish_stop(self, handle: Handle, steps: Sequence[StopStep]) -> None:
@@ -294,6 +291,8 @@ class TemplateBackend:
 
     def _entry(self, ref: str) -> dict[str, Any]:
         """What submitted.jsonl says of the job an attempt went out as (by its tag or job id)."""
+        if not ref:
+            return {}
         path = os.path.join(self.dir, "submitted.jsonl")
         with contextlib.suppress(OSError), open(path, encoding="utf-8") as f:
             for line in f:
