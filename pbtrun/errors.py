@@ -55,9 +55,11 @@ class BackendError(PbtrunError):
 # What a fault's kind advises, unless its errno says the disk is full (see BackendFault.error).
 RUNNER_DIED = "runner_died"  # what runs the experiments died (local: a reaper, killed)
 WRITE_FAILED = "write_failed"  # a file the backend must write could not be (a log, a launch request)
+SUBMIT_REFUSED = "submit_refused"  # a cluster's queue refused a job (sbatch, a template's submit)
 _ADVICE = {
     RUNNER_DIED: "check what killed it (the OOM killer, a kill command)",
     WRITE_FAILED: "free space or fix permissions",
+    SUBMIT_REFUSED: "fix what the queue's answer says (often the spec's [slurm] or [template] table)",
 }
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -68,7 +70,7 @@ class BackendFault(NamedTuple):
     scheduler turns the first one into the error that stops launching. Typed, so that the advice
     never depends on the words of a message (or of a path inside one)."""
 
-    kind: str  # RUNNER_DIED or WRITE_FAILED
+    kind: str  # RUNNER_DIED, WRITE_FAILED or SUBMIT_REFUSED
     text: str  # what went wrong; "{name}" stands for the experiment's name
     errno: int | None = None  # the system's reason, where one was given (ENOSPC: the disk is full)
 

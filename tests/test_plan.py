@@ -336,6 +336,9 @@ def test_schema_knows_exactly_the_keys_the_spec_accepts(schema):
     from pbtrun.spec.slurm_table import SLURM_KEYS
 
     assert set(props["slurm"]["properties"]) == set(SLURM_KEYS)
+    from pbtrun.spec.template_table import TEMPLATE_KEYS
+
+    assert set(props["template"]["properties"]) == set(TEMPLATE_KEYS)
 
 
 def spec_files() -> list[Path]:
@@ -362,6 +365,8 @@ BAD_TOP = [  # each a top-level line (or table) of a spec otherwise valid
     'env = { A = "\\u0000" }',
     "[scheduler]\nnum_gpus = 4\ngpus = [0, 1]",
     'backend = "pbs"',
+    'backend = "template"\n[template]\njob_id_pattern = "(.+)"',  # no submit
+    'backend = "template"\n[template]\nsubmit = "q {command}"\njob_id_pattern = "(.+)"\nfailed_pattern = "F"',
 ]
 
 

@@ -26,7 +26,13 @@ def _slurm(paths: SweepPaths) -> Backend:
     return SlurmBackend(paths)
 
 
-OPENERS: dict[str, Callable[[SweepPaths], Backend]] = {"local": _local, "slurm": _slurm}
+def _template(paths: SweepPaths) -> Backend:
+    from pbtrun.backends.template import TemplateBackend
+
+    return TemplateBackend(paths)
+
+
+OPENERS: dict[str, Callable[[SweepPaths], Backend]] = {"local": _local, "slurm": _slurm, "template": _template}
 
 
 def open_backend(name: str, paths: SweepPaths) -> Backend:

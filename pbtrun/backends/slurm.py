@@ -31,10 +31,10 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pbtrun.backends import logrecords, slurmtext
+from pbtrun.backends import logrecords, slurmjob, slurmtext
 from pbtrun.backends.base import Ended, LaunchRequest, News, Outcome, StopStep
 from pbtrun.backends.fromlog import outcome_of
-from pbtrun.errors import BackendError, BackendFault
+from pbtrun.errors import SUBMIT_REFUSED, BackendError, BackendFault
 from pbtrun.state.files import write_atomic
 from pbtrun.state.paths import SweepPaths
 from pbtrun.state.records import Attempt, Experiment, Observed, Seen, Sweep
@@ -47,6 +47,7 @@ ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEU
 # End states that say more than an exit status: kept on the attempt, shown by status.
 NOTABLE = {"TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY", "CANCELLED", "DEADLINE", "BOOT_FAIL"}
 SETTLE_POLLS = 2  # polls a job may be over in Slurm before its log's exit record counts as missing
+GPUS = "from Slurm (CUDA_VISIBLE_DEVICES as the job gets it)"  # the log header's GPUs line
 
 
 class Handle:
@@ -113,7 +114,7 @@ class SlurmBackend:
     def _submit(self, requests: Sequence[LaunchRequest], handles: Sequence[Handle], gpus: int, cwd: str) -> None:
         manifest_id = uuid.uuid4().hex[:12]
         manifest = os.path.join(self.dir, f"{manifest_id}.json")
-        tasks = [_task(r, self.sweep_dir) for r in requests]
+        tasks = [slurmjob.task_of(r, self.sweep_dir, GPUS) for r in requests]
         document = {"tags": [h.tag for h in handles], "tasks": tasks}
         write_atomic(Path(manifest), json.dumps(document).encode())  # durable: settle finds the tags in it
         script = os.path.join(self.dir, f"{manifest_id}.sh")
@@ -128,7 +129,7 @@ class SlurmBackend:
             done = self._call(argv)
             job = slurmtext.parse_sbatch(done)
         except BackendError as exc:
-            fault = BackendFault(f"sbatch refused the submission: {exc.message}", "check the [slurm] table")
+            fault = BackendFault(SUBMIT_REFUSED, f"sbatch refused the submission of {{name}}: {exc.message}")
             self.ended += [(h.exp_id, Outcome(None, time.time(), started=False, fault=fault)) for h in handles]
             for h in handles:
                 self.handles.pop(h.exp_id, None)
@@ -371,21 +372,3 @@ def observe_jobs(paths: SweepPaths, sweep: Sweep) -> dict[str, Observed]:
 def _key(sweep_dir: str) -> str:
     """The sweep's name among Slurm's jobs (``pbtrun-<key>``): stable for its directory."""
     return uuid.uuid5(uuid.NAMESPACE_URL, sweep_dir).hex[:12]
-
-
-def _task(request: LaunchRequest, sweep_dir: str) -> dict[str, Any]:
-    exp, attempt = request.experiment, request.attempt
-    argv = list(request.argv)
-    if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable
-    gpus = "from Slurm (CUDA_VISIBLE_DEVICES as the job gets it)"
-    return {
-        "id": exp.id,
-        "name": exp.name,
-        "attempt": attempt.number,
-        "argv": argv,
-        "env": dict(request.env),
-        "cwd": request.cwd,
-        "log": os.path.join(sweep_dir, attempt.log),
-        "gpus": gpus,
-    }

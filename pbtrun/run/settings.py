@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pbtrun.errors import SpecError
 from pbtrun.printable import quantity
 from pbtrun.run.gpus import MB_PER_GB, detect_gpu_count
-from pbtrun.spec.model import SchedulerSettings
+from pbtrun.spec.model import LOCAL, SchedulerSettings
 from pbtrun.spec.scheduler_table import settings_problems
 from pbtrun.state.records import Settings
 
@@ -65,8 +65,8 @@ def resolve_spec(spec: Spec, flags: SchedulerSettings) -> Settings:
     too, and every refusal of a spec's value names its line."""
     from pbtrun.spec.positions import SpecSource
 
-    if spec.backend == "slurm":
-        return _on_slurm(spec, flags)
+    if spec.backend != LOCAL:
+        return _on_cluster(spec, flags)
     src = SpecSource(spec.path, spec.text)
     own = [(i, g.gpus_per_experiment) for i, g in enumerate(spec.groups) if g.gpus_per_experiment is not None]
     try:
@@ -141,18 +141,19 @@ def _resolve(spec: SchedulerSettings, flags: SchedulerSettings, pin_by_default: 
     return settings
 
 
-UNLIMITED = 1_000_000  # max_parallel on Slurm without max_submitted: the cluster decides what runs
+UNLIMITED = 1_000_000  # max_parallel on a cluster without max_submitted: the cluster decides what runs
 
 
-def _on_slurm(spec: Spec, flags: SchedulerSettings) -> Settings:
-    """On Slurm nothing is pinned here (each job gets its GPUs from Slurm); every pending
-    experiment is submitted at once, as arrays throttled to ``max_submitted``, or one job each,
-    at most ``max_submitted`` queued or running."""
+def _on_cluster(spec: Spec, flags: SchedulerSettings) -> Settings:
+    """On a cluster (Slurm, a template's queue) nothing is pinned here: each job gets its GPUs
+    from the cluster. Every pending experiment is submitted at once (``max_parallel`` bounds
+    them); on Slurm as arrays throttled to ``max_submitted``, or one job each, at most
+    ``max_submitted`` queued or running."""
     for key in ("num_gpus", "experiments_per_gpu"):
         if getattr(flags, key) is not None:
             raise SpecError(
-                f'command line: --{key.replace("_", "-")} means nothing with backend = "slurm": Slurm gives each '
-                "job its GPUs (gpus_per_experiment in the spec asks for them)."
+                f'command line: --{key.replace("_", "-")} means nothing with backend = "{spec.backend}": the '
+                "cluster gives each job its GPUs (gpus_per_experiment in the spec asks for them)."
             )
     for key, problem in settings_problems(flags):
         raise SpecError(f"command line: --{key.replace('_', '-')} {problem}")

@@ -40,6 +40,7 @@ TOP_KEYS = (
     "env",
     "experiments",
     "slurm",
+    "template",
 )
 SCHEDULER_KEYS = (
     "num_gpus",

@@ -20,7 +20,11 @@ if TYPE_CHECKING:  # the state's readers load this module for ExperimentSpec; ar
 LOCAL = "local"
 # The backends a spec may name in ``backend`` (each implemented under pbtrun.backends), with what
 # each does, as an error lists them. The spec layer sits below the backends: it keeps the names.
-BACKENDS = {LOCAL: "each experiment a process on this machine", "slurm": "each experiment a Slurm job"}
+BACKENDS = {
+    LOCAL: "each experiment a process on this machine",
+    "slurm": "each experiment a Slurm job",
+    "template": "each experiment a job submitted by the commands of [template]",
+}
 
 
 class SchedulerSettings(NamedTuple):
@@ -73,7 +77,7 @@ class Spec(NamedTuple):
     args: str = "argparse"  # argstyle.ARGPARSE, spelled out here: see the import above
     warnings: tuple[str, ...] = ()  # for plan and up to print; the spec layer never prints
     backend: str = LOCAL
-    backend_settings: dict[str, Any] = {}  # noqa: RUF012  the backend's own table ([slurm]), checked
+    backend_settings: dict[str, Any] = {}  # noqa: RUF012  the backend's own table ([slurm], [template]), checked
 
 
 class ExperimentSpec(NamedTuple):

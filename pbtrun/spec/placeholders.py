@@ -49,6 +49,11 @@ def fill_attempt(argv: Sequence[str], env: Mapping[str, str], number: int) -> tu
     return argv, env
 
 
+def names(text: str) -> list[str]:
+    """Every ``{name}`` token in ``text``, in order: what :func:`fill` would look up."""
+    return [m[1] for m in _TOKEN.finditer(text)] if "{" in text else []
+
+
 def has_any(text: str, attempt: bool = False) -> bool:
     """Whether ``text`` holds a token :func:`fill` would replace with one of :data:`COMPILED`
     (or, with ``attempt``, ``{attempt}`` too)."""

@@ -26,6 +26,7 @@ from pbtrun.spec.model import BACKENDS, LOCAL, Spec
 from pbtrun.spec.positions import SpecSource
 from pbtrun.spec.scheduler_table import read_scheduler
 from pbtrun.spec.slurm_table import read_slurm
+from pbtrun.spec.template_table import read_template
 
 
 def load(path: str | os.PathLike[str], backend: str | None = None) -> Spec:
@@ -93,7 +94,8 @@ def parse(text: str, path: Path, backend_flag: str | None = None) -> Spec:
         args=args,
         warnings=_style_warnings(src, raw, arg_keys),
         backend=backend,
-        backend_settings=read_slurm(src, raw, backend),
+        # Each reader refuses its table on another backend: at most one of them has settings.
+        backend_settings={**read_slurm(src, raw, backend), **read_template(src, raw, backend)},
     )
 
 

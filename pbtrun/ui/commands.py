@@ -281,7 +281,7 @@ def run_up_quickly(options: dict[str, Any]) -> None:
 
 
 def _backend_settings(spec: Spec) -> dict[str, Any]:
-    """What the backend is given: its table, and on Slurm the GPUs each job asks for."""
-    if spec.backend != "slurm":
+    """What the backend is given: its table, and on a cluster the GPUs each job asks for."""
+    if spec.backend == "local":
         return dict(spec.backend_settings)
     return {**spec.backend_settings, "gpus_per_experiment": spec.scheduler.gpus_per_experiment or 0}

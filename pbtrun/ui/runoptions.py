@@ -93,7 +93,7 @@ RUNNING = (
         "detach",
         ("--detach",),
         FLAG,
-        "On Slurm: submit, record the job ids and exit 0; status and resume follow the jobs.",
+        "On a cluster: submit, record the job ids and exit 0; status and resume follow the jobs.",
         default=False,
     ),
     Option(
@@ -113,7 +113,7 @@ UP = (
     *PLACEMENT,
     *RUNNING,
     TRAIN_DIR,
-    Option("backend", ("--backend",), TEXT, "Where experiments run: local or slurm (overrides the spec's backend)."),
+    Option("backend", ("--backend",), TEXT, "Where experiments run: local, slurm or template (overrides the spec)."),
     Option("force", ("--force",), FLAG, "Re-queue experiments whose command changed in the spec.", default=False),
     Option(
         "dry_run",

@@ -89,10 +89,16 @@ def experiment_json(
     }
 
 
+# What a batch system's attempt goes by until its queue gives a job id (slurm.TAG, template.TAG;
+# spelled out here: status must not import the backends).
+_TAGS = ("slurm-tag:", "template-tag:")
+
+
 def _job_id(attempt: Attempt, jobs: bool) -> str | None:
-    """A batch system's job id (Slurm: ``123_4``), once it gave one; None for a local attempt."""
+    """A batch system's job id (Slurm: ``123_4``; a template's queue: whatever it printed), once
+    it gave one; None for a local attempt."""
     ref = attempt.ref
-    return ref if jobs and ref and ref[:1].isdigit() else None
+    return ref if jobs and ref and not ref.startswith(_TAGS) else None
 
 
 def attempt_json(attempt: Attempt, prefix: str, jobs: bool = False) -> dict[str, Any]:
