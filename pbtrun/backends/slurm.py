@@ -211,6 +211,8 @@ class SlurmBackend:
         state = states.get(h.job_id or "")
         if found is not None and found[0] is not None:
             return self._recorded_end(h, found, state)
+        if h.job_id is None:
+            return None  # its id was never recorded (a crash at submission): its log will say its end
         if state is not None and state.state in ACTIVE:
             if (state.state, state.nodes) != (h.state, h.node):
                 self.news_.append(News(h.exp_id, h.job_id, state.nodes or None))
@@ -288,7 +290,10 @@ class SlurmBackend:
         if not job_id:
             if logrecords.abandon(log):  # never submitted: and now it never will run
                 return Outcome(None, time.time(), started=False)
-            return self.settle(experiment, attempt)
+            # Its job started this instant, under an id nothing recorded: watched by its log alone.
+            handle = Handle(experiment.id, experiment.name, log, ref)
+            self.handles[experiment.id] = handle
+            return handle
         handle = Handle(experiment.id, experiment.name, log, ref if ref.startswith(TAG) else "", job_id)
         self.handles[experiment.id] = handle
         if job_id != ref:

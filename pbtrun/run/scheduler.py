@@ -34,6 +34,7 @@ from pbtrun.run import control, reconcile
 from pbtrun.run.attempts import launch_requests, next_attempt
 from pbtrun.run.choosing import Chosen, choose
 from pbtrun.run.gpus import Placement
+from pbtrun.run.news import apply_news
 from pbtrun.run.outcomes import after_end, exit_code
 from pbtrun.run.queue import RunQueue
 from pbtrun.run.stopping import Stops
@@ -245,19 +246,13 @@ class Scheduler:
         return ended
 
     def _record_news(self, news: list[News]) -> None:
-        """A running attempt's new reference (a job id) and where it runs (a node), recorded."""
-
-        def change(sweep: Sweep) -> None:
-            for item in news:
-                exp = sweep.experiments.get(item.exp_id)
-                if exp is None or exp.status != RUNNING or exp.last is None:
-                    continue
-                last = exp.last
-                new = last._replace(ref=item.ref or last.ref, host=item.node or last.host)
-                if new != last:
-                    sweep.update(exp.to(RUNNING, new))
-
-        self._transact(change)
+        """A running attempt's new reference (a job id) and where it runs (a node), recorded
+        (:mod:`pbtrun.run.news`); a job that starts running now starts its timeout_min too."""
+        started: list[Experiment] = []
+        self._transact(lambda sweep: started.extend(apply_news(sweep, news, self.host)))
+        for exp in started:
+            if exp.id in self.running:
+                self._watch(self.running[exp.id], exp)
 
     def _obey(self, commands: list[str]) -> None:
         for command in commands:
@@ -439,7 +434,10 @@ class Scheduler:
     def _watch(self, handle: Handle, exp: Experiment) -> None:
         self.running[exp.id] = handle
         timeout_min = exp.spec.timeout_min
-        if timeout_min is not None and exp.last is not None:
+        # A cluster's job counts its time from when it runs, not from its submission: a job
+        # queued for hours must not time out (that time starts with the node news brings).
+        queued = self.backend.interrupt_detaches and exp.last is not None and exp.last.host == self.host
+        if timeout_min is not None and exp.last is not None and not queued:
             left_s = exp.last.started_at + timeout_min * 60 - time.time()
             self.stops.time_out_at(exp.id, time.monotonic() + left_s)
 
