@@ -1003,7 +1003,7 @@ def test_status_without_a_scheduler_shows_what_running_experiments_really_are(pr
     assert "resume with: pbtrun resume train_dir/o" in shown["footer"]
     observed = {e["name"]: e["observed"] for e in project.status_json("o")["experiments"]}
     assert observed["01_g_n_3"]["state"] == "ended" and observed["01_g_n_3"]["returncode"] == 3
-    assert observed["02_g_n_5"] == {"state": "running", "returncode": None, "ended_at": None}
+    assert observed["02_g_n_5"] == {"state": "running", "returncode": None, "ended_at": None, "detail": None}
 
     # The reaper and the last experiment vanish at once, as in a reboot: no exit record, no process.
     os.kill(pid_records[2]["reaper"], signal.SIGKILL)
