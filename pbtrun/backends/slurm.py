@@ -34,6 +34,7 @@ from typing import Any
 from pbtrun.backends import logrecords, slurmjob, slurmtext
 from pbtrun.backends.base import Ended, LaunchRequest, News, Outcome, StopStep
 from pbtrun.backends.fromlog import outcome_of
+from pbtrun.backends.queued import QueuedBackend, record_submission
 from pbtrun.errors import SUBMIT_REFUSED, BackendError, BackendFault
 from pbtrun.state.files import write_atomic
 from pbtrun.state.paths import SweepPaths
@@ -62,10 +63,8 @@ class Handle:
         self.over = 0  # polls since Slurm said it is over, without an exit record in its log
 
 
-class SlurmBackend:
+class SlurmBackend(QueuedBackend):
     name = "slurm"
-    signals: tuple[int, ...] = ()
-    interrupt_detaches = True
 
     def __init__(self, paths: SweepPaths) -> None:
         self.paths = paths
@@ -138,13 +137,8 @@ class SlurmBackend:
         for i, h in enumerate(handles):
             h.job_id = f"{job}_{i}" if array else job
             self.news_.append(News(h.exp_id, h.job_id, None))
-        line = json.dumps({"manifest": manifest_id, "job": job, "array": bool(array), "tags": document["tags"]})
-        fd = os.open(os.path.join(self.dir, "submitted.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, (line + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        entry = {"manifest": manifest_id, "job": job, "array": bool(array), "tags": document["tags"]}
+        record_submission(self.dir, entry)
         self.next_poll = min(self.next_poll or time.monotonic(), time.monotonic() + 1.0)
 
     def _script(self, manifest: str, gpus: int) -> str:
@@ -174,18 +168,6 @@ class SlurmBackend:
         return self.max_array
 
     # ---------------------------------------------------------------- watching
-
-    def fds(self) -> tuple[int, ...]:
-        return ()
-
-    def next_poll_at(self) -> float | None:
-        if self.ended:
-            return 0.0
-        return self.next_poll if self.handles else None
-
-    def news(self) -> list[News]:
-        news, self.news_ = self.news_, []
-        return news
 
     def collect(self, signals: Collection[int] = ()) -> list[Ended]:
         ended, self.ended = self.ended, []

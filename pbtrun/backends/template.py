@@ -41,6 +41,7 @@ from typing import Any
 from pbtrun.backends import logrecords, slurmjob
 from pbtrun.backends.base import Ended, LaunchRequest, News, Outcome, StopStep
 from pbtrun.backends.fromlog import outcome_of
+from pbtrun.backends.queued import QueuedBackend, record_submission
 from pbtrun.errors import SUBMIT_REFUSED, BackendError, BackendFault
 from pbtrun.printable import clip
 from pbtrun.spec import placeholders
@@ -88,10 +89,8 @@ def verdict(options: Mapping[str, Any], output: str) -> str | None:
     return None
 
 
-class TemplateBackend:
+class TemplateBackend(QueuedBackend):
     name = "template"
-    signals: tuple[int, ...] = ()
-    interrupt_detaches = True
 
     def __init__(self, paths: SweepPaths) -> None:
         self.sweep_dir = str(paths.dir.resolve())
@@ -143,31 +142,13 @@ class TemplateBackend:
                 del self.handles[h.exp_id]
             return
         self.news_.append(News(h.exp_id, h.job_id, None))
-        line = json.dumps({"manifest": manifest_id, "job": h.job_id, "tag": h.tag, "cwd": h.cwd}) + "\n"
         # A full disk must not lose the job: the news above records its id in the state, and the
         # state's own write failing is the scheduler's to handle.
         with contextlib.suppress(OSError):
-            fd = os.open(os.path.join(self.dir, "submitted.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, line.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            record_submission(self.dir, {"manifest": manifest_id, "job": h.job_id, "tag": h.tag, "cwd": h.cwd})
         self.next_poll = min(self.next_poll or time.monotonic(), time.monotonic() + self.poll_s)
 
     # ---------------------------------------------------------------- watching
-
-    def fds(self) -> tuple[int, ...]:
-        return ()
-
-    def next_poll_at(self) -> float | None:
-        if self.ended:
-            return 0.0
-        return self.next_poll if self.handles else None
-
-    def news(self) -> list[News]:
-        news, self.news_ = self.news_, []
-        return news
 
     def collect(self, signals: Collection[int] = ()) -> list[Ended]:
         ended, self.ended = self.ended, []
