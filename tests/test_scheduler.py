@@ -439,7 +439,19 @@ def test_attempt_number_counts_retries(project, recorder):
     history = exp["history"]
     assert [h["number"] for h in history] == [1, 2]
     assert {tuple(sorted(h)) for h in history} == {
-        ("end_state", "ended_at", "gpu_uuids", "gpus", "job_id", "log", "node", "number", "outcome", "returncode", "started_at")
+        (
+            "end_state",
+            "ended_at",
+            "gpu_uuids",
+            "gpus",
+            "job_id",
+            "log",
+            "node",
+            "number",
+            "outcome",
+            "returncode",
+            "started_at",
+        )
     }
     assert [(h["outcome"], h["returncode"], h["gpus"]) for h in history] == [("exited", 3, None), ("exited", 3, None)]
     assert history[-1]["log"] == exp["log"] and history[0]["log"] != exp["log"]
