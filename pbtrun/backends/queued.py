@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Sequence
 from typing import Any
 
-from pbtrun.backends.base import Ended, News
+from pbtrun.backends import logrecords
+from pbtrun.backends.base import Ended, News, Outcome, StopStep
+from pbtrun.backends.fromlog import outcome_of
 
 SUBMITTED = "submitted.jsonl"  # one line per submission, in the backend's directory of the sweep
 
@@ -37,6 +41,20 @@ class QueuedBackend:
     def news(self) -> list[News]:
         news, self.news_ = self.news_, []
         return news
+
+    def finish_stop(self, handle: Any, steps: Sequence[StopStep]) -> None:
+        return None  # a job leaves nothing of its own behind on this machine
+
+
+def ended_by_log(log: str) -> Outcome | None:
+    """How an attempt ended, where its log says so (the job's exit record, or resume's
+    abandonment: it never started); None while it does not."""
+    found = logrecords.read_records(log)
+    if found is None or found[0] is None:
+        return None
+    if found[0].get("abandoned"):
+        return Outcome(None, time.time(), started=False)
+    return outcome_of(found[0], found[1]) or Outcome(None, time.time())
 
 
 def record_submission(directory: str, entry: dict[str, Any]) -> None:

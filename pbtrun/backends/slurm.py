@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from pbtrun.backends import logrecords, slurmjob, slurmtext
-from pbtrun.backends.base import Ended, LaunchRequest, News, Outcome, StopStep
+from pbtrun.backends.base import Ended, LaunchRequest, News, Outcome
 from pbtrun.backends.fromlog import outcome_of
-from pbtrun.backends.queued import QueuedBackend, record_submission
+from pbtrun.backends.queued import QueuedBackend, ended_by_log, record_submission
 from pbtrun.errors import SUBMIT_REFUSED, BackendError, BackendFault
 from pbtrun.state.files import write_atomic
 from pbtrun.state.paths import SweepPaths
@@ -257,16 +257,10 @@ class SlurmBackend(QueuedBackend):
             self._call(argv)
         return True
 
-    def finish_stop(self, handle: Handle, steps: Sequence[StopStep]) -> None:
-        return None
-
     def settle(self, experiment: Experiment, attempt: Attempt) -> Handle | Outcome:
         log = os.path.join(self.sweep_dir, attempt.log)
-        found = logrecords.read_records(log)
-        if found is not None and found[0] is not None:
-            if found[0].get("abandoned"):
-                return Outcome(None, time.time(), started=False)
-            return outcome_of(found[0], found[1]) or Outcome(None, time.time())
+        if (ended := ended_by_log(log)) is not None:
+            return ended
         ref = attempt.ref or ""
         job_id = self._job_of(ref) if ref.startswith(TAG) else ref
         if not job_id:

@@ -34,14 +34,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pbtrun.backends import logrecords, slurmjob
-from pbtrun.backends.base import Ended, LaunchRequest, News, Outcome, StopStep
+from pbtrun.backends.base import Ended, LaunchRequest, News, Outcome
 from pbtrun.backends.fromlog import outcome_of
-from pbtrun.backends.queued import QueuedBackend, record_submission
+from pbtrun.backends.queued import QueuedBackend, ended_by_log, record_submission
 from pbtrun.errors import SUBMIT_REFUSED, BackendError, BackendFault
 from pbtrun.printable import clip
 from pbtrun.spec import placeholders
@@ -247,16 +247,10 @@ class TemplateBackend(QueuedBackend):
         self.next_poll = min(self.next_poll, time.monotonic() + self.poll_s)
         return True
 
-    def finish_stop(self, handle: Handle, steps: Sequence[StopStep]) -> None:
-        return None
-
     def settle(self, experiment: Experiment, attempt: Attempt) -> Handle | Outcome:
         log = os.path.join(self.sweep_dir, attempt.log)
-        found = logrecords.read_records(log)
-        if found is not None and found[0] is not None:
-            if found[0].get("abandoned"):
-                return Outcome(None, time.time(), started=False)
-            return outcome_of(found[0], found[1]) or Outcome(None, time.time())
+        if (ended := ended_by_log(log)) is not None:
+            return ended
         ref = attempt.ref or ""
         entry = self._entry(ref)
         job_id = entry.get("job") or (ref if ref and not ref.startswith(TAG) else None)
