@@ -15,7 +15,7 @@ from pbtrun.state.store import SweepPaths
 from pbtrun.ui.output import guarded
 from pbtrun.ui.summary import settings_line, summary_lines
 from pbtrun.ui.tracker import Tracker, progress_words
-from pbtrun.ui.words import attempt_word, duration
+from pbtrun.ui.words import attempt_word, duration, job_id
 
 FLUSH_EVERY_S = 0.5
 ETA_EVERY_S = 0.5
@@ -105,7 +105,7 @@ class PlainView:
         gpus = exp.last.gpus if exp.last else None
         where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""
         if sweep.backend != "local":  # a job, queued until the cluster starts it
-            job = exp.last.ref if exp.last and exp.last.ref and exp.last.ref[:1].isdigit() else None
+            job = job_id(exp.last, True) if exp.last else None
             self._line(f"submitted {exp.name}{f' as job {job}' if job else ''} {self._progress()}")
             return
         self._line(f"started   {exp.name}{where} {self._progress()}")

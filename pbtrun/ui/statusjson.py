@@ -14,7 +14,7 @@ from typing import Any
 from pbtrun.state.records import Attempt, Experiment, Observed, Sweep
 from pbtrun.state.store import SweepPaths
 from pbtrun.ui.jsonlines import Rows
-from pbtrun.ui.words import Filters, real_attempts
+from pbtrun.ui.words import Filters, job_id, real_attempts
 
 
 def sweep_json(
@@ -73,7 +73,7 @@ def experiment_json(
         "returncode": None if last is None else last.returncode,
         "gpus": None if last is None or last.gpus is None else list(last.gpus),
         "gpu_uuids": None if last is None or last.gpu_uuids is None else list(last.gpu_uuids),
-        "job_id": None if last is None else _job_id(last, jobs),
+        "job_id": None if last is None else job_id(last, jobs),
         "end_state": None if last is None else last.end_state,
         "node": None if last is None else last.host or None,
         "attempts": len(attempts),
@@ -89,18 +89,6 @@ def experiment_json(
     }
 
 
-# What a batch system's attempt goes by until its queue gives a job id (slurm.TAG, template.TAG;
-# spelled out here: status must not import the backends).
-_TAGS = ("slurm-tag:", "template-tag:")
-
-
-def _job_id(attempt: Attempt, jobs: bool) -> str | None:
-    """A batch system's job id (Slurm: ``123_4``; a template's queue: whatever it printed), once
-    it gave one; None for a local attempt."""
-    ref = attempt.ref
-    return ref if jobs and ref and not ref.startswith(_TAGS) else None
-
-
 def attempt_json(attempt: Attempt, prefix: str, jobs: bool = False) -> dict[str, Any]:
     """One attempt that started a process, as ``history`` lists it: a lost one stays visible.
     ``prefix``: the sweep directory and a slash, before the attempt's relative log path."""
@@ -112,7 +100,7 @@ def attempt_json(attempt: Attempt, prefix: str, jobs: bool = False) -> dict[str,
         "ended_at": attempt.ended_at,
         "gpus": None if attempt.gpus is None else list(attempt.gpus),
         "gpu_uuids": None if attempt.gpu_uuids is None else list(attempt.gpu_uuids),
-        "job_id": _job_id(attempt, jobs),
+        "job_id": job_id(attempt, jobs),
         "end_state": attempt.end_state,
         "node": attempt.host or None,
         "log": prefix + attempt.log,

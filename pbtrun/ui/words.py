@@ -123,6 +123,18 @@ def observed_status(seen: Observed) -> str:
     return {SEEN_LOST: FAILED, SEEN_NOT_STARTED: PENDING}.get(seen.state, RUNNING)
 
 
+# What a batch system's attempt goes by until its queue gives a job id (slurm.TAG, template.TAG;
+# spelled out here: the views must not import the backends).
+_TAGS = ("slurm-tag:", "template-tag:")
+
+
+def job_id(attempt: Attempt, jobs: bool) -> str | None:
+    """A batch system's job id (Slurm: ``123_4``; a template's queue: whatever it printed), once
+    it gave one; None for a local attempt (``jobs`` False: the sweep's backend is local)."""
+    ref = attempt.ref
+    return ref if jobs and ref and not ref.startswith(_TAGS) else None
+
+
 def attempt_word(attempt: Attempt) -> str:
     """How one attempt ended, in a word: ``succeeded``, ``failed (3)``, ``timed out``, ``lost``...;
     with a batch system's word where it had one (``failed (SIGTERM, Slurm: TIMEOUT)``)."""
